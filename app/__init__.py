@@ -1,0 +1,1 @@
+"""Docstore: user accounts plus a queryable JSON document store on MongoDB."""

@@ -1,0 +1,1 @@
+"""Authentication: passwords, access tokens, refresh sessions and rate limits."""

@@ -1,0 +1,51 @@
+"""Persistence models of refresh sessions and rate-limit counters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pymongo
+from beanie import Document
+from bson import ObjectId
+from pydantic import Field
+from pymongo import IndexModel
+
+
+class Session(Document):
+    """One signed-in device: a refresh-token family.
+
+    Only hashes of refresh tokens are stored. `used_hashes` remembers rotated-out tokens
+    so that presenting one again is recognised as theft and revokes the session.
+    """
+
+    user_id: ObjectId
+    token_hash: str
+    used_hashes: list[str] = Field(default_factory=list)
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None = None
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    class Settings:
+        name = "sessions"
+        indexes = [
+            IndexModel([("user_id", pymongo.ASCENDING)], name="by_user"),
+            # MongoDB's TTL monitor deletes sessions once they expire.
+            IndexModel([("expires_at", pymongo.ASCENDING)], name="expire", expireAfterSeconds=0),
+        ]
+
+
+class RateLimitCounter(Document):
+    """Attempts for one (action, client) pair in one fixed window; shared by all processes."""
+
+    id: str  # type: ignore[assignment]  # "<action>:<key>:<window start>"
+    hits: int
+    expires_at: datetime
+
+    class Settings:
+        name = "rate_limits"
+        indexes = [
+            IndexModel([("expires_at", pymongo.ASCENDING)], name="expire", expireAfterSeconds=0),
+        ]

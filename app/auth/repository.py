@@ -1,0 +1,86 @@
+"""The only door from the auth domain to MongoDB: sessions and rate-limit counters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ReturnDocument
+
+from app.auth.models import RateLimitCounter, Session
+from app.db.client import Db
+from app.users.repository import parse_object_id
+
+# Enough rotated-out hashes to recognise a replayed token for any realistic session.
+_USED_HASHES_KEPT = 200
+
+
+class SessionRepository:
+    def __init__(self, db: Db) -> None:
+        self.collection = db[Session.Settings.name]
+
+    async def create(self, session: Session) -> None:
+        await self.collection.insert_one(session.model_dump(by_alias=True, exclude={"revision_id"}))
+
+    async def rotate(
+        self, session_id: str, *, old_hash: str, new_hash: str, now: datetime
+    ) -> Session | None:
+        """Swap the current token hash atomically, only if `old_hash` is still current.
+
+        Of two concurrent refreshes with the same token, exactly one wins.
+        """
+        oid = parse_object_id(session_id)
+        if oid is None:
+            return None
+        raw = await self.collection.find_one_and_update(
+            {"_id": oid, "token_hash": old_hash, "revoked_at": None, "expires_at": {"$gt": now}},
+            {
+                "$set": {"token_hash": new_hash, "last_used_at": now},
+                "$push": {"used_hashes": {"$each": [old_hash], "$slice": -_USED_HASHES_KEPT}},
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+        return None if raw is None else Session.model_validate(raw)
+
+    async def get(self, session_id: str) -> Session | None:
+        oid = parse_object_id(session_id)
+        if oid is None:
+            return None
+        raw = await self.collection.find_one({"_id": oid})
+        return None if raw is None else Session.model_validate(raw)
+
+    async def revoke(self, session_id: str, *, now: datetime) -> None:
+        oid = parse_object_id(session_id)
+        if oid is not None:
+            await self.collection.update_one(
+                {"_id": oid, "revoked_at": None}, {"$set": {"revoked_at": now}}
+            )
+
+    async def revoke_all_for_user(
+        self, user_id: str, *, now: datetime, keep: str | None = None
+    ) -> int:
+        criteria: dict[str, Any] = {"user_id": ObjectId(user_id), "revoked_at": None}
+        keep_oid = parse_object_id(keep) if keep else None
+        if keep_oid is not None:
+            criteria["_id"] = {"$ne": keep_oid}
+        result = await self.collection.update_many(criteria, {"$set": {"revoked_at": now}})
+        return result.modified_count
+
+    async def delete_all_for_user(self, user_id: str) -> None:
+        await self.collection.delete_many({"user_id": ObjectId(user_id)})
+
+
+class RateLimitRepository:
+    def __init__(self, db: Db) -> None:
+        self.collection = db[RateLimitCounter.Settings.name]
+
+    async def increment(self, key: str, *, expires_at: datetime) -> int:
+        """Count one attempt under `key` and return the count including it."""
+        raw = await self.collection.find_one_and_update(
+            {"_id": key},
+            {"$inc": {"hits": 1}, "$setOnInsert": {"expires_at": expires_at}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        return int(raw["hits"]) if raw else 1

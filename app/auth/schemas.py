@@ -1,0 +1,56 @@
+"""Request and response bodies of the auth endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StringConstraints
+
+from app.auth.passwords import MAX_PASSWORD_LENGTH
+
+
+def _normalise_email(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+Email = Annotated[EmailStr, BeforeValidator(_normalise_email)]
+# The minimum length is a setting, checked by the service; the maximum bounds hashing cost.
+Password = Annotated[str, Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class RegisterRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"email": "ada@example.com", "password": "correct horse battery", "name": "Ada"}
+            ]
+        },
+    )
+    email: Email
+    password: Password
+    name: Name
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"email": "ada@example.com", "password": "correct horse battery"}]
+        },
+    )
+    email: Email
+    password: Password
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    refresh_token: Annotated[str, Field(min_length=1, max_length=512)]
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the access token expires")
+    refresh_token: str

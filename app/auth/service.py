@@ -1,0 +1,235 @@
+"""Business rules of authentication: registration, login, token rotation, revocation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bson import ObjectId
+
+from app.auth.models import Session
+from app.auth.passwords import PasswordHasher
+from app.auth.ratelimit import RateLimiter
+from app.auth.repository import SessionRepository
+from app.auth.schemas import TokenPair
+from app.auth.tokens import (
+    TokenExpired,
+    TokenInvalid,
+    decode_access_token,
+    expires_at,
+    hash_refresh_token,
+    issue_access_token,
+    new_refresh_token,
+    session_id_of,
+)
+from app.clock import Clock
+from app.config import Settings
+from app.errors import AppError, Conflict, ErrorCode, FieldError, Forbidden, Unauthorized
+from app.users.models import Role, User
+from app.users.repository import EmailTakenError, Principal, UserRepository
+
+
+class RegistrationDisabled(AppError):
+    code, status = ErrorCode.REGISTRATION_DISABLED, 403
+
+
+class PasswordPolicyError(AppError):
+    code, status = ErrorCode.VALIDATION_FAILED, 422
+
+
+def email_taken(email: str) -> Conflict:
+    return Conflict(f"An account with {email} already exists", code=ErrorCode.EMAIL_TAKEN)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """Who is knocking, for rate limits."""
+
+    address: str
+
+
+class AuthService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        users: UserRepository,
+        sessions: SessionRepository,
+        limiter: RateLimiter,
+        hasher: PasswordHasher,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.users = users
+        self.sessions = sessions
+        self.limiter = limiter
+        self.hasher = hasher
+        self.clock = clock
+
+    # -- passwords -------------------------------------------------------------------------
+
+    def check_password_policy(self, password: str, *, field: str = "password") -> None:
+        minimum = self.settings.password_min_length
+        if len(password) < minimum:
+            raise PasswordPolicyError(
+                f"The password must be at least {minimum} characters long",
+                errors=[
+                    FieldError(
+                        loc=["body", field],
+                        msg=f"String should have at least {minimum} characters",
+                        type="string_too_short",
+                    )
+                ],
+            )
+
+    # -- accounts --------------------------------------------------------------------------
+
+    async def register(
+        self, *, email: str, password: str, name: str, client: ClientInfo, role: Role = Role.USER
+    ) -> User:
+        if not self.settings.registration_enabled:
+            raise RegistrationDisabled("Registration is switched off on this server")
+        now = self.clock()
+        await self.limiter.hit(
+            "register", client.address, limit=self.settings.rate_limit_register_per_ip, now=now
+        )
+        return await self.create_user(email=email, password=password, name=name, role=role)
+
+    async def create_user(self, *, email: str, password: str, name: str, role: Role) -> User:
+        """Create an account, bypassing the registration switch (scripts, admins)."""
+        self.check_password_policy(password)
+        now = self.clock()
+        user = User(
+            email=email,
+            name=name,
+            password_hash=await self.hasher.hash(password),
+            role=role,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            return await self.users.insert(user)
+        except EmailTakenError:
+            raise email_taken(email) from None
+
+    # -- sign-in ---------------------------------------------------------------------------
+
+    async def login(self, *, email: str, password: str, client: ClientInfo) -> TokenPair:
+        now = self.clock()
+        limits = self.settings
+        await self.limiter.hit(
+            "login", client.address, limit=limits.rate_limit_login_per_ip, now=now
+        )
+        await self.limiter.hit(
+            "login-account", email, limit=limits.rate_limit_login_per_account, now=now
+        )
+        user = await self.users.get_by_email(email)
+        # Unknown emails cost one argon2 verification too, so timing tells nothing.
+        ok = await self.hasher.verify(user.password_hash if user else None, password)
+        if user is None or not ok:
+            raise Unauthorized("Wrong email or password", code=ErrorCode.INVALID_CREDENTIALS)
+        if user.disabled:
+            raise Forbidden("This account is disabled")
+        if self.hasher.needs_rehash(user.password_hash):
+            new_hash = await self.hasher.hash(password)
+            await self.users.update(str(user.id), {"password_hash": new_hash}, now=now)
+        return await self.start_session(user)
+
+    async def start_session(self, user: User) -> TokenPair:
+        now = self.clock()
+        session_id = ObjectId()
+        refresh_token, token_hash = new_refresh_token(str(session_id))
+        await self.sessions.create(
+            Session(
+                id=session_id,
+                user_id=user.id,
+                token_hash=token_hash,
+                created_at=now,
+                last_used_at=now,
+                expires_at=expires_at(now, self.settings.refresh_token_ttl_seconds),
+            )
+        )
+        return self._pair(user, str(session_id), refresh_token)
+
+    def _pair(self, user: User, session_id: str, refresh_token: str) -> TokenPair:
+        access = issue_access_token(
+            self.settings,
+            user_id=str(user.id),
+            token_version=user.token_version,
+            session_id=session_id,
+            now=self.clock(),
+        )
+        return TokenPair(
+            access_token=access,
+            expires_in=self.settings.access_token_ttl_seconds,
+            refresh_token=refresh_token,
+        )
+
+    async def refresh(self, *, refresh_token: str, client: ClientInfo) -> TokenPair:
+        now = self.clock()
+        await self.limiter.hit(
+            "refresh", client.address, limit=self.settings.rate_limit_refresh_per_ip, now=now
+        )
+        invalid = Unauthorized("The refresh token is not valid", code=ErrorCode.TOKEN_INVALID)
+        session_id = session_id_of(refresh_token)
+        if session_id is None:
+            raise invalid
+        old_hash = hash_refresh_token(refresh_token)
+        new_token, new_hash = new_refresh_token(session_id)
+        session = await self.sessions.rotate(
+            session_id, old_hash=old_hash, new_hash=new_hash, now=now
+        )
+        if session is None:
+            await self._explain_failed_rotation(session_id, old_hash)
+            raise invalid
+        user = await self.users.get(str(session.user_id))
+        if user is None or user.disabled:
+            await self.sessions.revoke(session_id, now=now)
+            raise invalid
+        return self._pair(user, session_id, new_token)
+
+    async def _explain_failed_rotation(self, session_id: str, token_hash: str) -> None:
+        session = await self.sessions.get(session_id)
+        if session is not None and token_hash in session.used_hashes:
+            # A rotated-out token came back: someone holds a copy. Kill the whole family.
+            await self.sessions.revoke(session_id, now=self.clock())
+            raise Unauthorized(
+                "This refresh token was already used; the session has been revoked",
+                code=ErrorCode.REFRESH_TOKEN_REUSED,
+            )
+
+    async def logout(self, *, refresh_token: str) -> None:
+        session_id = session_id_of(refresh_token)
+        session = await self.sessions.get(session_id) if session_id else None
+        if session is None or session.token_hash != hash_refresh_token(refresh_token):
+            raise Unauthorized("The refresh token is not valid", code=ErrorCode.TOKEN_INVALID)
+        await self.sessions.revoke(str(session.id), now=self.clock())
+
+    async def logout_all(self, principal: Principal) -> None:
+        now = self.clock()
+        await self.users.update(principal.id, {}, now=now, bump_token_version=True)
+        await self.sessions.revoke_all_for_user(principal.id, now=now)
+
+    # -- access tokens ---------------------------------------------------------------------
+
+    async def authenticate(self, access_token: str) -> Principal:
+        """The caller behind an access token, refused when the token is no longer good."""
+        try:
+            claims = decode_access_token(self.settings, access_token)
+        except TokenExpired:
+            raise Unauthorized(
+                "The access token has expired; refresh it", code=ErrorCode.TOKEN_EXPIRED
+            ) from None
+        except TokenInvalid:
+            raise Unauthorized(
+                "The access token is not valid", code=ErrorCode.TOKEN_INVALID
+            ) from None
+        principal = await self.users.get_principal(claims.user_id)
+        if (
+            principal is None
+            or principal.disabled
+            or principal.token_version != claims.token_version
+        ):
+            raise Unauthorized(
+                "The access token has been revoked", code=ErrorCode.TOKEN_INVALID
+            )
+        return principal

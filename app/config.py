@@ -1,0 +1,87 @@
+"""Typed settings, read once from the environment and `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEV_SECRET = "dev-insecure-secret-change-me-0123456789abcdef"  # noqa: S105 - refused in prod
+MIN_PROD_SECRET_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. Environment variable names are the field names in upper case."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    env: Literal["dev", "prod"] = "dev"
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Database. No URL means: start the embedded SecantusDB server in a child process.
+    mongodb_url: str | None = None
+    mongodb_db: str = "docstore"
+    mongodb_timeout_ms: int = Field(default=3000, ge=100)
+    query_max_time_ms: int = Field(default=5000, ge=10)
+    data_dir: Path = Path(".data")
+
+    # Access tokens (JWT, HS256) and refresh sessions.
+    jwt_secret: str = DEV_SECRET
+    jwt_issuer: str = "docstore"
+    jwt_audience: str = "docstore-api"
+    access_token_ttl_seconds: int = Field(default=900, ge=10)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+
+    # Accounts.
+    registration_enabled: bool = True
+    password_min_length: int = Field(default=8, ge=1, le=1024)
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=8)
+    argon2_parallelism: int = Field(default=4, ge=1)
+
+    # Rate limits: attempts per window, counted in MongoDB so they hold across processes.
+    rate_limit_window_seconds: int = Field(default=60, ge=1)
+    rate_limit_login_per_ip: int = Field(default=30, ge=1)
+    rate_limit_login_per_account: int = Field(default=10, ge=1)
+    rate_limit_register_per_ip: int = Field(default=10, ge=1)
+    rate_limit_refresh_per_ip: int = Field(default=60, ge=1)
+
+    # HTTP.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    log_level: str = "INFO"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_origins(cls, values: dict[str, object]) -> dict[str, object]:
+        origins = values.get("cors_origins")
+        if isinstance(origins, str):
+            values["cors_origins"] = [o.strip() for o in origins.split(",") if o.strip()]
+        return values
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.env == "prod":
+            if self.jwt_secret == DEV_SECRET or len(self.jwt_secret) < MIN_PROD_SECRET_LENGTH:
+                raise ValueError(
+                    "ENV=prod needs JWT_SECRET set to a random value of at least "
+                    f"{MIN_PROD_SECRET_LENGTH} characters (e.g. `openssl rand -hex 32`)"
+                )
+            if not self.mongodb_url:
+                raise ValueError(
+                    "ENV=prod needs MONGODB_URL: the embedded database is for development only"
+                )
+        return self
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return not self.mongodb_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

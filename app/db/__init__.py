@@ -1,0 +1,1 @@
+"""Database access: the client factory and the embedded development server."""

@@ -1,0 +1,85 @@
+"""Annotated dependency aliases, so route signatures read like sentences."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from app.auth.service import AuthService, ClientInfo
+from app.config import Settings
+from app.container import Container
+from app.errors import ErrorCode, Forbidden, Unauthorized
+from app.users.repository import Principal
+from app.users.service import UserService
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def get_settings_dep(container: ContainerDep) -> Settings:
+    return container.settings
+
+
+def get_auth_service(container: ContainerDep) -> AuthService:
+    return container.auth
+
+
+def get_user_service(container: ContainerDep) -> UserService:
+    return container.user_service
+
+
+def get_client_info(request: Request) -> ClientInfo:
+    # Behind a proxy, uvicorn's --proxy-headers/--forwarded-allow-ips fill request.client.
+    return ClientInfo(address=request.client.host if request.client else "unknown")
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+UserServiceDep = Annotated[UserService, Depends(get_user_service)]
+ClientDep = Annotated[ClientInfo, Depends(get_client_info)]
+
+# tokenUrl makes Swagger UI's Authorize button work with the OAuth2 password flow.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
+
+
+async def get_optional_user(
+    request: Request,
+    auth: AuthServiceDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> Principal | None:
+    if not token:
+        return None
+    principal = await auth.authenticate(token)
+    request.state.user_id = principal.id
+    return principal
+
+
+async def get_current_user(
+    principal: Annotated[Principal | None, Depends(get_optional_user)],
+) -> Principal:
+    if principal is None:
+        raise Unauthorized(
+            "Sign in first: send 'Authorization: Bearer <access token>'",
+            code=ErrorCode.NOT_AUTHENTICATED,
+        )
+    return principal
+
+
+async def get_admin_user(
+    principal: Annotated[Principal, Depends(get_current_user)],
+) -> Principal:
+    if not principal.is_admin:
+        raise Forbidden("This needs an admin account")
+    return principal
+
+
+OptionalUser = Annotated[Principal | None, Depends(get_optional_user)]
+CurrentUser = Annotated[Principal, Depends(get_current_user)]
+AdminUser = Annotated[Principal, Depends(get_admin_user)]

@@ -1,0 +1,48 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.auth.router import router as auth_router
+from app.config import Settings, get_settings
+from app.errors import install_error_handlers
+from app.lifespan import lifespan
+from app.ops.middleware import RequestContextMiddleware
+from app.ops.router import router as ops_router
+from app.users.router import router as users_router
+
+API_DESCRIPTION = """
+User accounts plus a queryable JSON document store on MongoDB.
+
+Every error is `application/problem+json` with a stable `code`; every response
+carries `X-Request-ID`. Sign in with `POST /v1/auth/login` (or the Authorize button)
+and send `Authorization: Bearer <access_token>`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Docstore",
+        version="1.0.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["ETag", "Location", "X-Request-ID", "Retry-After"],
+        )
+    # Added last, so it wraps everything (CORS and error handling included).
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.include_router(ops_router)
+    app.include_router(auth_router)
+    app.include_router(users_router)
+    return app

@@ -1,0 +1,1 @@
+"""Operations: request ids, access logs, health and readiness, metrics."""

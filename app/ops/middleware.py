@@ -1,0 +1,107 @@
+"""The outermost ASGI middleware: request id, body size limit, access log, last-resort 500.
+
+Written as plain ASGI rather than `BaseHTTPMiddleware` so it adds no task hop and no
+response buffering to every request.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import AppError, ErrorCode, problem_response
+from app.ops.context import set_request_id
+
+access_log = logging.getLogger("docstore.access")
+error_log = logging.getLogger("docstore.errors")
+
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class PayloadTooLarge(AppError):
+    code, status = ErrorCode.PAYLOAD_TOO_LARGE, 413
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _VALID_REQUEST_ID.match(given) else uuid.uuid4().hex
+        set_request_id(request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+        limit = self.max_body_bytes
+
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            response = problem_response(
+                413, ErrorCode.PAYLOAD_TOO_LARGE, f"The request body is over {limit} bytes"
+            )
+            response.headers["X-Request-ID"] = request_id
+            await response(scope, receive, send)
+            self._log(scope, 413, started)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLarge(f"The request body is over {limit} bytes")
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode("latin-1")),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except Exception as exc:
+            # Anything that escaped FastAPI's handlers. Answer problem+json (with the
+            # request id) instead of letting the server print a bare 500.
+            error_log.exception("unhandled error", exc_info=exc)
+            if not response_started:
+                response = problem_response(
+                    500, ErrorCode.INTERNAL_ERROR, "An unexpected error occurred"
+                )
+                await response(scope, receive, send_with_id)
+        finally:
+            self._log(scope, status, started)
+
+    @staticmethod
+    def _log(scope: Scope, status: int, started: float) -> None:
+        route = scope.get("route")
+        extra: dict[str, Any] = {
+            "method": scope["method"],
+            "path": scope["path"],
+            "route": getattr(route, "path", None),
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            # Set by the auth dependency through request.state.
+            "user_id": scope.get("state", {}).get("user_id"),
+        }
+        access_log.info("request", extra=extra)

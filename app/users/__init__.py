@@ -1,0 +1,1 @@
+"""User accounts: the caller's own profile and admin user management."""

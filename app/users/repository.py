@@ -1,0 +1,131 @@
+"""The only door from the users domain to MongoDB."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from app.db.client import Db
+from app.users.models import Role, User
+
+
+class EmailTakenError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """What a request needs to know about its caller, read with a narrow projection."""
+
+    id: str
+    role: Role
+    disabled: bool
+    token_version: int
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+_PRINCIPAL_FIELDS = {"role": 1, "disabled": 1, "token_version": 1}
+
+
+def parse_object_id(value: str) -> ObjectId | None:
+    try:
+        return ObjectId(value)
+    except (InvalidId, TypeError):
+        return None
+
+
+class UserRepository:
+    def __init__(self, db: Db) -> None:
+        self.collection = db[User.Settings.name]
+
+    @staticmethod
+    def _to_model(raw: dict[str, Any] | None) -> User | None:
+        return None if raw is None else User.model_validate(raw)
+
+    async def insert(self, user: User) -> User:
+        doc = user.model_dump(by_alias=True, exclude={"id", "revision_id"})
+        try:
+            result = await self.collection.insert_one(doc)
+        except DuplicateKeyError as exc:
+            raise EmailTakenError(user.email) from exc
+        user.id = result.inserted_id
+        return user
+
+    async def get(self, user_id: str) -> User | None:
+        oid = parse_object_id(user_id)
+        if oid is None:
+            return None
+        return self._to_model(await self.collection.find_one({"_id": oid}))
+
+    async def get_by_email(self, email: str) -> User | None:
+        return self._to_model(await self.collection.find_one({"email": email}))
+
+    async def get_principal(self, user_id: str) -> Principal | None:
+        oid = parse_object_id(user_id)
+        if oid is None:
+            return None
+        raw = await self.collection.find_one({"_id": oid}, _PRINCIPAL_FIELDS)
+        if raw is None:
+            return None
+        return Principal(
+            id=user_id,
+            role=Role(raw.get("role", Role.USER)),
+            disabled=bool(raw.get("disabled", False)),
+            token_version=int(raw.get("token_version", 0)),
+        )
+
+    async def update(
+        self,
+        user_id: str,
+        changes: dict[str, Any],
+        *,
+        now: datetime,
+        bump_token_version: bool = False,
+    ) -> User | None:
+        """Apply `changes` atomically and return the new state (None when absent)."""
+        oid = parse_object_id(user_id)
+        if oid is None:
+            return None
+        update: dict[str, Any] = {"$set": {**changes, "updated_at": now}}
+        if bump_token_version:
+            update["$inc"] = {"token_version": 1}
+        try:
+            raw = await self.collection.find_one_and_update(
+                {"_id": oid}, update, return_document=ReturnDocument.AFTER
+            )
+        except DuplicateKeyError as exc:
+            raise EmailTakenError(str(changes.get("email"))) from exc
+        return self._to_model(raw)
+
+    async def delete(self, user_id: str) -> bool:
+        oid = parse_object_id(user_id)
+        if oid is None:
+            return False
+        result = await self.collection.delete_one({"_id": oid})
+        return result.deleted_count == 1
+
+    async def find_page(self, *, query: str | None, after: str | None, limit: int) -> list[User]:
+        """Users in id order after `after`, optionally matching `query` in email or name."""
+        criteria: dict[str, Any] = {}
+        if query:
+            pattern = {"$regex": re.escape(query), "$options": "i"}
+            criteria["$or"] = [{"email": pattern}, {"name": pattern}]
+        if after is not None:
+            oid = parse_object_id(after)
+            if oid is not None:
+                criteria["_id"] = {"$gt": oid}
+        cursor = self.collection.find(criteria).sort("_id", 1).limit(limit)
+        return [User.model_validate(raw) async for raw in cursor]
+
+    async def count_admins(self) -> int:
+        return await self.collection.count_documents({"role": Role.ADMIN, "disabled": False})

@@ -1,0 +1,118 @@
+"""Business rules for user accounts: profile, password change, deletion, admin management."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.auth.passwords import PasswordHasher
+from app.auth.repository import SessionRepository
+from app.auth.schemas import TokenPair
+from app.auth.service import AuthService, email_taken
+from app.clock import Clock
+from app.errors import ErrorCode, FieldError, Forbidden, NotFound, ValidationFailed
+from app.pagination import CursorCodec
+from app.users.models import User
+from app.users.repository import EmailTakenError, Principal, UserRepository
+
+_CURSOR_SCOPE = "users"
+
+
+def user_not_found(user_id: str) -> NotFound:
+    return NotFound(f"User {user_id} does not exist", code=ErrorCode.USER_NOT_FOUND)
+
+
+class UserService:
+    def __init__(
+        self,
+        *,
+        users: UserRepository,
+        sessions: SessionRepository,
+        auth: AuthService,
+        hasher: PasswordHasher,
+        cursors: CursorCodec,
+        clock: Clock,
+    ) -> None:
+        self.users = users
+        self.sessions = sessions
+        self.auth = auth
+        self.hasher = hasher
+        self.cursors = cursors
+        self.clock = clock
+
+    async def get(self, user_id: str) -> User:
+        user = await self.users.get(user_id)
+        if user is None:
+            raise user_not_found(user_id)
+        return user
+
+    async def _update(self, user_id: str, changes: dict[str, Any], *, bump: bool = False) -> User:
+        try:
+            user = await self.users.update(
+                user_id, changes, now=self.clock(), bump_token_version=bump
+            )
+        except EmailTakenError:
+            raise email_taken(str(changes.get("email"))) from None
+        if user is None:
+            raise user_not_found(user_id)
+        return user
+
+    # -- the caller's own account ----------------------------------------------------------
+
+    async def update_me(self, me: Principal, changes: dict[str, Any]) -> User:
+        return await self._update(me.id, changes)
+
+    async def change_password(
+        self, me: Principal, *, current_password: str, new_password: str
+    ) -> TokenPair:
+        """Set a new password, end every session and access token, and start a fresh session."""
+        user = await self.get(me.id)
+        if not await self.hasher.verify(user.password_hash, current_password):
+            raise ValidationFailed(
+                "The current password is wrong",
+                errors=[
+                    FieldError(
+                        loc=["body", "current_password"],
+                        msg="Does not match the current password",
+                        type="password_mismatch",
+                    )
+                ],
+            )
+        self.auth.check_password_policy(new_password, field="new_password")
+        new_hash = await self.hasher.hash(new_password)
+        user = await self._update(me.id, {"password_hash": new_hash}, bump=True)
+        await self.sessions.revoke_all_for_user(me.id, now=self.clock())
+        return await self.auth.start_session(user)
+
+    async def delete_me(self, me: Principal) -> None:
+        await self.delete(me.id)
+
+    async def delete(self, user_id: str) -> None:
+        if not await self.users.delete(user_id):
+            raise user_not_found(user_id)
+        await self.sessions.delete_all_for_user(user_id)
+
+    # -- admin -----------------------------------------------------------------------------
+
+    async def list_page(
+        self, *, query: str | None, cursor: str | None, limit: int
+    ) -> tuple[list[User], str | None]:
+        scope = f"{_CURSOR_SCOPE}:{query or ''}"
+        after = str(self.cursors.decode(cursor, scope=scope)) if cursor else None
+        users = await self.users.find_page(query=query, after=after, limit=limit + 1)
+        next_cursor = None
+        if len(users) > limit:
+            users = users[:limit]
+            next_cursor = self.cursors.encode(str(users[-1].id), scope=scope)
+        return users, next_cursor
+
+    async def admin_update(self, actor: Principal, user_id: str, changes: dict[str, Any]) -> User:
+        if user_id == actor.id and ({"role", "disabled"} & changes.keys()):
+            raise Forbidden("Admins cannot change their own role or disable themselves")
+        # A role change or disabling must take effect on live tokens at once.
+        bump = bool({"role", "disabled"} & changes.keys())
+        return await self._update(user_id, changes, bump=bump)
+
+    async def admin_delete(self, actor: Principal, user_id: str) -> None:
+        if user_id == actor.id:
+            raise Forbidden("Admins delete their own account with DELETE /v1/users/me")
+        await self.delete(user_id)

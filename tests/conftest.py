@@ -1,0 +1,179 @@
+"""One real database server per test session; one fresh database per test.
+
+Without MONGODB_URL the suite starts the embedded SecantusDB (in-memory storage) once;
+with it, tests run against that MongoDB. Each test gets its own database name, dropped
+afterwards, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from pymongo import AsyncMongoClient
+
+from app.config import Settings
+from app.container import Container
+from app.db.embedded import MEMORY, EmbeddedDatabase
+from app.main import create_app
+from app.users.models import Role
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    external = os.environ.get("MONGODB_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedDatabase(MEMORY)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "mongodb_url": database_url,
+        "mongodb_db": f"test_{uuid.uuid4().hex[:12]}",
+        "jwt_secret": "test-secret-" + "x" * 40,
+        # Cheap argon2 keeps the suite fast; production parameters are the defaults.
+        "argon2_time_cost": 1,
+        "argon2_memory_kib": 64,
+        "argon2_parallelism": 1,
+        "rate_limit_login_per_ip": 1000,
+        "rate_limit_login_per_account": 1000,
+        "rate_limit_register_per_ip": 1000,
+        "rate_limit_refresh_per_ip": 1000,
+        "mongodb_timeout_ms": 2000,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+
+@asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The real app with its lifespan run; its database is dropped afterwards."""
+    app = create_app(settings)
+    try:
+        async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30):
+            yield app
+    finally:
+        cleanup: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_url)
+        await cleanup.drop_database(settings.mongodb_db)
+        await cleanup.close()
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    async with running_app(settings) as app:
+        yield app
+
+
+def http_client(app: FastAPI) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://docstore.test")
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with http_client(app) as client:
+        yield client
+
+
+@pytest.fixture
+def container(app: FastAPI) -> Container:
+    container: Container = app.state.container
+    return container
+
+
+@dataclass
+class Account:
+    """A signed-in user as tests see it."""
+
+    id: str
+    email: str
+    password: str
+    access_token: str
+    refresh_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+async def sign_in(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> Account:
+    response = await client.post("/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    tokens = response.json()
+    me = await client.get(
+        "/v1/users/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
+    assert me.status_code == 200, me.text
+    return Account(
+        id=me.json()["id"],
+        email=email,
+        password=password,
+        access_token=tokens["access_token"],
+        refresh_token=tokens["refresh_token"],
+    )
+
+
+@pytest.fixture
+def make_account(client: httpx.AsyncClient, container: Container):  # type: ignore[no-untyped-def]
+    """Create an account (through the service) and sign it in through the API."""
+
+    async def make(
+        email: str | None = None, *, role: Role = Role.USER, name: str = "Test User"
+    ) -> Account:
+        email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
+        await container.auth.create_user(email=email, password=PASSWORD, name=name, role=role)
+        return await sign_in(client, email)
+
+    return make
+
+
+@pytest.fixture
+async def user(make_account) -> Account:  # type: ignore[no-untyped-def]
+    account: Account = await make_account()
+    return account
+
+
+@pytest.fixture
+async def other_user(make_account) -> Account:  # type: ignore[no-untyped-def]
+    account: Account = await make_account()
+    return account
+
+
+@pytest.fixture
+async def admin(make_account) -> Account:  # type: ignore[no-untyped-def]
+    account: Account = await make_account(role=Role.ADMIN, name="Admin")
+    return account
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The response is an RFC 9457 problem with this status and code."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["code"] == code, body
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
