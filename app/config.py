@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEV_SECRET = "dev-insecure-secret-change-me-0123456789abcdef"  # noqa: S105 - refused in prod
+DEV_SECRET = "dev-insecure-secret-change-me-0123456789abcdef"
 MIN_PROD_SECRET_LENGTH = 32
 
 

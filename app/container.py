@@ -6,18 +6,32 @@ request pays for no object construction and tests can swap any piece.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from beanie import init_beanie
+
+from app.auth.models import RateLimitCounter, Session
 from app.auth.passwords import PasswordHasher
 from app.auth.ratelimit import RateLimiter
 from app.auth.repository import RateLimitRepository, SessionRepository
 from app.auth.service import AuthService
 from app.clock import Clock, utc_now
 from app.config import Settings
-from app.db.client import Db
+from app.db.client import Db, create_client
+from app.db.embedded import EmbeddedDatabase, running_url
 from app.pagination import CursorCodec
+from app.users.models import User
 from app.users.repository import UserRepository
 from app.users.service import UserService
+
+log = logging.getLogger("docstore.container")
+
+# Every Beanie document; init_beanie creates their declared indexes.
+DOCUMENT_MODELS = [User, Session, RateLimitCounter]
 
 
 @dataclass
@@ -35,7 +49,9 @@ class Container:
         users = UserRepository(db)
         sessions = SessionRepository(db)
         hasher = PasswordHasher(settings)
-        limiter = RateLimiter(RateLimitRepository(db), window_seconds=settings.rate_limit_window_seconds)
+        limiter = RateLimiter(
+            RateLimitRepository(db), window_seconds=settings.rate_limit_window_seconds
+        )
         auth = AuthService(
             settings=settings,
             users=users,
@@ -61,3 +77,30 @@ class Container:
             auth=auth,
             user_service=user_service,
         )
+
+
+@asynccontextmanager
+async def open_container(settings: Settings) -> AsyncIterator[Container]:
+    """Connect (starting the embedded database when no MONGODB_URL is set), ensure
+    indexes, build the container; close everything on the way out."""
+    embedded: EmbeddedDatabase | None = None
+    url = settings.mongodb_url
+    if url is None:
+        url = await asyncio.to_thread(running_url, settings.data_dir)
+        if url is None:
+            embedded = EmbeddedDatabase(settings.data_dir)
+            await asyncio.to_thread(embedded.start)
+            url = embedded.url
+    client = create_client(url, settings)
+    try:
+        db = client[settings.mongodb_db]
+        await init_beanie(database=db, document_models=DOCUMENT_MODELS)
+        log.info(
+            "database ready",
+            extra={"database": settings.mongodb_db, "embedded": embedded is not None},
+        )
+        yield Container.build(settings, db)
+    finally:
+        await client.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)

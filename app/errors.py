@@ -8,6 +8,7 @@ exceptions and driver errors, leaves the server through `problem_response`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from enum import StrEnum
 from http import HTTPStatus
 from typing import Any
@@ -245,7 +246,7 @@ async def _query_timeout(_: Request, exc: Exception) -> JSONResponse:
 
 async def _duplicate_key(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DuplicateKeyError)
-    details: dict[str, Any] = exc.details or {}
+    details: Mapping[str, Any] = exc.details or {}
     fields = ", ".join(details.get("keyPattern", {}).keys()) or "a unique field"
     return problem_response(
         409, ErrorCode.DUPLICATE_KEY, f"Another document already has this value for {fields}"

@@ -47,7 +47,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "mongodb_url": database_url,
         "mongodb_db": f"test_{uuid.uuid4().hex[:12]}",
-        "jwt_secret": "test-secret-" + "x" * 40,
+        "jwt_secret": "test-secret-" + "x" * 60,
         # Cheap argon2 keeps the suite fast; production parameters are the defaults.
         "argon2_time_cost": 1,
         "argon2_memory_kib": 64,
@@ -67,18 +67,22 @@ def settings(database_url: str) -> Settings:
     return make_settings(database_url)
 
 
-
 @asynccontextmanager
-async def running_app(settings: Settings) -> AsyncIterator[FastAPI]:
+async def running_app(settings: Settings, *, drop_database: bool = True) -> AsyncIterator[FastAPI]:
     """The real app with its lifespan run; its database is dropped afterwards."""
     app = create_app(settings)
     try:
         async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30):
             yield app
     finally:
-        cleanup: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_url)
-        await cleanup.drop_database(settings.mongodb_db)
-        await cleanup.close()
+        if drop_database:
+            await _drop(settings)
+
+
+async def _drop(settings: Settings) -> None:
+    cleanup: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_url)
+    await cleanup.drop_database(settings.mongodb_db)
+    await cleanup.close()
 
 
 @pytest.fixture

@@ -11,7 +11,9 @@ from app.users.models import Role
 from tests.conftest import PASSWORD, Account, assert_problem, make_settings, running_app
 
 
-async def register(client: httpx.AsyncClient, email: str, password: str = PASSWORD, name: str = "Ada"):  # type: ignore[no-untyped-def]
+async def register(
+    client: httpx.AsyncClient, email: str, password: str = PASSWORD, name: str = "Ada"
+):  # type: ignore[no-untyped-def]
     return await client.post(
         "/v1/auth/register", json={"email": email, "password": password, "name": name}
     )
@@ -61,11 +63,11 @@ async def test_register_refuses_bad_input_and_stores_nothing(
 
 async def test_register_can_be_switched_off(database_url: str) -> None:
     settings = make_settings(database_url, registration_enabled=False)
-    async with running_app(settings) as app:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t"
-        ) as client:
-            response = await register(client, "closed@example.com")
+    async with (
+        running_app(settings) as app,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        response = await register(client, "closed@example.com")
     assert_problem(response, 403, "registration_disabled")
 
 
@@ -107,9 +109,7 @@ async def test_disabled_account_cannot_log_in(
         f"/v1/users/{user.id}", json={"disabled": True}, headers=admin.headers
     )
     assert patch.status_code == 200
-    response = await client.post(
-        "/v1/auth/login", json={"email": user.email, "password": PASSWORD}
-    )
+    response = await client.post("/v1/auth/login", json={"email": user.email, "password": PASSWORD})
     assert_problem(response, 403, "forbidden")
 
 
@@ -135,8 +135,11 @@ async def test_oauth2_token_endpoint_password_and_refresh_grants(
         ({"grant_type": "client_credentials"}, 422, "validation_failed"),
         ({"grant_type": "password", "username": "a@example.com"}, 400, "bad_request"),
         ({"grant_type": "refresh_token"}, 400, "bad_request"),
-        ({"grant_type": "password", "username": "a@example.com", "password": "nope"}, 401,
-         "invalid_credentials"),
+        (
+            {"grant_type": "password", "username": "a@example.com", "password": "nope"},
+            401,
+            "invalid_credentials",
+        ),
         ({"grant_type": "refresh_token", "refresh_token": "garbage"}, 401, "token_invalid"),
     ],
 )
@@ -183,12 +186,8 @@ async def test_refresh_for_a_disabled_user_is_refused(
     assert_problem(response, 401, "token_invalid")
 
 
-async def test_logout_ends_only_that_session(
-    client: httpx.AsyncClient, user: Account
-) -> None:
-    second = await client.post(
-        "/v1/auth/login", json={"email": user.email, "password": PASSWORD}
-    )
+async def test_logout_ends_only_that_session(client: httpx.AsyncClient, user: Account) -> None:
+    second = await client.post("/v1/auth/login", json={"email": user.email, "password": PASSWORD})
     other_refresh = second.json()["refresh_token"]
     response = await client.post("/v1/auth/logout", json={"refresh_token": user.refresh_token})
     assert response.status_code == 204
@@ -206,9 +205,7 @@ async def test_logout_with_an_unknown_token_is_401(client: httpx.AsyncClient) ->
 async def test_logout_all_kills_every_session_and_access_token_at_once(
     client: httpx.AsyncClient, user: Account
 ) -> None:
-    second = await client.post(
-        "/v1/auth/login", json={"email": user.email, "password": PASSWORD}
-    )
+    second = await client.post("/v1/auth/login", json={"email": user.email, "password": PASSWORD})
     other = second.json()
     response = await client.post("/v1/auth/logout-all", headers=user.headers)
     assert response.status_code == 204
@@ -247,7 +244,5 @@ async def test_admin_role_comes_from_the_database(
     client: httpx.AsyncClient, container: Container, user: Account
 ) -> None:
     assert (await client.get("/v1/users", headers=user.headers)).status_code == 403
-    await container.users.update(
-        user.id, {"role": Role.ADMIN}, now=container.auth.clock()
-    )
+    await container.users.update(user.id, {"role": Role.ADMIN}, now=container.auth.clock())
     assert (await client.get("/v1/users", headers=user.headers)).status_code == 200

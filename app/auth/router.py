@@ -58,9 +58,7 @@ async def token(
     if grant_type == "password":
         if not username or not password:
             raise BadRequest("The password grant needs `username` and `password`")
-        return await auth.login(
-            email=username.strip().lower(), password=password, client=client
-        )
+        return await auth.login(email=username.strip().lower(), password=password, client=client)
     if not refresh_token:
         raise BadRequest("The refresh_token grant needs `refresh_token`")
     return await auth.refresh(refresh_token=refresh_token, client=client)

@@ -229,7 +229,5 @@ class AuthService:
             or principal.disabled
             or principal.token_version != claims.token_version
         ):
-            raise Unauthorized(
-                "The access token has been revoked", code=ErrorCode.TOKEN_INVALID
-            )
+            raise Unauthorized("The access token has been revoked", code=ErrorCode.TOKEN_INVALID)
         return principal

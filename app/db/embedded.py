@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
@@ -25,6 +26,26 @@ MEMORY = ":memory:"
 
 class EmbeddedDatabaseError(RuntimeError):
     pass
+
+
+def url_file(data_dir: Path) -> Path:
+    return data_dir / "secantusdb.url"
+
+
+def running_url(data_dir: Path) -> str | None:
+    """The URL of an embedded server another process already runs on `data_dir`, if any."""
+    path = url_file(data_dir)
+    if not path.exists():
+        return None
+    url = path.read_text().strip()
+    client: MongoClient[dict[str, object]] = MongoClient(url, serverSelectionTimeoutMS=500)
+    try:
+        client.admin.command("ping")
+        return url
+    except PyMongoError:
+        return None  # a stale file from a server that did not stop cleanly
+    finally:
+        client.close()
 
 
 def _free_port(host: str) -> int:
@@ -52,21 +73,31 @@ class EmbeddedDatabase:
 
     def start(self, timeout: float = 30.0) -> None:
         args = [sys.executable, "-m", "secantus", "--host", self.host, "--port", str(self.port)]
+        output: int | IO[bytes] = subprocess.DEVNULL
         if self.storage == MEMORY:
             args += ["--storage-path", MEMORY]
-            output = subprocess.DEVNULL
-            stderr: int | object = subprocess.DEVNULL
         else:
             storage = Path(self.storage)
             storage.mkdir(parents=True, exist_ok=True)
             args += ["--storage-path", str(storage / "db")]
             self._log_path = storage / "secantusdb.log"
-            output = stderr = self._log_path.open("ab")
+            output = self._log_path.open("ab")
         log.info("starting embedded database", extra={"port": self.port})
-        self.process = subprocess.Popen(  # noqa: S603 - fixed argv, our own interpreter
-            args, stdout=output, stderr=stderr, stdin=subprocess.DEVNULL
-        )
+        try:
+            self.process = subprocess.Popen(  # noqa: S603 - fixed argv, our own interpreter
+                args, stdout=output, stderr=output, stdin=subprocess.DEVNULL
+            )
+        finally:
+            if not isinstance(output, int):
+                output.close()  # the child holds its own copy of the descriptor
         self._wait_until_ready(timeout)
+        if self.storage != MEMORY:
+            # Lets scripts (make admin, seed) share the running server's database.
+            self._url_file.write_text(self.url)
+
+    @property
+    def _url_file(self) -> Path:
+        return url_file(Path(self.storage))
 
     def _wait_until_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -102,6 +133,8 @@ class EmbeddedDatabase:
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the server cleanly (SIGTERM lets WiredTiger checkpoint), or kill it."""
         process, self.process = self.process, None
+        if self.storage != MEMORY:
+            self._url_file.unlink(missing_ok=True)
         if process is None or process.poll() is not None:
             return
         process.terminate()

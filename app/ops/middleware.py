@@ -12,9 +12,11 @@ import time
 import uuid
 from typing import Any
 
+from fastapi import HTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import AppError, ErrorCode, problem_response
+from app.errors import ErrorCode, problem_response
 from app.ops.context import set_request_id
 
 access_log = logging.getLogger("docstore.access")
@@ -23,8 +25,36 @@ error_log = logging.getLogger("docstore.errors")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-class PayloadTooLarge(AppError):
-    code, status = ErrorCode.PAYLOAD_TOO_LARGE, 413
+class PayloadTooLarge(HTTPException):
+    """Raised while the body streams in. An HTTPException, because FastAPI re-raises
+    those from body parsing where it would turn anything else into a bare 400."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body is over {limit} bytes")
+
+
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+_FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
+
+
+def _unsupported_media_type(headers: dict[bytes, bytes], method: str) -> str | None:
+    """Why a request body's media type is refused, or None when it is acceptable.
+
+    The API speaks JSON (and forms for the OAuth2 token endpoint). FastAPI would treat
+    any other body as raw bytes and answer a confusing 422; a 415 says what to fix.
+    """
+    if method not in _BODY_METHODS:
+        return None
+    has_body = headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
+    if not has_body:
+        return None
+    media_type = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+    if media_type in _FORM_TYPES or media_type == "application/json":
+        return None
+    if media_type.startswith("application/") and media_type.endswith("+json"):
+        return None
+    shown = media_type or "no Content-Type"
+    return f"Send the body as application/json, not {shown}"
 
 
 class RequestContextMiddleware:
@@ -46,16 +76,6 @@ class RequestContextMiddleware:
         response_started = False
         limit = self.max_body_bytes
 
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            response = problem_response(
-                413, ErrorCode.PAYLOAD_TOO_LARGE, f"The request body is over {limit} bytes"
-            )
-            response.headers["X-Request-ID"] = request_id
-            await response(scope, receive, send)
-            self._log(scope, 413, started)
-            return
-
         received = 0
 
         async def limited_receive() -> Message:
@@ -64,7 +84,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise PayloadTooLarge(f"The request body is over {limit} bytes")
+                    raise PayloadTooLarge(limit)
             return message
 
         async def send_with_id(message: Message) -> None:
@@ -79,7 +99,11 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, send_with_id)
+            refusal = self._refusal(headers, scope["method"])
+            if refusal is not None:
+                await refusal(scope, receive, send_with_id)
+            else:
+                await self.app(scope, limited_receive, send_with_id)
         except Exception as exc:
             # Anything that escaped FastAPI's handlers. Answer problem+json (with the
             # request id) instead of letting the server print a bare 500.
@@ -91,6 +115,20 @@ class RequestContextMiddleware:
                 await response(scope, receive, send_with_id)
         finally:
             self._log(scope, status, started)
+
+    def _refusal(self, headers: dict[bytes, bytes], method: str) -> Response | None:
+        """A response for requests refused before they reach the app (size, media type)."""
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            return problem_response(
+                413,
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"The request body is over {self.max_body_bytes} bytes",
+            )
+        unsupported = _unsupported_media_type(headers, method)
+        if unsupported is not None:
+            return problem_response(415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, unsupported)
+        return None
 
     @staticmethod
     def _log(scope: Scope, status: int, started: float) -> None:

@@ -49,7 +49,9 @@ async def update_me(body: MeUpdate, me: CurrentUser, users: UserServiceDep) -> U
     "token pair for a fresh session.",
     responses=problem_responses(401, 422),
 )
-async def change_password(body: PasswordChange, me: CurrentUser, users: UserServiceDep) -> TokenPair:
+async def change_password(
+    body: PasswordChange, me: CurrentUser, users: UserServiceDep
+) -> TokenPair:
     return await users.change_password(
         me, current_password=body.current_password, new_password=body.new_password
     )

@@ -35,7 +35,9 @@ class UserOut(BaseModel):
 
 class UserPage(BaseModel):
     items: list[UserOut]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end"
+    )
 
 
 class MeUpdate(BaseModel):

@@ -11,7 +11,7 @@ from app.auth.service import AuthService, email_taken
 from app.clock import Clock
 from app.errors import ErrorCode, FieldError, Forbidden, NotFound, ValidationFailed
 from app.pagination import CursorCodec
-from app.users.models import User
+from app.users.models import Role, User
 from app.users.repository import EmailTakenError, Principal, UserRepository
 
 _CURSOR_SCOPE = "users"
@@ -111,6 +111,10 @@ class UserService:
         # A role change or disabling must take effect on live tokens at once.
         bump = bool({"role", "disabled"} & changes.keys())
         return await self._update(user_id, changes, bump=bump)
+
+    async def admin_promote(self, user_id: str) -> User:
+        """Make an account an enabled admin (operator scripts; no acting admin needed)."""
+        return await self._update(user_id, {"role": Role.ADMIN, "disabled": False}, bump=True)
 
     async def admin_delete(self, actor: Principal, user_id: str) -> None:
         if user_id == actor.id:

@@ -1,0 +1,1 @@
+"""Operator scripts. They go through the services, so every API rule holds."""

@@ -1,0 +1,70 @@
+"""Create an admin account, or promote an existing account to admin.
+
+make admin EMAIL=ops@example.com PASSWORD='a long passphrase'
+python -m scripts.create_admin --email ops@example.com   # prompts for the password
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+
+from pydantic import TypeAdapter, ValidationError
+
+from app.auth.schemas import Email
+from app.config import get_settings
+from app.container import Container, open_container
+from app.errors import AppError
+from app.users.models import Role
+
+
+async def create_or_promote(container: Container, email: str, password: str | None) -> str:
+    """Returns what happened, for the operator."""
+    existing = await container.users.get_by_email(email)
+    if existing is not None:
+        if existing.role is Role.ADMIN and not existing.disabled:
+            return f"{email} is already an admin; nothing changed"
+        await container.user_service.admin_promote(str(existing.id))
+        return f"{email} is now an admin"
+    if not password:
+        raise AppError("A new account needs a password: pass --password or type it when asked")
+    await container.auth.create_user(
+        email=email, password=password, name=email.split("@")[0], role=Role.ADMIN
+    )
+    return f"created admin {email}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--email", required=True)
+    parser.add_argument("--password", help="for a new account; asked for when omitted")
+    args = parser.parse_args(argv)
+    try:
+        email = TypeAdapter(Email).validate_python(args.email)
+    except ValidationError:
+        print(f"error: {args.email!r} is not an email address", file=sys.stderr)
+        return 2
+    password = args.password
+
+    async def run() -> str:
+        async with open_container(get_settings()) as container:
+            nonlocal password
+            new_account = await container.users.get_by_email(email) is None
+            if password is None and new_account and sys.stdin.isatty():
+                password = getpass.getpass(f"Password for {email}: ")
+            return await create_or_promote(container, email, password)
+
+    try:
+        print(asyncio.run(run()))
+    except AppError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

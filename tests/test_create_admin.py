@@ -1,0 +1,74 @@
+"""`make admin`: the create-admin script, run as operators run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from app.config import Settings
+from app.container import Container
+from app.users.models import Role
+from tests.conftest import PASSWORD, Account
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "MONGODB_URL": str(settings.mongodb_url),
+        "MONGODB_DB": settings.mongodb_db,
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_KIB": "64",
+        "ARGON2_PARALLELISM": "1",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.create_admin", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        input="",
+        check=False,
+    )
+
+
+async def test_creates_a_new_admin_who_can_sign_in(
+    settings: Settings, container: Container
+) -> None:
+    result = run_script(settings, "--email", "Ops@Example.com", "--password", PASSWORD)
+    assert result.returncode == 0, result.stderr
+    assert "created admin ops@example.com" in result.stdout
+    user = await container.users.get_by_email("ops@example.com")
+    assert user is not None and user.role is Role.ADMIN
+    assert await container.hasher.verify(user.password_hash, PASSWORD)
+
+    again = run_script(settings, "--email", "ops@example.com")
+    assert again.returncode == 0, again.stderr
+    assert "already an admin" in again.stdout
+
+
+async def test_promotes_an_existing_user(
+    settings: Settings, container: Container, user: Account
+) -> None:
+    result = run_script(settings, "--email", user.email)
+    assert result.returncode == 0, result.stderr
+    assert "is now an admin" in result.stdout
+    promoted = await container.users.get(user.id)
+    assert promoted is not None and promoted.role is Role.ADMIN
+
+
+async def test_bad_input_is_refused_with_a_hint(settings: Settings, container: Container) -> None:
+    bad_email = run_script(settings, "--email", "not-an-email", "--password", PASSWORD)
+    assert bad_email.returncode == 2
+    assert "not an email address" in bad_email.stderr
+    short = run_script(settings, "--email", "a@example.com", "--password", "short")
+    assert short.returncode == 1
+    assert "at least 8 characters" in short.stderr
+    no_password = run_script(settings, "--email", "b@example.com")
+    assert no_password.returncode == 1
+    assert "needs a password" in no_password.stderr
+    assert await container.db["users"].count_documents({}) == 0

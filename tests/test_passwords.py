@@ -1,0 +1,63 @@
+"""argon2id hashing: off the event loop, rehashed on login when parameters change."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import httpx
+from fastapi import FastAPI
+
+from app.container import Container
+from tests.conftest import PASSWORD, Account, http_client, make_settings, running_app
+
+
+async def test_requests_are_served_while_a_password_hash_runs(
+    app: FastAPI, client: httpx.AsyncClient, container: Container, user: Account
+) -> None:
+    hashing = threading.Event()
+    release = threading.Event()
+    real_verify = container.hasher.verify_sync
+
+    def held_verify(password_hash: str, password: str) -> bool:
+        hashing.set()
+        release.wait(timeout=30)
+        return real_verify(password_hash, password)
+
+    container.hasher.verify_sync = held_verify  # type: ignore[method-assign]
+    try:
+        login = asyncio.create_task(
+            client.post("/v1/auth/login", json={"email": user.email, "password": PASSWORD})
+        )
+        assert await asyncio.to_thread(hashing.wait, 30), "the login never started hashing"
+        # The hash is still running in its thread; the event loop must serve this anyway.
+        me = await client.get("/v1/users/me", headers=user.headers)
+        assert me.status_code == 200
+        assert not login.done()
+    finally:
+        release.set()
+    assert (await login).status_code == 200
+
+
+async def test_login_rehashes_when_the_parameters_change(database_url: str) -> None:
+    weak = make_settings(database_url, argon2_time_cost=1)
+    async with running_app(weak, drop_database=False) as app:
+        await app.state.container.auth.create_user(
+            email="old@example.com", password=PASSWORD, name="Old", role="user"
+        )
+        before = (await app.state.container.users.get_by_email("old@example.com")).password_hash
+    assert "t=1" in before
+
+    stronger = weak.model_copy(update={"argon2_time_cost": 2})
+    async with running_app(stronger) as app, http_client(app) as client:
+        response = await client.post(
+            "/v1/auth/login", json={"email": "old@example.com", "password": PASSWORD}
+        )
+        assert response.status_code == 200
+        after = (await app.state.container.users.get_by_email("old@example.com")).password_hash
+        assert after.startswith("$argon2id$") and "t=2" in after
+        # The new hash still accepts the same password.
+        again = await client.post(
+            "/v1/auth/login", json={"email": "old@example.com", "password": PASSWORD}
+        )
+        assert again.status_code == 200

@@ -1,0 +1,110 @@
+"""Login, register and refresh are rate-limited per client and per account, across processes."""
+
+from __future__ import annotations
+
+import httpx
+
+from app.config import Settings
+from tests.conftest import PASSWORD, assert_problem, http_client, make_settings, running_app
+
+
+def limited(database_url: str, **limits: int) -> Settings:
+    return make_settings(database_url, **limits)
+
+
+async def test_login_is_limited_per_client_address_with_retry_after(database_url: str) -> None:
+    settings = limited(database_url, rate_limit_login_per_ip=3)
+    async with running_app(settings) as app, http_client(app) as client:
+        for _ in range(3):
+            response = await client.post(
+                "/v1/auth/login", json={"email": "x@example.com", "password": "wrong"}
+            )
+            assert response.status_code == 401
+        blocked = await client.post(
+            "/v1/auth/login", json={"email": "x@example.com", "password": "wrong"}
+        )
+        assert_problem(blocked, 429, "rate_limited")
+        retry_after = int(blocked.headers["retry-after"])
+        assert 1 <= retry_after <= settings.rate_limit_window_seconds
+
+        # Another client address is counted separately.
+        other = httpx.ASGITransport(app=app, client=("198.51.100.9", 1234))
+        async with httpx.AsyncClient(transport=other, base_url="http://t") as elsewhere:
+            response = await elsewhere.post(
+                "/v1/auth/login", json={"email": "y@example.com", "password": "wrong"}
+            )
+            assert response.status_code == 401
+
+
+async def test_login_is_limited_per_account_whatever_the_address(database_url: str) -> None:
+    settings = limited(database_url, rate_limit_login_per_account=2)
+    async with running_app(settings) as app:
+        await app.state.container.auth.create_user(
+            email="target@example.com", password=PASSWORD, name="T", role="user"
+        )
+        for i in range(3):
+            transport = httpx.ASGITransport(app=app, client=(f"192.0.2.{i}", 1000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                response = await client.post(
+                    "/v1/auth/login", json={"email": "Target@example.com", "password": "guess"}
+                )
+        # The third guess from a third address still hits the account's limit; even the
+        # right password is refused until the window passes.
+        assert_problem(response, 429, "rate_limited")
+        async with http_client(app) as client:
+            right = await client.post(
+                "/v1/auth/login", json={"email": "target@example.com", "password": PASSWORD}
+            )
+        assert_problem(right, 429, "rate_limited")
+
+
+async def test_register_is_limited_and_a_refused_attempt_stores_nothing(
+    database_url: str,
+) -> None:
+    settings = limited(database_url, rate_limit_register_per_ip=2)
+    async with running_app(settings) as app, http_client(app) as client:
+        for i in range(2):
+            ok = await client.post(
+                "/v1/auth/register",
+                json={"email": f"r{i}@example.com", "password": PASSWORD, "name": "R"},
+            )
+            assert ok.status_code == 201
+        blocked = await client.post(
+            "/v1/auth/register", json={"email": "r9@example.com", "password": PASSWORD, "name": "R"}
+        )
+        assert_problem(blocked, 429, "rate_limited")
+        assert await app.state.container.db["users"].count_documents({}) == 2
+
+
+async def test_refresh_is_limited(database_url: str) -> None:
+    settings = limited(database_url, rate_limit_refresh_per_ip=2)
+    async with running_app(settings) as app, http_client(app) as client:
+        for _ in range(2):
+            response = await client.post("/v1/auth/refresh", json={"refresh_token": "a.b"})
+            assert response.status_code == 401
+        blocked = await client.post("/v1/auth/refresh", json={"refresh_token": "a.b"})
+        assert_problem(blocked, 429, "rate_limited")
+
+
+async def test_the_limit_holds_across_server_processes(database_url: str) -> None:
+    # Two app instances on one database stand in for two API processes behind a balancer.
+    settings = limited(database_url, rate_limit_login_per_ip=4)
+    async with (
+        running_app(settings) as first,
+        running_app(settings, drop_database=False) as second,
+        http_client(first) as a,
+        http_client(second) as b,
+    ):
+        statuses = []
+        for client in (a, b, a, b, a, b):
+            response = await client.post(
+                "/v1/auth/login", json={"email": "z@example.com", "password": "wrong"}
+            )
+            statuses.append(response.status_code)
+    assert statuses == [401, 401, 401, 401, 429, 429]
+
+
+async def test_counters_expire_through_a_ttl_index(database_url: str) -> None:
+    async with running_app(make_settings(database_url)) as app:
+        indexes = await app.state.container.db["rate_limits"].index_information()
+    assert any(spec.get("expireAfterSeconds") == 0 for spec in indexes.values())
