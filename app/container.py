@@ -20,6 +20,9 @@ from app.auth.ratelimit import RateLimiter
 from app.auth.repository import RateLimitRepository, SessionRepository
 from app.auth.service import AuthService
 from app.clock import Clock, utc_now
+from app.collections.models import CollectionSpec
+from app.collections.repository import CollectionRepository
+from app.collections.service import CollectionService
 from app.config import Settings
 from app.db.client import Db, create_client
 from app.db.embedded import EmbeddedDatabase, running_url
@@ -31,7 +34,7 @@ from app.users.service import UserService
 log = logging.getLogger("docstore.container")
 
 # Every Beanie document; init_beanie creates their declared indexes.
-DOCUMENT_MODELS = [User, Session, RateLimitCounter]
+DOCUMENT_MODELS = [User, Session, RateLimitCounter, CollectionSpec]
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Container:
     hasher: PasswordHasher
     auth: AuthService
     user_service: UserService
+    collections: CollectionService
 
     @classmethod
     def build(cls, settings: Settings, db: Db, *, clock: Clock = utc_now) -> Container:
@@ -68,6 +72,7 @@ class Container:
             cursors=CursorCodec(settings.jwt_secret),
             clock=clock,
         )
+        collections = CollectionService(repository=CollectionRepository(db), clock=clock)
         return cls(
             settings=settings,
             db=db,
@@ -76,6 +81,7 @@ class Container:
             hasher=hasher,
             auth=auth,
             user_service=user_service,
+            collections=collections,
         )
 
 
@@ -99,7 +105,9 @@ async def open_container(settings: Settings) -> AsyncIterator[Container]:
             "database ready",
             extra={"database": settings.mongodb_db, "embedded": embedded is not None},
         )
-        yield Container.build(settings, db)
+        container = Container.build(settings, db)
+        await container.collections.ensure_all_indexes()
+        yield container
     finally:
         await client.close()
         if embedded is not None:

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from app.auth.service import AuthService, ClientInfo
+from app.collections.service import CollectionService
 from app.config import Settings
 from app.container import Container
 from app.errors import ErrorCode, Forbidden, Unauthorized
@@ -35,6 +36,10 @@ def get_user_service(container: ContainerDep) -> UserService:
     return container.user_service
 
 
+def get_collection_service(container: ContainerDep) -> CollectionService:
+    return container.collections
+
+
 def get_client_info(request: Request) -> ClientInfo:
     # Behind a proxy, uvicorn's --proxy-headers/--forwarded-allow-ips fill request.client.
     return ClientInfo(address=request.client.host if request.client else "unknown")
@@ -44,6 +49,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 UserServiceDep = Annotated[UserService, Depends(get_user_service)]
 ClientDep = Annotated[ClientInfo, Depends(get_client_info)]
+CollectionServiceDep = Annotated[CollectionService, Depends(get_collection_service)]
 
 # tokenUrl makes Swagger UI's Authorize button work with the OAuth2 password flow.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)

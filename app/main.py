@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.auth.router import router as auth_router
+from app.collections.router import router as collections_router
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
 from app.lifespan import lifespan
@@ -45,4 +46,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops_router)
     app.include_router(auth_router)
     app.include_router(users_router)
+    app.include_router(collections_router)
     return app

@@ -1,0 +1,1 @@
+"""Collections: admin-declared document collections with schemas, indexes and access rules."""

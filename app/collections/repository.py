@@ -1,0 +1,120 @@
+"""The only door from the collections domain to MongoDB: declarations and their indexes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.errors import DuplicateKeyError, OperationFailure
+
+from app.collections.models import CollectionSpec, IndexSpec
+from app.db.client import Db
+
+# Indexes every document collection gets, whatever is declared. User index names match
+# ^[a-z]..., so the leading underscore keeps these apart.
+_INTERNAL_INDEXES = [
+    # Owner-scoped listing ("owner" read access) in default (id) order.
+    IndexModel([("owner", ASCENDING), ("_id", ASCENDING)], name="_owner"),
+]
+
+
+class CollectionExistsError(Exception):
+    pass
+
+
+class IndexBuildError(Exception):
+    """Existing documents prevent an index (e.g. duplicates under a new unique index)."""
+
+
+def storage_path(client_path: str) -> str:
+    return "_id" if client_path == "id" else client_path
+
+
+def index_model(spec: IndexSpec) -> IndexModel:
+    keys = [
+        (storage_path(f.removeprefix("-")), DESCENDING if f.startswith("-") else ASCENDING)
+        for f in spec.fields
+    ]
+    options: dict[str, Any] = {"name": spec.name}
+    if spec.unique:
+        options["unique"] = True
+        # Unique among documents that have the fields: documents without them do not
+        # collide on null.
+        options["partialFilterExpression"] = {k: {"$exists": True} for k, _ in keys}
+    if spec.expire_after_seconds is not None:
+        options["expireAfterSeconds"] = spec.expire_after_seconds
+    return IndexModel(keys, **options)
+
+
+def _same_index(existing: dict[str, Any], wanted: IndexModel) -> bool:
+    doc = wanted.document
+    return (
+        list(existing.get("key", [])) == list(doc["key"].items())
+        and bool(existing.get("unique", False)) == bool(doc.get("unique", False))
+        and existing.get("expireAfterSeconds") == doc.get("expireAfterSeconds")
+    )
+
+
+class CollectionRepository:
+    def __init__(self, db: Db) -> None:
+        self.db = db
+        self.specs = db[CollectionSpec.Settings.name]
+
+    @staticmethod
+    def _to_model(raw: dict[str, Any] | None) -> CollectionSpec | None:
+        return None if raw is None else CollectionSpec.model_validate(raw)
+
+    async def insert(self, spec: CollectionSpec) -> None:
+        try:
+            await self.specs.insert_one(
+                spec.model_dump(by_alias=True, exclude={"revision_id"}, mode="python")
+            )
+        except DuplicateKeyError as exc:
+            raise CollectionExistsError(spec.id) from exc
+
+    async def get(self, name: str) -> CollectionSpec | None:
+        return self._to_model(await self.specs.find_one({"_id": name}))
+
+    async def list_all(self) -> list[CollectionSpec]:
+        return [CollectionSpec.model_validate(raw) async for raw in self.specs.find().sort("_id")]
+
+    async def replace(self, spec: CollectionSpec) -> None:
+        await self.specs.replace_one(
+            {"_id": spec.id}, spec.model_dump(by_alias=True, exclude={"revision_id"})
+        )
+
+    async def delete(self, spec: CollectionSpec) -> bool:
+        """Drop the documents first, then the declaration (a crash in between leaves a
+        declared, empty collection rather than orphaned documents)."""
+        await self.db.drop_collection(spec.storage_name)
+        result = await self.specs.delete_one({"_id": spec.id})
+        return result.deleted_count == 1
+
+    async def sync_indexes(self, spec: CollectionSpec) -> None:
+        """Make the storage collection's indexes exactly the declared ones (plus ours).
+
+        Idempotent: run at declaration, on every change and at each start-up.
+        """
+        storage = self.db[spec.storage_name]
+        wanted = [index_model(i) for i in spec.indexes] + _INTERNAL_INDEXES
+        wanted_by_name = {m.document["name"]: m for m in wanted}
+        existing = await storage.index_information()
+        stale = [
+            name
+            for name, info in existing.items()
+            if name != "_id_"
+            and (name not in wanted_by_name or not _same_index(info, wanted_by_name[name]))
+        ]
+        for name in stale:
+            await storage.drop_index(name)
+        to_create = [
+            model for name, model in wanted_by_name.items() if name not in existing or name in stale
+        ]
+        if not to_create:
+            return
+        try:
+            await storage.create_indexes(to_create)
+        except (DuplicateKeyError, OperationFailure) as exc:
+            if isinstance(exc, DuplicateKeyError) or exc.code in (11000, 11001):
+                raise IndexBuildError(str(exc)) from exc
+            raise

@@ -1,0 +1,72 @@
+"""HTTP endpoints of /v1/collections (admin-managed)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from app.collections.schemas import CollectionIn, CollectionList, CollectionOut, CollectionPatch
+from app.deps import AdminUser, CollectionServiceDep
+from app.errors import problem_responses
+
+router = APIRouter(prefix="/v1/collections", tags=["collections"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    operation_id="collections_create",
+    summary="Declare a collection (admin)",
+    responses=problem_responses(401, 403, 409, 422),
+)
+async def create_collection(
+    body: CollectionIn, _: AdminUser, collections: CollectionServiceDep, response: Response
+) -> CollectionOut:
+    spec = await collections.create(body)
+    response.headers["Location"] = f"/v1/collections/{spec.id}"
+    return CollectionOut.of(spec)
+
+
+@router.get(
+    "",
+    operation_id="collections_list",
+    summary="List collections (admin)",
+    responses=problem_responses(401, 403),
+)
+async def list_collections(_: AdminUser, collections: CollectionServiceDep) -> CollectionList:
+    return CollectionList(items=[CollectionOut.of(s) for s in await collections.list_all()])
+
+
+@router.get(
+    "/{name}",
+    operation_id="collections_get",
+    summary="One collection's declaration (admin)",
+    responses=problem_responses(401, 403, 404),
+)
+async def get_collection(
+    name: str, _: AdminUser, collections: CollectionServiceDep
+) -> CollectionOut:
+    return CollectionOut.of(await collections.get(name))
+
+
+@router.patch(
+    "/{name}",
+    operation_id="collections_update",
+    summary="Change a collection's description, schema, indexes or access (admin)",
+    description="A new schema applies to later writes; stored documents are not re-checked.",
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def update_collection(
+    name: str, body: CollectionPatch, _: AdminUser, collections: CollectionServiceDep
+) -> CollectionOut:
+    return CollectionOut.of(await collections.update(name, body))
+
+
+@router.delete(
+    "/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="collections_delete",
+    summary="Delete a collection and all its documents (admin)",
+    responses=problem_responses(401, 403, 404),
+)
+async def delete_collection(name: str, _: AdminUser, collections: CollectionServiceDep) -> None:
+    await collections.delete(name)

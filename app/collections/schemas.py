@@ -1,0 +1,103 @@
+"""What clients send and see of collection declarations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.collections.models import Access, CollectionSpec, IndexSpec, ReadAccess, WriteAccess
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+CollectionName = Annotated[str, Field(pattern=NAME_PATTERN, description="^[a-z][a-z0-9_]{0,62}$")]
+MAX_INDEXES = 16
+MAX_INDEX_FIELDS = 8
+
+_EXAMPLE: dict[str, Any] = {
+    "name": "notes",
+    "description": "Shared notes",
+    "schema": {
+        "type": "object",
+        "required": ["title"],
+        "properties": {
+            "title": {"type": "string", "maxLength": 200},
+            "score": {"type": "integer"},
+        },
+    },
+    "indexes": [
+        {"name": "by_score", "fields": ["-data.score", "created_at"], "unique": False},
+        {"name": "expire", "fields": ["created_at"], "expire_after_seconds": 86400},
+    ],
+    "access": {"read": "owner", "write": "owner"},
+}
+
+
+class IndexIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: CollectionName
+    fields: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=300)]],
+        Field(min_length=1, max_length=MAX_INDEX_FIELDS),
+    ] = Field(description="Paths as in responses (`data.x`, `created_at`...), `-` for descending")
+    unique: bool = False
+    expire_after_seconds: Annotated[int, Field(ge=0, le=10 * 365 * 86400)] | None = Field(
+        default=None, description="TTL; only on a single `created_at` or `updated_at` field"
+    )
+
+
+class AccessIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    read: ReadAccess = ReadAccess.OWNER
+    write: WriteAccess = WriteAccess.OWNER
+
+
+class CollectionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_EXAMPLE]})
+    name: CollectionName
+    description: Annotated[str, Field(max_length=1000)] = ""
+    json_schema: dict[str, Any] | None = Field(
+        default=None, alias="schema", description="JSON Schema (draft 2020-12) for `data`"
+    )
+    indexes: Annotated[list[IndexIn], Field(max_length=MAX_INDEXES)] = Field(default_factory=list)
+    access: AccessIn = Field(default_factory=AccessIn)
+
+
+class CollectionPatch(BaseModel):
+    """Fields to change; omitted fields stay. `schema: null` removes the schema."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"access": {"read": "public", "write": "admin"}}]},
+    )
+    description: Annotated[str, Field(max_length=1000)] | None = None
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    indexes: Annotated[list[IndexIn], Field(max_length=MAX_INDEXES)] | None = None
+    access: AccessIn | None = None
+
+
+class CollectionOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    name: str
+    description: str
+    json_schema: dict[str, Any] | None = Field(alias="schema")
+    indexes: list[IndexSpec]
+    access: Access
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, spec: CollectionSpec) -> CollectionOut:
+        return cls(
+            name=spec.id,
+            description=spec.description,
+            json_schema=spec.json_schema,
+            indexes=spec.indexes,
+            access=spec.access,
+            created_at=spec.created_at,
+            updated_at=spec.updated_at,
+        )
+
+
+class CollectionList(BaseModel):
+    items: list[CollectionOut]

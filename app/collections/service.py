@@ -1,0 +1,171 @@
+"""Business rules of collection declarations: names, schemas, indexes, access."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from app.clock import Clock
+from app.collections.models import Access, CollectionSpec, IndexSpec
+from app.collections.repository import (
+    CollectionExistsError,
+    CollectionRepository,
+    IndexBuildError,
+)
+from app.collections.schemas import CollectionIn, CollectionPatch, IndexIn
+from app.collections.validation import check_schema
+from app.errors import Conflict, ErrorCode, FieldError, NotFound, ValidationFailed
+
+log = logging.getLogger("docstore.collections")
+
+# Names of internal MongoDB collections and words that would confuse people.
+RESERVED_NAMES = frozenset(
+    {"users", "sessions", "rate_limits", "collections", "idempotency_keys", "system", "admin"}
+)
+ENVELOPE_INDEX_PATHS = frozenset({"id", "owner", "version", "created_at", "updated_at"})
+TTL_PATHS = frozenset({"created_at", "updated_at"})
+_DATA_PATH = re.compile(r"^data(\.[^.$\x00][^.\x00]*)+$")
+
+
+def collection_not_found(name: str) -> NotFound:
+    return NotFound(f"Collection {name} does not exist", code=ErrorCode.COLLECTION_NOT_FOUND)
+
+
+def _index_problems(indexes: list[IndexIn]) -> list[FieldError]:
+    problems: list[FieldError] = []
+
+    def problem(i: int, where: str, msg: str) -> None:
+        problems.append(FieldError(loc=["body", "indexes", i, where], msg=msg, type="index"))
+
+    names: set[str] = set()
+    for i, index in enumerate(indexes):
+        if index.name in names:
+            problem(i, "name", f"index name {index.name} is used twice")
+        names.add(index.name)
+        paths = [f.removeprefix("-") for f in index.fields]
+        for path in paths:
+            if path not in ENVELOPE_INDEX_PATHS and not _DATA_PATH.match(path):
+                problem(i, "fields", f"{path} is not an indexable path (data.<field> or envelope)")
+        if len(set(paths)) != len(paths):
+            problem(i, "fields", "a field appears twice")
+        if index.expire_after_seconds is not None and (
+            len(paths) != 1 or paths[0] not in TTL_PATHS
+        ):
+            problem(
+                i,
+                "expire_after_seconds",
+                "expiry needs exactly one field: created_at or updated_at",
+            )
+    return problems
+
+
+class CollectionService:
+    def __init__(self, *, repository: CollectionRepository, clock: Clock) -> None:
+        self.repository = repository
+        self.clock = clock
+        # Compiled validators, keyed by (name, updated_at): a change makes a new key.
+        self._validators: dict[tuple[str, Any], Draft202012Validator] = {}
+
+    def _check(self, schema: dict[str, Any] | None, indexes: list[IndexIn]) -> None:
+        if schema is not None:
+            check_schema(schema)
+        problems = _index_problems(indexes)
+        if problems:
+            raise ValidationFailed(
+                "The index declarations are not valid: " + problems[0].msg, errors=problems
+            )
+
+    async def create(self, body: CollectionIn) -> CollectionSpec:
+        if body.name in RESERVED_NAMES:
+            raise ValidationFailed(
+                f"{body.name} is a reserved name",
+                errors=[FieldError(loc=["body", "name"], msg="reserved name", type="reserved")],
+            )
+        self._check(body.json_schema, body.indexes)
+        now = self.clock()
+        spec = CollectionSpec(
+            id=body.name,
+            description=body.description,
+            json_schema=body.json_schema,
+            indexes=[IndexSpec(**i.model_dump()) for i in body.indexes],
+            access=Access(**body.access.model_dump()),
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            await self.repository.insert(spec)
+        except CollectionExistsError:
+            raise Conflict(
+                f"Collection {body.name} already exists", code=ErrorCode.COLLECTION_EXISTS
+            ) from None
+        try:
+            await self.repository.sync_indexes(spec)
+        except BaseException:
+            await self.repository.delete(spec)
+            raise
+        return spec
+
+    async def get(self, name: str) -> CollectionSpec:
+        spec = await self.repository.get(name)
+        if spec is None:
+            raise collection_not_found(name)
+        return spec
+
+    async def list_all(self) -> list[CollectionSpec]:
+        return await self.repository.list_all()
+
+    async def update(self, name: str, patch: CollectionPatch) -> CollectionSpec:
+        spec = await self.get(name)
+        given = patch.model_fields_set
+        changed: CollectionSpec = spec.model_copy(deep=True)
+        if "description" in given and patch.description is not None:
+            changed.description = patch.description
+        if "json_schema" in given:
+            changed.json_schema = patch.json_schema
+        if "access" in given and patch.access is not None:
+            changed.access = Access(**patch.access.model_dump())
+        indexes_in = patch.indexes if "indexes" in given and patch.indexes is not None else None
+        self._check(
+            changed.json_schema if "json_schema" in given else None,
+            indexes_in or [],
+        )
+        if indexes_in is not None:
+            changed.indexes = [IndexSpec(**i.model_dump()) for i in indexes_in]
+            try:
+                await self.repository.sync_indexes(changed)
+            except IndexBuildError:
+                await self.repository.sync_indexes(spec)  # put the old indexes back
+                raise Conflict(
+                    "Existing documents have duplicate values for a new unique index; "
+                    "fix them first",
+                    code=ErrorCode.DUPLICATE_KEY,
+                ) from None
+        changed.updated_at = self.clock()
+        await self.repository.replace(changed)
+        return changed
+
+    async def delete(self, name: str) -> None:
+        spec = await self.get(name)
+        await self.repository.delete(spec)
+
+    async def ensure_all_indexes(self) -> None:
+        """Re-ensure every declared index (start-up)."""
+        for spec in await self.repository.list_all():
+            try:
+                await self.repository.sync_indexes(spec)
+            except IndexBuildError as exc:
+                log.error("cannot build an index", extra={"collection": spec.id, "error": str(exc)})
+
+    def validator(self, spec: CollectionSpec) -> Draft202012Validator | None:
+        if spec.json_schema is None:
+            return None
+        key = (spec.id, spec.updated_at)
+        validator = self._validators.get(key)
+        if validator is None:
+            if len(self._validators) > 1000:
+                self._validators.clear()
+            validator = self._validators[key] = Draft202012Validator(spec.json_schema)
+        return validator

@@ -1,0 +1,206 @@
+"""Admin-declared collections: names, schemas, indexes (real MongoDB indexes), access."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from app.collections.schemas import CollectionIn
+from app.container import Container
+from tests.conftest import Account, assert_problem, make_settings, running_app
+
+NOTES: dict[str, Any] = {
+    "name": "notes",
+    "description": "Shared notes",
+    "schema": {
+        "type": "object",
+        "required": ["title"],
+        "properties": {"title": {"type": "string", "maxLength": 200}, "score": {"type": "integer"}},
+    },
+    "indexes": [
+        {"name": "by_score", "fields": ["-data.score", "created_at"]},
+        {"name": "expire", "fields": ["created_at"], "expire_after_seconds": 86400},
+        {"name": "slug", "fields": ["data.slug"], "unique": True},
+    ],
+    "access": {"read": "owner", "write": "owner"},
+}
+
+
+async def create(client: httpx.AsyncClient, admin: Account, body: dict[str, Any]) -> httpx.Response:
+    return await client.post("/v1/collections", json=body, headers=admin.headers)
+
+
+async def test_create_declares_the_collection_and_its_mongodb_indexes(
+    client: httpx.AsyncClient, admin: Account, container: Container
+) -> None:
+    response = await create(client, admin, NOTES)
+    assert response.status_code == 201, response.text
+    assert response.headers["location"] == "/v1/collections/notes"
+    body = response.json()
+    assert body["schema"] == NOTES["schema"]
+    assert body["access"] == {"read": "owner", "write": "owner"}
+    assert [i["name"] for i in body["indexes"]] == ["by_score", "expire", "slug"]
+
+    indexes = await container.db["docs_notes"].index_information()
+    assert indexes["by_score"]["key"] == [("data.score", -1), ("created_at", 1)]
+    assert indexes["expire"]["expireAfterSeconds"] == 86400
+    assert indexes["slug"]["unique"] is True
+
+
+async def test_get_list_patch_and_delete(
+    client: httpx.AsyncClient, admin: Account, container: Container
+) -> None:
+    await create(client, admin, NOTES)
+    await create(client, admin, {"name": "articles"})
+    listed = (await client.get("/v1/collections", headers=admin.headers)).json()
+    assert [c["name"] for c in listed["items"]] == ["articles", "notes"]
+    got = (await client.get("/v1/collections/articles", headers=admin.headers)).json()
+    assert got["access"] == {"read": "owner", "write": "owner"}  # the defaults
+    assert got["schema"] is None
+
+    patched = await client.patch(
+        "/v1/collections/notes",
+        json={"access": {"read": "public", "write": "admin"}, "indexes": [NOTES["indexes"][0]]},
+        headers=admin.headers,
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["access"] == {"read": "public", "write": "admin"}
+    assert patched.json()["schema"] == NOTES["schema"]  # untouched
+    indexes = await container.db["docs_notes"].index_information()
+    assert "by_score" in indexes and "slug" not in indexes and "expire" not in indexes
+
+    no_schema = await client.patch(
+        "/v1/collections/notes", json={"schema": None}, headers=admin.headers
+    )
+    assert no_schema.json()["schema"] is None
+
+    await container.db["docs_notes"].insert_one({"_id": "x", "data": {}})
+    assert (await client.delete("/v1/collections/notes", headers=admin.headers)).status_code == 204
+    assert "docs_notes" not in await container.db.list_collection_names()
+    assert_problem(
+        await client.get("/v1/collections/notes", headers=admin.headers),
+        404,
+        "collection_not_found",
+    )
+
+
+async def test_duplicate_name_is_409(client: httpx.AsyncClient, admin: Account) -> None:
+    await create(client, admin, {"name": "dupe"})
+    assert_problem(await create(client, admin, {"name": "dupe"}), 409, "collection_exists")
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"name": "Notes"}, "name"),
+        ({"name": "1notes"}, "name"),
+        ({"name": "n" * 64}, "name"),
+        ({"name": "has-dash"}, "name"),
+        ({"name": "users"}, "name"),
+        ({"name": "sessions"}, "name"),
+        ({"name": "ok", "schema": {"type": "nonsense"}}, "schema"),
+        ({"name": "ok", "schema": {"$ref": "https://example.com/s.json"}}, "schema"),
+        ({"name": "ok", "schema": {"$ref": "#/$defs/missing"}}, "schema"),
+        ({"name": "ok", "indexes": [{"name": "x", "fields": ["title"]}]}, "indexes"),
+        ({"name": "ok", "indexes": [{"name": "x", "fields": ["data.$where"]}]}, "indexes"),
+        ({"name": "ok", "indexes": [{"name": "x", "fields": []}]}, "indexes"),
+        ({"name": "ok", "indexes": [{"name": "x", "fields": ["data.a", "data.a"]}]}, "indexes"),
+        (
+            {
+                "name": "ok",
+                "indexes": [
+                    {"name": "x", "fields": ["data.a"]},
+                    {"name": "x", "fields": ["data.b"]},
+                ],
+            },
+            "indexes",
+        ),
+        (
+            {
+                "name": "ok",
+                "indexes": [{"name": "t", "fields": ["data.a"], "expire_after_seconds": 5}],
+            },
+            "indexes",
+        ),
+        (
+            {
+                "name": "ok",
+                "indexes": [
+                    {"name": "t", "fields": ["created_at", "updated_at"], "expire_after_seconds": 5}
+                ],
+            },
+            "indexes",
+        ),
+        ({"name": "ok", "access": {"read": "everyone"}}, "access"),
+        ({"name": "ok", "extra": 1}, "extra"),
+    ],
+)
+async def test_bad_declarations_are_422_and_create_nothing(
+    client: httpx.AsyncClient,
+    admin: Account,
+    container: Container,
+    body: dict[str, Any],
+    where: str,
+) -> None:
+    problem = assert_problem(await create(client, admin, body), 422, "validation_failed")
+    assert any(where in map(str, e["loc"]) for e in problem["errors"]), problem
+    assert await container.db["collections"].count_documents({}) == 0
+
+
+async def test_a_unique_index_over_duplicates_is_409_and_keeps_the_old_declaration(
+    client: httpx.AsyncClient, admin: Account, container: Container
+) -> None:
+    await create(client, admin, {"name": "tags", "indexes": [NOTES["indexes"][0]]})
+    await container.db["docs_tags"].insert_many(
+        [{"_id": "a", "data": {"slug": "same"}}, {"_id": "b", "data": {"slug": "same"}}]
+    )
+    response = await client.patch(
+        "/v1/collections/tags",
+        json={"indexes": [{"name": "slug", "fields": ["data.slug"], "unique": True}]},
+        headers=admin.headers,
+    )
+    assert_problem(response, 409, "duplicate_key")
+    got = (await client.get("/v1/collections/tags", headers=admin.headers)).json()
+    assert [i["name"] for i in got["indexes"]] == ["by_score"]
+    indexes = await container.db["docs_tags"].index_information()
+    assert "by_score" in indexes and "slug" not in indexes
+
+
+async def test_collections_are_admin_only(
+    client: httpx.AsyncClient, user: Account, admin: Account
+) -> None:
+    await create(client, admin, {"name": "private"})
+    for method, url, body in [
+        ("POST", "/v1/collections", {"name": "mine"}),
+        ("GET", "/v1/collections", None),
+        ("GET", "/v1/collections/private", None),
+        ("PATCH", "/v1/collections/private", {"description": "x"}),
+        ("DELETE", "/v1/collections/private", None),
+    ]:
+        as_user = await client.request(method, url, json=body, headers=user.headers)
+        assert_problem(as_user, 403, "forbidden")
+        anonymous = await client.request(method, url, json=body)
+        assert_problem(anonymous, 401, "not_authenticated")
+
+
+async def test_unknown_collections_are_404(client: httpx.AsyncClient, admin: Account) -> None:
+    for method in ("GET", "PATCH", "DELETE"):
+        body = {"description": "x"} if method == "PATCH" else None
+        response = await client.request(
+            method, "/v1/collections/Nope!", json=body, headers=admin.headers
+        )
+        assert_problem(response, 404, "collection_not_found")
+
+
+async def test_declared_indexes_are_re_ensured_at_start_up(database_url: str) -> None:
+    settings = make_settings(database_url)
+    async with running_app(settings, drop_database=False) as app:
+        container: Container = app.state.container
+        await container.collections.create(CollectionIn(**NOTES))
+        # Someone drops an index behind our back (or the storage was restored without them).
+        await container.db["docs_notes"].drop_index("by_score")
+    async with running_app(settings) as app:
+        indexes = await app.state.container.db["docs_notes"].index_information()
+    assert indexes["by_score"]["key"] == [("data.score", -1), ("created_at", 1)]
