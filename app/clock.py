@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import PlainSerializer
 
 Clock = Callable[[], datetime]
 
@@ -12,3 +15,11 @@ def utc_now() -> datetime:
     # MongoDB stores milliseconds: truncate so what we return equals what we read back.
     now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def _rfc3339_millis(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# A datetime that leaves the API as RFC 3339 UTC with milliseconds: 2026-11-24T10:00:00.123Z
+Timestamp = Annotated[datetime, PlainSerializer(_rfc3339_millis, return_type=str, when_used="json")]

@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     rate_limit_register_per_ip: int = Field(default=10, ge=1)
     rate_limit_refresh_per_ip: int = Field(default=60, ge=1)
 
+    # Documents.
+    require_if_match: bool = False  # true: PUT/PATCH/DELETE without If-Match answer 428
+    bulk_max_documents: int = Field(default=1000, ge=1, le=100_000)
+    document_max_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024 - 4096)
+    document_max_depth: int = Field(default=32, ge=2, le=100)
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+
     # HTTP.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)

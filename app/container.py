@@ -26,6 +26,8 @@ from app.collections.service import CollectionService
 from app.config import Settings
 from app.db.client import Db, create_client
 from app.db.embedded import EmbeddedDatabase, running_url
+from app.documents.idempotency import IdempotencyRecord, IdempotencyStore
+from app.documents.service import DocumentService
 from app.pagination import CursorCodec
 from app.users.models import User
 from app.users.repository import UserRepository
@@ -34,7 +36,7 @@ from app.users.service import UserService
 log = logging.getLogger("docstore.container")
 
 # Every Beanie document; init_beanie creates their declared indexes.
-DOCUMENT_MODELS = [User, Session, RateLimitCounter, CollectionSpec]
+DOCUMENT_MODELS = [User, Session, RateLimitCounter, CollectionSpec, IdempotencyRecord]
 
 
 @dataclass
@@ -47,12 +49,14 @@ class Container:
     auth: AuthService
     user_service: UserService
     collections: CollectionService
+    documents: DocumentService
 
     @classmethod
     def build(cls, settings: Settings, db: Db, *, clock: Clock = utc_now) -> Container:
         users = UserRepository(db)
         sessions = SessionRepository(db)
         hasher = PasswordHasher(settings)
+        cursors = CursorCodec(settings.jwt_secret)
         limiter = RateLimiter(
             RateLimitRepository(db), window_seconds=settings.rate_limit_window_seconds
         )
@@ -69,10 +73,18 @@ class Container:
             sessions=sessions,
             auth=auth,
             hasher=hasher,
-            cursors=CursorCodec(settings.jwt_secret),
+            cursors=cursors,
             clock=clock,
         )
         collections = CollectionService(repository=CollectionRepository(db), clock=clock)
+        documents = DocumentService(
+            db=db,
+            settings=settings,
+            collections=collections,
+            idempotency=IdempotencyStore(db, ttl_seconds=settings.idempotency_ttl_seconds),
+            cursors=cursors,
+            clock=clock,
+        )
         return cls(
             settings=settings,
             db=db,
@@ -82,6 +94,7 @@ class Container:
             auth=auth,
             user_service=user_service,
             collections=collections,
+            documents=documents,
         )
 
 

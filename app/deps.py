@@ -11,6 +11,7 @@ from app.auth.service import AuthService, ClientInfo
 from app.collections.service import CollectionService
 from app.config import Settings
 from app.container import Container
+from app.documents.service import DocumentService
 from app.errors import ErrorCode, Forbidden, Unauthorized
 from app.users.repository import Principal
 from app.users.service import UserService
@@ -40,6 +41,10 @@ def get_collection_service(container: ContainerDep) -> CollectionService:
     return container.collections
 
 
+def get_document_service(container: ContainerDep) -> DocumentService:
+    return container.documents
+
+
 def get_client_info(request: Request) -> ClientInfo:
     # Behind a proxy, uvicorn's --proxy-headers/--forwarded-allow-ips fill request.client.
     return ClientInfo(address=request.client.host if request.client else "unknown")
@@ -50,6 +55,7 @@ AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 UserServiceDep = Annotated[UserService, Depends(get_user_service)]
 ClientDep = Annotated[ClientInfo, Depends(get_client_info)]
 CollectionServiceDep = Annotated[CollectionService, Depends(get_collection_service)]
+DocumentServiceDep = Annotated[DocumentService, Depends(get_document_service)]
 
 # tokenUrl makes Swagger UI's Authorize button work with the OAuth2 password flow.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)

@@ -29,6 +29,7 @@ from pymongo.errors import (
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.ops.context import current_request_id
+from app.ops.metrics import DATABASE_ERRORS
 
 log = logging.getLogger("docstore.errors")
 
@@ -60,6 +61,7 @@ class ErrorCode(StrEnum):
     EMAIL_TAKEN = "email_taken"
     COLLECTION_EXISTS = "collection_exists"
     DUPLICATE_KEY = "duplicate_key"
+    WRITE_CONFLICT = "write_conflict"
     PRECONDITION_FAILED = "precondition_failed"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -228,6 +230,7 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
     log.warning("database unavailable: %s", exc)
+    DATABASE_ERRORS.labels("unavailable").inc()
     return problem_response(
         503,
         ErrorCode.DATABASE_UNAVAILABLE,
@@ -237,6 +240,7 @@ async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _query_timeout(_: Request, exc: Exception) -> JSONResponse:
+    DATABASE_ERRORS.labels("timeout").inc()
     return problem_response(
         503,
         ErrorCode.QUERY_TIMEOUT,

@@ -8,8 +8,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.auth.router import router as auth_router
 from app.collections.router import router as collections_router
 from app.config import Settings, get_settings
+from app.documents.router import router as documents_router
 from app.errors import install_error_handlers
 from app.lifespan import lifespan
+from app.ops.docs import install_docs
 from app.ops.middleware import RequestContextMiddleware
 from app.ops.router import router as ops_router
 from app.users.router import router as users_router
@@ -30,7 +32,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs with local assets
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.settings = settings
     install_error_handlers(app)
     if settings.cors_origins:
@@ -47,4 +52,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(users_router)
     app.include_router(collections_router)
+    app.include_router(documents_router)
     return app

@@ -140,6 +140,17 @@ async def sign_in(client: httpx.AsyncClient, email: str, password: str = PASSWOR
     )
 
 
+async def signed_in(
+    app: FastAPI, client: httpx.AsyncClient, *, role: Role = Role.USER, email: str | None = None
+) -> Account:
+    """An account created through the service of `app` and signed in through `client`."""
+    email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
+    await app.state.container.auth.create_user(
+        email=email, password=PASSWORD, name="Test User", role=role
+    )
+    return await sign_in(client, email)
+
+
 @pytest.fixture
 def make_account(client: httpx.AsyncClient, container: Container):  # type: ignore[no-untyped-def]
     """Create an account (through the service) and sign it in through the API."""

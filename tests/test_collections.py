@@ -44,7 +44,9 @@ async def test_create_declares_the_collection_and_its_mongodb_indexes(
     assert [i["name"] for i in body["indexes"]] == ["by_score", "expire", "slug"]
 
     indexes = await container.db["docs_notes"].index_information()
-    assert indexes["by_score"]["key"] == [("data.score", -1), ("created_at", 1)]
+    # _id ends the key so sorted listings (which break ties by id) use the index fully.
+    assert indexes["by_score"]["key"] == [("data.score", -1), ("created_at", 1), ("_id", 1)]
+    assert indexes["expire"]["key"] == [("created_at", 1)]
     assert indexes["expire"]["expireAfterSeconds"] == 86400
     assert indexes["slug"]["unique"] is True
 
@@ -203,4 +205,4 @@ async def test_declared_indexes_are_re_ensured_at_start_up(database_url: str) ->
         await container.db["docs_notes"].drop_index("by_score")
     async with running_app(settings) as app:
         indexes = await app.state.container.db["docs_notes"].index_information()
-    assert indexes["by_score"]["key"] == [("data.score", -1), ("created_at", 1)]
+    assert indexes["by_score"]["key"] == [("data.score", -1), ("created_at", 1), ("_id", 1)]

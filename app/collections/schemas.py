@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.clock import Timestamp
 from app.collections.models import Access, CollectionSpec, IndexSpec, ReadAccess, WriteAccess
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
@@ -83,8 +83,8 @@ class CollectionOut(BaseModel):
     json_schema: dict[str, Any] | None = Field(alias="schema")
     indexes: list[IndexSpec]
     access: Access
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
     @classmethod
     def of(cls, spec: CollectionSpec) -> CollectionOut:

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ErrorCode, problem_response
 from app.ops.context import set_request_id
+from app.ops.metrics import observe_request
 
 access_log = logging.getLogger("docstore.access")
 error_log = logging.getLogger("docstore.errors")
@@ -132,13 +133,15 @@ class RequestContextMiddleware:
 
     @staticmethod
     def _log(scope: Scope, status: int, started: float) -> None:
-        route = scope.get("route")
+        seconds = time.perf_counter() - started
+        route = getattr(scope.get("route"), "path", None)
+        observe_request(scope["method"], route, status, seconds)
         extra: dict[str, Any] = {
             "method": scope["method"],
             "path": scope["path"],
-            "route": getattr(route, "path", None),
+            "route": route,
             "status": status,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "duration_ms": round(seconds * 1000, 2),
             # Set by the auth dependency through request.state.
             "user_id": scope.get("state", {}).get("user_id"),
         }

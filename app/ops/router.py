@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 from pymongo.errors import PyMongoError
 
 from app.deps import ContainerDep
 from app.errors import DatabaseUnavailable, problem_responses
+from app.ops.metrics import render
 
 router = APIRouter(tags=["ops"])
 
@@ -33,3 +35,15 @@ async def readyz(container: ContainerDep) -> Status:
     except PyMongoError as exc:
         raise DatabaseUnavailable("The database does not answer") from exc
     return Status(status="ready")
+
+
+@router.get(
+    "/metrics",
+    operation_id="ops_metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus exposition"}},
+)
+async def metrics() -> Response:
+    body, content_type = render()
+    return Response(body, media_type=content_type)

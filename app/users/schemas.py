@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth.schemas import Email, Name, Password
+from app.clock import Timestamp
 from app.users.models import Role, User
 
 
@@ -17,8 +17,8 @@ class UserOut(BaseModel):
     name: str
     role: Role
     disabled: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
     @classmethod
     def of(cls, user: User) -> UserOut:

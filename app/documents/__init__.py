@@ -1,0 +1,1 @@
+"""Documents: CRUD, the filter language, keyset paging, merge patch, bulk, idempotency."""

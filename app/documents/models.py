@@ -1,0 +1,46 @@
+"""The stored shape of a document, shared by every Docstore collection.
+
+Documents of user collections are not Beanie documents: each Docstore collection is its
+own MongoDB collection, created at run time, so a plain model maps the stored shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(slots=True)
+class StoredDocument:
+    id: str
+    owner: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    data: dict[str, Any]
+
+    def to_mongo(self) -> dict[str, Any]:
+        return {
+            "_id": self.id,
+            "owner": self.owner,
+            "version": self.version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "data": self.data,
+        }
+
+    @classmethod
+    def from_mongo(cls, raw: dict[str, Any]) -> StoredDocument:
+        return cls(
+            id=raw["_id"],
+            owner=raw.get("owner"),
+            version=raw["version"],
+            created_at=raw["created_at"],
+            updated_at=raw["updated_at"],
+            data=raw.get("data", {}),
+        )
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.version}"'

@@ -1,0 +1,96 @@
+"""The only door from the documents domain to MongoDB: one collection's stored documents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from app.db.client import Db
+from app.documents.models import StoredDocument
+
+# What a write may be conditioned on: an owner (owner-write access) and/or a version
+# (If-Match). None means "any".
+Conditions = dict[str, Any]
+
+
+class DocumentExistsError(Exception):
+    """An insert met an existing document with the same id."""
+
+
+def _is_id_clash(exc: DuplicateKeyError) -> bool:
+    pattern = (exc.details or {}).get("keyPattern") or {}
+    return list(pattern) == ["_id"] or "_id_" in str(exc)
+
+
+class DocumentRepository:
+    """Documents of one Docstore collection (MongoDB collection `storage_name`)."""
+
+    def __init__(self, db: Db, storage_name: str, *, max_time_ms: int) -> None:
+        self.collection = db[storage_name]
+        self.max_time_ms = max_time_ms
+
+    async def insert(self, doc: StoredDocument) -> None:
+        try:
+            await self.collection.insert_one(doc.to_mongo())
+        except DuplicateKeyError as exc:
+            if _is_id_clash(exc):
+                raise DocumentExistsError(doc.id) from exc
+            raise  # a declared unique index: 409 duplicate_key
+
+    async def insert_many(self, docs: list[StoredDocument]) -> dict[int, DuplicateKeyError]:
+        """Insert what can be inserted; return the failures by position."""
+        if not docs:
+            return {}
+        try:
+            await self.collection.insert_many([d.to_mongo() for d in docs], ordered=False)
+        except BulkWriteError as exc:
+            failures: dict[int, DuplicateKeyError] = {}
+            for err in exc.details.get("writeErrors", []):
+                if err.get("code") not in (11000, 11001):
+                    raise
+                failures[int(err["index"])] = DuplicateKeyError(err.get("errmsg", ""), 11000, err)
+            return failures
+        return {}
+
+    async def get(self, doc_id: str, *, scope: Conditions | None = None) -> StoredDocument | None:
+        raw = await self.collection.find_one(
+            {"_id": doc_id, **(scope or {})}, max_time_ms=self.max_time_ms
+        )
+        return None if raw is None else StoredDocument.from_mongo(raw)
+
+    async def replace_data(
+        self, doc_id: str, data: dict[str, Any], *, now: datetime, conditions: Conditions
+    ) -> StoredDocument | None:
+        """Set `data` and bump `version` by one in one atomic operation, if `conditions` hold."""
+        raw = await self.collection.find_one_and_update(
+            {"_id": doc_id, **conditions},
+            {"$set": {"data": data, "updated_at": now}, "$inc": {"version": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return None if raw is None else StoredDocument.from_mongo(raw)
+
+    async def delete(self, doc_id: str, *, conditions: Conditions) -> bool:
+        result = await self.collection.delete_one({"_id": doc_id, **conditions})
+        return result.deleted_count == 1
+
+    async def find_page(
+        self,
+        query: dict[str, Any],
+        *,
+        sort: list[tuple[str, int]],
+        limit: int,
+        projection: dict[str, int] | None,
+    ) -> list[dict[str, Any]]:
+        cursor = (
+            self.collection.find(query, projection)
+            .sort(sort)
+            .limit(limit)
+            .max_time_ms(self.max_time_ms)
+        )
+        return await cursor.to_list(length=limit)
+
+    async def count(self, query: dict[str, Any]) -> int:
+        return await self.collection.count_documents(query, maxTimeMS=self.max_time_ms)

@@ -1,0 +1,259 @@
+"""HTTP endpoints of /v1/collections/{name}/documents."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
+from fastapi.responses import JSONResponse
+
+from app.deps import DocumentServiceDep, OptionalUser
+from app.documents.models import StoredDocument
+from app.documents.schemas import (
+    BulkCreate,
+    BulkItemResult,
+    BulkResult,
+    DocId,
+    DocumentCount,
+    DocumentOut,
+    DocumentPage,
+)
+from app.documents.service import ANY, Preconditions, envelope, location
+from app.errors import problem_responses
+
+router = APIRouter(prefix="/v1/collections/{name}/documents", tags=["documents"])
+
+_EXAMPLE = {"title": "Hello", "score": 7}
+_READ_ERRORS = problem_responses(400, 401, 404, 422)
+_WRITE_ERRORS = problem_responses(401, 403, 404, 409, 412, 413, 415, 422, 428)
+
+
+def _etags(value: str | None) -> tuple[int, ...] | Literal["*"] | None:
+    """Parse an If-Match / If-None-Match list. Unparseable tags never match."""
+    if value is None:
+        return None
+    if value.strip() == "*":
+        return "*"
+    versions = []
+    for tag in value.split(","):
+        tag = tag.strip().removeprefix("W/").strip('"')
+        if tag.isdigit():
+            versions.append(int(tag))
+    return tuple(versions)
+
+
+def get_preconditions(
+    if_match: Annotated[str | None, Header(max_length=1024)] = None,
+    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
+) -> Preconditions:
+    return Preconditions(if_match=_etags(if_match), if_none_match_any=_etags(if_none_match) == ANY)
+
+
+PreconditionsDep = Annotated[Preconditions, Depends(get_preconditions)]
+Filter = Annotated[
+    str | None,
+    Query(
+        max_length=8192,
+        description='JSON filter over response paths, e.g. {"data.score": {"$gte": 5}}',
+    ),
+]
+
+
+def _out(name: str, doc: StoredDocument) -> DocumentOut:
+    return DocumentOut.model_validate(envelope(name, doc))
+
+
+def _headers(response: Response, name: str, doc: StoredDocument) -> None:
+    response.headers["ETag"] = doc.etag
+    response.headers["Location"] = location(name, doc.id)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    operation_id="documents_create",
+    summary="Create a document",
+    description="The body is the document's `data`. With `Idempotency-Key`, repeating the "
+    "request with the same body replays the first response for 24 h.",
+    responses=_WRITE_ERRORS,
+)
+async def create_document(
+    name: str,
+    data: Annotated[dict[str, Any], Body(examples=[_EXAMPLE])],
+    caller: OptionalUser,
+    documents: DocumentServiceDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
+) -> DocumentOut:
+    doc, replay = await documents.create(name, data, caller, idempotency_key=idempotency_key)
+    if replay is not None:
+        body = DocumentOut.model_validate(replay.body).model_dump(mode="json")
+        return JSONResponse(body, status_code=replay.status, headers=replay.headers)  # type: ignore[return-value]
+    assert doc is not None
+    _headers(response, name, doc)
+    return _out(name, doc)
+
+
+@router.post(
+    "/bulk",
+    operation_id="documents_bulk_create",
+    summary="Create many documents; each item succeeds or fails on its own",
+    responses=problem_responses(401, 403, 404, 413, 422),
+)
+async def bulk_create_documents(
+    name: str, body: BulkCreate, caller: OptionalUser, documents: DocumentServiceDep
+) -> BulkResult:
+    items = await documents.bulk_create(name, body.documents, caller)
+    results = [BulkItemResult.model_validate(item, from_attributes=True) for item in items]
+    created = sum(1 for r in results if r.status == status.HTTP_201_CREATED)
+    return BulkResult(created=created, failed=len(results) - created, results=results)
+
+
+@router.get(
+    "",
+    operation_id="documents_list",
+    summary="Query documents: filter, sort, project, page",
+    responses=_READ_ERRORS,
+)
+async def list_documents(
+    name: str,
+    caller: OptionalUser,
+    documents: DocumentServiceDep,
+    filter: Filter = None,
+    sort: Annotated[
+        str | None,
+        Query(max_length=1000, description="Comma-separated paths, `-` for descending"),
+    ] = None,
+    fields: Annotated[
+        str | None, Query(max_length=4000, description="Comma-separated `data.*` paths")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=4096)] = None,
+) -> DocumentPage:
+    page = await documents.list_page(
+        name,
+        caller,
+        filter_raw=filter,
+        sort_raw=sort,
+        fields_raw=fields,
+        limit=limit,
+        cursor=cursor,
+    )
+    items = [
+        DocumentOut.model_validate(
+            {
+                "id": row["_id"],
+                "collection": name,
+                "owner": row.get("owner"),
+                "version": row["version"],
+                "created_at": row["created_at"],
+                "updated_at": row["updated_at"],
+                "data": row.get("data", {}),
+            }
+        )
+        for row in page.items
+    ]
+    return DocumentPage(items=items, next_cursor=page.next_cursor)
+
+
+@router.get(
+    "/count",
+    operation_id="documents_count",
+    summary="Count documents matching a filter",
+    responses=_READ_ERRORS,
+)
+async def count_documents(
+    name: str,
+    caller: OptionalUser,
+    documents: DocumentServiceDep,
+    filter: Filter = None,
+) -> DocumentCount:
+    return DocumentCount(count=await documents.count(name, caller, filter))
+
+
+@router.get(
+    "/{doc_id}",
+    operation_id="documents_get",
+    summary="Read a document",
+    description="Answers 304 when `If-None-Match` names its current ETag.",
+    responses={304: {"description": "Not Modified"}, **problem_responses(401, 404)},
+)
+async def get_document(
+    name: str,
+    doc_id: str,
+    caller: OptionalUser,
+    documents: DocumentServiceDep,
+    response: Response,
+    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
+) -> DocumentOut:
+    doc = await documents.get(name, doc_id, caller)
+    seen = _etags(if_none_match)
+    if seen == ANY or (isinstance(seen, tuple) and doc.version in seen):
+        return Response(status_code=304, headers={"ETag": doc.etag})  # type: ignore[return-value]
+    response.headers["ETag"] = doc.etag
+    return _out(name, doc)
+
+
+@router.put(
+    "/{doc_id}",
+    operation_id="documents_put",
+    summary="Replace a document, or create it with this id",
+    description="Answers 201 when it created the document. `If-None-Match: *` only creates; "
+    "`If-Match` only replaces that version.",
+    responses={201: {"model": DocumentOut, "description": "Created"}, **_WRITE_ERRORS},
+)
+async def put_document(
+    name: str,
+    doc_id: DocId,
+    data: Annotated[dict[str, Any], Body(examples=[_EXAMPLE])],
+    caller: OptionalUser,
+    documents: DocumentServiceDep,
+    pre: PreconditionsDep,
+    response: Response,
+) -> DocumentOut:
+    doc, created = await documents.put(name, doc_id, data, caller, pre)
+    if created:
+        response.status_code = status.HTTP_201_CREATED
+    _headers(response, name, doc)
+    return _out(name, doc)
+
+
+@router.patch(
+    "/{doc_id}",
+    operation_id="documents_patch",
+    summary="Merge-patch a document's data (RFC 7396)",
+    description="Send `application/merge-patch+json`: keys set to null are removed, objects "
+    "merge, anything else replaces.",
+    responses=_WRITE_ERRORS,
+)
+async def patch_document(
+    name: str,
+    doc_id: str,
+    patch: Annotated[
+        dict[str, Any], Body(media_type="application/merge-patch+json", examples=[{"score": 8}])
+    ],
+    caller: OptionalUser,
+    documents: DocumentServiceDep,
+    pre: PreconditionsDep,
+    response: Response,
+) -> DocumentOut:
+    doc = await documents.patch(name, doc_id, patch, caller, pre)
+    response.headers["ETag"] = doc.etag
+    return _out(name, doc)
+
+
+@router.delete(
+    "/{doc_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="documents_delete",
+    summary="Delete a document",
+    responses=problem_responses(401, 403, 404, 412, 428),
+)
+async def delete_document(
+    name: str,
+    doc_id: str,
+    caller: OptionalUser,
+    documents: DocumentServiceDep,
+    pre: PreconditionsDep,
+) -> None:
+    await documents.delete(name, doc_id, caller, pre)

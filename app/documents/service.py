@@ -1,0 +1,418 @@
+"""Business rules of documents: access, versions and preconditions, idempotency, queries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NoReturn
+
+from bson import ObjectId
+
+from app.clock import Clock
+from app.collections.models import CollectionSpec
+from app.collections.service import CollectionService
+from app.collections.validation import validate_data
+from app.config import Settings
+from app.db.client import Db
+from app.documents import access
+from app.documents.filters import InvalidFilter, compile_fields, compile_filter, compile_sort
+from app.documents.idempotency import IdempotencyStore, Replay, request_fingerprint
+from app.documents.keyset import (
+    after_clause,
+    decode_cursor,
+    encode_cursor,
+    query_scope,
+    sort_values,
+)
+from app.documents.merge_patch import merge_patch
+from app.documents.models import StoredDocument
+from app.documents.repository import DocumentExistsError, DocumentRepository
+from app.documents.validation import DataLimits, check_data
+from app.errors import AppError, ErrorCode, FieldError, Forbidden, ValidationFailed
+from app.pagination import CursorCodec
+from app.users.repository import Principal
+
+ANY = "*"
+# Without If-Match a PATCH re-reads and re-applies itself when another write slipped in
+# between; this bounds the retries under extreme contention.
+MAX_PATCH_ATTEMPTS = 10
+# `GET .../documents/count` is a route: no document may take that id.
+RESERVED_IDS = frozenset({"count", "bulk"})
+
+
+class PreconditionFailed(AppError):
+    code, status = ErrorCode.PRECONDITION_FAILED, 412
+
+
+class PreconditionRequired(AppError):
+    code, status = ErrorCode.PRECONDITION_REQUIRED, 428
+
+
+class WriteConflict(AppError):
+    code, status = ErrorCode.WRITE_CONFLICT, 409
+
+
+class TooManyDocuments(AppError):
+    code, status = ErrorCode.PAYLOAD_TOO_LARGE, 413
+
+
+@dataclass(frozen=True, slots=True)
+class Preconditions:
+    """Parsed conditional-request headers. `if_match` None means the header was absent;
+    an empty tuple means it named no version that can exist (so it never matches)."""
+
+    if_match: tuple[int, ...] | Literal["*"] | None = None
+    if_none_match_any: bool = False
+
+    def matches(self, version: int) -> bool:
+        return self.if_match is None or self.if_match == ANY or version in self.if_match
+
+    def version_condition(self) -> dict[str, Any]:
+        if self.if_match is None or self.if_match == ANY:
+            return {}
+        return {"version": {"$in": list(self.if_match)}}
+
+
+@dataclass(slots=True)
+class BulkItem:
+    index: int
+    status: int
+    id: str | None = None
+    version: int | None = None
+    code: ErrorCode | None = None
+    detail: str | None = None
+    errors: list[FieldError] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def envelope(collection: str, doc: StoredDocument) -> dict[str, Any]:
+    """The JSON shape clients see (as stored for idempotent replays)."""
+    return {
+        "id": doc.id,
+        "collection": collection,
+        "owner": doc.owner,
+        "version": doc.version,
+        "created_at": doc.created_at,
+        "updated_at": doc.updated_at,
+        "data": doc.data,
+    }
+
+
+class DocumentService:
+    def __init__(
+        self,
+        *,
+        db: Db,
+        settings: Settings,
+        collections: CollectionService,
+        idempotency: IdempotencyStore,
+        cursors: CursorCodec,
+        clock: Clock,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.collections = collections
+        self.idempotency = idempotency
+        self.cursors = cursors
+        self.clock = clock
+        self.limits = DataLimits(
+            max_bytes=settings.document_max_bytes, max_depth=settings.document_max_depth
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _repository(self, spec: CollectionSpec) -> DocumentRepository:
+        return DocumentRepository(
+            self.db, spec.storage_name, max_time_ms=self.settings.query_max_time_ms
+        )
+
+    def _check(self, spec: CollectionSpec, data: Any) -> dict[str, Any]:
+        check_data(data, self.limits)
+        validator = self.collections.validator(spec)
+        if validator is not None:
+            validate_data(validator, data)
+        assert isinstance(data, dict)
+        return data
+
+    def _new(self, doc_id: str, owner: Principal, data: dict[str, Any]) -> StoredDocument:
+        now = self.clock()
+        return StoredDocument(
+            id=doc_id, owner=owner.id, version=1, created_at=now, updated_at=now, data=data
+        )
+
+    def _require_precondition(self, pre: Preconditions, *, creating_allowed: bool) -> None:
+        if not self.settings.require_if_match or pre.if_match is not None:
+            return
+        if creating_allowed and pre.if_none_match_any:
+            return
+        raise PreconditionRequired(
+            "This server requires If-Match (the document's ETag) on changes; GET the document first"
+        )
+
+    async def _explain_failed_write(
+        self,
+        spec: CollectionSpec,
+        repo: DocumentRepository,
+        caller: Principal | None,
+        doc_id: str,
+        pre: Preconditions,
+    ) -> NoReturn:
+        """A conditional write matched nothing: say why, exposing nothing unreadable."""
+        existing = await repo.get(doc_id)
+        if existing is None or not access.can_read(spec, caller, existing):
+            raise access.document_not_found(spec.id, doc_id)
+        if not access.can_write(spec, caller, existing):
+            raise Forbidden(f"You may read {spec.id}/{doc_id} but not change it")
+        if not pre.matches(existing.version):
+            raise PreconditionFailed(
+                f"Document {spec.id}/{doc_id} is at version {existing.version}, "
+                f"not {_shown(pre.if_match)}"
+            )
+        raise PreconditionFailed(
+            f"Document {spec.id}/{doc_id} changed while this request ran; retry"
+        )
+
+    # -- single documents ------------------------------------------------------------------
+
+    async def create(
+        self,
+        name: str,
+        data: Any,
+        caller: Principal | None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> tuple[StoredDocument | None, Replay | None]:
+        """A new document with a server-chosen id; or, for a repeated Idempotency-Key, the
+        first response to replay."""
+        spec = await self.collections.get(name)
+        owner = access.check_create(spec, caller)
+        data = self._check(spec, data)
+        if idempotency_key is None:
+            doc = self._new(str(ObjectId()), owner, data)
+            await self._repository(spec).insert(doc)
+            return doc, None
+
+        record = self.idempotency.record_id(owner.id, name, idempotency_key)
+        replay = await self.idempotency.claim(record, request_fingerprint(data), now=self.clock())
+        if replay is not None:
+            return None, replay
+        try:
+            doc = self._new(str(ObjectId()), owner, data)
+            await self._repository(spec).insert(doc)
+        except BaseException:
+            await self.idempotency.release(record)
+            raise
+        await self.idempotency.complete(
+            record,
+            status=201,
+            body=envelope(name, doc),
+            headers={"Location": location(name, doc.id), "ETag": doc.etag},
+        )
+        return doc, None
+
+    async def get(self, name: str, doc_id: str, caller: Principal | None) -> StoredDocument:
+        spec = await self.collections.get(name)
+        scope = access.read_scope(spec, caller)
+        doc = await self._repository(spec).get(doc_id, scope=scope)
+        if doc is None:
+            raise access.document_not_found(name, doc_id)
+        return doc
+
+    async def put(
+        self,
+        name: str,
+        doc_id: str,
+        data: Any,
+        caller: Principal | None,
+        pre: Preconditions,
+    ) -> tuple[StoredDocument, bool]:
+        """Replace a document's data, or create it with this id. Returns (doc, created)."""
+        spec = await self.collections.get(name)
+        owner = access.check_create(spec, caller)
+        if doc_id in RESERVED_IDS:
+            raise ValidationFailed(
+                f"{doc_id} is reserved and cannot be a document id",
+                errors=[FieldError(loc=["path", "doc_id"], msg="reserved id", type="reserved")],
+            )
+        self._require_precondition(pre, creating_allowed=True)
+        data = self._check(spec, data)
+        repo = self._repository(spec)
+        if not pre.if_none_match_any:
+            conditions = {**access.write_scope(spec, caller), **pre.version_condition()}
+            updated = await repo.replace_data(doc_id, data, now=self.clock(), conditions=conditions)
+            if updated is not None:
+                return updated, False
+            if pre.if_match is not None or await repo.get(doc_id) is not None:
+                await self._explain_failed_write(spec, repo, caller, doc_id, pre)
+        doc = self._new(doc_id, owner, data)
+        try:
+            await repo.insert(doc)
+        except DocumentExistsError:
+            if pre.if_none_match_any:
+                raise PreconditionFailed(
+                    f"Document {name}/{doc_id} already exists (If-None-Match: *)"
+                ) from None
+            # Created by someone else between our update and insert: report as a change.
+            await self._explain_failed_write(spec, repo, caller, doc_id, pre)
+        return doc, True
+
+    async def patch(
+        self,
+        name: str,
+        doc_id: str,
+        patch: Any,
+        caller: Principal | None,
+        pre: Preconditions,
+    ) -> StoredDocument:
+        """Apply an RFC 7396 merge patch to `data`; never loses a concurrent update."""
+        spec = await self.collections.get(name)
+        access.check_create(spec, caller)
+        self._require_precondition(pre, creating_allowed=False)
+        repo = self._repository(spec)
+        scope = access.read_scope(spec, caller)
+        for _ in range(MAX_PATCH_ATTEMPTS):
+            current = await repo.get(doc_id, scope=scope)
+            if current is None:
+                raise access.document_not_found(name, doc_id)
+            if not access.can_write(spec, caller, current):
+                raise Forbidden(f"You may read {name}/{doc_id} but not change it")
+            if not pre.matches(current.version):
+                await self._explain_failed_write(spec, repo, caller, doc_id, pre)
+            data = self._check(spec, merge_patch(current.data, patch))
+            # Conditioned on the version we read: the check and the bump are one operation.
+            updated = await repo.replace_data(
+                doc_id, data, now=self.clock(), conditions={"version": current.version}
+            )
+            if updated is not None:
+                return updated
+            if pre.if_match is not None:
+                await self._explain_failed_write(spec, repo, caller, doc_id, pre)
+        raise WriteConflict(f"Document {name}/{doc_id} is changing too fast; retry")
+
+    async def delete(
+        self, name: str, doc_id: str, caller: Principal | None, pre: Preconditions
+    ) -> None:
+        spec = await self.collections.get(name)
+        self._require_precondition(pre, creating_allowed=False)
+        conditions = {**access.write_scope(spec, caller), **pre.version_condition()}
+        repo = self._repository(spec)
+        if not await repo.delete(doc_id, conditions=conditions):
+            await self._explain_failed_write(spec, repo, caller, doc_id, pre)
+
+    # -- many documents --------------------------------------------------------------------
+
+    async def bulk_create(
+        self, name: str, documents: Sequence[Any], caller: Principal | None
+    ) -> list[BulkItem]:
+        """Create many documents; each item succeeds or fails on its own."""
+        spec = await self.collections.get(name)
+        owner = access.check_create(spec, caller)
+        limit = self.settings.bulk_max_documents
+        if len(documents) > limit:
+            raise TooManyDocuments(f"At most {limit} documents per bulk request")
+        results: list[BulkItem] = []
+        valid: list[StoredDocument] = []
+        positions: list[int] = []
+        for index, data in enumerate(documents):
+            try:
+                checked = self._check(spec, data)
+            except AppError as exc:
+                results.append(
+                    BulkItem(
+                        index,
+                        exc.status,
+                        code=exc.code,
+                        detail=exc.detail,
+                        errors=_relocate(exc.errors, index),
+                    )
+                )
+                continue
+            doc = self._new(str(ObjectId()), owner, checked)
+            valid.append(doc)
+            positions.append(index)
+            results.append(BulkItem(index, 201, id=doc.id, version=1))
+        failures = await self._repository(spec).insert_many(valid)
+        for position, error in failures.items():
+            item = results[positions[position]]
+            pattern = ", ".join((error.details or {}).get("keyPattern", {}) or ["a unique field"])
+            item.status, item.id, item.version = 409, None, None
+            item.code = ErrorCode.DUPLICATE_KEY
+            item.detail = f"Another document already has this value for {pattern}"
+        return results
+
+    def _compile_query(
+        self, spec: CollectionSpec, caller: Principal | None, filter_raw: str | None
+    ) -> dict[str, Any]:
+        scope = access.read_scope(spec, caller)
+        client = compile_filter(_parse_filter(filter_raw)) if filter_raw else {}
+        parts = [p for p in (client, scope) if p]
+        return parts[0] if len(parts) == 1 else ({"$and": parts} if parts else {})
+
+    async def list_page(
+        self,
+        name: str,
+        caller: Principal | None,
+        *,
+        filter_raw: str | None,
+        sort_raw: str | None,
+        fields_raw: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page:
+        spec = await self.collections.get(name)
+        query = self._compile_query(spec, caller, filter_raw)
+        sort = compile_sort(sort_raw or "")
+        projection = compile_fields(fields_raw) if fields_raw else None
+        scope = f"{name}:{query_scope(_parse_filter(filter_raw) if filter_raw else None, sort)}"
+        if cursor:
+            after = after_clause(sort, decode_cursor(self.cursors, cursor, scope))
+            query = {"$and": [query, after]} if query else after
+        repo = self._repository(spec)
+        rows = await repo.find_page(query, sort=sort, limit=limit + 1, projection=projection)
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            if projection is not None:
+                # The page may not carry every sort key; read them for the last row only.
+                last = (
+                    await repo.collection.find_one(
+                        {"_id": last["_id"]}, {path: 1 for path, _ in sort}
+                    )
+                    or last
+                )
+            next_cursor = encode_cursor(self.cursors, sort_values(last, sort), scope)
+        return Page(items=rows, next_cursor=next_cursor)
+
+    async def count(self, name: str, caller: Principal | None, filter_raw: str | None) -> int:
+        spec = await self.collections.get(name)
+        return await self._repository(spec).count(self._compile_query(spec, caller, filter_raw))
+
+
+def location(collection: str, doc_id: str) -> str:
+    return f"/v1/collections/{collection}/documents/{doc_id}"
+
+
+def _parse_filter(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise InvalidFilter(f"filter is not valid JSON: {exc}") from None
+
+
+def _relocate(errors: list[FieldError], index: int) -> list[FieldError]:
+    return [
+        FieldError(loc=["documents", index, *e.loc[1:]], msg=e.msg, type=e.type) for e in errors
+    ]
+
+
+def _shown(if_match: tuple[int, ...] | Literal["*"] | None) -> str:
+    if isinstance(if_match, tuple):
+        return " or ".join(str(v) for v in if_match) or "any version that can exist"
+    return str(if_match)

@@ -1,0 +1,58 @@
+"""Prometheus metrics: requests by route template, method and status; latency; DB errors.
+
+Labels use the route template (`/v1/collections/{name}/documents/{doc_id}`), never the
+raw path, so cardinality stays bounded. With several worker processes, set
+PROMETHEUS_MULTIPROC_DIR (prometheus_client's multiprocess mode) so /metrics aggregates.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+REQUESTS = Counter(
+    "docstore_http_requests_total",
+    "HTTP requests handled",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+LATENCY = Histogram(
+    "docstore_http_request_duration_seconds",
+    "Time from request start to response end",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+DATABASE_ERRORS = Counter(
+    "docstore_database_errors_total",
+    "Requests that failed because of the database",
+    ["kind"],
+    registry=REGISTRY,
+)
+
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+def observe_request(method: str, route: str | None, status: int, seconds: float) -> None:
+    template = route or UNMATCHED_ROUTE
+    REQUESTS.labels(method, template, str(status)).inc()
+    LATENCY.labels(method, template).observe(seconds)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text and its content type."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
