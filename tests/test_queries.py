@@ -12,7 +12,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.container import Container
-from tests.conftest import Account, assert_problem
+from app.db.embedded import MEMORY, EmbeddedDatabase
+from app.documents.filters import compile_sort
+from app.users.models import Role
+from tests.conftest import (
+    Account,
+    assert_problem,
+    http_client,
+    make_settings,
+    running_app,
+    signed_in,
+)
 
 URL = "/v1/collections/items/documents"
 
@@ -233,8 +243,6 @@ async def test_cursors_are_tamper_proof_and_tied_to_their_query(
 async def test_sorting_by_an_indexed_field_uses_the_index(
     container: Container, items: list[dict[str, Any]]
 ) -> None:
-    from app.documents.filters import compile_sort
-
     sort = compile_sort("-data.score,created_at")
     cursor = container.db["docs_items"].find({}).sort(sort).limit(20)
     winning = (await cursor.explain())["queryPlanner"]["winningPlan"]
@@ -324,3 +332,36 @@ async def test_paging_returns_every_match_exactly_once_in_order(
             descending = field.startswith("-")
             assert (a > b) if descending else (a < b), (sort, before, after)
             break
+
+
+async def test_every_query_runs_with_a_time_limit() -> None:
+    """mongod's maxTimeAlwaysTimeOut failpoint times out exactly the operations that carry
+    maxTimeMS: a query without a limit would succeed here and fail this test."""
+    server = EmbeddedDatabase(MEMORY, test_commands=True)
+    server.start()
+    try:
+        app_settings = make_settings(server.url)
+        async with (
+            running_app(app_settings, drop_database=False) as app,
+            http_client(app) as client,
+        ):
+            admin = await signed_in(app, client, role=Role.ADMIN)
+            await client.post("/v1/collections", json={"name": "slow"}, headers=admin.headers)
+            url = "/v1/collections/slow/documents"
+            doc = (await client.post(url, json={"a": 1}, headers=admin.headers)).json()
+            admin_db = app.state.container.db.client.admin
+            await admin_db.command("configureFailPoint", "maxTimeAlwaysTimeOut", mode="alwaysOn")
+            try:
+                for path, params in (
+                    (url, {}),
+                    (url, {"filter": '{"data.a": 1}', "sort": "-data.a"}),
+                    (f"{url}/count", {}),
+                    (f"{url}/{doc['id']}", {}),
+                ):
+                    response = await client.get(path, params=params, headers=admin.headers)
+                    assert_problem(response, 503, "query_timeout")
+            finally:
+                await admin_db.command("configureFailPoint", "maxTimeAlwaysTimeOut", mode="off")
+            assert (await client.get(url, headers=admin.headers)).status_code == 200
+    finally:
+        server.stop()

@@ -60,8 +60,17 @@ class EmbeddedDatabase:
     `storage` is a directory (kept across restarts) or `":memory:"`.
     """
 
-    def __init__(self, storage: Path | str, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        storage: Path | str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        test_commands: bool = False,
+    ) -> None:
         self.storage = storage
+        # Enables mongod's failpoints (configureFailPoint); for fault-injection tests only.
+        self.test_commands = test_commands
         self.host = host
         self.port = port or _free_port(host)
         self.process: subprocess.Popen[bytes] | None = None
@@ -73,6 +82,8 @@ class EmbeddedDatabase:
 
     def start(self, timeout: float = 30.0) -> None:
         args = [sys.executable, "-m", "secantus", "--host", self.host, "--port", str(self.port)]
+        if self.test_commands:
+            args.append("--enable-test-commands")
         output: int | IO[bytes] = subprocess.DEVNULL
         if self.storage == MEMORY:
             args += ["--storage-path", MEMORY]
