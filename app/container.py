@@ -68,14 +68,6 @@ class Container:
             hasher=hasher,
             clock=clock,
         )
-        user_service = UserService(
-            users=users,
-            sessions=sessions,
-            auth=auth,
-            hasher=hasher,
-            cursors=cursors,
-            clock=clock,
-        )
         collections = CollectionService(repository=CollectionRepository(db), clock=clock)
         documents = DocumentService(
             db=db,
@@ -84,6 +76,15 @@ class Container:
             idempotency=IdempotencyStore(db, ttl_seconds=settings.idempotency_ttl_seconds),
             cursors=cursors,
             clock=clock,
+        )
+        user_service = UserService(
+            users=users,
+            sessions=sessions,
+            auth=auth,
+            hasher=hasher,
+            cursors=cursors,
+            clock=clock,
+            on_delete=documents.delete_owned_by,
         )
         return cls(
             settings=settings,

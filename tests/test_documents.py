@@ -491,3 +491,22 @@ async def test_bulk_over_the_limit_is_refused(database_url: str) -> None:
         )
         assert_problem(response, 413, "payload_too_large")
         assert await app.state.container.db["docs_many"].count_documents({}) == 0
+
+
+async def test_deleting_an_account_deletes_its_documents(
+    client: httpx.AsyncClient,
+    user: Account,
+    other_user: Account,
+    admin: Account,
+    notes: str,
+    container: Container,
+) -> None:
+    await declare(client, admin, "posts", access={"read": "public", "write": "owner"})
+    await client.post(notes, json={"title": "mine"}, headers=user.headers)
+    await client.post(docs("posts"), json={"t": 1}, headers=user.headers)
+    kept = await client.post(notes, json={"title": "theirs"}, headers=other_user.headers)
+    assert (await client.delete("/v1/users/me", headers=user.headers)).status_code == 204
+    assert await container.db["docs_notes"].count_documents({"owner": user.id}) == 0
+    assert await container.db["docs_posts"].count_documents({}) == 0
+    remaining = await client.get(notes, headers=other_user.headers)
+    assert [d["id"] for d in remaining.json()["items"]] == [kept.json()["id"]]

@@ -76,6 +76,10 @@ class DocumentRepository:
         result = await self.collection.delete_one({"_id": doc_id, **conditions})
         return result.deleted_count == 1
 
+    async def delete_owned_by(self, owner: str) -> int:
+        result = await self.collection.delete_many({"owner": owner})
+        return result.deleted_count
+
     async def find_page(
         self,
         query: dict[str, Any],

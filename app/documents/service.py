@@ -390,6 +390,13 @@ class DocumentService:
             next_cursor = encode_cursor(self.cursors, sort_values(last, sort), scope)
         return Page(items=rows, next_cursor=next_cursor)
 
+    async def delete_owned_by(self, user_id: str) -> int:
+        """Delete every document `user_id` owns, in every collection (account deletion)."""
+        deleted = 0
+        for spec in await self.collections.list_all():
+            deleted += await self._repository(spec).delete_owned_by(user_id)
+        return deleted
+
     async def count(self, name: str, caller: Principal | None, filter_raw: str | None) -> int:
         spec = await self.collections.get(name)
         return await self._repository(spec).count(self._compile_query(spec, caller, filter_raw))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app.auth.passwords import PasswordHasher
@@ -31,6 +32,7 @@ class UserService:
         hasher: PasswordHasher,
         cursors: CursorCodec,
         clock: Clock,
+        on_delete: Callable[[str], Awaitable[object]] | None = None,
     ) -> None:
         self.users = users
         self.sessions = sessions
@@ -38,6 +40,8 @@ class UserService:
         self.hasher = hasher
         self.cursors = cursors
         self.clock = clock
+        # Removes what the account owns elsewhere (its documents): deletion means all of it.
+        self.on_delete = on_delete
 
     async def get(self, user_id: str) -> User:
         user = await self.users.get(user_id)
@@ -90,6 +94,8 @@ class UserService:
         if not await self.users.delete(user_id):
             raise user_not_found(user_id)
         await self.sessions.delete_all_for_user(user_id)
+        if self.on_delete is not None:
+            await self.on_delete(user_id)
 
     # -- admin -----------------------------------------------------------------------------
 
