@@ -1,4 +1,7 @@
-"""`python -m app`: serve the API with uvicorn on HOST:PORT (what `make run` does)."""
+"""`python -m app`: serve the API with uvicorn on HOST:PORT (what `make run` does).
+
+WEB_CONCURRENCY > 1 runs that many worker processes (production, with MONGODB_URL).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +9,23 @@ import uvicorn
 
 from app.config import get_settings
 from app.main import create_app
-from app.ops.logging import configure_logging
+from app.ops.logging import configure_logging, log_config
 
 
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
+    # Workers are separate processes: each builds its own app from the factory.
+    many = settings.web_concurrency > 1
     uvicorn.run(
-        create_app(settings),
+        "app.main:create_app" if many else create_app(settings),
+        factory=many,
+        workers=settings.web_concurrency if many else None,
         host=settings.host,
         port=settings.port,
-        log_config=None,
+        log_config=log_config(settings.log_level),
         proxy_headers=True,
+        # In-flight requests get this long to finish after SIGTERM.
         timeout_graceful_shutdown=30,
     )
 

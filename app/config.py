@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     env: Literal["dev", "prod"] = "dev"
     host: str = "127.0.0.1"
     port: int = 8000
+    # uvicorn worker processes for `python -m app`; uvicorn's own variable name.
+    web_concurrency: int = Field(default=1, ge=1, le=64)
 
     # Database. No URL means: start the embedded SecantusDB server in a child process.
     mongodb_url: str | None = None
@@ -82,6 +84,15 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "ENV=prod needs MONGODB_URL: the embedded database is for development only"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _one_process_per_embedded_database(self) -> Settings:
+        if self.web_concurrency > 1 and not self.mongodb_url:
+            raise ValueError(
+                "WEB_CONCURRENCY > 1 needs MONGODB_URL: each worker would start its own "
+                "embedded database on the same data directory"
+            )
         return self
 
     @property

@@ -8,6 +8,7 @@ real MongoDB deployment.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import socket
 import subprocess
@@ -81,6 +82,11 @@ class EmbeddedDatabase:
         return f"mongodb://{self.host}:{self.port}/?directConnection=true"
 
     def start(self, timeout: float = 30.0) -> None:
+        if importlib.util.find_spec("secantus") is None:
+            raise EmbeddedDatabaseError(
+                "The embedded database (secantusdb) is not installed: run `make install`, "
+                "or set MONGODB_URL to a MongoDB server"
+            )
         args = [sys.executable, "-m", "secantus", "--host", self.host, "--port", str(self.port)]
         if self.test_commands:
             args.append("--enable-test-commands")

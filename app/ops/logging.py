@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
+import logging.config
 from datetime import UTC, datetime
 from typing import Any
 
 from app.ops.context import current_request_id
 
-_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,14 +32,28 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def log_config(level: str) -> dict[str, Any]:
+    """A dictConfig for this process and each uvicorn worker: JSON lines on stdout."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stdout",
+            }
+        },
+        "root": {"handlers": ["stdout"], "level": level.upper()},
+        "loggers": {
+            # uvicorn's access log would repeat ours (docstore.access), in plain text.
+            "uvicorn.access": {"handlers": [], "propagate": False, "level": "WARNING"},
+            "uvicorn": {"handlers": [], "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True},
+        },
+    }
+
+
 def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # uvicorn's own access log would duplicate ours, in plain text.
-    logging.getLogger("uvicorn.access").disabled = True
-    for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
+    logging.config.dictConfig(log_config(level))

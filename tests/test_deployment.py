@@ -1,0 +1,91 @@
+"""compose.yaml and the Dockerfile say what operators rely on (no Docker engine needed)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    return loaded
+
+
+def test_mongo_is_a_replica_set_initiated_by_its_healthcheck(compose: dict[str, Any]) -> None:
+    mongo = compose["services"]["mongo"]
+    assert mongo["image"].startswith("mongo:")
+    assert "--replSet" in mongo["command"]
+    check = " ".join(mongo["healthcheck"]["test"])
+    assert "rs.initiate" in check and "isWritablePrimary" in check
+    volume = next(v for v in mongo["volumes"] if v.endswith(":/data/db"))
+    assert volume.split(":")[0] in compose["volumes"]
+
+
+def test_the_api_waits_for_a_healthy_primary_and_needs_a_secret(compose: dict[str, Any]) -> None:
+    api = compose["services"]["api"]
+    assert api["build"] == "."
+    assert api["depends_on"]["mongo"]["condition"] == "service_healthy"
+    env = api["environment"]
+    assert env["ENV"] == "prod"
+    assert "replicaSet=rs0" in env["MONGODB_URL"]
+    assert env["JWT_SECRET"].startswith("${JWT_SECRET:?")  # compose refuses to start without
+    assert "/readyz" in " ".join(api["healthcheck"]["test"])
+
+
+def test_the_image_runs_as_non_root_with_a_healthcheck_and_workers() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    final_stage = dockerfile.split("\nFROM ")[-1]
+    assert "\nUSER docstore" in final_stage
+    assert "HEALTHCHECK" in final_stage and "/healthz" in final_stage
+    assert "WEB_CONCURRENCY=2" in final_stage
+    assert "--constraint requirements.lock" in dockerfile
+
+
+def _compose_command() -> list[str] | None:
+    docker = shutil.which("docker")
+    if (
+        docker
+        and subprocess.run(
+            [docker, "compose", "version"], capture_output=True, check=False
+        ).returncode
+        == 0
+    ):
+        return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    return [legacy] if legacy else None
+
+
+@pytest.mark.skipif(_compose_command() is None, reason="no docker compose / docker-compose here")
+def test_docker_compose_config_accepts_the_file() -> None:
+    command = _compose_command()
+    assert command is not None
+    env = {**os.environ, "JWT_SECRET": "x" * 64}
+    ok = subprocess.run(
+        [*command, "-f", "compose.yaml", "config"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    env.pop("JWT_SECRET")
+    refused = subprocess.run(
+        [*command, "-f", "compose.yaml", "config"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "JWT_SECRET" in refused.stderr
