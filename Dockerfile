@@ -23,6 +23,9 @@ ENV PATH=/venv/bin:$PATH \
     PROMETHEUS_MULTIPROC_DIR=/var/run/docstore-metrics
 USER docstore
 WORKDIR /home/docstore
+# Operator scripts: docker compose exec api python -m scripts.create_admin --email ...
+COPY --chown=docstore scripts ./scripts
+COPY --chown=docstore fixtures ./fixtures
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]

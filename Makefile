@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format admin lock clean
+.PHONY: help install run test lint format admin seed lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ run: $(STAMP) ## Serve the API on HOST:PORT (embedded database unless MONGODB_UR
 lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check app tests scripts
 	$(VENV)/bin/ruff format --check app tests scripts
-	$(VENV)/bin/mypy app
+	$(VENV)/bin/mypy app scripts
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix app tests scripts
@@ -48,3 +48,6 @@ lock: ## Re-pin requirements.lock from pyproject.toml in a scratch venv
 
 clean: ## Remove the virtualenv and caches (keeps .data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+seed: $(STAMP) ## Load the demo data (fixtures/demo) idempotently; FILES=... for your own
+	$(PY) -m scripts.seed $(FILES)

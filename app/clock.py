@@ -17,9 +17,10 @@ def utc_now() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-def _rfc3339_millis(value: datetime) -> str:
+def rfc3339(value: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds: 2026-11-24T10:00:00.123Z."""
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # A datetime that leaves the API as RFC 3339 UTC with milliseconds: 2026-11-24T10:00:00.123Z
-Timestamp = Annotated[datetime, PlainSerializer(_rfc3339_millis, return_type=str, when_used="json")]
+Timestamp = Annotated[datetime, PlainSerializer(rfc3339, return_type=str, when_used="json")]

@@ -5,14 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from app.config import Settings
 from app.container import Container
 from app.users.models import Role
-from tests.conftest import PASSWORD, Account
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import PASSWORD, ROOT, Account
 
 
 def run_script(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

@@ -78,7 +78,8 @@ class CollectionService:
                 "The index declarations are not valid: " + problems[0].msg, errors=problems
             )
 
-    async def create(self, body: CollectionIn) -> CollectionSpec:
+    def draft(self, body: CollectionIn) -> CollectionSpec:
+        """The declaration `body` describes, checked but not stored."""
         if body.name in RESERVED_NAMES:
             raise ValidationFailed(
                 f"{body.name} is a reserved name",
@@ -86,7 +87,7 @@ class CollectionService:
             )
         self._check(body.json_schema, body.indexes)
         now = self.clock()
-        spec = CollectionSpec(
+        return CollectionSpec(
             id=body.name,
             description=body.description,
             json_schema=body.json_schema,
@@ -95,6 +96,9 @@ class CollectionService:
             created_at=now,
             updated_at=now,
         )
+
+    async def create(self, body: CollectionIn) -> CollectionSpec:
+        spec = self.draft(body)
         try:
             await self.repository.insert(spec)
         except CollectionExistsError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -54,6 +55,24 @@ class DocumentRepository:
                 failures[int(err["index"])] = DuplicateKeyError(err.get("errmsg", ""), 11000, err)
             return failures
         return {}
+
+    async def insert_many_keep_existing(self, docs: list[StoredDocument]) -> tuple[int, int]:
+        """Insert; documents whose id exists already are skipped. (inserted, skipped)"""
+        present = {
+            raw["_id"]
+            async for raw in self.collection.find(
+                {"_id": {"$in": [d.id for d in docs]}}, {"_id": 1}
+            )
+        }
+        fresh = [d for d in docs if d.id not in present]
+        failures = await self.insert_many(fresh)
+        if failures:
+            raise next(iter(failures.values()))  # a declared unique index: 409 duplicate_key
+        return len(fresh), len(present)
+
+    async def stream(self, *, batch_size: int) -> AsyncIterator[StoredDocument]:
+        async for raw in self.collection.find().sort("_id", 1).batch_size(batch_size):
+            yield StoredDocument.from_mongo(raw)
 
     async def get(self, doc_id: str, *, scope: Conditions | None = None) -> StoredDocument | None:
         raw = await self.collection.find_one(

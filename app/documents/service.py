@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn
 
@@ -132,7 +132,12 @@ class DocumentService:
             self.db, spec.storage_name, max_time_ms=self.settings.query_max_time_ms
         )
 
-    def _check(self, spec: CollectionSpec, data: Any) -> dict[str, Any]:
+    async def find_any(self, spec: CollectionSpec, doc_id: str) -> StoredDocument | None:
+        """A document whoever owns it (operator scripts; no caller to check)."""
+        return await self._repository(spec).get(doc_id)
+
+    def check_data(self, spec: CollectionSpec, data: Any) -> dict[str, Any]:
+        """`data` if it may be stored in `spec` (shape, limits, schema), else the 4xx error."""
         check_data(data, self.limits)
         validator = self.collections.validator(spec)
         if validator is not None:
@@ -192,7 +197,7 @@ class DocumentService:
         first response to replay."""
         spec = await self.collections.get(name)
         owner = access.check_create(spec, caller)
-        data = self._check(spec, data)
+        data = self.check_data(spec, data)
         if idempotency_key is None:
             doc = self._new(str(ObjectId()), owner, data)
             await self._repository(spec).insert(doc)
@@ -241,7 +246,7 @@ class DocumentService:
                 errors=[FieldError(loc=["path", "doc_id"], msg="reserved id", type="reserved")],
             )
         self._require_precondition(pre, creating_allowed=True)
-        data = self._check(spec, data)
+        data = self.check_data(spec, data)
         repo = self._repository(spec)
         if not pre.if_none_match_any:
             conditions = {**access.write_scope(spec, caller), **pre.version_condition()}
@@ -284,7 +289,7 @@ class DocumentService:
                 raise Forbidden(f"You may read {name}/{doc_id} but not change it")
             if not pre.matches(current.version):
                 await self._explain_failed_write(spec, repo, caller, doc_id, pre)
-            data = self._check(spec, merge_patch(current.data, patch))
+            data = self.check_data(spec, merge_patch(current.data, patch))
             # Conditioned on the version we read: the check and the bump are one operation.
             updated = await repo.replace_data(
                 doc_id, data, now=self.clock(), conditions={"version": current.version}
@@ -321,7 +326,7 @@ class DocumentService:
         positions: list[int] = []
         for index, data in enumerate(documents):
             try:
-                checked = self._check(spec, data)
+                checked = self.check_data(spec, data)
             except AppError as exc:
                 results.append(
                     BulkItem(
@@ -389,6 +394,28 @@ class DocumentService:
                 )
             next_cursor = encode_cursor(self.cursors, sort_values(last, sort), scope)
         return Page(items=rows, next_cursor=next_cursor)
+
+    def stream(
+        self, spec: CollectionSpec, *, batch_size: int = 1000
+    ) -> AsyncIterator[StoredDocument]:
+        """Every document of a collection in id order, fetched in batches (exports)."""
+        return self._repository(spec).stream(batch_size=batch_size)
+
+    async def count_all(self, spec: CollectionSpec) -> int:
+        return await self._repository(spec).count({})
+
+    async def import_documents(
+        self, spec: CollectionSpec, docs: list[StoredDocument]
+    ) -> tuple[int, int]:
+        """Insert documents exactly as given (ids, owners, versions, timestamps kept).
+
+        Returns (inserted, already present). Ids that exist are left as they are, so a
+        repeated or resumed import changes nothing twice. Each document's data must pass
+        the same checks as an API write; a unique-index clash raises 409.
+        """
+        for doc in docs:
+            self.check_data(spec, doc.data)
+        return await self._repository(spec).insert_many_keep_existing(docs)
 
     async def delete_owned_by(self, user_id: str) -> int:
         """Delete every document `user_id` owns, in every collection (account deletion)."""

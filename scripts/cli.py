@@ -1,0 +1,52 @@
+"""What every operator script shares: settings, the container, progress, clean errors."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from tqdm import tqdm
+
+from app.config import get_settings
+from app.container import Container, open_container
+from app.errors import AppError
+
+T = TypeVar("T")
+
+
+class ScriptError(Exception):
+    """A failure to report as one line (what went wrong, where, what to do), exit 1."""
+
+
+def progress(total: int | None, what: str) -> tqdm:
+    # On stderr, so stdout stays clean for summaries (and pipes).
+    return tqdm(
+        total=total, desc=what, unit=" rec", file=sys.stderr, dynamic_ncols=True, disable=None
+    )
+
+
+def run(main: Callable[[Container], Awaitable[T]]) -> T:
+    """Open the app's container (same settings and database as the server) and run."""
+
+    async def runner() -> T:
+        async with open_container(get_settings()) as container:
+            return await main(container)
+
+    return asyncio.run(runner())
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def guarded(entry: Callable[[], int]) -> int:
+    """Run a script's entry point, turning expected failures into one-line errors."""
+    try:
+        return entry()
+    except (ScriptError, AppError) as exc:
+        return fail(exc.detail if isinstance(exc, AppError) else str(exc))
+    except KeyboardInterrupt:
+        return fail("interrupted; running the command again resumes or re-checks safely")

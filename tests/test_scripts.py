@@ -1,0 +1,216 @@
+"""Operator scripts run as operators run them: seed, export, import (against the test DB)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.collections.schemas import CollectionIn
+from app.config import Settings
+from app.container import Container
+from tests.conftest import ROOT, sign_in
+
+DEMO = ROOT / "fixtures" / "demo"
+
+
+def script(settings: Settings, *args: str, wait: bool = True) -> Any:
+    env = {
+        **os.environ,
+        "MONGODB_URL": str(settings.mongodb_url),
+        "MONGODB_DB": settings.mongodb_db,
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_KIB": "64",
+        "ARGON2_PARALLELISM": "1",
+    }
+    command = [sys.executable, "-m", *args]
+    if not wait:
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    return subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+async def test_seed_loads_the_demo_once_and_it_is_readable_through_the_api(
+    settings: Settings, container: Container, client: httpx.AsyncClient
+) -> None:
+    dry = script(settings, "scripts.seed", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.startswith("would change 48 records")
+    assert await container.db["users"].count_documents({}) == 0
+
+    first = script(settings, "scripts.seed")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("changed 48 records")
+    second = script(settings, "scripts.seed")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.startswith("changed 0 records")
+
+    ada = await sign_in(client, "ada@demo.docstore", "demo user passphrase")
+    notes = await client.get(
+        "/v1/collections/notes/documents", params={"limit": 100}, headers=ada.headers
+    )
+    assert notes.status_code == 200
+    assert len(notes.json()["items"]) == 20  # owner access: only Ada's half
+    article = await client.get("/v1/collections/articles/documents/article-1")  # public
+    assert article.json()["data"]["slug"] == "analytical-engine"
+
+
+async def test_seed_changes_what_differs_and_reports_errors_with_file_and_line(
+    settings: Settings, container: Container, tmp_path: Path
+) -> None:
+    assert script(settings, "scripts.seed").returncode == 0
+    changed = tmp_path / "changes.ndjson"
+    changed.write_text(
+        json.dumps(
+            {
+                "kind": "document",
+                "collection": "notes",
+                "id": "note-001",
+                "owner": "grace@demo.docstore",
+                "data": {"title": "Rewritten"},
+            }
+        )
+        + "\n"
+    )
+    result = script(settings, "scripts.seed", str(changed))
+    assert result.returncode == 0, result.stderr
+    assert "1 document updated" in result.stdout
+    stored = await container.db["docs_notes"].find_one({"_id": "note-001"})
+    assert stored is not None and stored["data"] == {"title": "Rewritten"}
+    assert stored["version"] == 2
+
+    bad = tmp_path / "bad.ndjson"
+    bad.write_text(
+        json.dumps(
+            {
+                "kind": "document",
+                "collection": "notes",
+                "id": "ok-1",
+                "owner": "ada@demo.docstore",
+                "data": {"title": "fine"},
+            }
+        )
+        + "\n"
+        + json.dumps(
+            {
+                "kind": "document",
+                "collection": "notes",
+                "id": "bad-1",
+                "owner": "ada@demo.docstore",
+                "data": {"score": -1},
+            }
+        )
+        + "\n"
+    )
+    refused = script(settings, "scripts.seed", str(bad))
+    assert refused.returncode == 1
+    assert f"{bad}:2" in refused.stderr and "schema" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    for body, expected in (
+        ("{not json", "not valid JSON"),
+        (json.dumps({"kind": "robot"}), "kind must be user, collection or document"),
+        (json.dumps({"kind": "user", "email": "x@example.com", "name": "X"}), "password"),
+    ):
+        odd = tmp_path / "odd.ndjson"
+        odd.write_text(body + "\n")
+        result = script(settings, "scripts.seed", str(odd))
+        assert result.returncode == 1 and expected in result.stderr, result.stderr
+
+
+async def test_export_then_import_into_an_empty_database_gives_identical_documents(
+    settings: Settings, container: Container, tmp_path: Path
+) -> None:
+    assert script(settings, "scripts.seed").returncode == 0
+    exported = script(settings, "scripts.export", "--all", "-o", str(tmp_path / "backup"))
+    assert exported.returncode == 0, exported.stderr
+    assert "notes: 40" in exported.stdout
+
+    target = settings.model_copy(update={"mongodb_db": settings.mongodb_db + "_copy"})
+    try:
+        imported = script(target, "scripts.import", "--all", str(tmp_path / "backup"))
+        assert imported.returncode == 0, imported.stderr
+        copy = container.db.client[target.mongodb_db]
+        for name in ("notes", "articles"):
+            source_docs = [d async for d in container.db[f"docs_{name}"].find().sort("_id")]
+            copied = [d async for d in copy[f"docs_{name}"].find().sort("_id")]
+            assert copied == source_docs
+        declared = await copy["collections"].find_one({"_id": "articles"})
+        assert declared is not None and declared["access"]["read"] == "public"
+        again = script(target, "scripts.import", "--all", str(tmp_path / "backup"))
+        assert "notes: 0 new, 40 present" in again.stdout
+    finally:
+        await container.db.client.drop_database(target.mongodb_db)
+
+
+async def test_an_import_stopped_by_a_bad_line_resumes_after_the_fix(
+    settings: Settings, container: Container, tmp_path: Path
+) -> None:
+    assert script(settings, "scripts.seed").returncode == 0
+    source = tmp_path / "notes.ndjson"
+    assert script(settings, "scripts.export", "notes", "-o", str(source)).returncode == 0
+    lines = source.read_text().splitlines()
+    broken = [*lines[:23], '{"id": "oops", "broken": true}', *lines[23:]]
+    source.write_text("\n".join(broken) + "\n")
+    await container.db["docs_notes"].delete_many({})
+
+    failed = script(settings, "scripts.import", "notes", str(source), "--batch-size", "5")
+    assert failed.returncode == 1
+    assert "line 24" in failed.stderr and "Fix it and run the same command" in failed.stderr
+    assert await container.db["docs_notes"].count_documents({}) == 23  # batches kept
+
+    source.write_text("\n".join(lines) + "\n")
+    resumed = script(settings, "scripts.import", "notes", str(source), "--batch-size", "5")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    assert "imported 17 documents" in resumed.stdout
+    assert await container.db["docs_notes"].count_documents({}) == 40
+
+
+async def test_an_import_killed_half_way_resumes_without_duplicates(
+    settings: Settings, container: Container, tmp_path: Path
+) -> None:
+    await container.collections.create(CollectionIn(name="big"))
+    source = tmp_path / "big.ndjson"
+    with source.open("w") as out:
+        for i in range(3000):
+            out.write(
+                json.dumps(
+                    {
+                        "id": f"d{i:05d}",
+                        "owner": None,
+                        "version": 1,
+                        "created_at": "2026-11-24T10:00:00.000Z",
+                        "updated_at": "2026-11-24T10:00:00.000Z",
+                        "data": {"n": i},
+                    }
+                )
+                + "\n"
+            )
+    process = script(
+        settings, "scripts.import", "big", str(source), "--batch-size", "1", wait=False
+    )
+    marker = source.with_name(source.name + ".import-progress")
+    deadline = time.monotonic() + 120
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(30) == -signal.SIGKILL, "the import finished before it could be killed"
+    partial = await container.db["docs_big"].count_documents({})
+    assert 0 < partial < 3000
+
+    resumed = script(settings, "scripts.import", "big", str(source), "--batch-size", "500")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    assert await container.db["docs_big"].count_documents({}) == 3000
+    assert not marker.exists()
