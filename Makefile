@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format admin seed lock clean
+.PHONY: help install run test lint format admin seed openapi lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -51,3 +51,6 @@ clean: ## Remove the virtualenv and caches (keeps .data)
 
 seed: $(STAMP) ## Load the demo data (fixtures/demo) idempotently; FILES=... for your own
 	$(PY) -m scripts.seed $(FILES)
+
+openapi: $(STAMP) ## Regenerate the committed API contract, openapi.json
+	$(PY) -m scripts.openapi

@@ -11,6 +11,7 @@ from app.config import Settings, get_settings
 from app.documents.router import router as documents_router
 from app.errors import install_error_handlers
 from app.lifespan import lifespan
+from app.openapi import build_openapi
 from app.ops.docs import install_docs
 from app.ops.middleware import RequestContextMiddleware
 from app.ops.router import router as ops_router
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_docs(app)
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     app.state.settings = settings
     install_error_handlers(app)
     if settings.cors_origins:

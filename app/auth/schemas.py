@@ -45,7 +45,10 @@ class LoginRequest(BaseModel):
 
 
 class RefreshRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"refresh_token": "6650c2aa0000000000000001.q8R…"}]},
+    )
     refresh_token: Annotated[str, Field(min_length=1, max_length=512)]
 
 

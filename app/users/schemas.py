@@ -47,7 +47,14 @@ class MeUpdate(BaseModel):
 
 
 class PasswordChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"current_password": "correct horse battery", "new_password": "a new passphrase"}
+            ]
+        },
+    )
     current_password: Password
     new_password: Password
 
