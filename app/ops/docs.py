@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from importlib.resources import files
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import (
@@ -11,7 +13,7 @@ from fastapi.openapi.docs import (
     get_swagger_ui_oauth2_redirect_html,
 )
 from fastapi.staticfiles import StaticFiles
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 # The fastapi-offline package ships the Swagger UI and ReDoc bundles as package data.
 ASSETS = str(files("fastapi_offline") / "static")
@@ -19,10 +21,30 @@ ASSETS_URL = "/docs-assets"
 OAUTH2_REDIRECT_URL = "/docs/oauth2-redirect"
 
 
+# ReDoc's bundle shows Redocly's logo from their CDN: point it at our own icon instead.
+_REDOC_CDN_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+@lru_cache(maxsize=1)
+def _offline_redoc_bundle() -> bytes:
+    bundle = (Path(ASSETS) / "redoc.standalone.js").read_text(encoding="utf-8")
+    return bundle.replace(_REDOC_CDN_LOGO, f"{ASSETS_URL}/favicon.png").encode()
+
+
 def install_docs(app: FastAPI) -> None:
     """Serve /docs and /redoc from ASSETS (create the app with docs_url=redoc_url=None)."""
-    app.mount(ASSETS_URL, StaticFiles(directory=ASSETS), name="docs-assets")
     openapi_url = app.openapi_url or "/openapi.json"
+
+    # Registered before the static mount, which would otherwise serve the original.
+    @app.get(f"{ASSETS_URL}/redoc.standalone.js", include_in_schema=False)
+    async def redoc_bundle() -> Response:
+        return Response(
+            _offline_redoc_bundle(),
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
+    app.mount(ASSETS_URL, StaticFiles(directory=ASSETS), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:

@@ -1,0 +1,112 @@
+"""Swagger UI and ReDoc render in a real browser with no internet: every asset is local."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+from app.config import Settings
+from tests.conftest import ROOT
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)"
+)
+BROWSER_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_serving(process: subprocess.Popen[bytes], url: str) -> None:
+    deadline = time.monotonic() + 60
+    with httpx.Client(base_url=url, timeout=1) as probe:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                assert process.stderr is not None
+                pytest.fail(f"the server exited: {process.stderr.read().decode()[-2000:]}")
+            try:
+                if probe.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)  # polling for the port to open, not synchronising work
+    pytest.fail("the server did not start within 60 s")
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[str]:
+    """The real server (uvicorn) on a loopback port."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "MONGODB_URL": str(settings.mongodb_url),
+        "MONGODB_DB": settings.mongodb_db,
+        "PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_serving(process, url)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+async def test_swagger_ui_and_redoc_render_offline(server: str) -> None:
+    from playwright.async_api import async_playwright
+
+    outside: list[str] = []
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            page = await browser.new_page()
+
+            async def only_loopback(route, request):  # type: ignore[no-untyped-def]
+                if urlparse(request.url).hostname in ("127.0.0.1", "localhost"):
+                    await route.continue_()
+                else:  # what a machine without internet would see
+                    outside.append(request.url)
+                    await route.abort()
+
+            await page.route("**/*", only_loopback)
+            await page.goto(f"{server}/docs")
+            await page.wait_for_selector("#operations-auth-auth_login", timeout=30_000)
+            assert await page.locator(".opblock").count() >= 25
+            assert await page.locator(".authorize").count() == 1
+
+            await page.goto(f"{server}/redoc")
+            heading = page.locator("h2", has_text="Sign in with email and password")
+            await heading.first.wait_for(timeout=30_000)
+        finally:
+            await browser.close()
+    assert outside == [], f"the docs tried to reach the internet: {outside}"
