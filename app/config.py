@@ -40,7 +40,7 @@ class Settings(BaseSettings):
 
     # Accounts.
     registration_enabled: bool = True
-    password_min_length: int = Field(default=8, ge=1, le=1024)
+    password_min_length: int = Field(default=8, ge=8, le=1024)  # 8: the contract's floor
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)

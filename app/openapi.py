@@ -14,7 +14,8 @@ _PROBLEM = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
-    """Every error response is documented as what the server sends: problem+json.
+    """Every error response is documented as what the server sends: problem+json, and
+    every operation with a body lists the refusals any body can get.
 
     FastAPI documents its own 422 as `HTTPValidationError` in application/json; ours is a
     Problem. Client generators would otherwise build the wrong error types.
@@ -29,7 +30,13 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     )
     for methods in spec.get("paths", {}).values():
         for operation in methods.values():
-            for status, response in operation.get("responses", {}).items():
+            responses = operation.setdefault("responses", {})
+            if "requestBody" in operation:
+                # The middleware and the body parser can refuse any body: undecodable (400),
+                # too large (413), not JSON (415), invalid (422).
+                for status in ("400", "413", "415", "422"):
+                    responses.setdefault(status, {})
+            for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400:
                     response["content"] = dict(_PROBLEM)
                     response["description"] = HTTPStatus(int(status)).phrase

@@ -84,8 +84,11 @@ def _load_checkpoint(source: Path, collection: str) -> int:
     path = checkpoint_path(source)
     if not path.exists():
         return 0
-    saved = json.loads(path.read_text())
-    offset = int(saved.get("offset", 0))
+    try:
+        saved = json.loads(path.read_text())
+        offset = int(saved.get("offset", 0))
+    except (ValueError, AttributeError):
+        raise ScriptError(f"{path} is unreadable; delete it or pass --restart") from None
     if saved.get("collection") != collection or saved.get("sha256") != _prefix_digest(
         source, offset
     ):

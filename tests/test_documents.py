@@ -288,12 +288,21 @@ async def test_put_replaces_and_creates_with_a_client_id(
     assert fresh.status_code == 201
 
 
-@pytest.mark.parametrize("doc_id", ["has space", "x" * 65, "dots.here", "count"])
+@pytest.mark.parametrize("doc_id", ["has space", "x" * 65, "dots.here"])
 async def test_put_refuses_bad_client_ids(
     client: httpx.AsyncClient, user: Account, notes: str, doc_id: str
 ) -> None:
     response = await client.put(f"{notes}/{doc_id}", json={"title": "x"}, headers=user.headers)
     assert_problem(response, 422, "validation_failed")
+
+
+async def test_collection_level_routes_are_not_document_ids(
+    client: httpx.AsyncClient, user: Account, notes: str
+) -> None:
+    for doc_id in ("count", "bulk"):
+        response = await client.put(f"{notes}/{doc_id}", json={"title": "x"}, headers=user.headers)
+        assert_problem(response, 405, "method_not_allowed")
+    assert (await client.get(f"{notes}/count", headers=user.headers)).json() == {"count": 0}
 
 
 async def test_merge_patch_follows_rfc_7396(

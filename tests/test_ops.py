@@ -50,8 +50,13 @@ async def test_unknown_route_is_a_problem_404(client: httpx.AsyncClient) -> None
     assert body["type"] == "about:blank"
 
 
-async def test_wrong_method_is_a_problem_405(client: httpx.AsyncClient) -> None:
+async def test_wrong_method_is_a_problem_405_listing_every_allowed_method(
+    client: httpx.AsyncClient,
+) -> None:
     assert_problem(await client.delete("/v1/auth/login"), 405, "method_not_allowed")
+    response = await client.put("/v1/users/me")
+    assert_problem(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "DELETE, GET, PATCH"
 
 
 async def test_request_id_is_echoed_or_generated(client: httpx.AsyncClient) -> None:

@@ -11,6 +11,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from app.config import Settings
 
 MAX_PASSWORD_LENGTH = 1024
+# The shortest password the API contract allows; PASSWORD_MIN_LENGTH can only raise it.
+MIN_PASSWORD_FLOOR = 8
 
 
 class PasswordHasher:

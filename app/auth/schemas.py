@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StringConstraints
 
-from app.auth.passwords import MAX_PASSWORD_LENGTH
+from app.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_FLOOR
 
 
 def _normalise_email(value: object) -> object:
@@ -14,8 +14,18 @@ def _normalise_email(value: object) -> object:
 
 
 Email = Annotated[EmailStr, BeforeValidator(_normalise_email)]
-# The minimum length is a setting, checked by the service; the maximum bounds hashing cost.
+# Any stored password may be presented; the maximum bounds hashing cost.
 Password = Annotated[str, Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)]
+# A password being set: at least the documented floor. PASSWORD_MIN_LENGTH may raise the
+# minimum (the service checks it), never lower it below what the contract promises.
+NewPassword = Annotated[
+    str,
+    Field(
+        min_length=MIN_PASSWORD_FLOOR,
+        max_length=MAX_PASSWORD_LENGTH,
+        description=f"At least {MIN_PASSWORD_FLOOR} characters (more if the server requires)",
+    ),
+]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
@@ -29,7 +39,7 @@ class RegisterRequest(BaseModel):
         },
     )
     email: Email
-    password: Password
+    password: NewPassword
     name: Name
 
 

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
 from fastapi.responses import JSONResponse
+from starlette.convertors import Convertor, register_url_convertor
 
 from app.deps import DocumentServiceDep, OptionalUser
 from app.documents.models import StoredDocument
@@ -18,10 +19,26 @@ from app.documents.schemas import (
     DocumentOut,
     DocumentPage,
 )
-from app.documents.service import ANY, Preconditions, envelope, location
+from app.documents.service import ANY, RESERVED_IDS, Preconditions, envelope, location
 from app.errors import problem_responses
 
 router = APIRouter(prefix="/v1/collections/{name}/documents", tags=["documents"])
+
+
+class DocumentIdConvertor(Convertor[str]):
+    """A `{doc_id}` segment that is not one of the collection-level routes (count, bulk),
+    so `/documents/count` is never also "the document called count"."""
+
+    regex = "(?!(?:" + "|".join(sorted(RESERVED_IDS)) + ")/?$)[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("doc_id", DocumentIdConvertor())
 
 _EXAMPLE = {"title": "Hello", "score": 7}
 _READ_ERRORS = problem_responses(400, 401, 404, 422)
@@ -172,7 +189,7 @@ async def count_documents(
 
 
 @router.get(
-    "/{doc_id}",
+    "/{doc_id:doc_id}",
     operation_id="documents_get",
     summary="Read a document",
     description="Answers 304 when `If-None-Match` names its current ETag.",
@@ -195,7 +212,7 @@ async def get_document(
 
 
 @router.put(
-    "/{doc_id}",
+    "/{doc_id:doc_id}",
     operation_id="documents_put",
     summary="Replace a document, or create it with this id",
     description="Answers 201 when it created the document. `If-None-Match: *` only creates; "
@@ -219,7 +236,7 @@ async def put_document(
 
 
 @router.patch(
-    "/{doc_id}",
+    "/{doc_id:doc_id}",
     operation_id="documents_patch",
     summary="Merge-patch a document's data (RFC 7396)",
     description="Send `application/merge-patch+json`: keys set to null are removed, objects "
@@ -243,7 +260,7 @@ async def patch_document(
 
 
 @router.delete(
-    "/{doc_id}",
+    "/{doc_id:doc_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     operation_id="documents_delete",
     summary="Delete a document",

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.auth.schemas import Email, Name, Password
+from app.auth.schemas import Email, Name, NewPassword, Password
 from app.clock import Timestamp
 from app.users.models import Role, User
 
@@ -56,7 +56,7 @@ class PasswordChange(BaseModel):
         },
     )
     current_password: Password
-    new_password: Password
+    new_password: NewPassword
 
 
 class UserAdminUpdate(BaseModel):
