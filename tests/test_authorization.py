@@ -1,0 +1,183 @@
+"""Authorization matrix: every route x {anonymous, user, other user, admin}.
+
+The routes come from the app's route table, so a route added without a rule here fails
+`test_every_route_has_a_rule`. Each cell runs against fresh accounts and data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.main import create_app
+from app.users.models import Role
+from tests.conftest import PASSWORD, Account
+
+ANON, USER, OTHER, ADMIN = "anonymous", "user", "other user", "admin"
+PRINCIPALS = (ANON, OTHER, USER, ADMIN)
+
+OK = "ok"  # served: 2xx/3xx
+# What each principal gets, by rule.
+RULES: dict[str, dict[str, int | str]] = {
+    "public": {ANON: OK, USER: OK, OTHER: OK, ADMIN: OK},
+    "signed_in": {ANON: 401, USER: OK, OTHER: OK, ADMIN: OK},
+    "admin": {ANON: 401, USER: 403, OTHER: 403, ADMIN: OK},
+    # Documents of an owner-read/owner-write collection, where `user` owns the document.
+    "collection": {ANON: 401, USER: OK, OTHER: OK, ADMIN: OK},
+    "own_document": {ANON: 401, USER: OK, OTHER: 404, ADMIN: OK},
+}
+
+
+@dataclass
+class World:
+    accounts: dict[str, Account]
+    victim_id: str
+    doc_id: str
+
+
+Request = tuple[str, dict[str, Any]]  # path, httpx keyword arguments
+Builder = Callable[[World, str], Request]
+
+
+def refresh_of(world: World, who: str) -> dict[str, Any]:
+    return {"json": {"refresh_token": world.accounts[USER if who == ANON else who].refresh_token}}
+
+
+DOCS = "/v1/collections/notes/documents"
+ROUTES: dict[str, tuple[str, Builder]] = {
+    "ops_health": ("public", lambda w, p: ("/healthz", {})),
+    "ops_ready": ("public", lambda w, p: ("/readyz", {})),
+    "ops_metrics": ("public", lambda w, p: ("/metrics", {})),
+    "auth_register": (
+        "public",
+        lambda w, p: (
+            "/v1/auth/register",
+            {
+                "json": {
+                    "email": f"new-{p.replace(' ', '-')}@example.com",
+                    "password": PASSWORD,
+                    "name": "N",
+                }
+            },
+        ),
+    ),
+    "auth_login": (
+        "public",
+        lambda w, p: (
+            "/v1/auth/login",
+            {"json": {"email": w.accounts[USER].email, "password": PASSWORD}},
+        ),
+    ),
+    "auth_token": (
+        "public",
+        lambda w, p: (
+            "/v1/auth/token",
+            {
+                "data": {
+                    "grant_type": "password",
+                    "username": w.accounts[USER].email,
+                    "password": PASSWORD,
+                }
+            },
+        ),
+    ),
+    "auth_refresh": ("public", lambda w, p: ("/v1/auth/refresh", refresh_of(w, p))),
+    "auth_logout": ("public", lambda w, p: ("/v1/auth/logout", refresh_of(w, p))),
+    "auth_logout_all": ("signed_in", lambda w, p: ("/v1/auth/logout-all", {})),
+    "users_get_me": ("signed_in", lambda w, p: ("/v1/users/me", {})),
+    "users_update_me": ("signed_in", lambda w, p: ("/v1/users/me", {"json": {"name": "Me"}})),
+    "users_change_password": (
+        "signed_in",
+        lambda w, p: (
+            "/v1/users/me/password",
+            {"json": {"current_password": PASSWORD, "new_password": "another long passphrase"}},
+        ),
+    ),
+    "users_delete_me": ("signed_in", lambda w, p: ("/v1/users/me", {})),
+    "users_list": ("admin", lambda w, p: ("/v1/users", {})),
+    "users_get": ("admin", lambda w, p: (f"/v1/users/{w.victim_id}", {})),
+    "users_update": ("admin", lambda w, p: (f"/v1/users/{w.victim_id}", {"json": {"name": "V"}})),
+    "users_delete": ("admin", lambda w, p: (f"/v1/users/{w.victim_id}", {})),
+    "collections_create": ("admin", lambda w, p: ("/v1/collections", {"json": {"name": "more"}})),
+    "collections_list": ("admin", lambda w, p: ("/v1/collections", {})),
+    "collections_get": ("admin", lambda w, p: ("/v1/collections/notes", {})),
+    "collections_update": (
+        "admin",
+        lambda w, p: ("/v1/collections/notes", {"json": {"description": "d"}}),
+    ),
+    "collections_delete": ("admin", lambda w, p: ("/v1/collections/notes", {})),
+    "documents_create": ("collection", lambda w, p: (DOCS, {"json": {"t": 1}})),
+    "documents_bulk_create": (
+        "collection",
+        lambda w, p: (f"{DOCS}/bulk", {"json": {"documents": [{"t": 1}]}}),
+    ),
+    "documents_list": ("collection", lambda w, p: (DOCS, {})),
+    "documents_count": ("collection", lambda w, p: (f"{DOCS}/count", {})),
+    "documents_get": ("own_document", lambda w, p: (f"{DOCS}/{w.doc_id}", {})),
+    "documents_put": ("own_document", lambda w, p: (f"{DOCS}/{w.doc_id}", {"json": {"t": 2}})),
+    "documents_patch": ("own_document", lambda w, p: (f"{DOCS}/{w.doc_id}", {"json": {"t": 3}})),
+    "documents_delete": ("own_document", lambda w, p: (f"{DOCS}/{w.doc_id}", {})),
+}
+
+
+def api_routes() -> dict[str, str]:
+    """operationId -> HTTP method of every route the app serves (its OpenAPI is built from
+    the route table, included routers and all)."""
+    spec = create_app().openapi()
+    return {
+        operation["operationId"]: method.upper()
+        for methods in spec["paths"].values()
+        for method, operation in methods.items()
+    }
+
+
+METHODS = api_routes()
+
+
+def test_every_route_has_a_rule() -> None:
+    routes = METHODS
+    missing = sorted(set(routes) - set(ROUTES))
+    assert not missing, f"routes without an authorization rule in this matrix: {missing}"
+    assert not sorted(set(ROUTES) - set(routes)), "rules for routes that no longer exist"
+
+
+async def make_world(app: FastAPI, client: httpx.AsyncClient, make_account) -> World:  # type: ignore[no-untyped-def]
+    accounts = {
+        USER: await make_account(),
+        OTHER: await make_account(),
+        ADMIN: await make_account(role=Role.ADMIN),
+    }
+    victim = await make_account()
+    admin = accounts[ADMIN].headers
+    assert (await client.post("/v1/collections", json={"name": "notes"}, headers=admin)).is_success
+    doc = await client.post(DOCS, json={"t": 0}, headers=accounts[USER].headers)
+    return World(accounts=accounts, victim_id=victim.id, doc_id=doc.json()["id"])
+
+
+@pytest.mark.parametrize("operation", sorted(ROUTES))
+@pytest.mark.parametrize("principal", PRINCIPALS)
+async def test_authorization_matrix(
+    operation: str,
+    principal: str,
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    make_account,  # type: ignore[no-untyped-def]
+) -> None:
+    rule, build = ROUTES[operation]
+    method = METHODS[operation]
+    world = await make_world(app, client, make_account)
+    path, kwargs = build(world, principal)
+    if principal != ANON:
+        kwargs["headers"] = world.accounts[principal].headers
+    response = await client.request(method, path, **kwargs)
+
+    expected = RULES[rule][principal]
+    if expected == OK:
+        assert response.status_code < 400, (operation, principal, response.text)
+    else:
+        assert response.status_code == expected, (operation, principal, response.text)
