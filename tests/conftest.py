@@ -8,6 +8,9 @@ afterwards, so tests never see each other's data.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -194,3 +197,27 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     assert body["code"] == code, body
     assert body["request_id"] == response.headers["x-request-id"]
     return body
+
+
+# -- real servers (uvicorn in a child process) -----------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_serving(process: subprocess.Popen[bytes], url: str) -> None:
+    deadline = time.monotonic() + 60
+    with httpx.Client(base_url=url, timeout=1) as probe:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                assert process.stderr is not None
+                pytest.fail(f"the server exited: {process.stderr.read().decode()[-2000:]}")
+            try:
+                if probe.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)  # polling for the port to open, not synchronising work
+    pytest.fail("the server did not start within 60 s")

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
-import httpx
 import pytest
 
 from app.config import Settings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port, wait_until_serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -33,31 +30,10 @@ BROWSER_ARGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_until_serving(process: subprocess.Popen[bytes], url: str) -> None:
-    deadline = time.monotonic() + 60
-    with httpx.Client(base_url=url, timeout=1) as probe:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                assert process.stderr is not None
-                pytest.fail(f"the server exited: {process.stderr.read().decode()[-2000:]}")
-            try:
-                if probe.get("/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)  # polling for the port to open, not synchronising work
-    pytest.fail("the server did not start within 60 s")
-
-
 @pytest.fixture
 def server(settings: Settings) -> Iterator[str]:
     """The real server (uvicorn) on a loopback port."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "MONGODB_URL": str(settings.mongodb_url),
@@ -74,7 +50,7 @@ def server(settings: Settings) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_serving(process, url)
+        wait_until_serving(process, url)
         yield url
     finally:
         process.terminate()

@@ -13,6 +13,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -32,6 +33,12 @@ LATENCY = Histogram(
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
+)
+IN_PROGRESS = Gauge(
+    "docstore_http_requests_in_progress",
+    "Requests being handled right now (this scrape included)",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 DATABASE_ERRORS = Counter(
     "docstore_database_errors_total",

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ErrorCode, problem_response
 from app.ops.context import set_request_id
-from app.ops.metrics import observe_request
+from app.ops.metrics import IN_PROGRESS, observe_request
 
 access_log = logging.getLogger("docstore.access")
 error_log = logging.getLogger("docstore.errors")
@@ -99,6 +99,7 @@ class RequestContextMiddleware:
                 ]
             await send(message)
 
+        IN_PROGRESS.inc()
         try:
             refusal = self._refusal(headers, scope["method"])
             if refusal is not None:
@@ -115,6 +116,7 @@ class RequestContextMiddleware:
                 )
                 await response(scope, receive, send_with_id)
         finally:
+            IN_PROGRESS.dec()
             self._log(scope, status, started)
 
     def _refusal(self, headers: dict[bytes, bytes], method: str) -> Response | None:

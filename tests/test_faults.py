@@ -1,0 +1,190 @@
+"""Faults: the database goes away and comes back; the server is asked to stop mid-request."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pymongo import MongoClient
+
+from app.db.embedded import EmbeddedDatabase
+from app.users.models import Role
+from tests.conftest import (
+    ROOT,
+    assert_problem,
+    free_port,
+    http_client,
+    make_settings,
+    running_app,
+    signed_in,
+    wait_until_serving,
+)
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Any:
+    """A database of this test's own, on disk, that the test may stop and restart."""
+    server = EmbeddedDatabase(tmp_path / "db", test_commands=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def eventually_ready(client: httpx.AsyncClient) -> None:
+    for _ in range(100):  # the driver rediscovers the server within a few checks
+        if (await client.get("/readyz")).status_code == 200:
+            return
+    pytest.fail("the API did not recover after the database came back")
+
+
+async def test_a_database_outage_answers_503_and_the_process_recovers(
+    database: EmbeddedDatabase,
+) -> None:
+    settings = make_settings(database.url, mongodb_timeout_ms=1000)
+    async with running_app(settings, drop_database=False) as app, http_client(app) as client:
+        admin = await signed_in(app, client, role=Role.ADMIN)
+        await client.post("/v1/collections", json={"name": "notes"}, headers=admin.headers)
+        doc = (
+            await client.post(
+                "/v1/collections/notes/documents", json={"a": 1}, headers=admin.headers
+            )
+        ).json()
+        url = f"/v1/collections/notes/documents/{doc['id']}"
+
+        database.stop()
+        # Fails fast (a short server-selection timeout), never hangs.
+        down = await asyncio.wait_for(client.get(url, headers=admin.headers), timeout=5)
+        assert_problem(down, 503, "database_unavailable")
+        assert down.headers["retry-after"]
+        write = await asyncio.wait_for(
+            client.post("/v1/collections/notes/documents", json={"a": 2}, headers=admin.headers),
+            timeout=5,
+        )
+        assert_problem(write, 503, "database_unavailable")
+        assert_problem(await client.get("/readyz"), 503, "database_unavailable")
+        metrics = (await client.get("/metrics")).text
+        assert 'docstore_database_errors_total{kind="unavailable"}' in metrics
+
+        database.start()  # same port, same data
+        await eventually_ready(client)
+        again = await client.get(url, headers=admin.headers)
+        assert again.status_code == 200
+        assert again.json()["data"] == {"a": 1}
+
+
+async def test_acknowledged_writes_survive_a_database_restart(
+    database: EmbeddedDatabase,
+) -> None:
+    settings = make_settings(database.url, mongodb_timeout_ms=1000)
+    async with running_app(settings, drop_database=False) as app, http_client(app) as client:
+        admin = await signed_in(app, client, role=Role.ADMIN)
+        await client.post("/v1/collections", json={"name": "ledger"}, headers=admin.headers)
+        url = "/v1/collections/ledger/documents"
+        acknowledged = {}
+        for i in range(40):
+            response = await client.post(url, json={"i": i}, headers=admin.headers)
+            assert response.status_code == 201
+            acknowledged[response.json()["id"]] = i
+        patched = await client.patch(
+            f"{url}/{next(iter(acknowledged))}", json={"i": -1}, headers=admin.headers
+        )
+        assert patched.json()["version"] == 2
+
+        database.stop()
+        database.start()
+        await eventually_ready(client)
+        stored = {
+            d["id"]: d
+            for d in (await client.get(url, params={"limit": 100}, headers=admin.headers)).json()[
+                "items"
+            ]
+        }
+        assert set(stored) == set(acknowledged)
+        assert stored[next(iter(acknowledged))]["data"] == {"i": -1}
+        assert stored[next(iter(acknowledged))]["version"] == 2
+
+
+def test_sigterm_lets_an_in_flight_request_finish(database: EmbeddedDatabase) -> None:
+    settings = make_settings(database.url)
+    port = free_port()
+    env = {
+        **os.environ,
+        "MONGODB_URL": database.url,
+        "MONGODB_DB": settings.mongodb_db,
+        "PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    admin_db: MongoClient[dict[str, Any]] = MongoClient(database.url, appname="fault-test")
+    try:
+        wait_until_serving(server, base)
+        admin_db[settings.mongodb_db]["collections"].insert_one(
+            {
+                "_id": "pub",
+                "description": "",
+                "json_schema": None,
+                "indexes": [],
+                "access": {"read": "public", "write": "owner"},
+                "created_at": "2026-01-01",
+                "updated_at": "2026-01-01",
+            }
+        )
+        # The server's next `find` (reading the collection) is held for two seconds.
+        admin_db.admin.command(
+            "configureFailPoint",
+            "failCommand",
+            mode={"times": 1},
+            data={
+                "failCommands": ["find"],
+                "blockConnection": True,
+                "blockTimeMS": 2000,
+                "appName": "docstore",
+            },
+        )
+        result: dict[str, Any] = {}
+
+        def slow_request() -> None:
+            with httpx.Client(base_url=base, timeout=30) as client:
+                result["response"] = client.get("/v1/collections/pub/documents")
+
+        request = threading.Thread(target=slow_request)
+        request.start()
+        with httpx.Client(base_url=base, timeout=5) as probe:
+            for _ in range(500):  # until the held request is being handled
+                gauge = [
+                    line
+                    for line in probe.get("/metrics").text.splitlines()
+                    if line.startswith("docstore_http_requests_in_progress ")
+                ]
+                if gauge and float(gauge[0].split()[1]) >= 2:  # it and this scrape
+                    break
+            else:
+                pytest.fail("the slow request never reached the server")
+        server.send_signal(signal.SIGTERM)
+        request.join(30)
+        # uvicorn shuts down gracefully, then re-raises the signal for its exit status.
+        assert server.wait(30) in (0, -signal.SIGTERM)
+        assert server.stderr is not None
+        assert "Traceback" not in server.stderr.read().decode()
+        response = result["response"]
+        assert response.status_code == 200, response.text
+        assert response.json() == {"items": [], "next_cursor": None}
+    finally:
+        admin_db.close()
+        if server.poll() is None:
+            server.kill()
