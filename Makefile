@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format admin seed openapi lock clean
+.PHONY: help install run test lint format admin seed openapi bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -25,13 +25,13 @@ run: $(STAMP) ## Serve the API on HOST:PORT (embedded database unless MONGODB_UR
 	$(PY) -m app
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy
-	$(VENV)/bin/ruff check app tests scripts
-	$(VENV)/bin/ruff format --check app tests scripts
+	$(VENV)/bin/ruff check app tests scripts bench
+	$(VENV)/bin/ruff format --check app tests scripts bench
 	$(VENV)/bin/mypy app scripts
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
-	$(VENV)/bin/ruff check --fix app tests scripts
-	$(VENV)/bin/ruff format app tests scripts
+	$(VENV)/bin/ruff check --fix app tests scripts bench
+	$(VENV)/bin/ruff format app tests scripts bench
 
 test: lint ## Lint, then run the whole test suite
 	$(PY) -m pytest
@@ -54,3 +54,6 @@ seed: $(STAMP) ## Load the demo data (fixtures/demo) idempotently; FILES=... for
 
 openapi: $(STAMP) ## Regenerate the committed API contract, openapi.json
 	$(PY) -m scripts.openapi
+
+bench: $(STAMP) ## Benchmarks: API vs raw driver on the same database (~2 min); see bench/
+	$(PY) -m bench.run

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn
 
@@ -34,9 +34,9 @@ from app.pagination import CursorCodec
 from app.users.repository import Principal
 
 ANY = "*"
-# Without If-Match a PATCH re-reads and re-applies itself when another write slipped in
+# Without If-Match a write re-reads and re-applies itself when another write slipped in
 # between; this bounds the retries under extreme contention.
-MAX_PATCH_ATTEMPTS = 10
+MAX_WRITE_ATTEMPTS = 10
 # `GET .../documents/count` is a route: no document may take that id.
 RESERVED_IDS = frozenset({"count", "bulk"})
 
@@ -246,26 +246,15 @@ class DocumentService:
                 errors=[FieldError(loc=["path", "doc_id"], msg="reserved id", type="reserved")],
             )
         self._require_precondition(pre, creating_allowed=True)
-        data = self.check_data(spec, data)
-        repo = self._repository(spec)
-        if not pre.if_none_match_any:
-            conditions = {**access.write_scope(spec, caller), **pre.version_condition()}
-            updated = await repo.replace_data(doc_id, data, now=self.clock(), conditions=conditions)
-            if updated is not None:
-                return updated, False
-            if pre.if_match is not None or await repo.get(doc_id) is not None:
-                await self._explain_failed_write(spec, repo, caller, doc_id, pre)
-        doc = self._new(doc_id, owner, data)
-        try:
-            await repo.insert(doc)
-        except DocumentExistsError:
-            if pre.if_none_match_any:
-                raise PreconditionFailed(
-                    f"Document {name}/{doc_id} already exists (If-None-Match: *)"
-                ) from None
-            # Created by someone else between our update and insert: report as a change.
-            await self._explain_failed_write(spec, repo, caller, doc_id, pre)
-        return doc, True
+        checked = self.check_data(spec, data)
+        return await self._change(
+            spec,
+            caller,
+            doc_id,
+            pre,
+            lambda _current: checked,
+            create=lambda: self._new(doc_id, owner, checked),
+        )
 
     async def patch(
         self,
@@ -279,26 +268,64 @@ class DocumentService:
         spec = await self.collections.get(name)
         access.check_create(spec, caller)
         self._require_precondition(pre, creating_allowed=False)
+        doc, _ = await self._change(
+            spec,
+            caller,
+            doc_id,
+            pre,
+            lambda current: self.check_data(spec, merge_patch(current.data, patch)),
+        )
+        return doc
+
+    async def _change(
+        self,
+        spec: CollectionSpec,
+        caller: Principal | None,
+        doc_id: str,
+        pre: Preconditions,
+        new_data: Callable[[StoredDocument], dict[str, Any]],
+        *,
+        create: Callable[[], StoredDocument] | None = None,
+    ) -> tuple[StoredDocument, bool]:
+        """Read, check, and write conditioned on the version read: the precondition check
+        and the version bump are one database operation. Without If-Match, a write that
+        lost a race re-reads and re-applies itself (no update is ever lost)."""
         repo = self._repository(spec)
-        scope = access.read_scope(spec, caller)
-        for _ in range(MAX_PATCH_ATTEMPTS):
-            current = await repo.get(doc_id, scope=scope)
-            if current is None:
-                raise access.document_not_found(name, doc_id)
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            current = await repo.get(doc_id)
+            if current is None and create is not None and pre.if_match is None:
+                doc = create()
+                try:
+                    await repo.insert(doc)
+                except DocumentExistsError:
+                    if pre.if_none_match_any:
+                        raise self._exists(spec, doc_id) from None
+                    continue  # created meanwhile: now it is an update
+                return doc, True
+            if current is None or not access.can_read(spec, caller, current):
+                raise access.document_not_found(spec.id, doc_id)
+            if pre.if_none_match_any:
+                raise self._exists(spec, doc_id)
             if not access.can_write(spec, caller, current):
-                raise Forbidden(f"You may read {name}/{doc_id} but not change it")
+                raise Forbidden(f"You may read {spec.id}/{doc_id} but not change it")
             if not pre.matches(current.version):
-                await self._explain_failed_write(spec, repo, caller, doc_id, pre)
-            data = self.check_data(spec, merge_patch(current.data, patch))
-            # Conditioned on the version we read: the check and the bump are one operation.
-            updated = await repo.replace_data(
-                doc_id, data, now=self.clock(), conditions={"version": current.version}
-            )
+                raise PreconditionFailed(
+                    f"Document {spec.id}/{doc_id} is at version {current.version}, "
+                    f"not {_shown(pre.if_match)}"
+                )
+            updated = await repo.update_data(current, new_data(current), now=self.clock())
             if updated is not None:
-                return updated
+                return updated, False
             if pre.if_match is not None:
-                await self._explain_failed_write(spec, repo, caller, doc_id, pre)
-        raise WriteConflict(f"Document {name}/{doc_id} is changing too fast; retry")
+                raise PreconditionFailed(
+                    f"Document {spec.id}/{doc_id} changed while this request ran; "
+                    "GET it again for the new ETag"
+                )
+        raise WriteConflict(f"Document {spec.id}/{doc_id} is changing too fast; retry")
+
+    @staticmethod
+    def _exists(spec: CollectionSpec, doc_id: str) -> PreconditionFailed:
+        return PreconditionFailed(f"Document {spec.id}/{doc_id} already exists (If-None-Match: *)")
 
     async def delete(
         self, name: str, doc_id: str, caller: Principal | None, pre: Preconditions
