@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)
+    # Password hashes computed at once per process; 0 means one less than the CPU count.
+    argon2_max_concurrent: int = Field(default=0, ge=0, le=256)
 
     # Rate limits: attempts per window, counted in MongoDB so they hold across processes.
     rate_limit_window_seconds: int = Field(default=60, ge=1)
