@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ReturnDocument
 
 from app.auth.models import RateLimitCounter, Session
 from app.db.client import Db
@@ -33,15 +32,15 @@ class SessionRepository:
         oid = parse_object_id(session_id)
         if oid is None:
             return None
-        raw = await self.collection.find_one_and_update(
+        # update_one, then a read by _id: findAndModify costs O(collection) on some servers.
+        result = await self.collection.update_one(
             {"_id": oid, "token_hash": old_hash, "revoked_at": None, "expires_at": {"$gt": now}},
             {
                 "$set": {"token_hash": new_hash, "last_used_at": now},
                 "$push": {"used_hashes": {"$each": [old_hash], "$slice": -_USED_HASHES_KEPT}},
             },
-            return_document=ReturnDocument.AFTER,
         )
-        return None if raw is None else Session.model_validate(raw)
+        return await self.get(session_id) if result.matched_count == 1 else None
 
     async def get(self, session_id: str) -> Session | None:
         oid = parse_object_id(session_id)
@@ -76,11 +75,12 @@ class RateLimitRepository:
         self.collection = db[RateLimitCounter.Settings.name]
 
     async def increment(self, key: str, *, expires_at: datetime) -> int:
-        """Count one attempt under `key` and return the count including it."""
-        raw = await self.collection.find_one_and_update(
+        """Count one attempt under `key` and return the count, including it (and possibly
+        concurrent attempts: a limit may bite one attempt early, never late)."""
+        await self.collection.update_one(
             {"_id": key},
             {"$inc": {"hits": 1}, "$setOnInsert": {"expires_at": expires_at}},
             upsert=True,
-            return_document=ReturnDocument.AFTER,
         )
+        raw = await self.collection.find_one({"_id": key}, {"hits": 1})
         return int(raw["hits"]) if raw else 1

@@ -9,7 +9,6 @@ from typing import Any
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from app.db.client import Db
@@ -100,12 +99,12 @@ class UserRepository:
         if bump_token_version:
             update["$inc"] = {"token_version": 1}
         try:
-            raw = await self.collection.find_one_and_update(
-                {"_id": oid}, update, return_document=ReturnDocument.AFTER
-            )
+            result = await self.collection.update_one({"_id": oid}, update)
         except DuplicateKeyError as exc:
             raise EmailTakenError(str(changes.get("email"))) from exc
-        return self._to_model(raw)
+        if result.matched_count != 1:
+            return None
+        return self._to_model(await self.collection.find_one({"_id": oid}))
 
     async def delete(self, user_id: str) -> bool:
         oid = parse_object_id(user_id)
