@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,3 +222,33 @@ def wait_until_serving(process: subprocess.Popen[bytes], url: str) -> None:
             except httpx.TransportError:
                 time.sleep(0.05)  # polling for the port to open, not synchronising work
     pytest.fail("the server did not start within 60 s")
+
+
+@contextmanager
+def api_server(
+    mongodb_url: str, db_name: str, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`python -m app` (uvicorn) on a free loopback port: (base URL, process)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "MONGODB_URL": mongodb_url,
+            "MONGODB_DB": db_name,
+            "PORT": str(port),
+            "LOG_LEVEL": "WARNING",
+            **env,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(process, url)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(30)

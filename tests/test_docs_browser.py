@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
 import pytest
 
 from app.config import Settings
-from tests.conftest import ROOT, free_port, wait_until_serving
+from tests.conftest import api_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -33,28 +30,8 @@ BROWSER_ARGS = [
 @pytest.fixture
 def server(settings: Settings) -> Iterator[str]:
     """The real server (uvicorn) on a loopback port."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "MONGODB_URL": str(settings.mongodb_url),
-        "MONGODB_DB": settings.mongodb_db,
-        "PORT": str(port),
-        "LOG_LEVEL": "WARNING",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(process, url)
+    with api_server(str(settings.mongodb_url), settings.mongodb_db) as (url, _):
         yield url
-    finally:
-        process.terminate()
-        process.wait(30)
 
 
 async def test_swagger_ui_and_redoc_render_offline(server: str) -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,14 +16,12 @@ from pymongo import MongoClient
 from app.db.embedded import EmbeddedDatabase
 from app.users.models import Role
 from tests.conftest import (
-    ROOT,
+    api_server,
     assert_problem,
-    free_port,
     http_client,
     make_settings,
     running_app,
     signed_in,
-    wait_until_serving,
 )
 
 
@@ -114,26 +110,16 @@ async def test_acknowledged_writes_survive_a_database_restart(
 
 def test_sigterm_lets_an_in_flight_request_finish(database: EmbeddedDatabase) -> None:
     settings = make_settings(database.url)
-    port = free_port()
-    env = {
-        **os.environ,
-        "MONGODB_URL": database.url,
-        "MONGODB_DB": settings.mongodb_db,
-        "PORT": str(port),
-        "LOG_LEVEL": "WARNING",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
+    with api_server(database.url, settings.mongodb_db) as (base, server):
+        held_request_survives_sigterm(database, settings.mongodb_db, base, server)
+
+
+def held_request_survives_sigterm(
+    database: EmbeddedDatabase, db_name: str, base: str, server: subprocess.Popen[bytes]
+) -> None:
     admin_db: MongoClient[dict[str, Any]] = MongoClient(database.url, appname="fault-test")
     try:
-        wait_until_serving(server, base)
-        admin_db[settings.mongodb_db]["collections"].insert_one(
+        admin_db[db_name]["collections"].insert_one(
             {
                 "_id": "pub",
                 "description": "",
@@ -186,5 +172,3 @@ def test_sigterm_lets_an_in_flight_request_finish(database: EmbeddedDatabase) ->
         assert response.json() == {"items": [], "next_cursor": None}
     finally:
         admin_db.close()
-        if server.poll() is None:
-            server.kill()
