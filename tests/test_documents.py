@@ -116,6 +116,21 @@ async def test_bad_data_is_refused_and_stores_nothing(
     assert await container.db["docs_notes"].count_documents({}) == 0
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b'{"title": "t", "n": 1e400}', b'{"title": "t", "n": NaN}', b'{"title": "t", "n": -Infinity}'],
+)
+async def test_non_finite_numbers_are_refused_not_stored_as_null(
+    client: httpx.AsyncClient, user: Account, notes: str, container: Container, body: bytes
+) -> None:
+    response = await client.post(
+        notes, content=body, headers={**user.headers, "Content-Type": "application/json"}
+    )
+    problem = assert_problem(response, 422, "validation_failed")
+    assert problem["errors"][0]["loc"] == ["data", "n"]
+    assert await container.db["docs_notes"].count_documents({}) == 0
+
+
 async def test_schema_violation_lists_the_failing_paths(
     client: httpx.AsyncClient, user: Account, notes: str
 ) -> None:

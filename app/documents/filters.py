@@ -9,6 +9,7 @@ ask of the database. Also here: the `sort` and `fields` parameters.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -190,6 +191,8 @@ class _Compiler:
             raise InvalidFilter(f"A string at {where} contains NUL")
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
             raise InvalidFilter(f"A number at {where} is out of range")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidFilter(f"A number at {where} is not finite")
         return value
 
     def operators(

@@ -465,6 +465,8 @@ def _parse_filter(raw: str) -> Any:
         return json.loads(raw)
     except ValueError as exc:
         raise InvalidFilter(f"filter is not valid JSON: {exc}") from None
+    except RecursionError:  # deeper than the parser goes: far past the depth limit anyway
+        raise InvalidFilter("filter nests too deeply") from None
 
 
 def _relocate(errors: list[FieldError], index: int) -> list[FieldError]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,11 +60,16 @@ def _walk(
         problems.append(
             FieldError(loc=loc, msg="integer out of the 64-bit range", type="out_of_range")
         )
+    elif isinstance(node, float) and not math.isfinite(node):
+        # Python's parser reads NaN, Infinity and 1e400; JSON has no such numbers and they
+        # would come back as null.
+        problems.append(FieldError(loc=loc, msg="numbers must be finite", type="not_finite"))
 
 
 def check_data(data: object, limits: DataLimits | None = None) -> None:
     """Raise 422 validation_failed for a non-object, a `$`/`.`/NUL key, a NUL string,
-    too deep nesting or an out-of-range integer; 413 when its BSON is over the limit."""
+    too deep nesting, an out-of-range integer or a non-finite number; 413 when its BSON
+    is over the limit."""
     limits = limits or DataLimits()
     if not isinstance(data, dict):
         raise ValidationFailed(
