@@ -127,7 +127,7 @@ async def test_non_finite_numbers_are_refused_not_stored_as_null(
         notes, content=body, headers={**user.headers, "Content-Type": "application/json"}
     )
     problem = assert_problem(response, 422, "validation_failed")
-    assert problem["errors"][0]["loc"] == ["data", "n"]
+    assert problem["errors"][0]["type"] == "json_invalid"
     assert await container.db["docs_notes"].count_documents({}) == 0
 
 
@@ -372,6 +372,23 @@ async def test_if_match_mismatch_is_412_everywhere(
         await client.delete(url, headers={**user.headers, "If-Match": '"2"'})
     ).status_code == 204
     assert_problem(await client.get(url, headers=user.headers), 404, "document_not_found")
+
+
+@pytest.mark.parametrize("tag", ['"\u00b2"', '"99999999999999999999999"', 'W/"1"', "1", '"1.0"'])
+async def test_if_match_tags_that_are_not_a_strong_current_version_never_match(
+    client: httpx.AsyncClient, user: Account, notes: str, tag: str
+) -> None:
+    created = (await client.post(notes, json={"title": "t"}, headers=user.headers)).json()
+    url = f"{notes}/{created['id']}"
+    headers = {**user.headers, "If-Match": tag.encode("latin-1").decode("latin-1")}
+    raw_headers = [(k.encode(), v.encode("latin-1")) for k, v in headers.items()]
+    for method, body in (("PATCH", {"title": "u"}), ("PUT", {"title": "u"}), ("DELETE", None)):
+        response = await client.request(method, url, json=body, headers=raw_headers)
+        assert_problem(response, 412, "precondition_failed")
+    assert (await client.get(url, headers=user.headers)).json()["version"] == 1
+    # If-None-Match compares weakly: W/"1" is the current version.
+    cached = await client.get(url, headers={**user.headers, "If-None-Match": 'W/"1"'})
+    assert cached.status_code == 304
 
 
 async def test_twelve_concurrent_if_match_patches_one_wins(

@@ -77,6 +77,24 @@ async def test_malformed_json_is_a_422_naming_the_problem(client: httpx.AsyncCli
     assert body["errors"][0]["type"] == "json_invalid"
 
 
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
+async def test_json_without_a_json_number_is_refused_everywhere(
+    client: httpx.AsyncClient, admin: Account, number: bytes
+) -> None:
+    """Python's parser takes these; JSON does not, and they could not be stored or sent."""
+    headers = {**admin.headers, "Content-Type": "application/json"}
+    schema = b'{"name": "c", "schema": {"type": "object", "maximum": ' + number + b"}}"
+    for url, body in (
+        ("/v1/collections", schema),
+        ("/v1/auth/login", b'{"email": "a@example.com", "password": ' + number + b"}"),
+    ):
+        response = await client.post(url, content=body, headers=headers)
+        problem = assert_problem(response, 422, "validation_failed")
+        assert problem["errors"][0]["type"] == "json_invalid"
+    listed = await client.get("/v1/collections", headers=admin.headers)
+    assert listed.json()["items"] == []
+
+
 async def test_invalid_utf8_is_a_client_error(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/v1/auth/login",

@@ -299,6 +299,9 @@ def test_data_limits() -> None:
         check_data(deep)
     with pytest.raises(AppError):
         check_data({"n": 2**64})
+    for number in (float("nan"), float("inf"), -float("inf")):  # e.g. from seed files
+        with pytest.raises(AppError, match="data"):
+            check_data({"n": [number]})
 
 
 @settings(max_examples=200, deadline=None)

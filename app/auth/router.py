@@ -9,9 +9,10 @@ from fastapi import APIRouter, Form, status
 from app.auth.schemas import LoginRequest, RefreshRequest, RegisterRequest, TokenPair
 from app.deps import AuthServiceDep, ClientDep, CurrentUser
 from app.errors import BadRequest, problem_responses
+from app.strict_json import StrictJSONRoute
 from app.users.schemas import UserOut
 
-router = APIRouter(prefix="/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/v1/auth", tags=["auth"], route_class=StrictJSONRoute)
 
 
 @router.post(

@@ -7,8 +7,9 @@ from fastapi import APIRouter, Response, status
 from app.collections.schemas import CollectionIn, CollectionList, CollectionOut, CollectionPatch
 from app.deps import AdminUser, CollectionServiceDep
 from app.errors import problem_responses
+from app.strict_json import StrictJSONRoute
 
-router = APIRouter(prefix="/v1/collections", tags=["collections"])
+router = APIRouter(prefix="/v1/collections", tags=["collections"], route_class=StrictJSONRoute)
 
 
 @router.post(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
@@ -21,8 +22,11 @@ from app.documents.schemas import (
 )
 from app.documents.service import ANY, RESERVED_IDS, Preconditions, envelope, location
 from app.errors import problem_responses
+from app.strict_json import StrictJSONRoute
 
-router = APIRouter(prefix="/v1/collections/{name}/documents", tags=["documents"])
+router = APIRouter(
+    prefix="/v1/collections/{name}/documents", tags=["documents"], route_class=StrictJSONRoute
+)
 
 
 class DocumentIdConvertor(Convertor[str]):
@@ -45,17 +49,21 @@ _READ_ERRORS = problem_responses(400, 401, 404, 422)
 _WRITE_ERRORS = problem_responses(401, 403, 404, 409, 412, 413, 415, 422, 428)
 
 
-def _etags(value: str | None) -> tuple[int, ...] | Literal["*"] | None:
-    """Parse an If-Match / If-None-Match list. Unparseable tags never match."""
+_ETAG = re.compile(r'^(W/)?"([0-9]{1,18})"$')
+
+
+def _etags(value: str | None, *, weak: bool) -> tuple[int, ...] | Literal["*"] | None:
+    """Parse an If-Match / If-None-Match list into versions. Tags that are not ours never
+    match; weak tags (W/"3") only count where weak comparison applies (If-None-Match)."""
     if value is None:
         return None
     if value.strip() == "*":
         return "*"
     versions = []
     for tag in value.split(","):
-        tag = tag.strip().removeprefix("W/").strip('"')
-        if tag.isdigit():
-            versions.append(int(tag))
+        match = _ETAG.match(tag.strip())
+        if match and (weak or not match.group(1)):
+            versions.append(int(match.group(2)))
     return tuple(versions)
 
 
@@ -63,7 +71,10 @@ def get_preconditions(
     if_match: Annotated[str | None, Header(max_length=1024)] = None,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Preconditions:
-    return Preconditions(if_match=_etags(if_match), if_none_match_any=_etags(if_none_match) == ANY)
+    return Preconditions(
+        if_match=_etags(if_match, weak=False),
+        if_none_match_any=_etags(if_none_match, weak=True) == ANY,
+    )
 
 
 PreconditionsDep = Annotated[Preconditions, Depends(get_preconditions)]
@@ -204,7 +215,7 @@ async def get_document(
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> DocumentOut:
     doc = await documents.get(name, doc_id, caller)
-    seen = _etags(if_none_match)
+    seen = _etags(if_none_match, weak=True)
     if seen == ANY or (isinstance(seen, tuple) and doc.version in seen):
         return Response(status_code=304, headers={"ETag": doc.etag})  # type: ignore[return-value]
     response.headers["ETag"] = doc.etag

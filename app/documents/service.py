@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn
 
 from bson import ObjectId
 
+from app import strict_json
 from app.clock import Clock
 from app.collections.models import CollectionSpec
 from app.collections.service import CollectionService
@@ -462,7 +462,7 @@ def location(collection: str, doc_id: str) -> str:
 
 def _parse_filter(raw: str) -> Any:
     try:
-        return json.loads(raw)
+        return strict_json.loads(raw)
     except ValueError as exc:
         raise InvalidFilter(f"filter is not valid JSON: {exc}") from None
     except RecursionError:  # deeper than the parser goes: far past the depth limit anyway

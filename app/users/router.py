@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, status
 from app.auth.schemas import TokenPair
 from app.deps import AdminUser, CurrentUser, UserServiceDep
 from app.errors import problem_responses
+from app.strict_json import StrictJSONRoute
 from app.users.schemas import (
     MeUpdate,
     PageLimit,
@@ -18,7 +19,7 @@ from app.users.schemas import (
     UserPage,
 )
 
-router = APIRouter(prefix="/v1/users", tags=["users"])
+router = APIRouter(prefix="/v1/users", tags=["users"], route_class=StrictJSONRoute)
 
 
 @router.get(
