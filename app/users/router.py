@@ -78,7 +78,11 @@ async def delete_me(me: CurrentUser, users: UserServiceDep) -> None:
 async def list_users(
     _: AdminUser,
     users: UserServiceDep,
-    q: Annotated[str | None, Query(max_length=200, description="Search email and name")] = None,
+    # No NUL: MongoDB refuses it inside the regular expression the search becomes.
+    q: Annotated[
+        str | None,
+        Query(max_length=200, pattern=r"^[^\x00]*$", description="Search email and name"),
+    ] = None,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
     limit: PageLimit = 20,
 ) -> UserPage:
