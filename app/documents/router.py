@@ -19,6 +19,7 @@ from app.documents.schemas import (
     DocumentCount,
     DocumentOut,
     DocumentPage,
+    DocumentPathId,
 )
 from app.documents.service import ANY, RESERVED_IDS, Preconditions, envelope, location
 from app.errors import problem_responses
@@ -208,7 +209,7 @@ async def count_documents(
 )
 async def get_document(
     name: str,
-    doc_id: str,
+    doc_id: DocumentPathId,
     caller: OptionalUser,
     documents: DocumentServiceDep,
     response: Response,
@@ -256,7 +257,7 @@ async def put_document(
 )
 async def patch_document(
     name: str,
-    doc_id: str,
+    doc_id: DocumentPathId,
     patch: Annotated[
         dict[str, Any], Body(media_type="application/merge-patch+json", examples=[{"score": 8}])
     ],
@@ -279,7 +280,7 @@ async def patch_document(
 )
 async def delete_document(
     name: str,
-    doc_id: str,
+    doc_id: DocumentPathId,
     caller: OptionalUser,
     documents: DocumentServiceDep,
     pre: PreconditionsDep,
