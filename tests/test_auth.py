@@ -35,6 +35,15 @@ async def test_register_creates_a_user_with_a_normalised_email(
     assert stored["password_hash"].startswith("$argon2id$")
 
 
+@pytest.mark.parametrize("email", ["dev@app.test", "me@box.local", "x@else.test"])
+async def test_special_use_domains_are_valid_addresses(
+    client: httpx.AsyncClient, email: str
+) -> None:
+    assert (await register(client, email)).status_code == 201
+    login = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200
+
+
 async def test_register_twice_with_the_same_email_is_409(client: httpx.AsyncClient) -> None:
     assert (await register(client, "dup@example.com")).status_code == 201
     again = await register(client, "DUP@example.com ")

@@ -48,6 +48,9 @@ register_url_convertor("doc_id", DocumentIdConvertor())
 _EXAMPLE = {"title": "Hello", "score": 7}
 _READ_ERRORS = problem_responses(400, 401, 404, 422)
 _WRITE_ERRORS = problem_responses(401, 403, 404, 409, 412, 413, 415, 422, 428)
+# A document id that names a collection-level route (count, bulk) reaches that route,
+# which serves other methods: 405.
+_ONE_DOCUMENT = problem_responses(405)
 
 
 _ETAG = re.compile(r'^(W/)?"([0-9]{1,18})"$')
@@ -205,7 +208,7 @@ async def count_documents(
     operation_id="documents_get",
     summary="Read a document",
     description="Answers 304 when `If-None-Match` names its current ETag.",
-    responses={304: {"description": "Not Modified"}, **problem_responses(401, 404)},
+    responses={304: {"description": "Not Modified"}, **problem_responses(401, 404, 405)},
 )
 async def get_document(
     name: str,
@@ -229,7 +232,11 @@ async def get_document(
     summary="Replace a document, or create it with this id",
     description="Answers 201 when it created the document. `If-None-Match: *` only creates; "
     "`If-Match` only replaces that version.",
-    responses={201: {"model": DocumentOut, "description": "Created"}, **_WRITE_ERRORS},
+    responses={
+        201: {"model": DocumentOut, "description": "Created"},
+        **_WRITE_ERRORS,
+        **_ONE_DOCUMENT,
+    },
 )
 async def put_document(
     name: str,
@@ -253,7 +260,7 @@ async def put_document(
     summary="Merge-patch a document's data (RFC 7396)",
     description="Send `application/merge-patch+json`: keys set to null are removed, objects "
     "merge, anything else replaces.",
-    responses=_WRITE_ERRORS,
+    responses={**_WRITE_ERRORS, **_ONE_DOCUMENT},
 )
 async def patch_document(
     name: str,
@@ -276,7 +283,7 @@ async def patch_document(
     status_code=status.HTTP_204_NO_CONTENT,
     operation_id="documents_delete",
     summary="Delete a document",
-    responses=problem_responses(401, 403, 404, 412, 428),
+    responses=problem_responses(401, 403, 404, 405, 412, 428),
 )
 async def delete_document(
     name: str,
