@@ -121,5 +121,11 @@ class DocumentRepository:
         )
         return await cursor.to_list(length=limit)
 
+    async def fields_of(self, doc_id: str, paths: list[str]) -> dict[str, Any] | None:
+        """Only `paths` of one stored document (raw), or None."""
+        return await self.collection.find_one(
+            {"_id": doc_id}, dict.fromkeys(paths, 1), max_time_ms=self.max_time_ms
+        )
+
     async def count(self, query: dict[str, Any]) -> int:
         return await self.collection.count_documents(query, maxTimeMS=self.max_time_ms)

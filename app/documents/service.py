@@ -379,10 +379,10 @@ class DocumentService:
         return results
 
     def _compile_query(
-        self, spec: CollectionSpec, caller: Principal | None, filter_raw: str | None
+        self, spec: CollectionSpec, caller: Principal | None, parsed_filter: Any
     ) -> dict[str, Any]:
         scope = access.read_scope(spec, caller)
-        client = compile_filter(_parse_filter(filter_raw)) if filter_raw else {}
+        client = compile_filter(parsed_filter) if parsed_filter is not None else {}
         parts = [p for p in (client, scope) if p]
         return parts[0] if len(parts) == 1 else ({"$and": parts} if parts else {})
 
@@ -398,10 +398,11 @@ class DocumentService:
         cursor: str | None,
     ) -> Page:
         spec = await self.collections.get(name)
-        query = self._compile_query(spec, caller, filter_raw)
+        parsed_filter = _parse_filter(filter_raw) if filter_raw else None
+        query = self._compile_query(spec, caller, parsed_filter)
         sort = compile_sort(sort_raw or "")
         projection = compile_fields(fields_raw) if fields_raw else None
-        scope = f"{name}:{query_scope(_parse_filter(filter_raw) if filter_raw else None, sort)}"
+        scope = f"{name}:{query_scope(parsed_filter, sort)}"
         if cursor:
             after = after_clause(sort, decode_cursor(self.cursors, cursor, scope))
             query = {"$and": [query, after]} if query else after
@@ -413,12 +414,7 @@ class DocumentService:
             last = rows[-1]
             if projection is not None:
                 # The page may not carry every sort key; read them for the last row only.
-                last = (
-                    await repo.collection.find_one(
-                        {"_id": last["_id"]}, {path: 1 for path, _ in sort}
-                    )
-                    or last
-                )
+                last = await repo.fields_of(last["_id"], [path for path, _ in sort]) or last
             next_cursor = encode_cursor(self.cursors, sort_values(last, sort), scope)
         return Page(items=rows, next_cursor=next_cursor)
 
@@ -453,7 +449,8 @@ class DocumentService:
 
     async def count(self, name: str, caller: Principal | None, filter_raw: str | None) -> int:
         spec = await self.collections.get(name)
-        return await self._repository(spec).count(self._compile_query(spec, caller, filter_raw))
+        parsed_filter = _parse_filter(filter_raw) if filter_raw else None
+        return await self._repository(spec).count(self._compile_query(spec, caller, parsed_filter))
 
 
 def location(collection: str, doc_id: str) -> str:
