@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -73,11 +74,12 @@ def _prefix_digest(source: Path, length: int) -> str:
 
 
 def _save_checkpoint(source: Path, collection: str, offset: int) -> None:
-    checkpoint_path(source).write_text(
-        json.dumps(
-            {"collection": collection, "offset": offset, "sha256": _prefix_digest(source, offset)}
-        )
-    )
+    # Write then rename: a kill mid-write leaves the previous checkpoint, never half of one.
+    path = checkpoint_path(source)
+    partial = path.with_name(path.name + ".tmp")
+    state = {"collection": collection, "offset": offset, "sha256": _prefix_digest(source, offset)}
+    partial.write_text(json.dumps(state))
+    os.replace(partial, path)
 
 
 def _load_checkpoint(source: Path, collection: str) -> int:
