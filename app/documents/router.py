@@ -171,21 +171,7 @@ async def list_documents(
         limit=limit,
         cursor=cursor,
     )
-    items = [
-        DocumentOut.model_validate(
-            {
-                "id": row["_id"],
-                "collection": name,
-                "owner": row.get("owner"),
-                "version": row["version"],
-                "created_at": row["created_at"],
-                "updated_at": row["updated_at"],
-                "data": row.get("data", {}),
-            }
-        )
-        for row in page.items
-    ]
-    return DocumentPage(items=items, next_cursor=page.next_cursor)
+    return DocumentPage(items=[_out(name, doc) for doc in page.items], next_cursor=page.next_cursor)
 
 
 @router.get(

@@ -87,7 +87,7 @@ class BulkItem:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    items: list[dict[str, Any]]
+    items: list[StoredDocument]
     next_cursor: str | None
 
 
@@ -416,7 +416,7 @@ class DocumentService:
                 # The page may not carry every sort key; read them for the last row only.
                 last = await repo.fields_of(last["_id"], [path for path, _ in sort]) or last
             next_cursor = encode_cursor(self.cursors, sort_values(last, sort), scope)
-        return Page(items=rows, next_cursor=next_cursor)
+        return Page(items=[StoredDocument.from_mongo(row) for row in rows], next_cursor=next_cursor)
 
     def stream(
         self, spec: CollectionSpec, *, batch_size: int = 1000
