@@ -1,4 +1,8 @@
-"""Annotated dependency aliases, so route signatures read like sentences."""
+"""Annotated dependency aliases, so route signatures read like sentences.
+
+Every dependency is `async def`, even the ones that do no I/O: FastAPI runs a plain
+`def` dependency in a worker thread, a thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from app.users.repository import Principal
 from app.users.service import UserService
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
 
@@ -25,27 +29,27 @@ def get_container(request: Request) -> Container:
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-def get_settings_dep(container: ContainerDep) -> Settings:
+async def get_settings_dep(container: ContainerDep) -> Settings:
     return container.settings
 
 
-def get_auth_service(container: ContainerDep) -> AuthService:
+async def get_auth_service(container: ContainerDep) -> AuthService:
     return container.auth
 
 
-def get_user_service(container: ContainerDep) -> UserService:
+async def get_user_service(container: ContainerDep) -> UserService:
     return container.user_service
 
 
-def get_collection_service(container: ContainerDep) -> CollectionService:
+async def get_collection_service(container: ContainerDep) -> CollectionService:
     return container.collections
 
 
-def get_document_service(container: ContainerDep) -> DocumentService:
+async def get_document_service(container: ContainerDep) -> DocumentService:
     return container.documents
 
 
-def get_client_info(request: Request) -> ClientInfo:
+async def get_client_info(request: Request) -> ClientInfo:
     # Behind a proxy, uvicorn's --proxy-headers/--forwarded-allow-ips fill request.client.
     return ClientInfo(address=request.client.host if request.client else "unknown")
 

@@ -71,7 +71,7 @@ def _etags(value: str | None, *, weak: bool) -> tuple[int, ...] | Literal["*"] |
     return tuple(versions)
 
 
-def get_preconditions(
+async def get_preconditions(
     if_match: Annotated[str | None, Header(max_length=1024)] = None,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Preconditions:
