@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     mongodb_timeout_ms: int = Field(default=3000, ge=100)
     query_max_time_ms: int = Field(default=5000, ge=10)
     data_dir: Path = Path(".data")
+    # Keep callers' account state and collection declarations in memory, invalidated by a
+    # change stream (app/db/change_feed.py). false: read them from MongoDB per request.
+    read_cache: bool = True
+    read_cache_max_entries: int = Field(default=10_000, ge=1)
 
     # Access tokens (JWT, HS256) and refresh sessions.
     jwt_secret: str = DEV_SECRET

@@ -24,13 +24,14 @@ from app.collections.models import CollectionSpec
 from app.collections.repository import CollectionRepository
 from app.collections.service import CollectionService
 from app.config import Settings
+from app.db.change_feed import ChangeFeed, ReadCache
 from app.db.client import Db, create_client
 from app.db.embedded import EmbeddedDatabase, running_url
 from app.documents.idempotency import IdempotencyRecord, IdempotencyStore
 from app.documents.service import DocumentService
 from app.pagination import CursorCodec
 from app.users.models import User
-from app.users.repository import UserRepository
+from app.users.repository import Principal, UserRepository
 from app.users.service import UserService
 
 log = logging.getLogger("docstore.container")
@@ -50,10 +51,25 @@ class Container:
     user_service: UserService
     collections: CollectionService
     documents: DocumentService
+    # None when READ_CACHE is off.
+    feed: ChangeFeed | None = None
 
     @classmethod
     def build(cls, settings: Settings, db: Db, *, clock: Clock = utc_now) -> Container:
-        users = UserRepository(db)
+        feed = None
+        principals: ReadCache[str, Principal | None] | None = None
+        specs: ReadCache[str, CollectionSpec | None] | None = None
+        if settings.read_cache:
+            principals = ReadCache("principals", max_entries=settings.read_cache_max_entries)
+            specs = ReadCache("collections", max_entries=settings.read_cache_max_entries)
+            feed = ChangeFeed(
+                db,
+                {
+                    User.Settings.name: (principals, str),
+                    CollectionSpec.Settings.name: (specs, str),
+                },
+            )
+        users = UserRepository(db, principals=principals)
         sessions = SessionRepository(db)
         hasher = PasswordHasher(settings)
         cursors = CursorCodec(settings.jwt_secret)
@@ -68,7 +84,9 @@ class Container:
             hasher=hasher,
             clock=clock,
         )
-        collections = CollectionService(repository=CollectionRepository(db), clock=clock)
+        collections = CollectionService(
+            repository=CollectionRepository(db, cache=specs), clock=clock
+        )
         documents = DocumentService(
             db=db,
             settings=settings,
@@ -96,6 +114,7 @@ class Container:
             user_service=user_service,
             collections=collections,
             documents=documents,
+            feed=feed,
         )
 
 
@@ -121,7 +140,13 @@ async def open_container(settings: Settings) -> AsyncIterator[Container]:
         )
         container = Container.build(settings, db)
         await container.collections.ensure_all_indexes()
-        yield container
+        if container.feed is not None:
+            await container.feed.start()
+        try:
+            yield container
+        finally:
+            if container.feed is not None:
+                await container.feed.stop()
     finally:
         await client.close()
         if embedded is not None:

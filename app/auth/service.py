@@ -12,9 +12,9 @@ from app.auth.ratelimit import RateLimiter
 from app.auth.repository import SessionRepository
 from app.auth.schemas import TokenPair
 from app.auth.tokens import (
+    AccessTokenVerifier,
     TokenExpired,
     TokenInvalid,
-    decode_access_token,
     expires_at,
     hash_refresh_token,
     issue_access_token,
@@ -64,6 +64,7 @@ class AuthService:
         self.limiter = limiter
         self.hasher = hasher
         self.clock = clock
+        self.tokens = AccessTokenVerifier(settings, max_entries=settings.read_cache_max_entries)
 
     # -- passwords -------------------------------------------------------------------------
 
@@ -214,7 +215,7 @@ class AuthService:
     async def authenticate(self, access_token: str) -> Principal:
         """The caller behind an access token, refused when the token is no longer good."""
         try:
-            claims = decode_access_token(self.settings, access_token)
+            claims = self.tokens.verify(access_token)
         except TokenExpired:
             raise Unauthorized(
                 "The access token has expired; refresh it", code=ErrorCode.TOKEN_EXPIRED

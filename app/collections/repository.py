@@ -8,6 +8,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from app.collections.models import CollectionSpec, IndexSpec
+from app.db.change_feed import ReadCache
 from app.db.client import Db
 
 # Indexes every document collection gets, whatever is declared. User index names match
@@ -60,10 +61,20 @@ def _same_index(existing: dict[str, Any], wanted: IndexModel) -> bool:
     )
 
 
+SpecCache = ReadCache[str, "CollectionSpec | None"]
+
+
 class CollectionRepository:
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: Db, *, cache: SpecCache | None = None) -> None:
         self.db = db
         self.specs = db[CollectionSpec.Settings.name]
+        # Declarations are read on every document request; see app.db.change_feed.
+        # Cached specs are shared: callers copy before they change one.
+        self.cache = cache
+
+    def _forget(self, name: str) -> None:
+        if self.cache is not None:
+            self.cache.invalidate(name)
 
     @staticmethod
     def _to_model(raw: dict[str, Any] | None) -> CollectionSpec | None:
@@ -76,23 +87,36 @@ class CollectionRepository:
             )
         except DuplicateKeyError as exc:
             raise CollectionExistsError(spec.id) from exc
+        finally:
+            self._forget(spec.id)
 
     async def get(self, name: str) -> CollectionSpec | None:
+        if self.cache is None:
+            return await self._read(name)
+        return await self.cache.load(name, lambda: self._read(name))
+
+    async def _read(self, name: str) -> CollectionSpec | None:
         return self._to_model(await self.specs.find_one({"_id": name}))
 
     async def list_all(self) -> list[CollectionSpec]:
         return [CollectionSpec.model_validate(raw) async for raw in self.specs.find().sort("_id")]
 
     async def replace(self, spec: CollectionSpec) -> None:
-        await self.specs.replace_one(
-            {"_id": spec.id}, spec.model_dump(by_alias=True, exclude={"revision_id"})
-        )
+        try:
+            await self.specs.replace_one(
+                {"_id": spec.id}, spec.model_dump(by_alias=True, exclude={"revision_id"})
+            )
+        finally:
+            self._forget(spec.id)
 
     async def delete(self, spec: CollectionSpec) -> bool:
         """Drop the documents first, then the declaration (a crash in between leaves a
         declared, empty collection rather than orphaned documents)."""
         await self.db.drop_collection(spec.storage_name)
-        result = await self.specs.delete_one({"_id": spec.id})
+        try:
+            result = await self.specs.delete_one({"_id": spec.id})
+        finally:
+            self._forget(spec.id)
         return result.deleted_count == 1
 
     async def sync_indexes(self, spec: CollectionSpec) -> None:

@@ -11,6 +11,7 @@ from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo.errors import DuplicateKeyError
 
+from app.db.change_feed import ReadCache
 from app.db.client import Db
 from app.users.models import Role, User
 
@@ -43,9 +44,19 @@ def parse_object_id(value: str) -> ObjectId | None:
         return None
 
 
+PrincipalCache = ReadCache[str, "Principal | None"]
+
+
 class UserRepository:
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: Db, *, principals: PrincipalCache | None = None) -> None:
         self.collection = db[User.Settings.name]
+        # Principals are read on every authenticated request; see app.db.change_feed.
+        self.principals = principals
+
+    def _forget(self, user_id: str) -> None:
+        """Drop a cached principal once a write to its user has returned."""
+        if self.principals is not None:
+            self.principals.invalidate(user_id)
 
     @staticmethod
     def _to_model(raw: dict[str, Any] | None) -> User | None:
@@ -58,6 +69,7 @@ class UserRepository:
         except DuplicateKeyError as exc:
             raise EmailTakenError(user.email) from exc
         user.id = result.inserted_id
+        self._forget(str(user.id))
         return user
 
     async def get(self, user_id: str) -> User | None:
@@ -70,6 +82,11 @@ class UserRepository:
         return self._to_model(await self.collection.find_one({"email": email}))
 
     async def get_principal(self, user_id: str) -> Principal | None:
+        if self.principals is None:
+            return await self._read_principal(user_id)
+        return await self.principals.load(user_id, lambda: self._read_principal(user_id))
+
+    async def _read_principal(self, user_id: str) -> Principal | None:
         oid = parse_object_id(user_id)
         if oid is None:
             return None
@@ -102,6 +119,8 @@ class UserRepository:
             result = await self.collection.update_one({"_id": oid}, update)
         except DuplicateKeyError as exc:
             raise EmailTakenError(str(changes.get("email"))) from exc
+        finally:
+            self._forget(user_id)
         if result.matched_count != 1:
             return None
         return self._to_model(await self.collection.find_one({"_id": oid}))
@@ -110,7 +129,10 @@ class UserRepository:
         oid = parse_object_id(user_id)
         if oid is None:
             return False
-        result = await self.collection.delete_one({"_id": oid})
+        try:
+            result = await self.collection.delete_one({"_id": oid})
+        finally:
+            self._forget(user_id)
         return result.deleted_count == 1
 
     async def find_page(self, *, query: str | None, after: str | None, limit: int) -> list[User]:

@@ -1,0 +1,195 @@
+"""In-memory copies of read-mostly records, kept honest by a MongoDB change stream.
+
+Every request needs its caller's account state (role, disabled, token version) and its
+collection's declaration. Both change rarely, so reading them from MongoDB on every
+request is most of the work of a GET. A `ReadCache` holds them in memory, but only
+while a `ChangeFeed` proves it current:
+
+- A write made by this process drops the entry as soon as the write returns, so in a
+  single process a revocation is seen by the very next request.
+- A write made by any other process (another worker, a script, mongosh) reaches this
+  process through the change stream, a few milliseconds later, and drops the entry.
+- The cache is trusted only while the stream answers: every empty poll renews a short
+  lease. If the stream fails, stalls or is unsupported (a standalone mongod has no change
+  streams), the cache is emptied and every request reads MongoDB again until the stream
+  is back. It fails closed, never stale.
+- A read that overlaps an invalidation (it may have seen the old state) is not stored:
+  each invalidation moves an epoch, and a load stores its result only if the epoch it
+  started with is still current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, Generic, TypeVar
+
+from app.db.client import Db
+
+log = logging.getLogger("docstore.cache")
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class ReadCache(Generic[K, V]):
+    """A bounded map of loaded values, used only while its feed trusts it."""
+
+    def __init__(self, name: str, *, max_entries: int) -> None:
+        self.name = name
+        self.max_entries = max_entries
+        self._entries: dict[K, V] = {}
+        self._epoch = 0
+        self._trusted: Callable[[], bool] = lambda: False
+
+    def follow(self, trusted: Callable[[], bool]) -> None:
+        self._trusted = trusted
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    async def load(self, key: K, loader: Callable[[], Awaitable[V]]) -> V:
+        """The value for `key`: from memory when the cache is trusted, else `loader()`."""
+        trusted = self._trusted()
+        if trusted and key in self._entries:
+            return self._entries[key]
+        epoch = self._epoch
+        value = await loader()
+        if trusted and epoch == self._epoch and self._trusted():
+            if len(self._entries) >= self.max_entries:
+                # Oldest first (dicts keep insertion order): cheap and good enough for
+                # records that are re-read on every request of an active caller.
+                del self._entries[next(iter(self._entries))]
+            self._entries[key] = value
+        return value
+
+    def invalidate(self, key: K) -> None:
+        self._entries.pop(key, None)
+        self._epoch += 1
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._epoch += 1
+
+
+class ChangeFeed:
+    """Follows one database's change stream and invalidates the caches of its collections.
+
+    `caches` maps a MongoDB collection name to the cache of its documents by `_id`
+    (turned into a key by `key_of`, e.g. str for ObjectIds).
+    """
+
+    def __init__(
+        self,
+        db: Db,
+        caches: dict[str, tuple[ReadCache[Any, Any], Callable[[Any], Hashable]]],
+        *,
+        poll_ms: int = 500,
+        lease_seconds: float = 2.0,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        self.db = db
+        self.caches = caches
+        self.poll_ms = poll_ms
+        self.lease_seconds = lease_seconds
+        self.retry_seconds = retry_seconds
+        self._trusted_until = 0.0
+        self._task: asyncio.Task[None] | None = None
+        # Set each time the stream opens; tests and callers can wait for it.
+        self.opened = asyncio.Event()
+        # Set once the first attempt to open the stream has succeeded or failed.
+        self._settled = asyncio.Event()
+        # Events applied so far (tests wait for a count rather than for time).
+        self.applied = 0
+        self._applied_changed = asyncio.Condition()
+        for cache, _ in caches.values():
+            cache.follow(self.trusted)
+
+    def trusted(self) -> bool:
+        return time.monotonic() < self._trusted_until
+
+    async def start(self) -> None:
+        """Follow the stream in the background, once the first attempt to open it is over
+        (so an app serves its first request with the cache on, or knowingly off)."""
+        self._task = asyncio.create_task(self._run(), name="change-feed")
+        await self._settled.wait()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._distrust()
+
+    async def wait_applied(self, count: int) -> None:
+        """Return once `count` change events have been applied in all."""
+        async with self._applied_changed:
+            await self._applied_changed.wait_for(lambda: self.applied >= count)
+
+    def _distrust(self) -> None:
+        self._trusted_until = 0.0
+        self.opened.clear()
+        for cache, _ in self.caches.values():
+            cache.clear()
+
+    def _renew(self) -> None:
+        self._trusted_until = time.monotonic() + self.lease_seconds
+
+    async def _run(self) -> None:
+        warned = False
+        while True:
+            try:
+                await self._follow()
+                warned = False
+            except Exception as exc:  # whatever broke the stream: fail closed, retry
+                self._settled.set()
+                if not warned:
+                    log.warning(
+                        "read cache off until the change stream is back; every request "
+                        "reads MongoDB meanwhile (a standalone mongod has no change "
+                        "streams: run a replica set)",
+                        extra={"error": str(exc)},
+                    )
+                    warned = True
+            self._distrust()
+            await asyncio.sleep(self.retry_seconds)
+
+    async def _follow(self) -> None:
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"ns.coll": {"$in": list(self.caches)}}},
+            {"$project": {"operationType": 1, "ns": 1, "documentKey": 1}},
+        ]
+        async with await self.db.watch(pipeline, max_await_time_ms=self.poll_ms) as stream:
+            # Entries loaded before this moment may predate changes the stream will never
+            # report: start empty.
+            self._distrust()
+            self._renew()
+            self.opened.set()
+            self._settled.set()
+            log.info("read cache on", extra={"collections": sorted(self.caches)})
+            while stream.alive:
+                change = await stream.try_next()
+                if change is not None:
+                    await self._apply(change)
+                self._renew()
+
+    async def _apply(self, change: dict[str, Any]) -> None:
+        entry = self.caches.get(change.get("ns", {}).get("coll", ""))
+        key = change.get("documentKey", {}).get("_id")
+        if entry is None or key is None:
+            # drop, rename, invalidate...: anything may have changed.
+            for cache, _ in self.caches.values():
+                cache.clear()
+        else:
+            cache, key_of = entry
+            cache.invalidate(key_of(key))
+        async with self._applied_changed:
+            self.applied += 1
+            self._applied_changed.notify_all()

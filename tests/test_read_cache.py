@@ -1,0 +1,293 @@
+"""Each process keeps its callers' account state and collection declarations in memory
+(app/db/change_feed.py). A change made anywhere still takes effect: in this process at
+once, in others as soon as the change stream delivers it, and never from a cache that
+the stream no longer vouches for."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from bson import ObjectId
+from fastapi import FastAPI
+from pymongo import AsyncMongoClient
+
+from app.auth.tokens import (
+    AccessTokenVerifier,
+    TokenExpired,
+    TokenInvalid,
+    issue_access_token,
+)
+from app.clock import utc_now
+from app.container import Container
+from app.db.change_feed import ChangeFeed, ReadCache
+from app.users.models import Role
+from tests.conftest import (
+    Account,
+    assert_problem,
+    http_client,
+    make_settings,
+    running_app,
+    signed_in,
+)
+
+OWNED = {"name": "notes", "access": {"read": "owner", "write": "owner"}}
+
+
+def container_of(app: FastAPI) -> Container:
+    container: Container = app.state.container
+    return container
+
+
+def feed_of(app: FastAPI) -> ChangeFeed:
+    feed = container_of(app).feed
+    assert feed is not None and feed.trusted(), "the read cache should be on"
+    return feed
+
+
+async def applied(app: FastAPI, since: int) -> None:
+    """Wait until app's change feed has applied one more event than `since`."""
+    await asyncio.wait_for(feed_of(app).wait_applied(since + 1), timeout=10)
+
+
+async def note_of(client: httpx.AsyncClient, owner: Account) -> str:
+    response = await client.post(
+        "/v1/collections/notes/documents", json={"text": "mine"}, headers=owner.headers
+    )
+    assert response.status_code == 201, response.text
+    doc_id: str = response.json()["id"]
+    return doc_id
+
+
+@pytest.fixture
+async def two_processes(database_url: str) -> Any:
+    """Two apps on one database, as two API workers would be."""
+    settings = make_settings(database_url)
+    async with (
+        running_app(settings) as a,
+        running_app(settings, drop_database=False) as b,
+        http_client(a) as client_a,
+        http_client(b) as client_b,
+    ):
+        admin = await signed_in(a, client_a, role=Role.ADMIN)
+        created = await client_a.post("/v1/collections", json=OWNED, headers=admin.headers)
+        assert created.status_code == 201, created.text
+        yield a, b, client_a, client_b, admin
+
+
+async def test_disabling_a_user_in_one_process_locks_them_out_of_another(
+    two_processes: Any,
+) -> None:
+    a, b, client_a, client_b, admin = two_processes
+    user = await signed_in(a, client_a)
+    path = f"/v1/collections/notes/documents/{await note_of(client_a, user)}"
+    assert (await client_b.get(path, headers=user.headers)).status_code == 200
+    # b now answers this user from memory...
+    assert user.id in container_of(b).users.principals  # type: ignore[operator]
+    seen = feed_of(b).applied
+
+    disabled = await client_a.patch(
+        f"/v1/users/{user.id}", json={"disabled": True}, headers=admin.headers
+    )
+    assert disabled.status_code == 200
+
+    # ...until the change stream tells it otherwise.
+    await applied(b, seen)
+    assert_problem(await client_b.get(path, headers=user.headers), 401, "token_invalid")
+
+
+async def test_logout_all_in_one_process_revokes_tokens_in_another(two_processes: Any) -> None:
+    a, b, client_a, client_b, _ = two_processes
+    user = await signed_in(a, client_a)
+    path = f"/v1/collections/notes/documents/{await note_of(client_a, user)}"
+    assert (await client_b.get(path, headers=user.headers)).status_code == 200
+    seen = feed_of(b).applied
+
+    assert (await client_a.post("/v1/auth/logout-all", headers=user.headers)).status_code == 204
+
+    # In the process that did it: at once, no event needed.
+    assert_problem(await client_a.get(path, headers=user.headers), 401, "token_invalid")
+    await applied(b, seen)
+    assert_problem(await client_b.get(path, headers=user.headers), 401, "token_invalid")
+
+
+async def test_a_change_made_outside_the_api_reaches_every_process(two_processes: Any) -> None:
+    """Ops scripts and mongosh write to MongoDB directly."""
+    a, b, client_a, client_b, _ = two_processes
+    user = await signed_in(a, client_a)
+    path = f"/v1/collections/notes/documents/{await note_of(client_a, user)}"
+    for client in (client_a, client_b):
+        assert (await client.get(path, headers=user.headers)).status_code == 200
+    seen = {app: feed_of(app).applied for app in (a, b)}
+
+    settings = container_of(a).settings
+    script: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_url)
+    try:
+        await script[settings.mongodb_db]["users"].update_one(
+            {"_id": ObjectId(user.id)}, {"$inc": {"token_version": 1}}
+        )
+    finally:
+        await script.close()
+
+    for app, client in ((a, client_a), (b, client_b)):
+        await applied(app, seen[app])
+        assert_problem(await client.get(path, headers=user.headers), 401, "token_invalid")
+
+
+async def test_closing_a_collection_in_one_process_closes_it_in_another(
+    two_processes: Any,
+) -> None:
+    _, b, client_a, client_b, admin = two_processes
+    public = await client_a.patch(
+        "/v1/collections/notes", json={"access": {"read": "public"}}, headers=admin.headers
+    )
+    assert public.status_code == 200, public.text
+    path = f"/v1/collections/notes/documents/{await note_of(client_a, admin)}"
+    # Anonymous reads work while the collection is public (b caches that declaration).
+    assert (await client_b.get(path)).status_code == 200
+    seen = feed_of(b).applied
+
+    closed = await client_a.patch(
+        "/v1/collections/notes", json={"access": {"read": "owner"}}, headers=admin.headers
+    )
+    assert closed.status_code == 200
+
+    assert (await client_a.get(path)).status_code == 401
+    await applied(b, seen)
+    assert (await client_b.get(path)).status_code == 401
+
+
+async def test_without_the_change_stream_every_request_reads_the_database(
+    two_processes: Any,
+) -> None:
+    """What happens when the stream fails (database down, no replica set): the cache is
+    emptied and not used, so nothing is served from memory the stream cannot vouch for."""
+    a, b, client_a, client_b, _ = two_processes
+    user = await signed_in(a, client_a)
+    path = f"/v1/collections/notes/documents/{await note_of(client_a, user)}"
+    assert (await client_b.get(path, headers=user.headers)).status_code == 200
+    feed = feed_of(b)
+    await feed.stop()
+    assert not feed.trusted()
+    assert len(container_of(b).users.principals or []) == 0
+
+    await (
+        container_of(a)
+        .db["users"]
+        .update_one({"_id": ObjectId(user.id)}, {"$set": {"disabled": True}})
+    )
+
+    # No event needed: b reads the account again.
+    assert_problem(await client_b.get(path, headers=user.headers), 401, "token_invalid")
+
+
+async def test_turned_off_the_cache_is_not_built(database_url: str) -> None:
+    settings = make_settings(database_url, read_cache=False)
+    async with running_app(settings) as app, http_client(app) as client:
+        user = await signed_in(app, client)
+        assert container_of(app).feed is None
+        assert container_of(app).users.principals is None
+        assert (await client.get("/v1/users/me", headers=user.headers)).status_code == 200
+
+
+async def test_a_read_that_overlaps_an_invalidation_is_not_kept() -> None:
+    """The read may have seen the state from before the change: keeping it would keep
+    the stale state until the next change."""
+    cache: ReadCache[str, str] = ReadCache("test", max_entries=10)
+    cache.follow(lambda: True)
+    release = asyncio.Event()
+    reads = 0
+
+    async def read(value: str) -> str:
+        nonlocal reads
+        reads += 1
+        await release.wait()
+        return value
+
+    in_flight = asyncio.create_task(cache.load("k", lambda: read("old")))
+    await asyncio.sleep(0)  # let the load start and block in read()
+    assert reads == 1
+    cache.invalidate("k")
+    release.set()
+    assert await in_flight == "old"
+
+    assert await cache.load("k", lambda: read("new")) == "new"
+    assert await cache.load("k", lambda: read("newer")) == "new"
+    assert reads == 2
+
+
+async def test_the_cache_holds_at_most_its_size() -> None:
+    cache: ReadCache[int, int] = ReadCache("test", max_entries=3)
+    cache.follow(lambda: True)
+
+    async def value(i: int) -> int:
+        return i
+
+    for i in range(10):
+        await cache.load(i, lambda i=i: value(i))  # type: ignore[misc]
+    assert len(cache) == 3
+    assert 9 in cache and 0 not in cache
+
+
+def test_a_remembered_token_still_expires(settings: Any) -> None:
+    issued = utc_now()
+    token = issue_access_token(
+        settings, user_id=str(ObjectId()), token_version=0, session_id=None, now=issued
+    )
+    clock = time.time
+    verifier = AccessTokenVerifier(settings, max_entries=10, now=lambda: clock())
+    claims = verifier.verify(token)
+    assert verifier.verify(token) == claims
+
+    clock = lambda: float(claims.expires_at)  # noqa: E731 - the second it expires
+    with pytest.raises(TokenExpired):
+        verifier.verify(token)
+
+
+def test_a_token_that_fails_verification_is_not_remembered(settings: Any) -> None:
+    claims = {"sub": "x", "exp": int(time.time()) + 60}
+    forged = jwt.encode(claims, "another key of at least thirty-two bytes", algorithm="HS256")
+    verifier = AccessTokenVerifier(settings, max_entries=10)
+    for _ in range(2):
+        with pytest.raises(TokenInvalid):
+            verifier.verify(forged)
+    assert len(verifier) == 0
+
+
+async def test_this_process_sees_its_own_revocations_without_the_stream(
+    two_processes: Any,
+) -> None:
+    """The process that makes a change drops its cached copy when the write returns: its
+    next request sees the change even if the stream's event were never to come."""
+    a, _, client_a, _, admin = two_processes
+    user = await signed_in(a, client_a)
+    other = await signed_in(a, client_a)
+    path = f"/v1/collections/notes/documents/{await note_of(client_a, user)}"
+    other_path = f"/v1/collections/notes/documents/{await note_of(client_a, other)}"
+    feed = feed_of(a)
+    # Stop following the stream but keep trusting the cache, as if events were late.
+    await feed.stop()
+    feed.lease_seconds = 3600
+    feed._renew()
+    for account, doc in ((user, path), (other, other_path)):
+        assert (await client_a.get(doc, headers=account.headers)).status_code == 200
+    assert other.id in container_of(a).users.principals  # type: ignore[operator]
+
+    assert (await client_a.post("/v1/auth/logout-all", headers=user.headers)).status_code == 204
+    assert_problem(await client_a.get(path, headers=user.headers), 401, "token_invalid")
+
+    disabled = await client_a.patch(
+        f"/v1/users/{other.id}", json={"disabled": True}, headers=admin.headers
+    )
+    assert disabled.status_code == 200
+    assert_problem(await client_a.get(other_path, headers=other.headers), 401, "token_invalid")
+
+    closed = await client_a.patch(
+        "/v1/collections/notes", json={"access": {"read": "public"}}, headers=admin.headers
+    )
+    assert closed.status_code == 200
+    assert (await client_a.get(path)).status_code == 200
