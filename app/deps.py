@@ -21,32 +21,39 @@ from app.users.repository import Principal
 from app.users.service import UserService
 
 
-async def get_container(request: Request) -> Container:
+def _container(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
 
 
+async def get_container(request: Request) -> Container:
+    return _container(request)
+
+
 ContainerDep = Annotated[Container, Depends(get_container)]
 
-
-async def get_settings_dep(container: ContainerDep) -> Settings:
-    return container.settings
-
-
-async def get_auth_service(container: ContainerDep) -> AuthService:
-    return container.auth
+# The providers below take the Request rather than ContainerDep: each dependency is a
+# node FastAPI resolves on every request, and the hot paths need few of them.
 
 
-async def get_user_service(container: ContainerDep) -> UserService:
-    return container.user_service
+async def get_settings_dep(request: Request) -> Settings:
+    return _container(request).settings
 
 
-async def get_collection_service(container: ContainerDep) -> CollectionService:
-    return container.collections
+async def get_auth_service(request: Request) -> AuthService:
+    return _container(request).auth
 
 
-async def get_document_service(container: ContainerDep) -> DocumentService:
-    return container.documents
+async def get_user_service(request: Request) -> UserService:
+    return _container(request).user_service
+
+
+async def get_collection_service(request: Request) -> CollectionService:
+    return _container(request).collections
+
+
+async def get_document_service(request: Request) -> DocumentService:
+    return _container(request).documents
 
 
 async def get_client_info(request: Request) -> ClientInfo:
@@ -67,12 +74,11 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False
 
 async def get_optional_user(
     request: Request,
-    auth: AuthServiceDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> Principal | None:
     if not token:
         return None
-    principal = await auth.authenticate(token)
+    principal = await _container(request).auth.authenticate(token)
     request.state.user_id = principal.id
     return principal
 

@@ -85,6 +85,10 @@ class BulkItem:
     errors: list[FieldError] = field(default_factory=list)
 
 
+# Document repositories kept at once (one per collection in use).
+_MAX_REPOSITORIES = 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     items: list[StoredDocument]
@@ -121,6 +125,7 @@ class DocumentService:
         self.idempotency = idempotency
         self.cursors = cursors
         self.clock = clock
+        self._repositories: dict[str, DocumentRepository] = {}
         self.limits = DataLimits(
             max_bytes=settings.document_max_bytes, max_depth=settings.document_max_depth
         )
@@ -128,9 +133,17 @@ class DocumentService:
     # -- helpers ---------------------------------------------------------------------------
 
     def _repository(self, spec: CollectionSpec) -> DocumentRepository:
-        return DocumentRepository(
-            self.db, spec.storage_name, max_time_ms=self.settings.query_max_time_ms
-        )
+        # One per storage collection, built on first use: a repository holds only the
+        # driver's collection handle and settings, so sharing it is safe.
+        repository = self._repositories.get(spec.storage_name)
+        if repository is None:
+            if len(self._repositories) >= _MAX_REPOSITORIES:
+                self._repositories.clear()
+            repository = DocumentRepository(
+                self.db, spec.storage_name, max_time_ms=self.settings.query_max_time_ms
+            )
+            self._repositories[spec.storage_name] = repository
+        return repository
 
     async def find_any(self, spec: CollectionSpec, doc_id: str) -> StoredDocument | None:
         """A document whoever owns it (operator scripts; no caller to check)."""
