@@ -55,12 +55,17 @@ async def applied(app: FastAPI, since: int) -> None:
 
 
 async def note_of(client: httpx.AsyncClient, owner: Account) -> str:
+    """The path of a new document in `notes` that only `owner` (and admins) may read."""
     response = await client.post(
         "/v1/collections/notes/documents", json={"text": "mine"}, headers=owner.headers
     )
     assert response.status_code == 201, response.text
-    doc_id: str = response.json()["id"]
-    return doc_id
+    return f"/v1/collections/notes/documents/{response.json()['id']}"
+
+
+async def user_with_a_note(app: FastAPI, client: httpx.AsyncClient) -> tuple[Account, str]:
+    user = await signed_in(app, client)
+    return user, await note_of(client, user)
 
 
 @pytest.fixture
@@ -83,8 +88,7 @@ async def test_disabling_a_user_in_one_process_locks_them_out_of_another(
     two_processes: Any,
 ) -> None:
     a, b, client_a, client_b, admin = two_processes
-    user = await signed_in(a, client_a)
-    path = f"/v1/collections/notes/documents/{await note_of(client_a, user)}"
+    user, path = await user_with_a_note(a, client_a)
     assert (await client_b.get(path, headers=user.headers)).status_code == 200
     # b now answers this user from memory...
     assert user.id in container_of(b).users.principals  # type: ignore[operator]
@@ -102,8 +106,7 @@ async def test_disabling_a_user_in_one_process_locks_them_out_of_another(
 
 async def test_logout_all_in_one_process_revokes_tokens_in_another(two_processes: Any) -> None:
     a, b, client_a, client_b, _ = two_processes
-    user = await signed_in(a, client_a)
-    path = f"/v1/collections/notes/documents/{await note_of(client_a, user)}"
+    user, path = await user_with_a_note(a, client_a)
     assert (await client_b.get(path, headers=user.headers)).status_code == 200
     seen = feed_of(b).applied
 
@@ -118,8 +121,7 @@ async def test_logout_all_in_one_process_revokes_tokens_in_another(two_processes
 async def test_a_change_made_outside_the_api_reaches_every_process(two_processes: Any) -> None:
     """Ops scripts and mongosh write to MongoDB directly."""
     a, b, client_a, client_b, _ = two_processes
-    user = await signed_in(a, client_a)
-    path = f"/v1/collections/notes/documents/{await note_of(client_a, user)}"
+    user, path = await user_with_a_note(a, client_a)
     for client in (client_a, client_b):
         assert (await client.get(path, headers=user.headers)).status_code == 200
     seen = {app: feed_of(app).applied for app in (a, b)}
@@ -146,7 +148,7 @@ async def test_closing_a_collection_in_one_process_closes_it_in_another(
         "/v1/collections/notes", json={"access": {"read": "public"}}, headers=admin.headers
     )
     assert public.status_code == 200, public.text
-    path = f"/v1/collections/notes/documents/{await note_of(client_a, admin)}"
+    path = await note_of(client_a, admin)
     # Anonymous reads work while the collection is public (b caches that declaration).
     assert (await client_b.get(path)).status_code == 200
     seen = feed_of(b).applied
@@ -167,8 +169,7 @@ async def test_without_the_change_stream_every_request_reads_the_database(
     """What happens when the stream fails (database down, no replica set): the cache is
     emptied and not used, so nothing is served from memory the stream cannot vouch for."""
     a, b, client_a, client_b, _ = two_processes
-    user = await signed_in(a, client_a)
-    path = f"/v1/collections/notes/documents/{await note_of(client_a, user)}"
+    user, path = await user_with_a_note(a, client_a)
     assert (await client_b.get(path, headers=user.headers)).status_code == 200
     feed = feed_of(b)
     await feed.stop()
@@ -264,10 +265,8 @@ async def test_this_process_sees_its_own_revocations_without_the_stream(
     """The process that makes a change drops its cached copy when the write returns: its
     next request sees the change even if the stream's event were never to come."""
     a, _, client_a, _, admin = two_processes
-    user = await signed_in(a, client_a)
-    other = await signed_in(a, client_a)
-    path = f"/v1/collections/notes/documents/{await note_of(client_a, user)}"
-    other_path = f"/v1/collections/notes/documents/{await note_of(client_a, other)}"
+    user, path = await user_with_a_note(a, client_a)
+    other, other_path = await user_with_a_note(a, client_a)
     feed = feed_of(a)
     # Stop following the stream but keep trusting the cache, as if events were late.
     await feed.stop()
