@@ -75,6 +75,11 @@ async def test_a_database_outage_answers_503_and_the_process_recovers(
         assert again.status_code == 200
         assert again.json()["data"] == {"a": 1}
 
+        # The read cache was dropped with the stream and comes back with it.
+        feed = app.state.container.feed
+        await asyncio.wait_for(feed.wait_for(lambda: feed.opens >= 2), timeout=30)
+        assert feed.trusted()
+
 
 async def test_acknowledged_writes_survive_a_database_restart(
     database: EmbeddedDatabase,

@@ -51,7 +51,8 @@ def feed_of(app: FastAPI) -> ChangeFeed:
 
 async def applied(app: FastAPI, since: int) -> None:
     """Wait until app's change feed has applied one more event than `since`."""
-    await asyncio.wait_for(feed_of(app).wait_applied(since + 1), timeout=10)
+    feed = feed_of(app)
+    await asyncio.wait_for(feed.wait_for(lambda: feed.applied > since), timeout=10)
 
 
 async def note_of(client: httpx.AsyncClient, owner: Account) -> str:

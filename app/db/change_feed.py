@@ -105,9 +105,11 @@ class ChangeFeed:
         self.opened = asyncio.Event()
         # Set once the first attempt to open the stream has succeeded or failed.
         self._settled = asyncio.Event()
-        # Events applied so far (tests wait for a count rather than for time).
+        # Times the stream opened and events applied so far; wait_for() waits on them
+        # (tests wait for a count rather than for time).
+        self.opens = 0
         self.applied = 0
-        self._applied_changed = asyncio.Condition()
+        self._progress = asyncio.Condition()
         for cache, _ in caches.values():
             cache.follow(self.trusted)
 
@@ -128,10 +130,15 @@ class ChangeFeed:
             self._task = None
         self._distrust()
 
-    async def wait_applied(self, count: int) -> None:
-        """Return once `count` change events have been applied in all."""
-        async with self._applied_changed:
-            await self._applied_changed.wait_for(lambda: self.applied >= count)
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Return once `predicate()` holds, checked whenever the stream opens or an event
+        is applied."""
+        async with self._progress:
+            await self._progress.wait_for(predicate)
+
+    async def _progressed(self) -> None:
+        async with self._progress:
+            self._progress.notify_all()
 
     def _distrust(self) -> None:
         self._trusted_until = 0.0
@@ -173,6 +180,8 @@ class ChangeFeed:
             self._renew()
             self.opened.set()
             self._settled.set()
+            self.opens += 1
+            await self._progressed()
             log.info("read cache on", extra={"collections": sorted(self.caches)})
             while stream.alive:
                 change = await stream.try_next()
@@ -190,6 +199,5 @@ class ChangeFeed:
         else:
             cache, key_of = entry
             cache.invalidate(key_of(key))
-        async with self._applied_changed:
-            self.applied += 1
-            self._applied_changed.notify_all()
+        self.applied += 1
+        await self._progressed()
