@@ -55,7 +55,11 @@ async def test_a_database_outage_answers_503_and_the_process_recovers(
         ).json()
         url = f"/v1/collections/notes/documents/{doc['id']}"
 
+        feed = app.state.container.feed
         database.stop()
+        # The read cache goes off with its change stream: nothing is served from memory
+        # that the stream can no longer vouch for.
+        await asyncio.wait_for(feed.wait_for(lambda: not feed.trusted()), timeout=10)
         # Fails fast (a short server-selection timeout), never hangs.
         down = await asyncio.wait_for(client.get(url, headers=admin.headers), timeout=5)
         assert_problem(down, 503, "database_unavailable")
@@ -68,6 +72,7 @@ async def test_a_database_outage_answers_503_and_the_process_recovers(
         assert_problem(await client.get("/readyz"), 503, "database_unavailable")
         metrics = (await client.get("/metrics")).text
         assert 'docstore_database_errors_total{kind="unavailable"}' in metrics
+        assert "docstore_read_cache_on 0.0" in metrics
 
         database.start()  # same port, same data
         await eventually_ready(client)
@@ -75,10 +80,10 @@ async def test_a_database_outage_answers_503_and_the_process_recovers(
         assert again.status_code == 200
         assert again.json()["data"] == {"a": 1}
 
-        # The read cache was dropped with the stream and comes back with it.
-        feed = app.state.container.feed
+        # The read cache comes back with the stream.
         await asyncio.wait_for(feed.wait_for(lambda: feed.opens >= 2), timeout=30)
         assert feed.trusted()
+        assert "docstore_read_cache_on 1.0" in (await client.get("/metrics")).text
 
 
 async def test_acknowledged_writes_survive_a_database_restart(

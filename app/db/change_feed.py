@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 from app.db.client import Db
+from app.ops.metrics import CHANGE_STREAM_FAILURES, READ_CACHE_ON
 
 log = logging.getLogger("docstore.cache")
 
@@ -131,8 +132,8 @@ class ChangeFeed:
         self._distrust()
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
-        """Return once `predicate()` holds, checked whenever the stream opens or an event
-        is applied."""
+        """Return once `predicate()` holds, checked whenever the stream opens, fails or
+        applies an event."""
         async with self._progress:
             await self._progress.wait_for(predicate)
 
@@ -142,6 +143,8 @@ class ChangeFeed:
 
     def _distrust(self) -> None:
         self._trusted_until = 0.0
+        if self.opened.is_set():
+            READ_CACHE_ON.dec()
         self.opened.clear()
         for cache, _ in self.caches.values():
             cache.clear()
@@ -165,7 +168,9 @@ class ChangeFeed:
                         extra={"error": str(exc)},
                     )
                     warned = True
+            CHANGE_STREAM_FAILURES.inc()
             self._distrust()
+            await self._progressed()
             await asyncio.sleep(self.retry_seconds)
 
     async def _follow(self) -> None:
@@ -179,6 +184,7 @@ class ChangeFeed:
             self._distrust()
             self._renew()
             self.opened.set()
+            READ_CACHE_ON.inc()
             self._settled.set()
             self.opens += 1
             await self._progressed()

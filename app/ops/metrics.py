@@ -46,6 +46,17 @@ DATABASE_ERRORS = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+READ_CACHE_ON = Gauge(
+    "docstore_read_cache_on",
+    "Processes whose read cache is on (its change stream is open); see READ_CACHE",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+CHANGE_STREAM_FAILURES = Counter(
+    "docstore_change_stream_failures_total",
+    "Times the read cache's change stream failed or ended (the cache is off until it reopens)",
+    registry=REGISTRY,
+)
 
 UNMATCHED_ROUTE = "<unmatched>"
 
