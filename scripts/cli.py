@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from tqdm import tqdm
 
-from app.config import get_settings
+from app.config import Settings, get_settings
 from app.container import Container, open_container
 from app.errors import AppError
 
@@ -27,11 +27,17 @@ def progress(total: int | None, what: str) -> tqdm:
     )
 
 
+def script_settings() -> Settings:
+    """The server's settings, minus the read cache: a script's requests are few, and its
+    writes reach running servers through their change streams all the same."""
+    return get_settings().model_copy(update={"read_cache": False})
+
+
 def run(main: Callable[[Container], Awaitable[T]]) -> T:
     """Open the app's container (same settings and database as the server) and run."""
 
     async def runner() -> T:
-        async with open_container(get_settings()) as container:
+        async with open_container(script_settings()) as container:
             return await main(container)
 
     return asyncio.run(runner())

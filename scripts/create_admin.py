@@ -14,10 +14,10 @@ import sys
 from pydantic import TypeAdapter, ValidationError
 
 from app.auth.schemas import Email
-from app.config import get_settings
 from app.container import Container, open_container
 from app.errors import AppError
 from app.users.models import Role
+from scripts.cli import script_settings
 
 
 async def create_or_promote(container: Container, email: str, password: str | None) -> str:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     password = args.password
 
     async def run() -> str:
-        async with open_container(get_settings()) as container:
+        async with open_container(script_settings()) as container:
             nonlocal password
             new_account = await container.users.get_by_email(email) is None
             if password is None and new_account and sys.stdin.isatty():

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 
+import httpx
+
 from app.config import Settings
 from app.container import Container
 from app.users.models import Role
-from tests.conftest import PASSWORD, ROOT, Account
+from tests.conftest import PASSWORD, ROOT, Account, assert_problem, sign_in
 
 
 def run_script(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -48,14 +51,25 @@ async def test_creates_a_new_admin_who_can_sign_in(
     assert "already an admin" in again.stdout
 
 
-async def test_promotes_an_existing_user(
-    settings: Settings, container: Container, user: Account
+async def test_promotes_an_existing_user_while_the_server_runs(
+    settings: Settings, container: Container, client: httpx.AsyncClient, user: Account
 ) -> None:
+    feed = container.feed
+    assert feed is not None and user.id in container.users.principals  # type: ignore[operator]
+    seen = feed.applied
+
     result = run_script(settings, "--email", user.email)
     assert result.returncode == 0, result.stderr
     assert "is now an admin" in result.stdout
     promoted = await container.users.get(user.id)
     assert promoted is not None and promoted.role is Role.ADMIN
+
+    # The running server hears of it through its change stream: tokens from before the
+    # promotion stop working, a new sign-in carries the admin role.
+    await asyncio.wait_for(feed.wait_for(lambda: feed.applied > seen), timeout=10)
+    assert_problem(await client.get("/v1/users/me", headers=user.headers), 401, "token_invalid")
+    again = await sign_in(client, user.email)
+    assert (await client.get("/v1/users/me", headers=again.headers)).json()["role"] == "admin"
 
 
 async def test_bad_input_is_refused_with_a_hint(settings: Settings, container: Container) -> None:
