@@ -69,6 +69,14 @@ async def user_with_a_note(app: FastAPI, client: httpx.AsyncClient) -> tuple[Acc
     return user, await note_of(client, user)
 
 
+async def stop_following_but_trust(feed: ChangeFeed) -> None:
+    """Stop following the stream but keep trusting the cache, as if events were late:
+    what this process sees then is its own invalidation only."""
+    await feed.stop()
+    feed.lease_seconds = 3600
+    feed._renew()
+
+
 @pytest.fixture
 async def two_processes(database_url: str) -> Any:
     """Two apps on one database, as two API workers would be."""
@@ -268,11 +276,7 @@ async def test_this_process_sees_its_own_revocations_without_the_stream(
     a, _, client_a, _, admin = two_processes
     user, path = await user_with_a_note(a, client_a)
     other, other_path = await user_with_a_note(a, client_a)
-    feed = feed_of(a)
-    # Stop following the stream but keep trusting the cache, as if events were late.
-    await feed.stop()
-    feed.lease_seconds = 3600
-    feed._renew()
+    await stop_following_but_trust(feed_of(a))
     for account, doc in ((user, path), (other, other_path)):
         assert (await client_a.get(doc, headers=account.headers)).status_code == 200
     assert other.id in container_of(a).users.principals  # type: ignore[operator]
@@ -286,8 +290,35 @@ async def test_this_process_sees_its_own_revocations_without_the_stream(
     assert disabled.status_code == 200
     assert_problem(await client_a.get(other_path, headers=other.headers), 401, "token_invalid")
 
-    closed = await client_a.patch(
+    opened = await client_a.patch(
         "/v1/collections/notes", json={"access": {"read": "public"}}, headers=admin.headers
     )
-    assert closed.status_code == 200
+    assert opened.status_code == 200
     assert (await client_a.get(path)).status_code == 200
+
+
+async def test_a_user_id_spelled_in_upper_case_names_the_same_account(
+    two_processes: Any,
+) -> None:
+    """ObjectId accepts upper-case hex; the cache, the self-checks and document ownership
+    must all treat it as the same account."""
+    a, _, client_a, _, admin = two_processes
+    user, path = await user_with_a_note(a, client_a)
+    await stop_following_but_trust(feed_of(a))
+    assert (await client_a.get(path, headers=user.headers)).status_code == 200
+
+    disabled = await client_a.patch(
+        f"/v1/users/{user.id.upper()}", json={"disabled": True}, headers=admin.headers
+    )
+    assert disabled.status_code == 200
+    assert_problem(await client_a.get(path, headers=user.headers), 401, "token_invalid")
+
+    self_disable = await client_a.patch(
+        f"/v1/users/{admin.id.upper()}", json={"disabled": True}, headers=admin.headers
+    )
+    assert_problem(self_disable, 403, "forbidden")
+
+    deleted = await client_a.delete(f"/v1/users/{user.id.upper()}", headers=admin.headers)
+    assert deleted.status_code == 204
+    # The account's documents went with it.
+    assert (await client_a.get(path, headers=admin.headers)).status_code == 404

@@ -37,6 +37,13 @@ class Principal:
 _PRINCIPAL_FIELDS = {"role": 1, "disabled": 1, "token_version": 1}
 
 
+def canonical_id(user_id: str) -> str:
+    """The one spelling of a user id: ObjectId accepts upper-case hex, but ids are stored,
+    compared and cached (and owners recorded) in lower case."""
+    oid = parse_object_id(user_id)
+    return user_id if oid is None else str(oid)
+
+
 def parse_object_id(value: str) -> ObjectId | None:
     try:
         return ObjectId(value)
@@ -56,7 +63,7 @@ class UserRepository:
     def _forget(self, user_id: str) -> None:
         """Drop a cached principal once a write to its user has returned."""
         if self.principals is not None:
-            self.principals.invalidate(user_id)
+            self.principals.invalidate(canonical_id(user_id))
 
     @staticmethod
     def _to_model(raw: dict[str, Any] | None) -> User | None:
@@ -84,7 +91,8 @@ class UserRepository:
     async def get_principal(self, user_id: str) -> Principal | None:
         if self.principals is None:
             return await self._read_principal(user_id)
-        return await self.principals.load(user_id, lambda: self._read_principal(user_id))
+        key = canonical_id(user_id)
+        return await self.principals.load(key, lambda: self._read_principal(key))
 
     async def _read_principal(self, user_id: str) -> Principal | None:
         oid = parse_object_id(user_id)

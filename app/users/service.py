@@ -13,7 +13,7 @@ from app.clock import Clock
 from app.errors import ErrorCode, FieldError, Forbidden, NotFound, ValidationFailed
 from app.pagination import CursorCodec
 from app.users.models import Role, User
-from app.users.repository import EmailTakenError, Principal, UserRepository
+from app.users.repository import EmailTakenError, Principal, UserRepository, canonical_id
 
 _CURSOR_SCOPE = "users"
 
@@ -91,6 +91,8 @@ class UserService:
         await self.delete(me.id)
 
     async def delete(self, user_id: str) -> None:
+        # Documents record their owner's id in lower case.
+        user_id = canonical_id(user_id)
         if not await self.users.delete(user_id):
             raise user_not_found(user_id)
         await self.sessions.delete_all_for_user(user_id)
@@ -112,6 +114,7 @@ class UserService:
         return users, next_cursor
 
     async def admin_update(self, actor: Principal, user_id: str, changes: dict[str, Any]) -> User:
+        user_id = canonical_id(user_id)
         if user_id == actor.id and ({"role", "disabled"} & changes.keys()):
             raise Forbidden("Admins cannot change their own role or disable themselves")
         # A role change or disabling must take effect on live tokens at once.
@@ -120,9 +123,11 @@ class UserService:
 
     async def admin_promote(self, user_id: str) -> User:
         """Make an account an enabled admin (operator scripts; no acting admin needed)."""
+        user_id = canonical_id(user_id)
         return await self._update(user_id, {"role": Role.ADMIN, "disabled": False}, bump=True)
 
     async def admin_delete(self, actor: Principal, user_id: str) -> None:
+        user_id = canonical_id(user_id)
         if user_id == actor.id:
             raise Forbidden("Admins delete their own account with DELETE /v1/users/me")
         await self.delete(user_id)
