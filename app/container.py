@@ -140,9 +140,9 @@ async def open_container(settings: Settings) -> AsyncIterator[Container]:
         )
         container = Container.build(settings, db)
         await container.collections.ensure_all_indexes()
-        if container.feed is not None:
-            await container.feed.start()
         try:
+            if container.feed is not None:
+                await container.feed.start()
             yield container
         finally:
             if container.feed is not None:

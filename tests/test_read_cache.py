@@ -322,3 +322,53 @@ async def test_a_user_id_spelled_in_upper_case_names_the_same_account(
     assert deleted.status_code == 204
     # The account's documents went with it.
     assert (await client_a.get(path, headers=admin.headers)).status_code == 404
+
+
+async def test_deleting_a_user_in_one_process_locks_them_out_of_another(
+    two_processes: Any,
+) -> None:
+    a, b, client_a, client_b, admin = two_processes
+    user, path = await user_with_a_note(a, client_a)
+    assert (await client_b.get(path, headers=user.headers)).status_code == 200
+    seen = feed_of(b).applied
+
+    assert (await client_a.delete(f"/v1/users/{user.id}", headers=admin.headers)).status_code == 204
+
+    await applied(b, seen)
+    assert_problem(await client_b.get(path, headers=user.headers), 401, "token_invalid")
+
+
+async def test_dropping_the_declarations_outside_the_api_empties_every_cache(
+    two_processes: Any,
+) -> None:
+    """An event without a document key (drop, rename) may have changed anything."""
+    a, b, client_a, client_b, _ = two_processes
+    user, path = await user_with_a_note(a, client_a)
+    assert (await client_b.get(path, headers=user.headers)).status_code == 200
+    seen = feed_of(b).applied
+
+    await container_of(a).db.drop_collection("collections")
+
+    await applied(b, seen)
+    assert_problem(await client_b.get(path, headers=user.headers), 404, "collection_not_found")
+
+
+async def test_changing_a_collection_starts_from_its_stored_declaration(
+    two_processes: Any,
+) -> None:
+    """A change must not write back a cached copy that another process has just changed."""
+    _, b, client_a, client_b, admin = two_processes
+    await stop_following_but_trust(feed_of(b))  # b will not hear of a's change
+    assert (await client_b.get("/v1/collections/notes", headers=admin.headers)).status_code == 200
+    assert "notes" in container_of(b).collections.repository.cache  # type: ignore[operator]
+
+    made_public = await client_a.patch(
+        "/v1/collections/notes", json={"access": {"read": "public"}}, headers=admin.headers
+    )
+    assert made_public.status_code == 200
+    described = await client_b.patch(
+        "/v1/collections/notes", json={"description": "shared notes"}, headers=admin.headers
+    )
+    assert described.status_code == 200
+    assert described.json()["access"]["read"] == "public"
+    assert described.json()["description"] == "shared notes"

@@ -90,8 +90,10 @@ class CollectionRepository:
         finally:
             self._forget(spec.id)
 
-    async def get(self, name: str) -> CollectionSpec | None:
-        if self.cache is None:
+    async def get(self, name: str, *, fresh: bool = False) -> CollectionSpec | None:
+        """The declaration, from the read cache unless `fresh` (read-modify-write callers:
+        a copy that another process has just changed must not be written back)."""
+        if fresh or self.cache is None:
             return await self._read(name)
         return await self.cache.load(name, lambda: self._read(name))
 

@@ -122,7 +122,9 @@ class CollectionService:
         return await self.repository.list_all()
 
     async def update(self, name: str, patch: CollectionPatch) -> CollectionSpec:
-        spec = await self.get(name)
+        spec = await self.repository.get(name, fresh=True)
+        if spec is None:
+            raise collection_not_found(name)
         given = patch.model_fields_set
         changed: CollectionSpec = spec.model_copy(deep=True)
         if "description" in given and patch.description is not None:

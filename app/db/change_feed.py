@@ -21,7 +21,6 @@ while a `ChangeFeed` proves it current:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
@@ -126,8 +125,13 @@ class ChangeFeed:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                # Ours, from cancel() above; re-raise one aimed at whoever called stop().
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
             self._task = None
         self._distrust()
 
@@ -174,11 +178,24 @@ class ChangeFeed:
             await asyncio.sleep(self.retry_seconds)
 
     async def _follow(self) -> None:
+        names = list(self.caches)
         pipeline: list[dict[str, Any]] = [
-            {"$match": {"ns.coll": {"$in": list(self.caches)}}},
-            {"$project": {"operationType": 1, "ns": 1, "documentKey": 1}},
+            {
+                "$match": {
+                    "$or": [
+                        {"ns.coll": {"$in": names}},
+                        # A rename reports its source in ns, its target in to.
+                        {"to.coll": {"$in": names}},
+                        {"operationType": {"$in": ["dropDatabase", "invalidate"]}},
+                    ]
+                }
+            },
+            {"$project": {"operationType": 1, "ns": 1, "to": 1, "documentKey": 1}},
         ]
-        async with await self.db.watch(pipeline, max_await_time_ms=self.poll_ms) as stream:
+        # No asyncio.wait_for around the driver's calls: cancelling one mid-read (stop())
+        # could hang the driver's cleanup. A stalled stream is bounded by the lease.
+        stream = await self.db.watch(pipeline, max_await_time_ms=self.poll_ms)
+        async with stream:
             # Entries loaded before this moment may predate changes the stream will never
             # report: start empty.
             self._distrust()
@@ -198,7 +215,7 @@ class ChangeFeed:
     async def _apply(self, change: dict[str, Any]) -> None:
         entry = self.caches.get(change.get("ns", {}).get("coll", ""))
         key = change.get("documentKey", {}).get("_id")
-        if entry is None or key is None:
+        if entry is None or key is None or "to" in change:
             # drop, rename, invalidate...: anything may have changed.
             for cache, _ in self.caches.values():
                 cache.clear()
