@@ -60,14 +60,10 @@ class Container:
         principals: ReadCache[str, Principal | None] | None = None
         specs: ReadCache[str, CollectionSpec | None] | None = None
         if settings.read_cache:
-            principals = ReadCache("principals", max_entries=settings.read_cache_max_entries)
-            specs = ReadCache("collections", max_entries=settings.read_cache_max_entries)
+            principals = ReadCache(max_entries=settings.read_cache_max_entries)
+            specs = ReadCache(max_entries=settings.read_cache_max_entries)
             feed = ChangeFeed(
-                db,
-                {
-                    User.Settings.name: (principals, str),
-                    CollectionSpec.Settings.name: (specs, str),
-                },
+                db, {User.Settings.name: principals, CollectionSpec.Settings.name: specs}
             )
         users = UserRepository(db, principals=principals)
         sessions = SessionRepository(db)

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import jwt
 
+from app.bounded import put_bounded
 from app.config import Settings
 
 ALGORITHM = "HS256"
@@ -106,9 +107,7 @@ class AccessTokenVerifier:
         claims = self._verified.get(token)
         if claims is None:
             claims = decode_access_token(self.settings, token)
-            if len(self._verified) >= self.max_entries:
-                del self._verified[next(iter(self._verified))]
-            self._verified[token] = claims
+            put_bounded(self._verified, token, claims, self.max_entries)
         # The same rule as PyJWT's: expired from the second named by exp.
         if self.now() >= claims.expires_at:
             self._verified.pop(token, None)

@@ -9,10 +9,11 @@ while a `ChangeFeed` proves it current:
   single process a revocation is seen by the very next request.
 - A write made by any other process (another worker, a script, mongosh) reaches this
   process through the change stream, a few milliseconds later, and drops the entry.
-- The cache is trusted only while the stream answers: every empty poll renews a short
-  lease. If the stream fails, stalls or is unsupported (a standalone mongod has no change
-  streams), the cache is emptied and every request reads MongoDB again until the stream
-  is back. It fails closed, never stale.
+- The cache is trusted only while the stream answers: every poll renews a short lease.
+  If the stream fails or is unsupported (a standalone mongod has no change streams), the
+  cache is emptied and every request reads MongoDB again until the stream is back: it
+  fails closed. A stream that stalls without an error is trusted until its lease runs
+  out.
 - A read that overlaps an invalidation (it may have seen the old state) is not stored:
   each invalidation moves an epoch, and a load stores its result only if the epoch it
   started with is still current.
@@ -26,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, TypeVar
 
+from app.bounded import put_bounded
 from app.db.client import Db
 from app.ops.metrics import CHANGE_STREAM_FAILURES, READ_CACHE_ON
 
@@ -38,8 +40,7 @@ V = TypeVar("V")
 class ReadCache(Generic[K, V]):
     """A bounded map of loaded values, used only while its feed trusts it."""
 
-    def __init__(self, name: str, *, max_entries: int) -> None:
-        self.name = name
+    def __init__(self, *, max_entries: int) -> None:
         self.max_entries = max_entries
         self._entries: dict[K, V] = {}
         self._epoch = 0
@@ -62,11 +63,7 @@ class ReadCache(Generic[K, V]):
         epoch = self._epoch
         value = await loader()
         if trusted and epoch == self._epoch and self._trusted():
-            if len(self._entries) >= self.max_entries:
-                # Oldest first (dicts keep insertion order): cheap and good enough for
-                # records that are re-read on every request of an active caller.
-                del self._entries[next(iter(self._entries))]
-            self._entries[key] = value
+            put_bounded(self._entries, key, value, self.max_entries)
         return value
 
     def invalidate(self, key: K) -> None:
@@ -81,14 +78,14 @@ class ReadCache(Generic[K, V]):
 class ChangeFeed:
     """Follows one database's change stream and invalidates the caches of its collections.
 
-    `caches` maps a MongoDB collection name to the cache of its documents by `_id`
-    (turned into a key by `key_of`, e.g. str for ObjectIds).
+    `caches` maps a MongoDB collection name to the cache of its documents, keyed by
+    `str(_id)` (an ObjectId's lower-case hex, a declaration's name).
     """
 
     def __init__(
         self,
         db: Db,
-        caches: dict[str, tuple[ReadCache[Any, Any], Callable[[Any], Hashable]]],
+        caches: dict[str, ReadCache[str, Any]],
         *,
         poll_ms: int = 500,
         lease_seconds: float = 2.0,
@@ -110,7 +107,7 @@ class ChangeFeed:
         self.opens = 0
         self.applied = 0
         self._progress = asyncio.Condition()
-        for cache, _ in caches.values():
+        for cache in caches.values():
             cache.follow(self.trusted)
 
     def trusted(self) -> bool:
@@ -150,7 +147,7 @@ class ChangeFeed:
         if self.opened.is_set():
             READ_CACHE_ON.dec()
         self.opened.clear()
-        for cache, _ in self.caches.values():
+        for cache in self.caches.values():
             cache.clear()
 
     def _renew(self) -> None:
@@ -217,10 +214,9 @@ class ChangeFeed:
         key = change.get("documentKey", {}).get("_id")
         if entry is None or key is None or "to" in change:
             # drop, rename, invalidate...: anything may have changed.
-            for cache, _ in self.caches.values():
+            for cache in self.caches.values():
                 cache.clear()
         else:
-            cache, key_of = entry
-            cache.invalidate(key_of(key))
+            entry.invalidate(str(key))
         self.applied += 1
         await self._progressed()
