@@ -77,6 +77,14 @@ async def stop_following_but_trust(feed: ChangeFeed) -> None:
     feed._renew()
 
 
+async def read_through(app: FastAPI, client: httpx.AsyncClient, user: Account, path: str) -> int:
+    """`user` reads `path` through `app`, which then holds the user's principal in memory.
+    Returns the count of change events `app` has applied so far."""
+    assert (await client.get(path, headers=user.headers)).status_code == 200
+    assert user.id in container_of(app).users.principals  # type: ignore[operator]
+    return feed_of(app).applied
+
+
 @pytest.fixture
 async def two_processes(database_url: str) -> Any:
     """Two apps on one database, as two API workers would be."""
@@ -98,10 +106,8 @@ async def test_disabling_a_user_in_one_process_locks_them_out_of_another(
 ) -> None:
     a, b, client_a, client_b, admin = two_processes
     user, path = await user_with_a_note(a, client_a)
-    assert (await client_b.get(path, headers=user.headers)).status_code == 200
     # b now answers this user from memory...
-    assert user.id in container_of(b).users.principals  # type: ignore[operator]
-    seen = feed_of(b).applied
+    seen = await read_through(b, client_b, user, path)
 
     disabled = await client_a.patch(
         f"/v1/users/{user.id}", json={"disabled": True}, headers=admin.headers
@@ -116,8 +122,7 @@ async def test_disabling_a_user_in_one_process_locks_them_out_of_another(
 async def test_logout_all_in_one_process_revokes_tokens_in_another(two_processes: Any) -> None:
     a, b, client_a, client_b, _ = two_processes
     user, path = await user_with_a_note(a, client_a)
-    assert (await client_b.get(path, headers=user.headers)).status_code == 200
-    seen = feed_of(b).applied
+    seen = await read_through(b, client_b, user, path)
 
     assert (await client_a.post("/v1/auth/logout-all", headers=user.headers)).status_code == 204
 
@@ -207,7 +212,7 @@ async def test_turned_off_the_cache_is_not_built(database_url: str) -> None:
 async def test_a_read_that_overlaps_an_invalidation_is_not_kept() -> None:
     """The read may have seen the state from before the change: keeping it would keep
     the stale state until the next change."""
-    cache: ReadCache[str, str] = ReadCache("test", max_entries=10)
+    cache: ReadCache[str, str] = ReadCache(max_entries=10)
     cache.follow(lambda: True)
     release = asyncio.Event()
     reads = 0
@@ -231,7 +236,7 @@ async def test_a_read_that_overlaps_an_invalidation_is_not_kept() -> None:
 
 
 async def test_the_cache_holds_at_most_its_size() -> None:
-    cache: ReadCache[int, int] = ReadCache("test", max_entries=3)
+    cache: ReadCache[int, int] = ReadCache(max_entries=3)
     cache.follow(lambda: True)
 
     async def value(i: int) -> int:
@@ -329,8 +334,7 @@ async def test_deleting_a_user_in_one_process_locks_them_out_of_another(
 ) -> None:
     a, b, client_a, client_b, admin = two_processes
     user, path = await user_with_a_note(a, client_a)
-    assert (await client_b.get(path, headers=user.headers)).status_code == 200
-    seen = feed_of(b).applied
+    seen = await read_through(b, client_b, user, path)
 
     assert (await client_a.delete(f"/v1/users/{user.id}", headers=admin.headers)).status_code == 204
 
@@ -344,8 +348,7 @@ async def test_dropping_the_declarations_outside_the_api_empties_every_cache(
     """An event without a document key (drop, rename) may have changed anything."""
     a, b, client_a, client_b, _ = two_processes
     user, path = await user_with_a_note(a, client_a)
-    assert (await client_b.get(path, headers=user.headers)).status_code == 200
-    seen = feed_of(b).applied
+    seen = await read_through(b, client_b, user, path)
 
     await container_of(a).db.drop_collection("collections")
 
