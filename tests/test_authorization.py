@@ -181,3 +181,75 @@ async def test_authorization_matrix(
         assert response.status_code < 400, (operation, principal, response.text)
     else:
         assert response.status_code == expected, (operation, principal, response.text)
+
+
+# -- documents: the whole read x write x method x caller grid ------------------------------
+
+READ_RULES = ("public", "authenticated", "owner")
+WRITE_RULES = ("owner", "authenticated", "admin")
+DOC_METHODS = ("GET", "PUT", "PATCH", "DELETE")
+OWNER = "owner"
+CALLERS = (ANON, OWNER, OTHER, ADMIN)
+
+
+def expected_status(read: str, write: str, method: str, caller: str) -> int | str:
+    """What the contract promises (product.md §4-5): a document the caller may not read
+    is 404 on every method; a write the caller may not make is 401/403."""
+    signed_in = caller != ANON
+    can_read = read == "public" or (
+        signed_in and (read == "authenticated" or caller in (OWNER, ADMIN))
+    )
+    if method == "GET":
+        if can_read:
+            return OK
+        return 401 if not signed_in else 404
+    if not signed_in:
+        return 401
+    if write == "admin" and caller != ADMIN:
+        return 403  # "only admins write here" says nothing about the document
+    if not can_read:
+        return 404
+    if write == "owner" and caller not in (OWNER, ADMIN):
+        return 403
+    return OK
+
+
+@pytest.mark.parametrize("write", WRITE_RULES)
+@pytest.mark.parametrize("read", READ_RULES)
+async def test_document_access_grid(
+    read: str,
+    write: str,
+    client: httpx.AsyncClient,
+    make_account,  # type: ignore[no-untyped-def]
+) -> None:
+    accounts = {
+        OWNER: await make_account(),
+        OTHER: await make_account(),
+        ADMIN: await make_account(role=Role.ADMIN),
+    }
+    admin = accounts[ADMIN].headers
+    spec = {"name": "grid", "access": {"read": read, "write": write}}
+    assert (await client.post("/v1/collections", json=spec, headers=admin)).is_success
+    docs = "/v1/collections/grid/documents"
+    # The owner of each document: the owner account, or an admin where only admins write.
+    author = accounts[ADMIN if write == "admin" else OWNER].headers
+    for method in DOC_METHODS:
+        for caller in CALLERS:
+            created = await client.post(docs, json={"n": 0}, headers=author)
+            assert created.status_code == 201, created.text
+            doc_id = created.json()["id"]
+            headers = accounts[caller].headers if caller != ANON else {}
+            body = {"json": {"n": 1}} if method in ("PUT", "PATCH") else {}
+            response = await client.request(method, f"{docs}/{doc_id}", headers=headers, **body)
+            # Where only admins write, the "owner" account owns nothing: just another user.
+            seen_as = OTHER if write == "admin" and caller == OWNER else caller
+            expected = expected_status(read, write, method, seen_as)
+            cell = (read, write, method, caller, response.status_code, response.text)
+            if expected == OK:
+                assert response.status_code < 400, cell
+            else:
+                assert response.status_code == expected, cell
+                # Refused means untouched.
+                stored = await client.get(f"{docs}/{doc_id}", headers=admin)
+                assert stored.status_code == 200, cell
+                assert stored.json()["version"] == 1 and stored.json()["data"] == {"n": 0}, cell

@@ -345,7 +345,13 @@ class DocumentService:
     ) -> None:
         spec = await self.collections.get(name)
         self._require_precondition(pre, creating_allowed=False)
-        conditions = {**access.write_scope(spec, caller), **pre.version_condition()}
+        # Both scopes: a document the caller may not read must stay untouched (and look
+        # absent), even where the write rule alone would allow the delete.
+        conditions = {
+            **access.write_scope(spec, caller),
+            **access.read_scope(spec, caller),
+            **pre.version_condition(),
+        }
         repo = self._repository(spec)
         if not await repo.delete(doc_id, conditions=conditions):
             await self._explain_failed_write(spec, repo, caller, doc_id, pre)
