@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import re
 from typing import Any
 
 import httpx
@@ -551,3 +553,30 @@ async def test_deleting_an_account_deletes_its_documents(
     assert await container.db["docs_posts"].count_documents({}) == 0
     remaining = await client.get(notes, headers=other_user.headers)
     assert [d["id"] for d in remaining.json()["items"]] == [kept.json()["id"]]
+
+
+async def test_server_ids_are_random_and_lists_default_to_creation_order(
+    client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin)
+    ids = []
+    for n in range(8):
+        response = await client.post(docs(), json={"title": f"t{n}"}, headers=user.headers)
+        ids.append(response.json()["id"])
+    bulk = await client.post(
+        f"{docs()}/bulk", json={"documents": [{"title": "b"}] * 8}, headers=user.headers
+    )
+    ids += [item["id"] for item in bulk.json()["results"]]
+
+    for doc_id in ids:
+        # 128 random bits, URL-safe: nothing in one id predicts another.
+        assert re.fullmatch(r"[A-Za-z0-9_-]{22}", doc_id), doc_id
+        assert len(base64.urlsafe_b64decode(doc_id + "==")) == 16
+    assert len(set(ids)) == len(ids)
+    # ObjectIds made in the same second share their first 8 characters (the timestamp).
+    assert len({doc_id[:8] for doc_id in ids}) == len(ids)
+
+    # With random ids, the default order is creation order (not id order).
+    listed = (await client.get(docs(), params={"limit": 100}, headers=user.headers)).json()
+    created = [item["created_at"] for item in listed["items"]]
+    assert created == sorted(created) and len(created) == len(ids)

@@ -14,8 +14,12 @@ from app.db.client import Db
 # Indexes every document collection gets, whatever is declared. User index names match
 # ^[a-z]..., so the leading underscore keeps these apart.
 _INTERNAL_INDEXES = [
-    # Owner-scoped listing ("owner" read access) in default (id) order.
-    IndexModel([("owner", ASCENDING), ("_id", ASCENDING)], name="_owner"),
+    # Listing in the default order (creation, then id: ids are random), in full and
+    # owner-scoped ("owner" read access), served by an index.
+    IndexModel([("created_at", ASCENDING), ("_id", ASCENDING)], name="_created"),
+    IndexModel(
+        [("owner", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)], name="_owner"
+    ),
 ]
 
 

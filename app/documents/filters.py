@@ -57,6 +57,7 @@ ENVELOPE_PATHS = {
 DATE_PATHS = frozenset({"created_at", "updated_at"})
 REGEX_OPTIONS = frozenset("imsx")
 MAX_SORT_KEYS = 8
+DEFAULT_SORT = (("created_at", 1), ("_id", 1))
 MAX_FIELDS = 50
 PROJECTION_ENVELOPE = {"_id": 1, "owner": 1, "version": 1, "created_at": 1, "updated_at": 1}
 
@@ -281,6 +282,7 @@ def compile_sort(raw: str) -> list[tuple[str, int]]:
     """`-data.score,created_at` → [("data.score", -1), ("created_at", 1), ("_id", -1|1)].
 
     An `_id` tie-breaker is always last, so the order is total and paging is stable.
+    No sort means creation order.
     """
     keys: list[tuple[str, int]] = []
     for part in (p.strip() for p in raw.split(",")) if raw.strip() else ():
@@ -297,8 +299,11 @@ def compile_sort(raw: str) -> list[tuple[str, int]]:
         keys.append((stored, direction))
     if len(keys) > MAX_SORT_KEYS:
         raise InvalidSort(f"At most {MAX_SORT_KEYS} sort keys")
+    if not keys:
+        # Ids are random, so the default order is creation order (id breaks ties).
+        return list(DEFAULT_SORT)
     if not any(k == "_id" for k, _ in keys):
-        keys.append(("_id", keys[-1][1] if keys else 1))
+        keys.append(("_id", keys[-1][1]))
     return keys
 
 
