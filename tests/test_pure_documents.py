@@ -177,7 +177,7 @@ def test_depth_and_clause_limits() -> None:
 
 
 def test_sort_parsing() -> None:
-    assert compile_sort("") == [("_id", 1)]
+    assert compile_sort("") == [("created_at", 1), ("_id", 1)]
     assert compile_sort("-data.score,created_at") == [
         ("data.score", -1),
         ("created_at", 1),
