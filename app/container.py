@@ -17,7 +17,7 @@ from beanie import init_beanie
 from app.auth.models import RateLimitCounter, Session
 from app.auth.passwords import PasswordHasher
 from app.auth.ratelimit import RateLimiter
-from app.auth.repository import RateLimitRepository, SessionRepository
+from app.auth.repository import RateLimitRepository, SessionRepository, SessionStateCache
 from app.auth.service import AuthService
 from app.clock import Clock, utc_now
 from app.collections.models import CollectionSpec
@@ -59,14 +59,21 @@ class Container:
         feed = None
         principals: ReadCache[str, Principal | None] | None = None
         specs: ReadCache[str, CollectionSpec | None] | None = None
+        session_states: SessionStateCache | None = None
         if settings.read_cache:
             principals = ReadCache(max_entries=settings.read_cache_max_entries)
             specs = ReadCache(max_entries=settings.read_cache_max_entries)
+            session_states = ReadCache(max_entries=settings.read_cache_max_entries)
             feed = ChangeFeed(
-                db, {User.Settings.name: principals, CollectionSpec.Settings.name: specs}
+                db,
+                {
+                    User.Settings.name: principals,
+                    CollectionSpec.Settings.name: specs,
+                    Session.Settings.name: session_states,
+                },
             )
         users = UserRepository(db, principals=principals)
-        sessions = SessionRepository(db)
+        sessions = SessionRepository(db, states=session_states)
         hasher = PasswordHasher(settings)
         cursors = CursorCodec(settings.jwt_secret)
         limiter = RateLimiter(

@@ -169,9 +169,13 @@ async def test_refresh_rotates_and_a_reused_token_revokes_the_session(
     # The old token comes back (stolen copy): the session is revoked...
     reused = await client.post("/v1/auth/refresh", json={"refresh_token": user.refresh_token})
     assert_problem(reused, 401, "refresh_token_reused")
-    # ...so even the legitimate, newest token of that session is dead now.
+    # ...so even the legitimate, newest token of that session is dead now...
     after = await client.post("/v1/auth/refresh", json={"refresh_token": second_token})
     assert_problem(after, 401, "token_invalid")
+    # ...and so is every access token issued for it, at once.
+    for access in (user.access_token, first.json()["access_token"]):
+        me = await client.get("/v1/users/me", headers={"Authorization": f"Bearer {access}"})
+        assert_problem(me, 401, "token_invalid")
 
 
 @pytest.mark.parametrize(
@@ -204,6 +208,11 @@ async def test_logout_ends_only_that_session(client: httpx.AsyncClient, user: Ac
     assert_problem(dead, 401, "token_invalid")
     alive = await client.post("/v1/auth/refresh", json={"refresh_token": other_refresh})
     assert alive.status_code == 200
+    # The ended session's access token dies now, not when it expires; the other lives.
+    me = await client.get("/v1/users/me", headers=user.headers)
+    assert_problem(me, 401, "token_invalid")
+    other_access = {"Authorization": f"Bearer {alive.json()['access_token']}"}
+    assert (await client.get("/v1/users/me", headers=other_access)).status_code == 200
 
 
 async def test_logout_with_an_unknown_token_is_401(client: httpx.AsyncClient) -> None:

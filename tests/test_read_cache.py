@@ -375,3 +375,17 @@ async def test_changing_a_collection_starts_from_its_stored_declaration(
     assert described.status_code == 200
     assert described.json()["access"]["read"] == "public"
     assert described.json()["description"] == "shared notes"
+
+
+async def test_signing_out_in_one_process_kills_the_access_token_in_another(
+    two_processes: Any,
+) -> None:
+    a, b, client_a, client_b, _ = two_processes
+    user, path = await user_with_a_note(a, client_a)
+    seen = await read_through(b, client_b, user, path)
+
+    out = await client_a.post("/v1/auth/logout", json={"refresh_token": user.refresh_token})
+    assert out.status_code == 204
+
+    await applied(b, seen)
+    assert_problem(await client_b.get(path, headers=user.headers), 401, "token_invalid")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
 
 from app.auth.models import RateLimitCounter, Session
+from app.db.change_feed import ReadCache
 from app.db.client import Db
 from app.users.repository import parse_object_id
 
@@ -15,9 +17,53 @@ from app.users.repository import parse_object_id
 _USED_HASHES_KEPT = 200
 
 
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """What an authenticated request needs to know about the session behind its token."""
+
+    revoked: bool
+    expires_at: datetime
+
+    def live(self, now: datetime) -> bool:
+        return not self.revoked and now < self.expires_at
+
+
+SessionStateCache = ReadCache[str, "SessionState | None"]
+
+
 class SessionRepository:
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: Db, *, states: SessionStateCache | None = None) -> None:
         self.collection = db[Session.Settings.name]
+        # Read on every authenticated request; see app.db.change_feed.
+        self.states = states
+
+    def _forget(self, session_id: str | None = None) -> None:
+        """Drop cached session states once a write to them has returned."""
+        if self.states is None:
+            return
+        if session_id is None:
+            self.states.clear()
+        else:
+            self.states.invalidate(session_id)
+
+    async def is_live(self, session_id: str, *, now: datetime) -> bool:
+        """Whether the session exists, is not revoked and has not expired."""
+        oid = parse_object_id(session_id)
+        if oid is None:
+            return False
+        key = str(oid)
+        state = (
+            await self._read_state(oid)
+            if self.states is None
+            else await self.states.load(key, lambda: self._read_state(oid))
+        )
+        return state is not None and state.live(now)
+
+    async def _read_state(self, oid: ObjectId) -> SessionState | None:
+        raw = await self.collection.find_one({"_id": oid}, {"revoked_at": 1, "expires_at": 1})
+        if raw is None:
+            return None
+        return SessionState(revoked=raw.get("revoked_at") is not None, expires_at=raw["expires_at"])
 
     async def create(self, session: Session) -> None:
         await self.collection.insert_one(session.model_dump(by_alias=True, exclude={"revision_id"}))
@@ -52,9 +98,12 @@ class SessionRepository:
     async def revoke(self, session_id: str, *, now: datetime) -> None:
         oid = parse_object_id(session_id)
         if oid is not None:
-            await self.collection.update_one(
-                {"_id": oid, "revoked_at": None}, {"$set": {"revoked_at": now}}
-            )
+            try:
+                await self.collection.update_one(
+                    {"_id": oid, "revoked_at": None}, {"$set": {"revoked_at": now}}
+                )
+            finally:
+                self._forget(str(oid))
 
     async def revoke_all_for_user(
         self, user_id: str, *, now: datetime, keep: str | None = None
@@ -63,11 +112,17 @@ class SessionRepository:
         keep_oid = parse_object_id(keep) if keep else None
         if keep_oid is not None:
             criteria["_id"] = {"$ne": keep_oid}
-        result = await self.collection.update_many(criteria, {"$set": {"revoked_at": now}})
+        try:
+            result = await self.collection.update_many(criteria, {"$set": {"revoked_at": now}})
+        finally:
+            self._forget()
         return result.modified_count
 
     async def delete_all_for_user(self, user_id: str) -> None:
-        await self.collection.delete_many({"user_id": ObjectId(user_id)})
+        try:
+            await self.collection.delete_many({"user_id": ObjectId(user_id)})
+        finally:
+            self._forget()
 
 
 class RateLimitRepository:

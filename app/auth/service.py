@@ -231,4 +231,13 @@ class AuthService:
             or principal.token_version != claims.token_version
         ):
             raise Unauthorized("The access token has been revoked", code=ErrorCode.TOKEN_INVALID)
+        if claims.session_id is not None and not await self.sessions.is_live(
+            claims.session_id, now=self.clock()
+        ):
+            # Signed out, refresh token replayed, or the session revoked: its access
+            # tokens die with it, not when they expire.
+            raise Unauthorized(
+                "The session of this access token has ended; sign in again",
+                code=ErrorCode.TOKEN_INVALID,
+            )
         return principal
