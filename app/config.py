@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     # Rate limits: attempts per window, counted in MongoDB so they hold across processes.
     rate_limit_window_seconds: int = Field(default=60, ge=1)
     rate_limit_login_per_ip: int = Field(default=30, ge=1)
-    rate_limit_login_per_account: int = Field(default=10, ge=1)
+    # Per (account, address), and per account alone from addresses it never signed in from.
+    rate_limit_login_per_account_address: int = Field(default=10, ge=1)
+    rate_limit_login_per_account: int = Field(default=100, ge=1)
     rate_limit_register_per_ip: int = Field(default=10, ge=1)
     rate_limit_refresh_per_ip: int = Field(default=60, ge=1)
 

@@ -60,6 +60,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "argon2_parallelism": 1,
         "rate_limit_login_per_ip": 1000,
         "rate_limit_login_per_account": 1000,
+        "rate_limit_login_per_account_address": 1000,
         "rate_limit_register_per_ip": 1000,
         "rate_limit_refresh_per_ip": 1000,
         "mongodb_timeout_ms": 2000,

@@ -36,26 +36,50 @@ async def test_login_is_limited_per_client_address_with_retry_after(database_url
             assert response.status_code == 401
 
 
-async def test_login_is_limited_per_account_whatever_the_address(database_url: str) -> None:
-    settings = limited(database_url, rate_limit_login_per_account=2)
-    async with running_app(settings) as app:
+def from_address(app: object, address: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(address, 1000))  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=transport, base_url="http://t")
+
+
+async def login(client: httpx.AsyncClient, password: str) -> httpx.Response:
+    return await client.post(
+        "/v1/auth/login", json={"email": "Target@example.com", "password": password}
+    )
+
+
+async def test_guesses_from_many_addresses_do_not_lock_the_owner_out(database_url: str) -> None:
+    settings = limited(
+        database_url, rate_limit_login_per_account=3, rate_limit_login_per_account_address=2
+    )
+    async with running_app(settings) as app, http_client(app) as owner:
         await app.state.container.auth.create_user(
             email="target@example.com", password=PASSWORD, name="T", role="user"
         )
-        for i in range(3):
-            transport = httpx.ASGITransport(app=app, client=(f"192.0.2.{i}", 1000))
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                response = await client.post(
-                    "/v1/auth/login", json={"email": "Target@example.com", "password": "guess"}
-                )
-        # The third guess from a third address still hits the account's limit; even the
-        # right password is refused until the window passes.
+        assert (await login(owner, PASSWORD)).status_code == 200  # the owner's own address
+        # An attacker spreads guesses over many addresses, past the account's ceiling.
+        for i in range(4):
+            async with from_address(app, f"192.0.2.{i}") as attacker:
+                response = await login(attacker, "guess")
         assert_problem(response, 429, "rate_limited")
-        async with http_client(app) as client:
-            right = await client.post(
-                "/v1/auth/login", json={"email": "target@example.com", "password": PASSWORD}
-            )
-        assert_problem(right, 429, "rate_limited")
+        # The owner still gets in from the address they signed in from before...
+        assert (await login(owner, PASSWORD)).status_code == 200
+        # ...while an address the account never used hits the account's ceiling.
+        async with from_address(app, "198.51.100.1") as stranger:
+            assert_problem(await login(stranger, PASSWORD), 429, "rate_limited")
+
+
+async def test_login_is_limited_tightly_per_account_and_address(database_url: str) -> None:
+    settings = limited(database_url, rate_limit_login_per_account_address=2)
+    async with running_app(settings) as app, http_client(app) as owner:
+        await app.state.container.auth.create_user(
+            email="target@example.com", password=PASSWORD, name="T", role="user"
+        )
+        async with from_address(app, "192.0.2.50") as attacker:
+            for _ in range(2):
+                assert_problem(await login(attacker, "guess"), 401, "invalid_credentials")
+            assert_problem(await login(attacker, PASSWORD), 429, "rate_limited")
+        # Another address is counted separately.
+        assert (await login(owner, PASSWORD)).status_code == 200
 
 
 async def test_register_is_limited_and_a_refused_attempt_stores_nothing(

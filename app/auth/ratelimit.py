@@ -24,9 +24,7 @@ class RateLimiter:
         epoch = now.timestamp()
         window_start = int(epoch // self.window) * self.window
         window_end = window_start + self.window
-        # Hash the key: it may be an email address, which need not sit in a counter id.
-        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-        counter_id = f"{action}:{digest}:{window_start}"
+        counter_id = f"{action}:{_digest(key)}:{window_start}"
         count = await self.repository.increment(
             counter_id, expires_at=datetime.fromtimestamp(window_end, UTC)
         )
@@ -36,3 +34,15 @@ class RateLimiter:
                 f"Too many {action} attempts; try again in {retry_after} s",
                 retry_after=retry_after,
             )
+
+    async def remember(self, action: str, key: str, *, until: datetime) -> None:
+        """Note that `key` did `action` (e.g. signed in), until `until`."""
+        await self.repository.mark(f"{action}:{_digest(key)}", expires_at=until)
+
+    async def remembered(self, action: str, key: str, *, now: datetime) -> bool:
+        return await self.repository.is_marked(f"{action}:{_digest(key)}", now=now)
+
+
+def _digest(key: str) -> str:
+    # Hash the key: it may be an email address, which need not sit in a counter id.
+    return hashlib.sha256(key.encode()).hexdigest()[:32]

@@ -139,3 +139,14 @@ class RateLimitRepository:
         )
         raw = await self.collection.find_one({"_id": key}, {"hits": 1})
         return int(raw["hits"]) if raw else 1
+
+    async def mark(self, key: str, *, expires_at: datetime) -> None:
+        """A marker under `key` that the TTL index removes at `expires_at`."""
+        await self.collection.update_one(
+            {"_id": key}, {"$set": {"hits": 0, "expires_at": expires_at}}, upsert=True
+        )
+
+    async def is_marked(self, key: str, *, now: datetime) -> bool:
+        # The TTL monitor runs once a minute: check the expiry, not just the presence.
+        raw = await self.collection.find_one({"_id": key}, {"expires_at": 1})
+        return raw is not None and raw["expires_at"] > now

@@ -117,12 +117,20 @@ class AuthService:
     async def login(self, *, email: str, password: str, client: ClientInfo) -> TokenPair:
         now = self.clock()
         limits = self.settings
+        pair = f"{email}\n{client.address}"
         await self.limiter.hit(
             "login", client.address, limit=limits.rate_limit_login_per_ip, now=now
         )
+        # Tight per (account, address); far looser per account alone, and not at all
+        # for an address this account has signed in from before: guesses spread over
+        # many addresses cannot lock the owner out from their own.
         await self.limiter.hit(
-            "login-account", email, limit=limits.rate_limit_login_per_account, now=now
+            "login-pair", pair, limit=limits.rate_limit_login_per_account_address, now=now
         )
+        if not await self.limiter.remembered("login-ok", pair, now=now):
+            await self.limiter.hit(
+                "login-account", email, limit=limits.rate_limit_login_per_account, now=now
+            )
         user = await self.users.get_by_email(email)
         # Unknown emails cost one argon2 verification too, so timing tells nothing.
         ok = await self.hasher.verify(user.password_hash if user else None, password)
@@ -133,6 +141,9 @@ class AuthService:
         if self.hasher.needs_rehash(user.password_hash):
             new_hash = await self.hasher.hash(password)
             await self.users.update(str(user.id), {"password_hash": new_hash}, now=now)
+        await self.limiter.remember(
+            "login-ok", pair, until=expires_at(now, limits.refresh_token_ttl_seconds)
+        )
         return await self.start_session(user)
 
     async def start_session(self, user: User) -> TokenPair:
