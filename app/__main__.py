@@ -24,7 +24,11 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         log_config=log_config(settings.log_level),
-        proxy_headers=True,
+        # Client addresses (rate limits, logs) come from the socket unless
+        # FORWARDED_ALLOW_IPS names the proxies whose X-Forwarded-* headers to trust.
+        # uvicorn alone would trust them from 127.0.0.1 by default.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or "",
         # In-flight requests get this long to finish after SIGTERM.
         timeout_graceful_shutdown=30,
     )

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
 
     # HTTP.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Proxies (comma-separated addresses/networks, or *) whose X-Forwarded-For and
+    # X-Forwarded-Proto are trusted. Empty: no forwarded header is trusted.
+    forwarded_allow_ips: str = ""
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     log_level: str = "INFO"
 

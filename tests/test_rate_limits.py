@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from app.config import Settings
-from tests.conftest import PASSWORD, assert_problem, http_client, make_settings, running_app
+from tests.conftest import (
+    PASSWORD,
+    api_server,
+    assert_problem,
+    http_client,
+    make_settings,
+    running_app,
+)
+
+
+# A day-long fixed window: a test's attempts never straddle two windows.
+WINDOW = 86400
 
 
 def limited(database_url: str, **limits: int) -> Settings:
-    return make_settings(database_url, **limits)
+    return make_settings(database_url, rate_limit_window_seconds=WINDOW, **limits)
 
 
 async def test_login_is_limited_per_client_address_with_retry_after(database_url: str) -> None:
@@ -132,3 +144,35 @@ async def test_counters_expire_through_a_ttl_index(database_url: str) -> None:
     async with running_app(make_settings(database_url)) as app:
         indexes = await app.state.container.db["rate_limits"].index_information()
     assert any(spec.get("expireAfterSeconds") == 0 for spec in indexes.values())
+
+
+def spoofed_logins(url: str, count: int) -> list[int]:
+    """`count` logins from loopback, each claiming another client in X-Forwarded-For."""
+    with httpx.Client(base_url=url) as client:
+        return [
+            client.post(
+                "/v1/auth/login",
+                json={"email": "nobody@example.com", "password": "wrong"},
+                headers={"X-Forwarded-For": f"198.51.100.{i}"},
+            ).status_code
+            for i in range(count)
+        ]
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_forwarded_headers_count_only_from_configured_proxies(
+    database_url: str, trusted: bool
+) -> None:
+    settings = make_settings(database_url)
+    env = {
+        "RATE_LIMIT_LOGIN_PER_IP": "2",
+        "RATE_LIMIT_WINDOW_SECONDS": str(WINDOW),
+        "JWT_SECRET": settings.jwt_secret,
+    }
+    if trusted:
+        env["FORWARDED_ALLOW_IPS"] = "127.0.0.1"
+    with api_server(database_url, settings.mongodb_db, **env) as (url, _):
+        statuses = spoofed_logins(url, 3)
+    # Untrusted: all three come from 127.0.0.1, whatever the header says, so the third is
+    # throttled. Behind a configured proxy each forwarded client is counted on its own.
+    assert statuses == ([401, 401, 401] if trusted else [401, 401, 429])
