@@ -56,3 +56,8 @@ def guarded(entry: Callable[[], int]) -> int:
         return fail(exc.detail if isinstance(exc, AppError) else str(exc))
     except KeyboardInterrupt:
         return fail("interrupted; running the command again resumes or re-checks safely")
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """`1 user`, `2 users`, `0 users`."""
+    return f"{count} {word if count == 1 else many or word + 's'}"

@@ -1,17 +1,28 @@
-"""Export documents to NDJSON, streaming (constant memory however large the collection).
+"""Export documents (and, with --all, accounts) to NDJSON, streaming in constant memory.
 
     python -m scripts.export notes -o notes.ndjson     # one collection ("-o -": stdout)
-    python -m scripts.export --all -o backup/          # every collection, plus their
-                                                       # declarations in collections.json
+    python -m scripts.export --all -o backup/          # a full backup: users.ndjson,
+                                                       # collections.json (declarations)
+                                                       # and NAME.ndjson per collection
 
-Each line is a document as the API shows it (id, owner, version, timestamps, data);
-`scripts.import` loads it back unchanged.
+Each document line is a document as the API shows it (id, owner, version, timestamps,
+data); each users.ndjson line an account (id, email, name, role, disabled, timestamps
+and its argon2 password hash, so people sign in with their passwords after a restore).
+Sessions, refresh tokens, rate-limit counters and idempotency keys are not exported.
+`scripts.import --all backup/` loads it all back unchanged, into any database
+(MONGODB_DB picks it).
+
+The export directory is sensitive: password hashes can be attacked offline, and the
+documents are private data. Files are created readable by their owner only (0600), a
+new directory 0700; keep backups somewhere as private, and delete copies you no longer need.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -20,9 +31,21 @@ from app.clock import rfc3339
 from app.collections.models import CollectionSpec
 from app.container import Container
 from app.documents.models import StoredDocument
-from scripts.cli import ScriptError, guarded, progress, run
+from app.users.models import User
+from scripts.cli import ScriptError, guarded, plural, progress, run
 
 COLLECTIONS_FILE = "collections.json"
+# "users" is a reserved collection name, so no collection's file can clash with this one.
+USERS_FILE = "users.ndjson"
+
+
+def private_file(path: Path) -> IO[str]:
+    """Open for writing, readable and writable by the owner only (0600), even if the file
+    existed before with wider permissions."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    if stat.S_ISREG(os.fstat(fd).st_mode):  # not /dev/stdout, a pipe...
+        os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "w", encoding="utf-8")
 
 
 def to_line(doc: StoredDocument) -> str:
@@ -33,6 +56,24 @@ def to_line(doc: StoredDocument) -> str:
         "created_at": rfc3339(doc.created_at),
         "updated_at": rfc3339(doc.updated_at),
         "data": doc.data,
+    }
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def user_line(user: User) -> str:
+    body: dict[str, Any] = {
+        "id": str(user.id),
+        "email": user.email,
+        "name": user.name,
+        "role": user.role.value,
+        "disabled": user.disabled,
+    }
+    if "email_verified" in User.model_fields:
+        body["email_verified"] = getattr(user, "email_verified")  # noqa: B009
+    body |= {
+        "created_at": rfc3339(user.created_at),
+        "updated_at": rfc3339(user.updated_at),
+        "password_hash": user.password_hash,
     }
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\n"
 
@@ -60,6 +101,32 @@ async def export_one(container: Container, spec: CollectionSpec, out: IO[str]) -
     return written
 
 
+async def export_users(container: Container, out: IO[str]) -> int:
+    total = await container.users.count_all()
+    written = 0
+    with progress(total, "exporting users") as bar:
+        async for user in container.users.stream_all():
+            out.write(user_line(user))
+            written += 1
+            bar.update()
+    return written
+
+
+def prepare_directory(folder: Path) -> None:
+    """A new directory is created 0700; an existing one readable by others draws a warning."""
+    if folder.exists() and not folder.is_dir():
+        raise ScriptError(f"{folder} is a file; --all writes into a directory: name a new one")
+    if not folder.exists():
+        folder.mkdir(parents=True, mode=0o700)
+        folder.chmod(0o700)  # mkdir's mode is filtered by the umask
+    elif stat.S_IMODE(folder.stat().st_mode) & 0o077:
+        print(
+            f"warning: {folder} can be read by other users, and the export holds password "
+            f"hashes; run chmod 700 {folder}",
+            file=sys.stderr,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -79,22 +146,31 @@ def main(argv: list[str] | None = None) -> int:
             if args.output == "-":
                 count = await export_one(container, spec, sys.stdout)
             else:
-                with Path(args.output).open("w", encoding="utf-8") as out:
+                with private_file(Path(args.output)) as out:
                     count = await export_one(container, spec, out)
-            return f"exported {count} documents of {spec.id} to {args.output}"
+            done = f"exported {plural(count, 'document')} of {spec.id} to {args.output}"
+            if args.output == "-":
+                return done
+            return f"{done}\nload it with: python -m scripts.import {spec.id} {args.output}"
         folder = Path(args.output)
-        if folder.exists() and not folder.is_dir():
-            raise ScriptError(f"{folder} is a file; --all writes into a directory")
-        folder.mkdir(parents=True, exist_ok=True)
+        prepare_directory(folder)
         specs = await container.collections.list_all()
-        (folder / COLLECTIONS_FILE).write_text(
-            json.dumps([declaration(s) for s in specs], indent=2), encoding="utf-8"
-        )
+        with private_file(folder / COLLECTIONS_FILE) as out:
+            out.write(json.dumps([declaration(s) for s in specs], indent=2))
+        with private_file(folder / USERS_FILE) as out:
+            users = await export_users(container, out)
         counts = []
         for spec in specs:
-            with (folder / f"{spec.id}.ndjson").open("w", encoding="utf-8") as out:
-                counts.append(f"{spec.id}: {await export_one(container, spec, out)}")
-        return f"exported {len(specs)} collections to {folder} ({', '.join(counts) or 'none'})"
+            with private_file(folder / f"{spec.id}.ndjson") as out:
+                counts.append(
+                    f"{spec.id}: {plural(await export_one(container, spec, out), 'document')}"
+                )
+        return (
+            f"exported {plural(users, 'user')} and {plural(len(specs), 'collection')} to "
+            f"{folder} ({', '.join(counts) or 'no documents'})\n"
+            f"restore with: MONGODB_DB=<target> python -m scripts.import --all {folder}\n"
+            f"{folder} holds password hashes and private documents: keep it private"
+        )
 
     def entry() -> int:
         print(run(export), file=sys.stderr if args.output == "-" else sys.stdout)

@@ -1,12 +1,20 @@
-"""Import NDJSON documents (as written by scripts.export), batched and resumable.
+"""Import what scripts.export wrote (accounts, declarations, documents), batched and resumable.
 
-    python -m scripts.import notes notes.ndjson         # into an existing collection
-    python -m scripts.import --all backup/              # declarations + every collection
+    python -m scripts.import --all backup/              # users, declarations, documents
+    python -m scripts.import notes notes.ndjson         # one collection
+    MONGODB_DB=other python -m scripts.import --all backup/   # into another database
+
+--all imports users.ndjson first (accounts keep their ids and password hashes, so
+document owners match and people sign in with their passwords; sessions are not
+copied, so everyone signs in again), then declares the collections in collections.json,
+then loads each NAME.ndjson. One collection into a database where it is not declared:
+the declaration is taken from collections.json beside the file, when there is one.
 
 Documents keep their ids, owners, versions and timestamps. After each batch the byte
 offset reached is saved beside the input (FILE.import-progress); if the import stops
 (a crash, a bad line, Ctrl-C), running the same command again resumes there. Ids that
-already exist are skipped, so nothing is ever imported twice.
+already exist are skipped, so nothing is ever imported twice; so are accounts whose
+email another account in the target database has (reported, never merged).
 """
 
 from __future__ import annotations
@@ -16,20 +24,34 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from beanie import PydanticObjectId
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
+from app.auth.schemas import Email, Name
 from app.collections.models import CollectionSpec
 from app.container import Container
 from app.documents.models import StoredDocument
 from app.documents.schemas import DocId
 from app.errors import AppError
-from scripts.cli import ScriptError, guarded, progress, run
-from scripts.export import COLLECTIONS_FILE
+from app.users.models import Role, User
+from scripts.cli import ScriptError, guarded, plural, progress, run
+from scripts.export import COLLECTIONS_FILE, USERS_FILE
 from scripts.seed import Record, Seeder
+
+T = TypeVar("T")
+USERS_KEY = "users"  # the checkpoint's name for users.ndjson (a reserved collection name)
 
 
 class Line(BaseModel):
@@ -50,6 +72,43 @@ class Line(BaseModel):
             updated_at=_millis(self.updated_at),
             data=self.data,
         )
+
+
+class UserLine(BaseModel):
+    """One account of users.ndjson. The email is normalised as the API does it."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: str = Field(pattern=r"^[0-9a-fA-F]{24}$")
+    email: Email
+    name: Name
+    role: Role = Role.USER
+    disabled: bool = False
+    email_verified: bool | None = None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime | None = None
+    password_hash: str
+
+    @field_validator("password_hash")
+    @classmethod
+    def _argon2(cls, value: str) -> str:
+        if not value.startswith("$argon2"):
+            raise ValueError("must be an argon2 hash as scripts.export writes it, not a password")
+        return value
+
+    def user(self) -> User:
+        fields: dict[str, Any] = {
+            "id": PydanticObjectId(self.id),
+            "email": self.email,
+            "name": self.name,
+            "role": self.role,
+            "disabled": self.disabled,
+            "password_hash": self.password_hash,
+            "created_at": _millis(self.created_at),
+            "updated_at": _millis(self.updated_at or self.created_at),
+        }
+        if self.email_verified is not None and "email_verified" in User.model_fields:
+            fields["email_verified"] = self.email_verified
+        return User(**fields)
 
 
 def _millis(value: datetime) -> datetime:
@@ -101,40 +160,49 @@ def _load_checkpoint(source: Path, collection: str) -> int:
     return offset
 
 
-async def import_file(
-    container: Container, spec: CollectionSpec, source: Path, *, batch_size: int, restart: bool
+async def import_lines(
+    source: Path,
+    key: str,
+    parse: Callable[[bytes], T],
+    insert: Callable[[list[T]], Awaitable[tuple[int, int]]],
+    *,
+    batch_size: int,
+    restart: bool,
 ) -> tuple[int, int]:
+    """Parse and insert `source` line by line in batches, checkpointing after each one.
+    `key` names what the file goes into (a collection, or users). (inserted, present)"""
     marker = checkpoint_path(source)
     if restart:
         marker.unlink(missing_ok=True)
-    offset = _load_checkpoint(source, spec.id)
+    offset = _load_checkpoint(source, key)
     if offset:
         print(f"resuming {source} at byte {offset}", file=sys.stderr)
     inserted = skipped = 0
     size = source.stat().st_size
-    with source.open("rb") as lines, progress(size, f"importing {spec.id}") as bar:
+    with source.open("rb") as lines, progress(size, f"importing {key}") as bar:
         lines.seek(offset)
         bar.update(offset)
-        batch: list[StoredDocument] = []
+        batch: list[T] = []
         position = offset
 
         async def flush() -> None:
             nonlocal inserted, skipped, batch
             if batch:
                 try:
-                    added, present = await container.documents.import_documents(spec, batch)
+                    added, present = await insert(batch)
                 except AppError as exc:
                     raise ScriptError(
-                        f"{source}: a batch ending at byte {position} was refused: {exc.detail}"
+                        f"{source}: a batch ending at byte {position} was refused: {exc.detail}. "
+                        "Fix the file and run the same command to resume"
                     ) from None
                 inserted, skipped = inserted + added, skipped + present
                 batch = []
-            _save_checkpoint(source, spec.id, position)
+            _save_checkpoint(source, key, position)
 
         for number, raw in enumerate(lines, 1):
             if raw.strip():
                 try:
-                    batch.append(Line.model_validate_json(raw).stored())
+                    batch.append(parse(raw))
                 except ValidationError as exc:
                     first = exc.errors()[0]
                     field = ".".join(str(p) for p in first["loc"]) or "line"
@@ -150,6 +218,99 @@ async def import_file(
         await flush()
     marker.unlink(missing_ok=True)
     return inserted, skipped
+
+
+async def import_file(
+    container: Container, spec: CollectionSpec, source: Path, *, batch_size: int, restart: bool
+) -> tuple[int, int]:
+    """Documents of one collection. (inserted, already present)"""
+
+    async def insert(batch: list[StoredDocument]) -> tuple[int, int]:
+        return await container.documents.import_documents(spec, batch)
+
+    return await import_lines(
+        source,
+        spec.id,
+        lambda raw: Line.model_validate_json(raw).stored(),
+        insert,
+        batch_size=batch_size,
+        restart=restart,
+    )
+
+
+async def import_users(
+    container: Container, source: Path, *, batch_size: int, restart: bool
+) -> tuple[int, int, list[str]]:
+    """Accounts, ids and password hashes kept. (inserted, already present, emails skipped
+    because another account in this database has them)"""
+    taken: list[str] = []
+
+    async def insert(batch: list[User]) -> tuple[int, int]:
+        outcome = await container.user_service.import_users(batch)
+        taken.extend(outcome.email_taken)
+        return outcome.inserted, outcome.present
+
+    added, present = await import_lines(
+        source,
+        USERS_KEY,
+        lambda raw: UserLine.model_validate_json(raw).user(),
+        insert,
+        batch_size=batch_size,
+        restart=restart,
+    )
+    return added, present, taken
+
+
+def _users_summary(added: int, present: int, taken: list[str], database: str) -> str:
+    summary = f"{plural(added, 'user')} ({present} already there)"
+    if taken:
+        shown = ", ".join(taken[:3]) + (", ..." if len(taken) > 3 else "")
+        print(
+            f"warning: skipped {plural(len(taken), 'user')} whose email another account in "
+            f"database {database} already has ({shown}); their documents will have no owner "
+            "account. Delete or rename those accounts and run the same command again",
+            file=sys.stderr,
+        )
+        summary += f", {len(taken)} skipped (email taken)"
+    return summary
+
+
+async def declare_from_export(container: Container, name: str, source: Path) -> CollectionSpec:
+    """The spec of `name`; when it is not declared here, declare it from the
+    collections.json beside `source` (an export --all directory), or say what to do."""
+    existing = await container.collections.repository.get(name)
+    if existing is not None:
+        return existing
+    database = container.settings.mongodb_db
+    declarations = source.parent / COLLECTIONS_FILE
+    advice = (
+        "import with --all from the export directory, or declare it first "
+        "(a seed file, or POST /v1/collections)"
+    )
+    if not declarations.is_file():
+        raise ScriptError(f"collection {name} is not declared in database {database}: {advice}")
+    records = _read_declarations(declarations)
+    for index, body in enumerate(records):
+        if isinstance(body, dict) and body.get("name") == name:
+            await Seeder(container, dry_run=False).apply(Record(f"{declarations}[{index}]", body))
+            print(
+                f"declared collection {name} in database {database} from {declarations}",
+                file=sys.stderr,
+            )
+            return await container.collections.get(name)
+    raise ScriptError(
+        f"collection {name} is not declared in database {database}, nor in {declarations}: {advice}"
+    )
+
+
+def _read_declarations(path: Path) -> list[Any]:
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ScriptError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(loaded, list):
+        raise ScriptError(f"{path}: expected a list of collection declarations")
+    return loaded
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,29 +331,68 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--batch-size must be at least 1")
 
     async def load(container: Container) -> str:
+        database = container.settings.mongodb_db
         if not args.all:
             if not args.source.is_file():
-                raise ScriptError(f"{args.source} is not a file")
-            spec = await container.collections.get(args.collection)
+                raise ScriptError(
+                    f"{args.source} is not a file: give an NDJSON file written by "
+                    "scripts.export (for a whole export directory, use --all DIR)"
+                )
+            spec = await declare_from_export(container, args.collection, args.source)
             added, present = await import_file(
                 container, spec, args.source, batch_size=args.batch_size, restart=args.restart
             )
-            return f"imported {added} documents into {spec.id} ({present} were already there)"
+            return (
+                f"imported {plural(added, 'document')} into {spec.id} in database {database} "
+                f"({present} already there)"
+            )
         declarations = args.source / COLLECTIONS_FILE
         if not declarations.is_file():
-            raise ScriptError(f"{declarations} is missing: is {args.source} an export --all?")
+            raise ScriptError(
+                f"{declarations} is missing: --all takes a directory written by "
+                "scripts.export --all (for one NDJSON file, name its collection instead)"
+            )
+        lines = [f"imported {args.source} into database {database}:"]
+        users_file = args.source / USERS_FILE
+        if users_file.is_file():
+            added, present, taken = await import_users(
+                container, users_file, batch_size=args.batch_size, restart=args.restart
+            )
+            lines.append(f"  users: {_users_summary(added, present, taken, database)}")
+        else:
+            print(
+                f"warning: {users_file} is missing (an export made before accounts were "
+                "exported): document owners have no accounts here; recreate them with "
+                "scripts.seed, or export again and re-run this import",
+                file=sys.stderr,
+            )
+            lines.append("  users: none (no users.ndjson)")
         seeder = Seeder(container, dry_run=False)
-        for index, body in enumerate(json.loads(declarations.read_text(encoding="utf-8"))):
+        for index, body in enumerate(_read_declarations(declarations)):
             await seeder.apply(Record(f"{declarations}[{index}]", body))
-        parts = []
+        changes = seeder.changes
+        lines.append(
+            f"  collections: {plural(changes['collection created'], 'collection')} created"
+            f", {changes['collection updated']} updated"
+            f", {changes['collection unchanged']} unchanged"
+        )
+        parts, total = [], 0
         for spec in await container.collections.list_all():
             source = args.source / f"{spec.id}.ndjson"
             if source.exists():
                 added, present = await import_file(
                     container, spec, source, batch_size=args.batch_size, restart=args.restart
                 )
+                total += added
                 parts.append(f"{spec.id}: {added} new, {present} present")
-        return f"imported {args.source} ({'; '.join(parts) or 'no documents'})"
+        lines.append(
+            f"  documents: {plural(total, 'document')} imported ({'; '.join(parts) or 'none'})"
+        )
+        lines.append(
+            f"next: serve it with MONGODB_DB={database}; people sign in with their passwords "
+            "(sessions were not copied)"
+        )
+        return "\n".join(lines)
 
     def entry() -> int:
         print(run(load))

@@ -36,7 +36,7 @@ from app.documents.service import Preconditions
 from app.errors import AppError
 from app.users.models import Role
 from app.users.repository import Principal
-from scripts.cli import ScriptError, guarded, progress, run
+from scripts.cli import ScriptError, guarded, plural, progress, run
 
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "demo"
 
@@ -229,8 +229,12 @@ def main(argv: list[str] | None = None) -> int:
         changes = run(seed)
         changed = sum(n for key, n in changes.items() if not key.endswith("unchanged"))
         verb = "would change" if args.dry_run else "changed"
-        details = ", ".join(f"{n} {key}" for key, n in sorted(changes.items())) or "no records"
-        print(f"{verb} {changed} records ({details})")
+        parts = []
+        for key, n in sorted(changes.items()):
+            kind, _, outcome = key.partition(" ")  # "document created"
+            parts.append(f"{plural(n, kind)} {outcome}")
+        details = ", ".join(parts) or "no records"
+        print(f"{verb} {plural(changed, 'record')} ({details})")
         return 0
 
     return guarded(entry)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.db.change_feed import ReadCache
 from app.db.client import Db
@@ -158,3 +159,72 @@ class UserRepository:
 
     async def count_admins(self) -> int:
         return await self.collection.count_documents({"role": Role.ADMIN, "disabled": False})
+
+    # -- backup and restore (scripts.export, scripts.import) -------------------------------
+
+    async def count_all(self) -> int:
+        return await self.collection.count_documents({})
+
+    async def stream_all(self, *, batch_size: int = 1000) -> AsyncIterator[User]:
+        """Every account in id order, password hash included: for exports only."""
+        async for raw in self.collection.find().sort("_id", 1).batch_size(batch_size):
+            yield User.model_validate(raw)
+
+    async def insert_many_as_is(self, users: list[User]) -> UsersImported:
+        """Insert accounts keeping their ids and every stored field (password hash too).
+
+        An account whose id exists is left as it is (a repeated or resumed import); one
+        whose email another account here already has is skipped, so emails stay unique.
+        Emails must already be normalised (see UserService.import_users).
+        """
+        outcome = UsersImported()
+        if not users:
+            return outcome
+        ids = [ObjectId(str(u.id)) for u in users]
+        present = {
+            raw["_id"] async for raw in self.collection.find({"_id": {"$in": ids}}, {"_id": 1})
+        }
+        fresh = [(oid, u) for oid, u in zip(ids, users, strict=True) if oid not in present]
+        outcome.present = len(users) - len(fresh)
+        taken = {
+            raw["email"]
+            async for raw in self.collection.find(
+                {"email": {"$in": [u.email for _, u in fresh]}}, {"email": 1}
+            )
+        }
+        docs: list[dict[str, Any]] = []
+        for oid, user in fresh:
+            if user.email in taken:  # here already, or twice in this batch
+                outcome.email_taken.append(user.email)
+                continue
+            taken.add(user.email)
+            docs.append({"_id": oid, **user.model_dump(exclude={"id", "revision_id"})})
+        if not docs:
+            return outcome
+        failed: list[dict[str, Any]] = []
+        try:
+            await self.collection.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
+                raise
+            failed = [docs[e["index"]] for e in errors]  # another writer came first
+        finally:
+            for doc in docs:
+                self._forget(str(doc["_id"]))
+        outcome.inserted = len(docs) - len(failed)
+        for doc in failed:
+            if await self.collection.count_documents({"_id": doc["_id"]}, limit=1):
+                outcome.present += 1
+            else:
+                outcome.email_taken.append(doc["email"])
+        return outcome
+
+
+@dataclass
+class UsersImported:
+    """What `UserRepository.insert_many_as_is` did with a batch."""
+
+    inserted: int = 0
+    present: int = 0  # the id exists already
+    email_taken: list[str] = field(default_factory=list)  # another account has the email

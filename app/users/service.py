@@ -5,15 +5,23 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from app.auth.passwords import PasswordHasher
 from app.auth.repository import SessionRepository
-from app.auth.schemas import TokenPair
+from app.auth.schemas import Email, TokenPair
 from app.auth.service import AuthService, email_taken
 from app.clock import Clock
 from app.errors import ErrorCode, FieldError, Forbidden, NotFound, ValidationFailed
 from app.pagination import CursorCodec
 from app.users.models import Role, User
-from app.users.repository import EmailTakenError, Principal, UserRepository, canonical_id
+from app.users.repository import (
+    EmailTakenError,
+    Principal,
+    UserRepository,
+    UsersImported,
+    canonical_id,
+)
 
 _CURSOR_SCOPE = "users"
 
@@ -131,3 +139,41 @@ class UserService:
         if user_id == actor.id:
             raise Forbidden("Admins delete their own account with DELETE /v1/users/me")
         await self.delete(user_id)
+
+    # -- restore (scripts.import) ----------------------------------------------------------
+
+    async def import_users(self, users: list[User]) -> UsersImported:
+        """Insert exported accounts as they were: ids, password hashes, roles, timestamps.
+
+        Emails are normalised and validated as the API does, so imported accounts sign in
+        like any other and stay unique; ids that exist are skipped, and so are emails that
+        another account here has (listed in the result). Each account starts with token
+        version 0 and no sessions: its owner signs in again with the same password.
+        """
+        errors: list[FieldError] = []
+        ready: list[User] = []
+        for index, user in enumerate(users):
+            try:
+                email = _EMAIL.validate_python(user.email)
+            except ValidationError as exc:
+                field, msg = "email", str(exc.errors()[0]["msg"])
+            else:
+                if user.id is None:
+                    field, msg = "id", "Field required"
+                elif not user.password_hash.startswith("$argon2"):
+                    field, msg = "password_hash", "Not an argon2 hash (as scripts.export writes)"
+                else:
+                    ready.append(user.model_copy(update={"email": email, "token_version": 0}))
+                    continue
+            errors.append(FieldError(loc=[index, field], msg=msg, type="value_error"))
+        if errors:
+            first = errors[0]
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise ValidationFailed(
+                f"Account {first.loc[0]} is not valid: {first.loc[1]}: {first.msg}{more}",
+                errors=errors,
+            )
+        return await self.users.insert_many_as_is(ready)
+
+
+_EMAIL: TypeAdapter[str] = TypeAdapter(Email)
