@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     rate_limit_login_per_account: int = Field(default=100, ge=1)
     rate_limit_register_per_ip: int = Field(default=10, ge=1)
     rate_limit_refresh_per_ip: int = Field(default=60, ge=1)
+    # Current-password checks (password change, email change, account deletion).
+    rate_limit_reauth_per_account: int = Field(default=10, ge=1)
 
     # Documents.
     require_if_match: bool = False  # true: PUT/PATCH/DELETE without If-Match answer 428

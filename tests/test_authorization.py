@@ -98,7 +98,10 @@ ROUTES: dict[str, tuple[str, Builder]] = {
             {"json": {"current_password": PASSWORD, "new_password": "another long passphrase"}},
         ),
     ),
-    "users_delete_me": ("signed_in", lambda w, p: ("/v1/users/me", {})),
+    "users_delete_me": (
+        "signed_in",
+        lambda w, p: ("/v1/users/me", {"json": {"current_password": PASSWORD}}),
+    ),
     "users_list": ("admin", lambda w, p: ("/v1/users", {})),
     "users_get": ("admin", lambda w, p: (f"/v1/users/{w.victim_id}", {})),
     "users_update": ("admin", lambda w, p: (f"/v1/users/{w.victim_id}", {"json": {"name": "V"}})),

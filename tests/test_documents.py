@@ -548,7 +548,10 @@ async def test_deleting_an_account_deletes_its_documents(
     await client.post(notes, json={"title": "mine"}, headers=user.headers)
     await client.post(docs("posts"), json={"t": 1}, headers=user.headers)
     kept = await client.post(notes, json={"title": "theirs"}, headers=other_user.headers)
-    assert (await client.delete("/v1/users/me", headers=user.headers)).status_code == 204
+    deleted = await client.request(
+        "DELETE", "/v1/users/me", json={"current_password": user.password}, headers=user.headers
+    )
+    assert deleted.status_code == 204
     assert await container.db["docs_notes"].count_documents({"owner": user.id}) == 0
     assert await container.db["docs_posts"].count_documents({}) == 0
     remaining = await client.get(notes, headers=other_user.headers)

@@ -15,7 +15,6 @@ from tests.conftest import (
     running_app,
 )
 
-
 # A day-long fixed window: a test's attempts never straddle two windows.
 WINDOW = 86400
 

@@ -6,7 +6,16 @@ import httpx
 import pytest
 
 from app.container import Container
-from tests.conftest import PASSWORD, Account, assert_problem, sign_in
+from tests.conftest import (
+    PASSWORD,
+    Account,
+    assert_problem,
+    http_client,
+    make_settings,
+    running_app,
+    sign_in,
+    signed_in,
+)
 
 
 async def test_me_shows_the_callers_account(client: httpx.AsyncClient, user: Account) -> None:
@@ -19,7 +28,7 @@ async def test_me_shows_the_callers_account(client: httpx.AsyncClient, user: Acc
 async def test_patch_me_changes_name_and_email(client: httpx.AsyncClient, user: Account) -> None:
     response = await client.patch(
         "/v1/users/me",
-        json={"name": " New Name ", "email": "NEW@Example.com"},
+        json={"name": " New Name ", "email": "NEW@Example.com", "current_password": PASSWORD},
         headers=user.headers,
     )
     assert response.status_code == 200, response.text
@@ -32,7 +41,9 @@ async def test_patch_me_to_a_taken_email_is_409(
     client: httpx.AsyncClient, user: Account, other_user: Account
 ) -> None:
     response = await client.patch(
-        "/v1/users/me", json={"email": other_user.email}, headers=user.headers
+        "/v1/users/me",
+        json={"email": other_user.email, "current_password": PASSWORD},
+        headers=user.headers,
     )
     assert_problem(response, 409, "email_taken")
     me = (await client.get("/v1/users/me", headers=user.headers)).json()
@@ -109,7 +120,10 @@ async def test_password_change_enforces_the_minimum_length(
 async def test_delete_me_removes_the_account_and_its_tokens(
     client: httpx.AsyncClient, container: Container, user: Account
 ) -> None:
-    assert (await client.delete("/v1/users/me", headers=user.headers)).status_code == 204
+    deleted = await client.request(
+        "DELETE", "/v1/users/me", json={"current_password": PASSWORD}, headers=user.headers
+    )
+    assert deleted.status_code == 204
     assert_problem(await client.get("/v1/users/me", headers=user.headers), 401, "token_invalid")
     assert_problem(
         await client.post("/v1/auth/refresh", json={"refresh_token": user.refresh_token}),
@@ -119,6 +133,50 @@ async def test_delete_me_removes_the_account_and_its_tokens(
     assert await container.db["sessions"].count_documents({}) == 0
     login = await client.post("/v1/auth/login", json={"email": user.email, "password": PASSWORD})
     assert_problem(login, 401, "invalid_credentials")
+
+
+@pytest.mark.parametrize(
+    ("password", "error"), [(None, "missing"), ("not it at all", "password_mismatch")]
+)
+async def test_changing_the_email_needs_the_current_password(
+    client: httpx.AsyncClient, user: Account, password: str | None, error: str
+) -> None:
+    body: dict[str, str] = {"email": "elsewhere@example.com"}
+    if password is not None:
+        body["current_password"] = password
+    response = await client.patch("/v1/users/me", json=body, headers=user.headers)
+    problem = assert_problem(response, 422, "validation_failed")
+    assert problem["errors"][0]["loc"] == ["body", "current_password"]
+    assert problem["errors"][0]["type"] == error
+    me = (await client.get("/v1/users/me", headers=user.headers)).json()
+    assert me["email"] == user.email
+    # The name alone needs no password.
+    renamed = await client.patch("/v1/users/me", json={"name": "N"}, headers=user.headers)
+    assert renamed.status_code == 200
+
+
+@pytest.mark.parametrize("body", [None, {}, {"current_password": "not it at all"}])
+async def test_deleting_the_account_needs_the_current_password(
+    client: httpx.AsyncClient, user: Account, body: dict[str, str] | None
+) -> None:
+    response = await client.request("DELETE", "/v1/users/me", json=body, headers=user.headers)
+    assert_problem(response, 422, "validation_failed")
+    assert (await client.get("/v1/users/me", headers=user.headers)).status_code == 200
+
+
+async def test_current_password_guesses_are_rate_limited(database_url: str) -> None:
+    settings = make_settings(database_url, rate_limit_reauth_per_account=2)
+    async with running_app(settings) as app, http_client(app) as client:
+        user = await signed_in(app, client)
+        guess = {"current_password": "a wrong guess", "new_password": "a brand new passphrase"}
+        for _ in range(2):
+            response = await client.post("/v1/users/me/password", json=guess, headers=user.headers)
+            assert_problem(response, 422, "validation_failed")
+        # Even the right password waits now: a stolen access token cannot guess on.
+        right = {**guess, "current_password": PASSWORD}
+        response = await client.post("/v1/users/me/password", json=right, headers=user.headers)
+        assert_problem(response, 429, "rate_limited")
+        assert "retry-after" in response.headers
 
 
 # -- admin -------------------------------------------------------------------------------

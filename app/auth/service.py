@@ -23,7 +23,15 @@ from app.auth.tokens import (
 )
 from app.clock import Clock
 from app.config import Settings
-from app.errors import AppError, Conflict, ErrorCode, FieldError, Forbidden, Unauthorized
+from app.errors import (
+    AppError,
+    Conflict,
+    ErrorCode,
+    FieldError,
+    Forbidden,
+    Unauthorized,
+    ValidationFailed,
+)
 from app.users.models import Role, User
 from app.users.repository import EmailTakenError, Principal, UserRepository
 
@@ -81,6 +89,33 @@ class AuthService:
                     )
                 ],
             )
+
+    async def confirm_password(self, user: User, password: str | None) -> None:
+        """Re-authentication for sensitive changes (password, email, deleting the account):
+        `password` must be the account's current one. Rate-limited per account, so a stolen
+        access token cannot be used to guess the password."""
+        wrong = "Does not match the current password"
+        if password is not None:
+            await self.limiter.hit(
+                "reauth",
+                str(user.id),
+                limit=self.settings.rate_limit_reauth_per_account,
+                now=self.clock(),
+            )
+            if await self.hasher.verify(user.password_hash, password):
+                return
+        raise ValidationFailed(
+            "The current password is missing"
+            if password is None
+            else "The current password is wrong",
+            errors=[
+                FieldError(
+                    loc=["body", "current_password"],
+                    msg="Field required" if password is None else wrong,
+                    type="missing" if password is None else "password_mismatch",
+                )
+            ],
+        )
 
     # -- accounts --------------------------------------------------------------------------
 

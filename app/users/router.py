@@ -11,6 +11,7 @@ from app.deps import AdminUser, CurrentUser, UserServiceDep
 from app.errors import problem_responses
 from app.strict_json import StrictJSONRoute
 from app.users.schemas import (
+    AccountDeletion,
     MeUpdate,
     PageLimit,
     PasswordChange,
@@ -36,10 +37,12 @@ async def get_me(me: CurrentUser, users: UserServiceDep) -> UserOut:
     "/me",
     operation_id="users_update_me",
     summary="Change the caller's name or email",
-    responses=problem_responses(401, 409, 422),
+    description="A new email needs `current_password`.",
+    responses=problem_responses(401, 409, 422, 429),
 )
 async def update_me(body: MeUpdate, me: CurrentUser, users: UserServiceDep) -> UserOut:
-    return UserOut.of(await users.update_me(me, body.model_dump(exclude_none=True)))
+    changes = body.model_dump(exclude_none=True, exclude={"current_password"})
+    return UserOut.of(await users.update_me(me, changes, current_password=body.current_password))
 
 
 @router.post(
@@ -47,8 +50,8 @@ async def update_me(body: MeUpdate, me: CurrentUser, users: UserServiceDep) -> U
     operation_id="users_change_password",
     summary="Change the caller's password",
     description="Revokes every session and access token of the account and returns a "
-    "token pair for a fresh session.",
-    responses=problem_responses(401, 422),
+    "token pair for a fresh session. Wrong guesses are rate-limited per account.",
+    responses=problem_responses(401, 422, 429),
 )
 async def change_password(
     body: PasswordChange, me: CurrentUser, users: UserServiceDep
@@ -62,11 +65,12 @@ async def change_password(
     "/me",
     status_code=status.HTTP_204_NO_CONTENT,
     operation_id="users_delete_me",
-    summary="Delete the caller's account and its sessions",
-    responses=problem_responses(401),
+    summary="Delete the caller's account, its sessions and its documents",
+    description="Needs `current_password` in the body.",
+    responses=problem_responses(401, 422, 429),
 )
-async def delete_me(me: CurrentUser, users: UserServiceDep) -> None:
-    await users.delete_me(me)
+async def delete_me(body: AccountDeletion, me: CurrentUser, users: UserServiceDep) -> None:
+    await users.delete_me(me, current_password=body.current_password)
 
 
 @router.get(

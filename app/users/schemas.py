@@ -41,9 +41,28 @@ class UserPage(BaseModel):
 
 
 class MeUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "Ada L."}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "Ada L."},
+                {"email": "ada@example.org", "current_password": "correct horse battery"},
+            ]
+        },
+    )
     name: Name | None = None
     email: Email | None = None
+    current_password: Password | None = Field(
+        default=None, description="Required to change the email"
+    )
+
+
+class AccountDeletion(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"current_password": "correct horse battery"}]},
+    )
+    current_password: Password
 
 
 class PasswordChange(BaseModel):

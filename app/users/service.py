@@ -70,7 +70,14 @@ class UserService:
 
     # -- the caller's own account ----------------------------------------------------------
 
-    async def update_me(self, me: Principal, changes: dict[str, Any]) -> User:
+    async def update_me(
+        self, me: Principal, changes: dict[str, Any], *, current_password: str | None = None
+    ) -> User:
+        """Change the caller's name or email; a new email needs the current password."""
+        if "email" in changes:
+            user = await self.get(me.id)
+            if changes["email"] != user.email:
+                await self.auth.confirm_password(user, current_password)
         return await self._update(me.id, changes)
 
     async def change_password(
@@ -78,24 +85,15 @@ class UserService:
     ) -> TokenPair:
         """Set a new password, end every session and access token, and start a fresh session."""
         user = await self.get(me.id)
-        if not await self.hasher.verify(user.password_hash, current_password):
-            raise ValidationFailed(
-                "The current password is wrong",
-                errors=[
-                    FieldError(
-                        loc=["body", "current_password"],
-                        msg="Does not match the current password",
-                        type="password_mismatch",
-                    )
-                ],
-            )
+        await self.auth.confirm_password(user, current_password)
         self.auth.check_password_policy(new_password, field="new_password")
         new_hash = await self.hasher.hash(new_password)
         user = await self._update(me.id, {"password_hash": new_hash}, bump=True)
         await self.sessions.revoke_all_for_user(me.id, now=self.clock())
         return await self.auth.start_session(user)
 
-    async def delete_me(self, me: Principal) -> None:
+    async def delete_me(self, me: Principal, *, current_password: str | None) -> None:
+        await self.auth.confirm_password(await self.get(me.id), current_password)
         await self.delete(me.id)
 
     async def delete(self, user_id: str) -> None:
