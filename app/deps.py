@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.security import OAuth2PasswordBearer
 
 from app.auth.service import AuthService, ClientInfo
@@ -59,6 +59,12 @@ async def get_document_service(request: Request) -> DocumentService:
 async def get_client_info(request: Request) -> ClientInfo:
     # Behind a proxy, uvicorn's --proxy-headers/--forwarded-allow-ips fill request.client.
     return ClientInfo(address=request.client.host if request.client else "unknown")
+
+
+async def no_store(response: Response) -> None:
+    """Responses that carry credentials must not be kept by browsers or proxies."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

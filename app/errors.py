@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from pymongo.errors import (
     AutoReconnect,
@@ -232,12 +232,30 @@ def _allowed_methods(request: Request) -> str:
     )
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+def _without_trailing_slash(request: Request) -> str | None:
+    """For `/v1/collections/`, the relative URL of the route without the slash, if one
+    exists. Starlette's own redirect builds an absolute URL from the Host header, which a
+    client (or a poisoned cache) controls; a path-only Location cannot point elsewhere."""
+    path: str = request.scope["path"]
+    stripped = path.rstrip("/")
+    if path == stripped or not stripped or stripped.startswith("//"):
+        return None
+    scope = {**request.scope, "path": stripped}
+    if not any(r.matches(scope)[0] is not Match.NONE for r in request.app.router.routes):
+        return None
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return f"{stripped}?{query}" if query else stripped
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_STATUS_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
         detail = "No such route"
+        location = _without_trailing_slash(request)
+        if location is not None:
+            return Response(status_code=308, headers={"Location": location})
     headers = dict(exc.headers) if exc.headers else {}
     if exc.status_code == 405:
         headers["Allow"] = _allowed_methods(request)

@@ -35,6 +35,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # served by install_docs with local assets
         redoc_url=None,
+        # A trailing slash gets a relative redirect from the 404 handler (app.errors),
+        # not Starlette's, which builds its Location from the client's Host header.
+        redirect_slashes=False,
     )
     install_docs(app)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

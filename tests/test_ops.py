@@ -15,7 +15,14 @@ from fastapi import FastAPI
 
 from app.db.embedded import MEMORY, EmbeddedDatabase
 from app.ops.logging import JsonFormatter
-from tests.conftest import Account, assert_problem, http_client, make_settings, running_app
+from tests.conftest import (
+    PASSWORD,
+    Account,
+    assert_problem,
+    http_client,
+    make_settings,
+    running_app,
+)
 
 
 async def test_healthz_answers_without_a_database_round_trip(client: httpx.AsyncClient) -> None:
@@ -270,3 +277,50 @@ def test_no_route_sends_work_to_a_thread_per_request() -> None:
     assert any(route.path.endswith("{doc_id:doc_id}") for route in routes)
     offenders = {route.path: calls for route in routes if (calls := sync_calls(route.dependant))}
     assert offenders == {}
+
+
+# -- security headers ----------------------------------------------------------------------
+
+
+async def test_every_response_says_nosniff_and_bodiless_ones_have_no_media_type(
+    client: httpx.AsyncClient, user: Account
+) -> None:
+    responses = [
+        await client.get("/healthz"),
+        await client.get("/v1/users/me", headers=user.headers),
+        await client.get("/v1/nothing-here"),
+        await client.get("/v1/users/me"),
+        await client.post("/v1/auth/logout-all", headers=user.headers),
+    ]
+    for response in responses:
+        assert response.headers["x-content-type-options"] == "nosniff", response.url
+    no_content = responses[-1]
+    assert no_content.status_code == 204
+    assert "content-type" not in no_content.headers
+
+
+async def test_token_responses_are_not_cached(client: httpx.AsyncClient, user: Account) -> None:
+    login = await client.post("/v1/auth/login", json={"email": user.email, "password": PASSWORD})
+    refreshed = await client.post("/v1/auth/refresh", json={"refresh_token": user.refresh_token})
+    form = {"grant_type": "password", "username": user.email, "password": PASSWORD}
+    token = await client.post("/v1/auth/token", data=form)
+    changed = await client.post(
+        "/v1/users/me/password",
+        json={"current_password": PASSWORD, "new_password": "a brand new passphrase"},
+        headers={"Authorization": f"Bearer {login.json()['access_token']}"},
+    )
+    for response in (login, refreshed, token, changed):
+        assert response.status_code == 200, response.text
+        assert response.headers["cache-control"] == "no-store"
+
+
+async def test_a_trailing_slash_redirects_relatively_whatever_the_host_header(
+    client: httpx.AsyncClient, admin: Account
+) -> None:
+    evil = {**admin.headers, "Host": "evil.example"}
+    response = await client.get("/v1/collections/?x=1", headers=evil)
+    assert response.status_code == 308
+    assert response.headers["location"] == "/v1/collections?x=1"
+    # Never a redirect off-site, nor to a path that serves nothing.
+    for path in ("//evil.example/", "/v1/nothing-here/"):
+        assert_problem(await client.get(path, headers=evil), 404, "not_found")

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Form, status
+from fastapi import APIRouter, Depends, Form, status
 
 from app.auth.schemas import LoginRequest, RefreshRequest, RegisterRequest, TokenPair
-from app.deps import AuthServiceDep, ClientDep, CurrentUser
+from app.deps import AuthServiceDep, ClientDep, CurrentUser, no_store
 from app.errors import BadRequest, problem_responses
 from app.strict_json import StrictJSONRoute
 from app.users.schemas import UserOut
 
-router = APIRouter(prefix="/v1/auth", tags=["auth"], route_class=StrictJSONRoute)
+router = APIRouter(
+    prefix="/v1/auth",
+    tags=["auth"],
+    route_class=StrictJSONRoute,
+    dependencies=[Depends(no_store)],
+)
 
 
 @router.post(

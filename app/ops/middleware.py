@@ -35,6 +35,7 @@ class PayloadTooLarge(HTTPException):
 
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+_NO_BODY = frozenset({204, 304})
 _FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 
 
@@ -93,9 +94,14 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
+                headers = message.get("headers", [])
+                if status in _NO_BODY:
+                    # No body, so no media type (FastAPI adds application/json anyway).
+                    headers = [(k, v) for k, v in headers if k.lower() != b"content-type"]
                 message["headers"] = [
-                    *message.get("headers", []),
+                    *headers,
                     (b"x-request-id", request_id.encode("latin-1")),
+                    (b"x-content-type-options", b"nosniff"),
                 ]
             await send(message)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Query, status
 
 from app.auth.schemas import TokenPair
-from app.deps import AdminUser, CurrentUser, UserServiceDep
+from app.deps import AdminUser, CurrentUser, UserServiceDep, no_store
 from app.errors import problem_responses
 from app.strict_json import StrictJSONRoute
 from app.users.schemas import (
@@ -52,6 +52,7 @@ async def update_me(body: MeUpdate, me: CurrentUser, users: UserServiceDep) -> U
     description="Revokes every session and access token of the account and returns a "
     "token pair for a fresh session. Wrong guesses are rate-limited per account.",
     responses=problem_responses(401, 422, 429),
+    dependencies=[Depends(no_store)],
 )
 async def change_password(
     body: PasswordChange, me: CurrentUser, users: UserServiceDep
