@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-secret-change-me-0123456789abcdef"
@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str = ""
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     log_level: str = "INFO"
+    # Set: GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`. Unset: open.
+    metrics_token: SecretStr | None = Field(default=None, min_length=16)
 
     @model_validator(mode="before")
     @classmethod

@@ -324,3 +324,16 @@ async def test_a_trailing_slash_redirects_relatively_whatever_the_host_header(
     # Never a redirect off-site, nor to a path that serves nothing.
     for path in ("//evil.example/", "/v1/nothing-here/"):
         assert_problem(await client.get(path, headers=evil), 404, "not_found")
+
+
+async def test_metrics_token_closes_the_metrics(database_url: str) -> None:
+    token = "metrics-" + "s" * 24
+    settings = make_settings(database_url, metrics_token=token)
+    async with running_app(settings) as app, http_client(app) as client:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}):
+            response = await client.get("/metrics", headers=headers)
+            body = assert_problem(response, 401, "not_authenticated")
+            assert token not in json.dumps(body)
+        allowed = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert allowed.status_code == 200
+        assert "docstore_http_requests" in allowed.text or "# HELP" in allowed.text

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hmac
+
+from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 from pymongo.errors import PyMongoError
 
-from app.deps import ContainerDep
-from app.errors import DatabaseUnavailable, problem_responses
+from app.config import Settings
+from app.deps import ContainerDep, SettingsDep
+from app.errors import DatabaseUnavailable, ErrorCode, Unauthorized, problem_responses
 from app.ops.metrics import render
 
 router = APIRouter(tags=["ops"])
@@ -37,13 +40,33 @@ async def readyz(container: ContainerDep) -> Status:
     return Status(status="ready")
 
 
+def _check_metrics_token(request: Request, settings: Settings) -> None:
+    expected = settings.metrics_token
+    if expected is None:
+        return  # open, as Prometheus scrapes it by default
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), expected.get_secret_value().encode()
+    ):
+        raise Unauthorized(
+            "Send 'Authorization: Bearer <METRICS_TOKEN>' for the metrics",
+            code=ErrorCode.NOT_AUTHENTICATED,
+        )
+
+
 @router.get(
     "/metrics",
     operation_id="ops_metrics",
     summary="Prometheus metrics",
+    description="Open unless the server sets `METRICS_TOKEN`; then it needs "
+    "`Authorization: Bearer <METRICS_TOKEN>`.",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus exposition"}},
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus exposition"},
+        **problem_responses(401),
+    },
 )
-async def metrics() -> Response:
+async def metrics(request: Request, settings: SettingsDep) -> Response:
+    _check_metrics_token(request, settings)
     body, content_type = render()
     return Response(body, media_type=content_type)
