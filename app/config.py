@@ -9,7 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEV_SECRET = "dev-insecure-secret-change-me-0123456789abcdef"
+from app.dev_secret import load_or_create_secret
+
 MIN_PROD_SECRET_LENGTH = 32
 
 
@@ -36,7 +37,8 @@ class Settings(BaseSettings):
     read_cache_max_entries: int = Field(default=10_000, ge=1)
 
     # Access tokens (JWT, HS256) and refresh sessions.
-    jwt_secret: str = DEV_SECRET
+    # Unset in dev: a random key kept in DATA_DIR/jwt-secret (app/dev_secret.py).
+    jwt_secret: str = ""
     jwt_issuer: str = "docstore"
     jwt_audience: str = "docstore-api"
     access_token_ttl_seconds: int = Field(default=900, ge=10)
@@ -90,7 +92,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.env == "prod":
-            if self.jwt_secret == DEV_SECRET or len(self.jwt_secret) < MIN_PROD_SECRET_LENGTH:
+            if len(self.jwt_secret) < MIN_PROD_SECRET_LENGTH:
                 raise ValueError(
                     "ENV=prod needs JWT_SECRET set to a random value of at least "
                     f"{MIN_PROD_SECRET_LENGTH} characters (e.g. `openssl rand -hex 32`)"
@@ -113,6 +115,13 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_database(self) -> bool:
         return not self.mongodb_url
+
+    def with_signing_key(self) -> Settings:
+        """These settings with `jwt_secret` filled in: in dev without JWT_SECRET, the
+        random key kept under DATA_DIR (made on first use)."""
+        if self.jwt_secret:
+            return self
+        return self.model_copy(update={"jwt_secret": load_or_create_secret(self.data_dir)})
 
 
 @lru_cache

@@ -27,6 +27,7 @@ from app.config import Settings
 from app.db.change_feed import ChangeFeed, ReadCache
 from app.db.client import Db, create_client
 from app.db.embedded import EmbeddedDatabase, running_url
+from app.dev_secret import private_dir
 from app.documents.idempotency import IdempotencyRecord, IdempotencyStore
 from app.documents.service import DocumentService
 from app.pagination import CursorCodec
@@ -125,9 +126,11 @@ class Container:
 async def open_container(settings: Settings) -> AsyncIterator[Container]:
     """Connect (starting the embedded database when no MONGODB_URL is set), ensure
     indexes, build the container; close everything on the way out."""
+    settings = await asyncio.to_thread(settings.with_signing_key)
     embedded: EmbeddedDatabase | None = None
     url = settings.mongodb_url
     if url is None:
+        await asyncio.to_thread(private_dir, settings.data_dir)
         url = await asyncio.to_thread(running_url, settings.data_dir)
         if url is None:
             embedded = EmbeddedDatabase(settings.data_dir)

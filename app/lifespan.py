@@ -16,4 +16,5 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     async with open_container(settings) as container:
         app.state.container = container
+        app.state.settings = container.settings  # with the signing key filled in
         yield

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
+
+import jwt
 import pytest
 from pydantic import ValidationError
 
-from app.config import DEV_SECRET, Settings
+from app.config import Settings
+from app.dev_secret import SECRET_FILE
+from tests.conftest import assert_problem, http_client, make_settings, running_app
 
 
 def settings(**values: object) -> Settings:
@@ -24,7 +30,7 @@ def test_dev_defaults_run_on_the_embedded_database() -> None:
     [
         ({"mongodb_url": "mongodb://db:27017"}, "JWT_SECRET"),
         ({"mongodb_url": "mongodb://db:27017", "jwt_secret": "short"}, "JWT_SECRET"),
-        ({"mongodb_url": "mongodb://db:27017", "jwt_secret": DEV_SECRET}, "JWT_SECRET"),
+        ({"mongodb_url": "mongodb://db:27017", "jwt_secret": ""}, "JWT_SECRET"),
         ({"jwt_secret": "s" * 64}, "MONGODB_URL"),
     ],
 )
@@ -48,3 +54,55 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert loaded.cors_origins == ["https://a.example", "https://b.example"]
     assert loaded.password_min_length == 12
     assert loaded.registration_enabled is False
+
+
+# The constant earlier versions signed development tokens with.
+OLD_PUBLIC_DEV_SECRET = "dev-insecure-secret-change-me-0123456789abcdef"
+
+
+def test_dev_without_a_secret_makes_a_random_private_one_once(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o755)
+    data_dir.chmod(0o755)
+    first = settings(data_dir=data_dir).with_signing_key()
+    again = settings(data_dir=data_dir).with_signing_key()
+    assert len(first.jwt_secret) >= 32
+    assert first.jwt_secret == again.jwt_secret != OLD_PUBLIC_DEV_SECRET
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data_dir / SECRET_FILE).stat().st_mode) == 0o600
+    # Another data directory, another key: nothing public to forge tokens with.
+    other = settings(data_dir=tmp_path / "other").with_signing_key()
+    assert other.jwt_secret != first.jwt_secret
+    # A set JWT_SECRET is used as it is.
+    assert settings(jwt_secret="k" * 40, data_dir=data_dir).with_signing_key().jwt_secret == (
+        "k" * 40
+    )
+
+
+def test_an_unusable_secret_file_says_what_to_do(tmp_path: Path) -> None:
+    tmp_path.joinpath(SECRET_FILE).write_text("short")
+    with pytest.raises(ValueError, match="delete it"):
+        settings(data_dir=tmp_path).with_signing_key()
+
+
+async def test_a_token_signed_with_the_old_public_dev_key_is_refused(
+    database_url: str, tmp_path: Path
+) -> None:
+    dev = make_settings(database_url, jwt_secret="", data_dir=tmp_path)
+    async with running_app(dev) as app, http_client(app) as client:
+        user = await app.state.container.auth.create_user(
+            email="dev@example.com", password="correct horse battery", name="D", role="admin"
+        )
+        claims = {
+            "sub": str(user.id),
+            "iat": 1,
+            "exp": 2**31,
+            "iss": dev.jwt_issuer,
+            "aud": dev.jwt_audience,
+            "jti": "x",
+            "ver": 0,
+            "sid": None,
+        }
+        forged = jwt.encode(claims, OLD_PUBLIC_DEV_SECRET, algorithm="HS256")
+        response = await client.get("/v1/users", headers={"Authorization": f"Bearer {forged}"})
+        assert_problem(response, 401, "token_invalid")
