@@ -1,5 +1,5 @@
 # Docstore: `make run` serves the API, `make test` runs every check. Both install
-# what is missing first (a virtualenv in .venv, pinned by requirements.lock).
+# what is missing first (a virtualenv in .venv, pinned, with hashes, by requirements-dev.lock).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,11 +12,15 @@ STAMP := $(VENV)/.installed-stamp
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml requirements.lock
+# Every package comes from requirements-dev.lock, verified against its sha256 hashes; the
+# project itself is then installed editable on top, without dependencies and without a
+# build sandbox (setuptools is pinned in the lock), so nothing unhashed is ever fetched.
+$(STAMP): pyproject.toml requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python 3.11+ is needed as $(PYTHON); set PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --constraint requirements.lock --editable ".[dev]"
+	$(PY) -m pip install --quiet --require-hashes --requirement requirements-dev.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --editable .
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the pinned dependencies
@@ -40,10 +44,30 @@ admin: $(STAMP) ## Create or promote an admin: make admin EMAIL=a@b.c PASSWORD=.
 	@test -n "$(EMAIL)" || { echo "usage: make admin EMAIL=you@example.com PASSWORD=..."; exit 2; }
 	$(PY) -m scripts.create_admin --email "$(EMAIL)" $(if $(PASSWORD),--password "$(PASSWORD)",)
 
-lock: ## Re-pin requirements.lock from pyproject.toml in a scratch venv
+# `make lock` re-pins both lock files from pyproject.toml with uv (installed, at UV_VERSION,
+# into a scratch venv that is removed afterwards). Each pin carries the sha256 of every
+# wheel and sdist PyPI has for that version, so the same files install on any platform
+# (CI, the linux/amd64 and arm64 images, macOS); the resolution is universal (markers for
+# platform-only packages) and for Python 3.11+.
+#   requirements-dev.lock  what `make install` puts in .venv: the runtime dependencies, the
+#                          dev and embedded extras, and setuptools (to install the project)
+#   requirements.lock      runtime only, for the Docker image: resolved with
+#                          requirements-dev.lock as constraints, so its pins are the same
+# Existing pins are kept (uv prefers what the output file already pins); to move them:
+#   make lock LOCK_FLAGS=--upgrade                       every package
+#   make lock LOCK_FLAGS="--upgrade-package fastapi"     one package (and what it needs)
+UV_VERSION := 0.13.9
+LOCK_FLAGS ?=
+# setuptools>=68 as in pyproject's [build-system] requires, read from stdin ("-").
+UV_COMPILE = printf 'setuptools>=68\n' | .lock-venv/bin/uv pip compile --quiet --universal \
+	--python-version 3.11 --generate-hashes --custom-compile-command 'make lock' \
+	$(LOCK_FLAGS) pyproject.toml -
+
+lock: ## Re-pin requirements-dev.lock and requirements.lock (with hashes) from pyproject.toml
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet ".[dev]"
-	.lock-venv/bin/pip freeze --exclude-editable | grep -iv '^docstore' > requirements.lock
+	.lock-venv/bin/pip install --quiet uv==$(UV_VERSION)
+	$(UV_COMPILE) --extra dev --output-file requirements-dev.lock
+	$(UV_COMPILE) --constraint requirements-dev.lock --output-file requirements.lock
 	rm -rf .lock-venv
 
 clean: ## Remove the virtualenv and caches (keeps .data)

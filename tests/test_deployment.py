@@ -47,7 +47,7 @@ def test_the_image_runs_as_non_root_with_a_healthcheck_and_workers() -> None:
     assert "\nUSER docstore" in final_stage
     assert "HEALTHCHECK" in final_stage and "/healthz" in final_stage
     assert "WEB_CONCURRENCY=2" in final_stage
-    assert "--constraint requirements.lock" in dockerfile
+    assert "--require-hashes --requirement requirements.lock" in dockerfile
 
 
 def _compose_command() -> list[str] | None:
