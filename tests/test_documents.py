@@ -583,3 +583,90 @@ async def test_server_ids_are_random_and_lists_default_to_creation_order(
     listed = (await client.get(docs(), params={"limit": 100}, headers=user.headers)).json()
     created = [item["created_at"] for item in listed["items"]]
     assert created == sorted(created) and len(created) == len(ids)
+
+
+# -- bad input that once answered 500 -----------------------------------------------------
+
+LONE_SURROGATE = '{"title": "x\\ud800y"}'  # JSON text with a lone \ud800 escape
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "", LONE_SURROGATE),
+        ("PUT", "/mine", LONE_SURROGATE),
+        ("POST", "/bulk", '{"documents": [{"title": "ok"}, {"title": "\\udc00"}]}'),
+        ("POST", "", '{"title": "t", "\\udbff": 1}'),
+    ],
+)
+async def test_lone_surrogates_in_data_are_refused_and_store_nothing(
+    client: httpx.AsyncClient,
+    admin: Account,
+    user: Account,
+    container: Container,
+    method: str,
+    path: str,
+    body: str,
+) -> None:
+    await declare(client, admin)
+    headers = {**user.headers, "Content-Type": "application/json"}
+    response = await client.request(method, docs() + path, content=body, headers=headers)
+    assert_problem(response, 422, "validation_failed")
+    assert await container.db["docs_notes"].count_documents({}) == 0
+
+
+async def test_a_lone_surrogate_in_a_patch_changes_nothing(
+    client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin)
+    created = (await client.post(docs(), json={"title": "a"}, headers=user.headers)).json()
+    headers = {**user.headers, "Content-Type": "application/merge-patch+json"}
+    response = await client.patch(
+        f"{docs()}/{created['id']}", content=LONE_SURROGATE, headers=headers
+    )
+    assert_problem(response, 422, "validation_failed")
+    now = (await client.get(f"{docs()}/{created['id']}", headers=user.headers)).json()
+    assert now["version"] == 1 and now["data"] == {"title": "a"}
+
+
+async def test_a_lone_surrogate_in_a_collection_schema_is_refused(
+    client: httpx.AsyncClient, admin: Account
+) -> None:
+    body = '{"name": "odd", "schema": {"type": "object", "title": "\\ud800"}}'
+    headers = {**admin.headers, "Content-Type": "application/json"}
+    response = await client.post("/v1/collections", content=body, headers=headers)
+    assert_problem(response, 422, "validation_failed")
+    assert_problem(
+        await client.get("/v1/collections/odd", headers=admin.headers), 404, "collection_not_found"
+    )
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        '{"data.title": "\\ud800"}',
+        '{"data.x": {"$size": 99999999999999999999}}',
+        '{"data.x": {"$size": 2147483648}}',
+        '{"created_at": {"$lt": "9999-12-31T23:59:59-01:00"}}',
+        '{"updated_at": "0001-01-01T00:00:00+01:00"}',
+    ],
+)
+async def test_filters_at_the_edges_are_400_not_500(
+    client: httpx.AsyncClient, admin: Account, user: Account, query: str
+) -> None:
+    await declare(client, admin)
+    for path in (docs(), f"{docs()}/count"):
+        response = await client.get(path, params={"filter": query}, headers=user.headers)
+        assert_problem(response, 400, "invalid_filter")
+
+
+async def test_or_inside_elem_match_keeps_paths_relative_to_the_element(
+    client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin)
+    for items in ([{"a": {"b": 1}, "c": 2}], [{"a": {"b": 1}, "c": 1}], [{"a": {"b": 2}, "c": 1}]):
+        await client.post(docs(), json={"title": "t", "items": items}, headers=user.headers)
+    query = '{"data.items": {"$elemMatch": {"a.b": 1, "$or": [{"c": 1}, {"c": 3}]}}}'
+    response = await client.get(docs(), params={"filter": query}, headers=user.headers)
+    assert response.status_code == 200, response.text
+    assert [d["data"]["items"] for d in response.json()["items"]] == [[{"a": {"b": 1}, "c": 1}]]

@@ -57,6 +57,8 @@ ENVELOPE_PATHS = {
 DATE_PATHS = frozenset({"created_at", "updated_at"})
 REGEX_OPTIONS = frozenset("imsx")
 MAX_SORT_KEYS = 8
+# $size takes a 32-bit integer; no stored array comes near it anyway.
+MAX_ARRAY_SIZE = 2**31 - 1
 DEFAULT_SORT = (("created_at", 1), ("_id", 1))
 MAX_FIELDS = 50
 PROJECTION_ENVELOPE = {"_id": 1, "owner": 1, "version": 1, "created_at": 1, "updated_at": 1}
@@ -86,7 +88,10 @@ def parse_timestamp(value: str) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         return None
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is in year 10000 in UTC
+        return None
 
 
 class _Compiler:
@@ -123,7 +128,7 @@ class _Compiler:
                         f"Operator {key} at {where or 'the top level'} is not allowed "
                         f"here; allowed: {', '.join(sorted(ALLOWED_OPERATORS))}"
                     )
-                out[key] = self.logical(key, value, where, depth)
+                out[key] = self.logical(key, value, where, depth, relative=relative)
                 continue
             path = self.path(key, where, relative=relative)
             out[path] = self.condition(
@@ -148,13 +153,19 @@ class _Compiler:
             )
         return stored
 
-    def logical(self, op: str, value: Any, where: str, depth: int) -> list[dict[str, Any]]:
+    def logical(
+        self, op: str, value: Any, where: str, depth: int, *, relative: bool = False
+    ) -> list[dict[str, Any]]:
         at = f"{where}.{op}" if where else op
         if not isinstance(value, list) or not value:
             raise InvalidFilter(f"{op} at {at} needs a non-empty list of filters")
         if len(value) > self.limits.max_list_length:
             raise InvalidFilter(f"{op} at {at} has more than {self.limits.max_list_length} items")
-        return [self.query(item, f"{at}[{i}]", depth + 1) for i, item in enumerate(value)]
+        # Inside $elemMatch, the branches name paths relative to the array element too.
+        return [
+            self.query(item, f"{at}[{i}]", depth + 1, relative=relative)
+            for i, item in enumerate(value)
+        ]
 
     # What a field is compared with: a literal or an operator object.
     def condition(
@@ -223,8 +234,14 @@ class _Compiler:
                     raise InvalidFilter(f"$exists at {where} needs true or false")
                 out[op] = operand
             elif op == "$size":
-                if not isinstance(operand, int) or isinstance(operand, bool) or operand < 0:
-                    raise InvalidFilter(f"$size at {where} needs a non-negative integer")
+                if (
+                    not isinstance(operand, int)
+                    or isinstance(operand, bool)
+                    or not 0 <= operand <= MAX_ARRAY_SIZE
+                ):
+                    raise InvalidFilter(
+                        f"$size at {where} needs an integer from 0 to {MAX_ARRAY_SIZE}"
+                    )
                 out[op] = operand
             elif op == "$regex":
                 out[op] = self.regex(operand, at)
