@@ -6,8 +6,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from app.dev_secret import load_or_create_secret
 
@@ -124,6 +124,31 @@ class Settings(BaseSettings):
         return self.model_copy(update={"jwt_secret": load_or_create_secret(self.data_dir)})
 
 
+class ConfigurationError(SystemExit):
+    """A bad setting: exits with one line naming it and the fix (never its value, which
+    may be a secret, and no traceback)."""
+
+
+def describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in item["loc"]).upper()
+        message = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(f"{field}: {message}" if field else message)
+    return "; ".join(problems)
+
+
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment and `.env`; a bad one stops the process with
+    `ConfigurationError`."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(
+            f"docstore: bad setting: {describe(exc)} (fix it in the environment or .env)"
+        ) from None
+    except SettingsError as exc:
+        raise ConfigurationError(
+            f"docstore: bad setting: {exc} (fix it in the environment or .env)"
+        ) from None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import jwt
@@ -11,7 +14,7 @@ from pydantic import ValidationError
 
 from app.config import Settings
 from app.dev_secret import SECRET_FILE
-from tests.conftest import assert_problem, http_client, make_settings, running_app
+from tests.conftest import ROOT, assert_problem, http_client, make_settings, running_app
 
 
 def settings(**values: object) -> Settings:
@@ -106,3 +109,32 @@ async def test_a_token_signed_with_the_old_public_dev_key_is_refused(
         forged = jwt.encode(claims, OLD_PUBLIC_DEV_SECRET, algorithm="HS256")
         response = await client.get("/v1/users", headers={"Authorization": f"Bearer {forged}"})
         assert_problem(response, 401, "token_invalid")
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"PORT": "eighty"}, "PORT"),
+        ({"ENV": "prod", "MONGODB_URL": "mongodb://db", "JWT_SECRET": "tail-SECRET"}, "JWT_SECRET"),
+        ({"METRICS_TOKEN": "short-SECRET"}, "METRICS_TOKEN"),
+    ],
+)
+def test_a_bad_setting_stops_the_server_with_one_line_and_no_secret(
+    env: dict[str, str], named: str, tmp_path: Path
+) -> None:
+    ours = {name.upper() for name in Settings.model_fields}
+    clean = {k: v for k, v in os.environ.items() if k.upper() not in ours}
+    result = subprocess.run(
+        [sys.executable, "-m", "app"],
+        cwd=tmp_path,  # no .env here
+        env={**clean, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert named in lines[0] and "Traceback" not in result.stderr
+    assert "SECRET" not in lines[0].replace("JWT_SECRET", "").replace("METRICS_TOKEN", "")
