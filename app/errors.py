@@ -29,7 +29,7 @@ from pymongo.errors import (
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from app.ops.context import current_request_id
+from app.ops.context import current_request_id, note_problem_code
 from app.ops.metrics import DATABASE_ERRORS
 
 log = logging.getLogger("docstore.errors")
@@ -165,6 +165,7 @@ def problem_response(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     request_id = current_request_id()
+    note_problem_code(code)
     body = Problem(
         title=HTTPStatus(status).phrase,
         status=status,

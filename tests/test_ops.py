@@ -145,8 +145,9 @@ async def test_a_streamed_body_over_the_limit_is_413(client: httpx.AsyncClient) 
 
 
 async def test_an_unexpected_exception_is_a_problem_500_with_request_id(
-    database_url: str,
+    database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("INFO", logger="docstore.access")
     async with running_app(make_settings(database_url)) as app:
 
         @app.get("/boom")
@@ -158,6 +159,9 @@ async def test_an_unexpected_exception_is_a_problem_500_with_request_id(
     body = assert_problem(response, 500, "internal_error")
     assert body["request_id"] == "req-500"
     assert "kaboom" not in response.text
+    # 5xx access lines are errors, with the problem code.
+    access = [r for r in caplog.records if r.name == "docstore.access"][-1]
+    assert access.levelname == "ERROR" and access.__dict__["code"] == "internal_error"
 
 
 async def test_access_is_logged_as_json_with_the_user(
@@ -170,6 +174,15 @@ async def test_access_is_logged_as_json_with_the_user(
     assert record.__dict__["route"] == "/v1/users/me"
     assert record.__dict__["status"] == 200
     assert record.__dict__["user_id"] == user.id
+    assert record.__dict__["client"] == "203.0.113.7"  # the test transport's peer
+    assert record.levelname == "INFO" and "code" not in record.__dict__
+
+    # An error names its problem code.
+    await client.get("/v1/collections/none/documents/x", headers=user.headers)
+    record = [r for r in caplog.records if r.name == "docstore.access"][-1]
+    assert record.__dict__["status"] == 404
+    assert record.__dict__["code"] == "collection_not_found"
+    assert record.levelname == "INFO"
 
 
 def _metric(text: str, name: str, **labels: str) -> float:

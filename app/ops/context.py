@@ -13,3 +13,21 @@ def current_request_id() -> str | None:
 
 def set_request_id(value: str | None) -> None:
     _request_id.set(value)
+
+
+# The problem codes a request answered with, for its access-log line. A list the
+# middleware owns, so a code noted in a copied context still reaches it.
+_problem_codes: ContextVar[list[str] | None] = ContextVar("problem_codes", default=None)
+
+
+def collect_problem_codes() -> list[str]:
+    """Start collecting this request's problem codes; returns the list they land in."""
+    codes: list[str] = []
+    _problem_codes.set(codes)
+    return codes
+
+
+def note_problem_code(code: str) -> None:
+    codes = _problem_codes.get()
+    if codes is not None:
+        codes.append(code)

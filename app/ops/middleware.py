@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ErrorCode, problem_response
-from app.ops.context import set_request_id
+from app.ops.context import collect_problem_codes, set_request_id
 from app.ops.metrics import IN_PROGRESS, observe_request
 
 access_log = logging.getLogger("docstore.access")
@@ -73,6 +73,7 @@ class RequestContextMiddleware:
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _VALID_REQUEST_ID.match(given) else uuid.uuid4().hex
         set_request_id(request_id)
+        problem_codes = collect_problem_codes()
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -123,7 +124,7 @@ class RequestContextMiddleware:
                 await response(scope, receive, send_with_id)
         finally:
             IN_PROGRESS.dec()
-            self._log(scope, status, started)
+            self._log(scope, status, started, problem_codes)
 
     def _refusal(self, headers: dict[bytes, bytes], method: str) -> Response | None:
         """A response for requests refused before they reach the app (size, media type)."""
@@ -140,17 +141,23 @@ class RequestContextMiddleware:
         return None
 
     @staticmethod
-    def _log(scope: Scope, status: int, started: float) -> None:
+    def _log(scope: Scope, status: int, started: float, problem_codes: list[str]) -> None:
         seconds = time.perf_counter() - started
         route = getattr(scope.get("route"), "path", None)
         observe_request(scope["method"], route, status, seconds)
+        client = scope.get("client")
         extra: dict[str, Any] = {
             "method": scope["method"],
             "path": scope["path"],
             "route": route,
             "status": status,
             "duration_ms": round(seconds * 1000, 2),
+            # The socket's peer, or the forwarded client when FORWARDED_ALLOW_IPS trusts
+            # the proxy (uvicorn rewrites scope["client"] then).
+            "client": client[0] if client else None,
             # Set by the auth dependency through request.state.
             "user_id": scope.get("state", {}).get("user_id"),
         }
-        access_log.info("request", extra=extra)
+        if problem_codes:
+            extra["code"] = problem_codes[-1]
+        access_log.log(logging.ERROR if status >= 500 else logging.INFO, "request", extra=extra)
