@@ -254,9 +254,11 @@ async def test_logs_are_one_json_object_per_line(client: httpx.AsyncClient) -> N
         "route": "/healthz",
         "status": 200,
         "duration_ms": 0,
+        "client": "203.0.113.7",
         "user_id": None,
     }
     assert entries[1]["status"] == 404 and entries[1]["route"] is None
+    assert entries[1]["code"] == "not_found"
 
 
 def test_no_route_sends_work_to_a_thread_per_request() -> None:
