@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format admin seed openapi bench lock clean
+.PHONY: help install run test lint format admin seed export import openapi bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -75,6 +75,15 @@ clean: ## Remove the virtualenv and caches (keeps .data)
 
 seed: $(STAMP) ## Load the demo data (fixtures/demo) idempotently; FILES=... for your own
 	$(PY) -m scripts.seed $(FILES)
+	@$(if $(FILES),,echo "demo accounts: admin@demo.docstore / 'demo admin passphrase'; ada@demo.docstore and grace@demo.docstore / 'demo user passphrase'")
+
+export: $(STAMP) ## Back up users, declarations and documents: make export DIR=backup/
+	@test -n "$(DIR)" || { echo "usage: make export DIR=backup/   (MONGODB_DB=... picks the source)"; exit 2; }
+	$(PY) -m scripts.export --all -o "$(DIR)"
+
+import: $(STAMP) ## Restore a backup: make import DIR=backup/ (MONGODB_DB=... picks the target)
+	@test -n "$(DIR)" || { echo "usage: make import DIR=backup/   (MONGODB_DB=... picks the target)"; exit 2; }
+	$(PY) -m scripts.import --all "$(DIR)"
 
 openapi: $(STAMP) ## Regenerate the committed API contract, openapi.json
 	$(PY) -m scripts.openapi
