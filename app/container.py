@@ -29,6 +29,7 @@ from app.db.client import Db, create_client
 from app.db.embedded import EmbeddedDatabase, running_url
 from app.dev_secret import private_dir
 from app.documents.idempotency import IdempotencyRecord, IdempotencyStore
+from app.documents.regex_safety import check_pattern
 from app.documents.service import DocumentService
 from app.pagination import CursorCodec
 from app.users.models import User
@@ -144,6 +145,8 @@ async def open_container(settings: Settings) -> AsyncIterator[Container]:
             "database ready",
             extra={"database": settings.mongodb_db, "embedded": embedded is not None},
         )
+        # Builds the regex checker's Unicode class tables now, not in the first request.
+        await asyncio.to_thread(check_pattern, r"\d\w\s")
         container = Container.build(settings, db)
         await container.collections.ensure_all_indexes()
         try:

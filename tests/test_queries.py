@@ -439,3 +439,29 @@ async def test_every_query_runs_with_a_time_limit() -> None:
             assert (await client.get(url, headers=admin.headers)).status_code == 200
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("pattern", "options"),
+    [("(a+)+$", ""), ("^(\\w+\\s?)*$", ""), ("(a|aa)+b", "i"), ("\\s+$", ""), ("(x)\\1", "")],
+)
+async def test_catastrophic_regexes_are_refused_even_for_anonymous_readers(
+    client: httpx.AsyncClient, admin: Account, pattern: str, options: str
+) -> None:
+    public = {"name": "wall", "access": {"read": "public", "write": "authenticated"}}
+    assert (await client.post("/v1/collections", json=public, headers=admin.headers)).is_success
+    await client.post(
+        "/v1/collections/wall/documents", json={"s": "a" * 28 + "!"}, headers=admin.headers
+    )
+    query = {"data.s": {"$regex": pattern, "$options": options}}
+    response = await client.get(
+        "/v1/collections/wall/documents", params={"filter": json.dumps(query)}
+    )
+    body = assert_problem(response, 400, "invalid_filter")
+    assert "data.s" in body["detail"]
+    # An ordinary pattern on the same field still works.
+    fine = {"data.s": {"$regex": "^a+!$"}}
+    response = await client.get(
+        "/v1/collections/wall/documents", params={"filter": json.dumps(fine)}
+    )
+    assert response.status_code == 200 and len(response.json()["items"]) == 1

@@ -10,11 +10,11 @@ ask of the database. Also here: the `sort` and `fields` parameters.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from app.documents.regex_safety import UnsafePattern, check_pattern
 from app.errors import AppError, ErrorCode
 
 
@@ -244,7 +244,8 @@ class _Compiler:
                     )
                 out[op] = operand
             elif op == "$regex":
-                out[op] = self.regex(operand, at)
+                options = node.get("$options", "")
+                out[op] = self.regex(operand, at, options if isinstance(options, str) else "")
             elif op == "$options":
                 if "$regex" not in node:
                     raise InvalidFilter(f"$options at {where} needs $regex beside it")
@@ -268,7 +269,7 @@ class _Compiler:
                     out[op] = self.query(operand, at, depth + 1, relative=True)
         return out
 
-    def regex(self, pattern: Any, where: str) -> str:
+    def regex(self, pattern: Any, where: str, options: str) -> str:
         if not isinstance(pattern, str):
             raise InvalidFilter(f"{where} needs a string pattern")
         if len(pattern) > self.limits.max_regex_length:
@@ -278,9 +279,9 @@ class _Compiler:
         if "\x00" in pattern:
             raise InvalidFilter(f"The pattern at {where} contains NUL")
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise InvalidFilter(f"The pattern at {where} is not a valid regex: {exc}") from None
+            check_pattern(pattern, options)
+        except UnsafePattern as exc:
+            raise InvalidFilter(f"The pattern at {where} is refused: {exc}") from None
         return pattern
 
 
