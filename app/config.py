@@ -12,6 +12,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 from app.dev_secret import load_or_create_secret
 
 MIN_PROD_SECRET_LENGTH = 32
+# OWASP Password Storage Cheat Sheet, argon2id: m=47104 t=1, m=19456 t=2, m=12288 t=3,
+# m=9216 t=4, m=7168 t=5 (KiB, passes); each is about 36 MiB-passes or more.
+OWASP_MIN_MEMORY_KIB = 7168
+OWASP_MIN_MEMORY_X_PASSES = 7168 * 5
 
 
 class Settings(BaseSettings):
@@ -47,9 +51,11 @@ class Settings(BaseSettings):
     # Accounts.
     registration_enabled: bool = True
     password_min_length: int = Field(default=8, ge=8, le=1024)  # 8: the contract's floor
-    argon2_time_cost: int = Field(default=3, ge=1)
-    argon2_memory_kib: int = Field(default=65536, ge=8)
-    argon2_parallelism: int = Field(default=4, ge=1)
+    # argon2id at OWASP's first recommended setting (19 MiB, 2 passes, 1 lane): one hash
+    # takes one core for ~25 ms, so a login storm leaves the other cores to requests.
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_memory_kib: int = Field(default=19456, ge=8)
+    argon2_parallelism: int = Field(default=1, ge=1)
     # Password hashes computed at once per process; 0 means one less than the CPU count.
     argon2_max_concurrent: int = Field(default=0, ge=0, le=256)
 
@@ -100,6 +106,15 @@ class Settings(BaseSettings):
             if not self.mongodb_url:
                 raise ValueError(
                     "ENV=prod needs MONGODB_URL: the embedded database is for development only"
+                )
+            # OWASP's argon2id minimums trade memory for passes: 46 MiB x 1 ... 7 MiB x 5.
+            if (
+                self.argon2_memory_kib < OWASP_MIN_MEMORY_KIB
+                or self.argon2_memory_kib * self.argon2_time_cost < OWASP_MIN_MEMORY_X_PASSES
+            ):
+                raise ValueError(
+                    "ENV=prod needs argon2 parameters at least as strong as OWASP's minimums "
+                    "(e.g. ARGON2_MEMORY_KIB=19456 with ARGON2_TIME_COST=2)"
                 )
         return self
 

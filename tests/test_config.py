@@ -35,6 +35,14 @@ def test_dev_defaults_run_on_the_embedded_database() -> None:
         ({"mongodb_url": "mongodb://db:27017", "jwt_secret": "short"}, "JWT_SECRET"),
         ({"mongodb_url": "mongodb://db:27017", "jwt_secret": ""}, "JWT_SECRET"),
         ({"jwt_secret": "s" * 64}, "MONGODB_URL"),
+        (
+            {"jwt_secret": "s" * 64, "mongodb_url": "mongodb://db", "argon2_memory_kib": 4096},
+            "OWASP",
+        ),
+        (
+            {"jwt_secret": "s" * 64, "mongodb_url": "mongodb://db", "argon2_time_cost": 1},
+            "OWASP",
+        ),
     ],
 )
 def test_production_refuses_to_start_with_unsafe_settings(
