@@ -31,6 +31,7 @@ from app.dev_secret import private_dir
 from app.documents.idempotency import IdempotencyRecord, IdempotencyStore
 from app.documents.regex_safety import check_pattern
 from app.documents.service import DocumentService
+from app.ops.loop_lag import LoopLagMonitor
 from app.pagination import CursorCodec
 from app.users.models import User
 from app.users.repository import Principal, UserRepository
@@ -149,11 +150,14 @@ async def open_container(settings: Settings) -> AsyncIterator[Container]:
         await asyncio.to_thread(check_pattern, r"\d\w\s")
         container = Container.build(settings, db)
         await container.collections.ensure_all_indexes()
+        lag = LoopLagMonitor()
         try:
+            lag.start()
             if container.feed is not None:
                 await container.feed.start()
             yield container
         finally:
+            await lag.stop()
             if container.feed is not None:
                 await container.feed.stop()
     finally:

@@ -352,3 +352,27 @@ async def test_metrics_token_closes_the_metrics(database_url: str) -> None:
         allowed = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
         assert allowed.status_code == 200
         assert "docstore_http_requests" in allowed.text or "# HELP" in allowed.text
+
+
+def _loop_lag_total() -> tuple[float, float]:
+    from app.ops.metrics import LOOP_LAG
+
+    samples = {s.name: s.value for m in LOOP_LAG.collect() for s in m.samples}
+    return samples["docstore_event_loop_lag_seconds_count"], samples[
+        "docstore_event_loop_lag_seconds_sum"
+    ]
+
+
+async def test_a_blocked_event_loop_shows_in_the_lag_metric(app: FastAPI) -> None:
+    import asyncio
+    import time
+
+    count, total = _loop_lag_total()
+    time.sleep(0.3)  # the stimulus: block the loop the app runs on (not synchronisation)
+
+    async def recorded() -> None:
+        while _loop_lag_total()[0] == count:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(recorded(), timeout=10)
+    assert _loop_lag_total()[1] - total >= 0.2

@@ -1,0 +1,39 @@
+"""Event-loop lag: how late the loop wakes a task that asked to sleep.
+
+Anything that blocks the loop (CPU-bound work, a synchronous call) delays every request
+in the process by as much. A monitor task sleeps `interval` at a time and records how
+much later than asked it woke, as a Prometheus histogram (`docstore_event_loop_lag_seconds`),
+so dashboards and `make bench` see stalls that request latencies only hint at. One task
+per process, owned by the container, cancelled on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from app.ops.metrics import LOOP_LAG
+
+
+class LoopLagMonitor:
+    def __init__(self, *, interval: float = 0.05) -> None:
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="loop-lag")
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time() + self.interval
+            await asyncio.sleep(self.interval)
+            LOOP_LAG.observe(max(0.0, loop.time() - asked))
