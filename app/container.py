@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from beanie import init_beanie
 
@@ -56,6 +56,7 @@ class Container:
     documents: DocumentService
     # None when READ_CACHE is off.
     feed: ChangeFeed | None = None
+    loop_lag: LoopLagMonitor = field(default_factory=LoopLagMonitor)
 
     @classmethod
     def build(cls, settings: Settings, db: Db, *, clock: Clock = utc_now) -> Container:
@@ -150,7 +151,7 @@ async def open_container(settings: Settings) -> AsyncIterator[Container]:
         await asyncio.to_thread(check_pattern, r"\d\w\s")
         container = Container.build(settings, db)
         await container.collections.ensure_all_indexes()
-        lag = LoopLagMonitor()
+        lag = container.loop_lag
         try:
             lag.start()
             if container.feed is not None:

@@ -19,6 +19,8 @@ class LoopLagMonitor:
     def __init__(self, *, interval: float = 0.05) -> None:
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
+        # Set after each sample (tests wait on it rather than on time).
+        self.sampled = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="loop-lag")
@@ -37,3 +39,4 @@ class LoopLagMonitor:
             asked = loop.time() + self.interval
             await asyncio.sleep(self.interval)
             LOOP_LAG.observe(max(0.0, loop.time() - asked))
+            self.sampled.set()
