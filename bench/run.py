@@ -1,11 +1,17 @@
-"""Docstore benchmarks: the API against the raw driver on the same database, same run.
+"""Docstore benchmarks: what each request costs the API process, next to the raw driver.
 
     make bench                      # embedded SecantusDB, or MONGODB_URL when set
-    python -m bench.run --seconds 8 --concurrency 16
+    python -m bench.run --seconds 6 --concurrency 16
 
-Prints a table and writes bench/results/latest.json. Ratios are what to compare across
-machines; absolute numbers depend on the machine (the database, the API and the load
-generator share its cores).
+The aims are CPU ratios, measured in one run on one database: the API process's CPU per
+request (from /proc, every thread) over the raw driver's CPU per operation for the same
+database work (`bench/raw.py`, in its own process, `time.process_time()`). Throughput on a
+small machine measures the machine (API, database and load generator share its cores); CPU
+per request measures the code. Also: a bare FastAPI route (`bench/bare.py`) for the floor,
+GET p99 during a login storm, bulk import against `insert_many`, event-loop lag p99 per
+scenario (from the API's own /metrics), the API's RSS, and list latency by collection size.
+
+Prints a table and writes bench/results/latest.json (ratios under `ratios`).
 """
 
 from __future__ import annotations
@@ -17,98 +23,227 @@ import json
 import os
 import platform
 import random
+import secrets
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bson import ObjectId
+import httpx
 from pymongo import AsyncMongoClient
 
 import app as app_package
+from app.collections.models import storage_name
 from app.config import Settings
 from app.db.embedded import MEMORY, EmbeddedDatabase
 from bench.load import Result, build_request, run, run_all
-from tests.conftest import api_server
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+ADMIN_EMAIL = "bench@example.com"
 ADMIN_PASSWORD = "bench admin passphrase"
+HOST = "127.0.0.1"
+
+AIMS = {
+    "get_by_id_cpu_ratio": ("<=", 2.0),
+    "bare_get_cpu_ratio": (None, None),
+    "create_cpu_ratio": ("<=", 2.5),
+    "patch_cpu_ratio": ("<=", 2.5),
+    "list50_cpu_ratio": ("<=", 2.5),
+    "login_storm_p99_ratio": ("<=", 1.5),
+    "bulk_import_ratio": (">=", 0.95),
+}
+LIST_SIZES = (1_000, 10_000, 50_000)
 
 
 def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all its threads."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@contextlib.contextmanager
+def serve(
+    argv: list[str], url: str, env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process whose output goes to `log` (read only on failure); waits for /healthz."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        with httpx.Client(base_url=url, timeout=1) as probe:
+            while True:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{argv} did not start:\n{log.read_text()[-2000:]}")
+                with contextlib.suppress(httpx.TransportError):
+                    if probe.get("/healthz").status_code == 200:
+                        break
+                time.sleep(0.05)  # polling for the port to open
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(30)
+
+
+def lag_buckets(base: str) -> dict[float, float]:
+    """The API's cumulative event-loop-lag histogram buckets (le -> count)."""
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("docstore_event_loop_lag_seconds_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def lag_p99_ms(before: dict[float, float], after: dict[float, float]) -> float | None:
+    """p99 of the samples taken between two scrapes: the upper bound of its bucket."""
+    diffs = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    total = diffs[-1][1] if diffs else 0.0
+    if total <= 0:
+        return None
+    for le, count in diffs:
+        if count >= 0.99 * total:
+            return round(le * 1000, 2) if le != float("inf") else None
+    return None
+
+
 class Bench:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, base: str, api_pid: int) -> None:
         self.args = args
+        self.base = base
+        self.api_pid = api_pid
+        self.port = int(base.rsplit(":", 1)[1])
         self.rows: list[dict[str, Any]] = []
 
-    def report(
+    def row(
         self,
         name: str,
         result: Result,
         *,
-        cpu: float | None = None,
+        cpu_ms: float | None = None,
+        lag_ms: float | None = None,
         unit: str = "req/s",
         rate: float | None = None,
+        p50: float | None = None,
+        p99: float | None = None,
     ) -> dict[str, Any]:
         row = {
             "scenario": name,
             "rate": round(rate if rate is not None else result.rate, 1),
             "unit": unit,
-            "p50_ms": round(result.percentile(50) * 1000, 2),
-            "p99_ms": round(result.percentile(99) * 1000, 2),
+            "p50_ms": round((p50 if p50 is not None else result.percentile(50)) * 1000, 2),
+            "p99_ms": round((p99 if p99 is not None else result.percentile(99)) * 1000, 2),
             "errors": result.errors,
-            "api_cpu_ms_per_request": round(cpu / result.requests * 1000, 3)
-            if cpu is not None and result.requests
-            else None,
+            "cpu_ms_per_request": round(cpu_ms, 4) if cpu_ms is not None else None,
+            "loop_lag_p99_ms": lag_ms,
         }
         self.rows.append(row)
+        cpu = f"{row['cpu_ms_per_request']:.3f}" if cpu_ms is not None else "-"
+        lag = f"{lag_ms}" if lag_ms is not None else "-"
         print(
-            f"  {name:<44} {row['rate']:>10} {unit:<7} p50 {row['p50_ms']:>7} ms"
-            f"  p99 {row['p99_ms']:>7} ms  errors {row['errors']}",
+            f"  {name:<42} {row['rate']:>9} {unit:<6} p50 {row['p50_ms']:>7} ms "
+            f"p99 {row['p99_ms']:>7} ms  cpu {cpu:>6} ms  lag p99 {lag:>5} ms  "
+            f"errors {row['errors']}",
             flush=True,
         )
         return row
 
+    async def api(
+        self,
+        name: str,
+        next_request: Callable[[int], bytes],
+        *,
+        port: int | None = None,
+        pid: int | None = None,
+        concurrency: int | None = None,
+    ) -> tuple[dict[str, Any], Result]:
+        """Load one server for the scenario's seconds; its CPU per request and loop lag."""
+        pid = pid or self.api_pid
+        ours = pid == self.api_pid
+        lag0 = await asyncio.to_thread(lag_buckets, self.base) if ours else {}
+        cpu0 = cpu_seconds(pid)
+        result = await run(
+            HOST,
+            port or self.port,
+            next_request,
+            concurrency=concurrency or self.args.concurrency,
+            seconds=self.args.seconds,
+        )
+        cpu = cpu_seconds(pid) - cpu0
+        lag = lag_p99_ms(lag0, await asyncio.to_thread(lag_buckets, self.base)) if ours else None
+        cpu_ms = cpu / result.requests * 1000 if result.requests else None
+        return self.row(name, result, cpu_ms=cpu_ms, lag_ms=lag), result
 
-async def raw_find_one(
-    url: str, db: str, ids: list[str], *, concurrency: int, seconds: float
-) -> Result:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, maxPoolSize=concurrency)
-    collection = client[db]["docs_bench"]
-    result = Result()
-    deadline = time.perf_counter() + seconds
+    async def raw(self, op: str, url: str, db: str, collection: str) -> dict[str, Any]:
+        """The raw driver doing `op` in its own process (bench/raw.py)."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.raw",
+            "--op",
+            op,
+            "--url",
+            url,
+            "--db",
+            db,
+            "--collection",
+            collection,
+            "--seconds",
+            str(self.args.seconds),
+            "--concurrency",
+            str(self.args.concurrency),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+        if proc.returncode:
+            raise SystemExit(f"bench.raw --op {op} failed")
+        data: dict[str, Any] = json.loads(out)
+        ops = data["operations"]
+        return self.row(
+            f"{op} (raw driver)",
+            Result(requests=ops, seconds=data["seconds"]),
+            cpu_ms=data["cpu_seconds"] / ops * 1000 if ops else None,
+            unit="op/s",
+            p50=data["p50"],
+            p99=data["p99"],
+        )
 
-    async def worker(w: int) -> None:
-        i = w
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            doc = await collection.find_one({"_id": ids[i % len(ids)]})
-            result.latencies.append(time.perf_counter() - started)
-            result.requests += 1
-            result.errors += doc is None
-            i += concurrency
 
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(w) for w in range(concurrency)))
-    result.seconds = time.perf_counter() - started
-    await client.close()
-    return result
+def stored(data: dict[str, Any], when: datetime) -> dict[str, Any]:
+    return {
+        "_id": secrets.token_urlsafe(16),
+        "owner": None,
+        "version": 1,
+        "created_at": when,
+        "updated_at": when,
+        "data": data,
+    }
 
 
 async def raw_insert_many(
-    url: str, db: str, batches: list[list[dict[str, Any]]], concurrency: int
+    url: str, db: str, source: str, target: str, batches: list[list[dict[str, Any]]]
 ) -> float:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
-    collection = client[db]["raw_import"]
+    collection = client[db][target]
     # The same indexes as the API's collection: index upkeep is most of an insert's cost.
-    for name, spec in (await client[db]["docs_bench"].index_information()).items():
+    for name, spec in (await client[db][source].index_information()).items():
         if name != "_id_":
             await collection.create_index(spec["key"], name=name)
     queue = list(batches)
@@ -118,13 +253,64 @@ async def raw_insert_many(
         while queue:
             await collection.insert_many(queue.pop(), ordered=False)
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker() for _ in range(2)))
     elapsed = time.perf_counter() - started
     await client.close()
     return elapsed
 
 
+async def list_latency(
+    bench: Bench, http: httpx.AsyncClient, url: str, db: str, auth: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Median latency of a page of 50 (no filter, default order) by collection size."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, tz_aware=True)
+    table = []
+    try:
+        for size in LIST_SIZES:
+            name = f"size{size}"
+            assert (
+                await http.post("/v1/collections", headers=auth, json={"name": name})
+            ).is_success
+            docs = client[db][storage_name(name)]
+            base = datetime.now(UTC)
+            for start in range(0, size, 5000):
+                await docs.insert_many(
+                    [stored({"n": i}, base) for i in range(start, min(size, start + 5000))]
+                )
+            api, raw = [], []
+            for _ in range(5):
+                started = time.perf_counter()
+                response = await http.get(
+                    f"/v1/collections/{name}/documents?limit=50", headers=auth
+                )
+                api.append(time.perf_counter() - started)
+                assert len(response.json()["items"]) == 50
+                started = time.perf_counter()
+                await docs.find({}).sort([("created_at", 1), ("_id", 1)]).to_list(50)
+                raw.append(time.perf_counter() - started)
+            row = {
+                "documents": size,
+                "api_ms": round(statistics.median(api) * 1000, 1),
+                "raw_find_ms": round(statistics.median(raw) * 1000, 1),
+            }
+            print(
+                f"  list 50 of {size:>6} documents: API {row['api_ms']:>8} ms, "
+                f"raw find {row['raw_find_ms']:>8} ms",
+                flush=True,
+            )
+            table.append(row)
+    finally:
+        await client.close()
+    return table
+
+
+def get_requests(paths: list[str], headers: dict[str, str]) -> Callable[[int], bytes]:
+    prebuilt = [build_request("GET", p, headers=headers) for p in paths]
+    return lambda i: prebuilt[i % len(prebuilt)]
+
+
 async def main(args: argparse.Namespace) -> int:
+    started_at = time.perf_counter()
     settings = Settings()
     embedded = None
     url = settings.mongodb_url
@@ -132,23 +318,39 @@ async def main(args: argparse.Namespace) -> int:
         embedded = EmbeddedDatabase(MEMORY)
         embedded.start()
         url = embedded.url
-    db_name = f"bench_{uuid.uuid4().hex[:8]}"
-    # The login storm measures hashing, not the rate limiter.
-    limits = {"RATE_LIMIT_LOGIN_PER_IP": "1000000", "RATE_LIMIT_LOGIN_PER_ACCOUNT": "1000000"}
-    env = {**os.environ, "MONGODB_URL": url, "MONGODB_DB": db_name}
-    bench = Bench(args)
-    c, s = args.concurrency, args.seconds
+    db = f"bench_{uuid.uuid4().hex[:8]}"
+    scratch = Path(tempfile.mkdtemp(prefix="docstore-bench-"))
+    port, bare_port = free_port(), free_port()
+    base = f"http://{HOST}:{port}"
+    env = {
+        **os.environ,
+        "MONGODB_URL": url,
+        "MONGODB_DB": db,
+        "PORT": str(port),
+        "DATA_DIR": str(scratch / "data"),
+        # Production's level: the access log's cost is part of every request's.
+        "LOG_LEVEL": "INFO",
+        # The login storm measures hashing, not the rate limiter.
+        "RATE_LIMIT_LOGIN_PER_IP": "1000000",
+        "RATE_LIMIT_LOGIN_PER_ACCOUNT": "1000000",
+        "RATE_LIMIT_LOGIN_PER_ACCOUNT_ADDRESS": "1000000",
+    }
+    c = args.concurrency
     stack = contextlib.ExitStack()
+    ratios: dict[str, float] = {}
+    list_table: list[dict[str, Any]] = []
+    rss = None
     try:
-        base, server = stack.enter_context(api_server(url, db_name, **limits))
-        port = int(base.rsplit(":", 1)[1])
+        server = stack.enter_context(
+            serve([sys.executable, "-m", "app"], base, env, scratch / "api.log")
+        )
         subprocess.run(
             [
                 sys.executable,
                 "-m",
                 "scripts.create_admin",
                 "--email",
-                "bench@example.com",
+                ADMIN_EMAIL,
                 "--password",
                 ADMIN_PASSWORD,
             ],
@@ -157,27 +359,26 @@ async def main(args: argparse.Namespace) -> int:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        import httpx
-
-        with httpx.Client(base_url=base, timeout=60) as http:
-            token = http.post(
-                "/v1/auth/login", json={"email": "bench@example.com", "password": ADMIN_PASSWORD}
-            ).json()["access_token"]
-            auth = {"Authorization": f"Bearer {token}"}
-            http.post(
+        http = httpx.AsyncClient(base_url=base, timeout=120)
+        login = {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+        token = (await http.post("/v1/auth/login", json=login)).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        for name in ("bench", "page"):
+            created = await http.post(
                 "/v1/collections",
                 headers=auth,
-                json={"name": "bench", "indexes": [{"name": "by_n", "fields": ["-data.n"]}]},
+                json={"name": name, "indexes": [{"name": "by_n", "fields": ["-data.n"]}]},
             )
+            assert created.is_success, created.text
         auth_json = {**auth, "Content-Type": "application/json"}
-
+        bench = Bench(args, base, server.pid)
         print(
-            f"Docstore bench: concurrency {c}, {s:.0f} s a scenario, database "
-            f"{'embedded SecantusDB' if embedded else 'MONGODB_URL'}",
+            f"Docstore bench: concurrency {c}, {args.seconds:.0f} s a scenario, database "
+            f"{'embedded SecantusDB' if embedded else 'MONGODB_URL'}, {os.cpu_count()} CPUs",
             flush=True,
         )
 
-        # 1. Bulk import through the API vs raw insert_many, same batches.
+        # 1. Bulk import through the API vs raw insert_many, same batches, same indexes.
         rng = random.Random(1)
         total, batch = args.docs, 500
         payloads = [
@@ -187,157 +388,150 @@ async def main(args: argparse.Namespace) -> int:
             ]
             for start in range(0, total, batch)
         ]
-        bodies = [json.dumps({"documents": p}).encode() for p in payloads]
         bulk = await run_all(
-            "127.0.0.1",
+            HOST,
             port,
             [
                 build_request(
-                    "POST", "/v1/collections/bench/documents/bulk", headers=auth_json, body=body
+                    "POST",
+                    "/v1/collections/bench/documents/bulk",
+                    headers=auth_json,
+                    body=json.dumps({"documents": p}).encode(),
                 )
-                for body in bodies
+                for p in payloads
             ],
             concurrency=2,
         )
-        api_rate = total / bulk.seconds
-        now = time.time()
-        raw_batches = [
-            [
-                {
-                    "_id": str(ObjectId()),
-                    "owner": None,
-                    "version": 1,
-                    "created_at": now,
-                    "updated_at": now,
-                    "data": d,
-                }
-                for d in p
-            ]
-            for p in payloads
-        ]
-        raw_seconds = await raw_insert_many(url, db_name, raw_batches, concurrency=2)
-        raw_rate = total / raw_seconds
-        bench.report("bulk import via API (500 a request)", bulk, unit="docs/s", rate=api_rate)
-        bench.report(
-            "bulk import raw insert_many (500 a batch)",
-            Result(requests=len(raw_batches), seconds=raw_seconds),
-            unit="docs/s",
-            rate=raw_rate,
+        now = datetime.now(UTC)
+        raw_seconds = await raw_insert_many(
+            url,
+            db,
+            storage_name("bench"),
+            "raw_import",
+            [[stored(d, now) for d in p] for p in payloads],
         )
-        bulk_ratio = api_rate / raw_rate
+        bench.row(
+            "bulk import via API (500 a request)", bulk, unit="doc/s", rate=total / bulk.seconds
+        )
+        bench.row(
+            "bulk import raw insert_many (500 a batch)",
+            Result(requests=len(payloads), seconds=raw_seconds),
+            unit="doc/s",
+            rate=total / raw_seconds,
+        )
+        ratios["bulk_import_ratio"] = raw_seconds / bulk.seconds
 
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
-        ids = [d["_id"] async for d in client[db_name]["docs_bench"].find({}, {"_id": 1})]
+        ids = [
+            d["_id"]
+            async for d in client[db][storage_name("bench")].find({}, {"_id": 1}).limit(5000)
+        ]
+        page_docs = [stored({"n": i, "title": f"doc {i}"}, now) for i in range(1000)]
+        await client[db][storage_name("page")].insert_many(page_docs)
         await client.close()
         paths = [f"/v1/collections/bench/documents/{i}" for i in ids]
 
-        # 2. GET by id with auth vs raw find_one, same concurrency.
-        cpu0 = cpu_seconds(server.pid)
-        get_result = await run(
-            "127.0.0.1",
-            port,
-            lambda i: build_request("GET", paths[i % len(paths)], headers=auth),
-            concurrency=c,
-            seconds=s,
+        # 2. GET by id: API, raw find_one, bare FastAPI route; three paired rounds.
+        bare = stack.enter_context(
+            serve(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.bare",
+                    "--url",
+                    url,
+                    "--db",
+                    db,
+                    "--collection",
+                    storage_name("bench"),
+                    "--port",
+                    str(bare_port),
+                ],
+                f"http://{HOST}:{bare_port}",
+                env,
+                scratch / "bare.log",
+            )
         )
-        get_row = bench.report(
-            "GET document by id (API, auth)", get_result, cpu=cpu_seconds(server.pid) - cpu0
-        )
-        raw = await raw_find_one(url, db_name, ids, concurrency=c, seconds=s)
-        bench.report("find_one by _id (raw driver)", raw)
-        get_ratio = get_result.rate / raw.rate if raw.rate else 0.0
+        get_ratio, bare_ratio, quiet_p99 = [], [], []
+        for round_ in range(1, 4):
+            api_row, _ = await bench.api(
+                f"GET by id, auth (API) #{round_}", get_requests(paths, auth)
+            )
+            raw_row = await bench.raw("get", url, db, storage_name("bench"))
+            bare_row, _ = await bench.api(
+                f"GET by id (bare FastAPI route) #{round_}",
+                get_requests([f"/docs/{i}" for i in ids], {}),
+                port=bare_port,
+                pid=bare.pid,
+            )
+            get_ratio.append(api_row["cpu_ms_per_request"] / raw_row["cpu_ms_per_request"])
+            bare_ratio.append(bare_row["cpu_ms_per_request"] / raw_row["cpu_ms_per_request"])
+            quiet_p99.append(api_row["p99_ms"])
+        ratios["get_by_id_cpu_ratio"] = statistics.median(get_ratio)
+        ratios["bare_get_cpu_ratio"] = statistics.median(bare_ratio)
 
-        # 3. A page of 50 with a filter and a sort.
-        query = "filter=%7B%22data.n%22%3A%7B%22%24gte%22%3A100%7D%7D&sort=-data.n&limit=50"
-        cpu0 = cpu_seconds(server.pid)
-        bench.report(
-            "list 50 with filter + sort",
-            await run(
-                "127.0.0.1",
-                port,
-                lambda i: build_request(
-                    "GET", f"/v1/collections/bench/documents?{query}", headers=auth
-                ),
-                concurrency=c,
-                seconds=s,
-            ),
-            cpu=cpu_seconds(server.pid) - cpu0,
-        )
-
-        # 4. Create one document.
-        cpu0 = cpu_seconds(server.pid)
+        # 3. Create, merge-patch, list 50: API vs the raw driver doing the same work.
         body = json.dumps({"n": 5, "title": "created"}).encode()
-        bench.report(
-            "create document",
-            await run(
-                "127.0.0.1",
-                port,
-                lambda i: build_request(
-                    "POST", "/v1/collections/bench/documents", headers=auth_json, body=body
-                ),
-                concurrency=c,
-                seconds=s,
-            ),
-            cpu=cpu_seconds(server.pid) - cpu0,
+        create = build_request(
+            "POST", "/v1/collections/bench/documents", headers=auth_json, body=body
         )
+        api_row, _ = await bench.api("create (API)", lambda i: create)
+        raw_row = await bench.raw("create", url, db, storage_name("bench"))
+        ratios["create_cpu_ratio"] = api_row["cpu_ms_per_request"] / raw_row["cpu_ms_per_request"]
 
-        # 5. Merge-patch (no If-Match: each write re-reads and bumps the version).
         patch_headers = {**auth, "Content-Type": "application/merge-patch+json"}
-        cpu0 = cpu_seconds(server.pid)
-        bench.report(
-            "merge-patch document",
-            await run(
-                "127.0.0.1",
-                port,
-                lambda i: build_request(
-                    "PATCH",
-                    paths[i % len(paths)],
-                    headers=patch_headers,
-                    body=json.dumps({"n": i % 1000}).encode(),
-                ),
-                concurrency=c,
-                seconds=s,
+        api_row, _ = await bench.api(
+            "merge-patch (API)",
+            lambda i: build_request(
+                "PATCH",
+                paths[i % len(paths)],
+                headers=patch_headers,
+                body=b'{"n": %d}' % (i % 1000),
             ),
-            cpu=cpu_seconds(server.pid) - cpu0,
         )
+        raw_row = await bench.raw("patch", url, db, storage_name("bench"))
+        ratios["patch_cpu_ratio"] = api_row["cpu_ms_per_request"] / raw_row["cpu_ms_per_request"]
 
-        # 6. GET p99 while logins (argon2) run concurrently.
-        login = build_request(
+        list50 = build_request("GET", "/v1/collections/page/documents?limit=50", headers=auth)
+        api_row, _ = await bench.api("list 50 of 1,000 (API)", lambda i: list50)
+        raw_row = await bench.raw("list50", url, db, storage_name("page"))
+        ratios["list50_cpu_ratio"] = api_row["cpu_ms_per_request"] / raw_row["cpu_ms_per_request"]
+
+        # 4. GET p99 while logins (argon2) run, against the quiet GET p99 above.
+        login_request = build_request(
             "POST",
             "/v1/auth/login",
             headers={"Content-Type": "application/json"},
-            body=json.dumps({"email": "bench@example.com", "password": ADMIN_PASSWORD}).encode(),
+            body=json.dumps(login).encode(),
         )
+        lag0 = await asyncio.to_thread(lag_buckets, base)
         storm, gets = await asyncio.gather(
-            run("127.0.0.1", port, lambda i: login, concurrency=4, seconds=s),
-            run(
-                "127.0.0.1",
-                port,
-                lambda i: build_request("GET", paths[i % len(paths)], headers=auth),
-                concurrency=c,
-                seconds=s,
-            ),
+            run(HOST, port, lambda i: login_request, concurrency=4, seconds=args.seconds),
+            run(HOST, port, get_requests(paths, auth), concurrency=c, seconds=args.seconds),
         )
-        storm_row = bench.report("GET by id during a login storm", gets)
-        bench.report("logins during the storm", storm)
-        p99_ratio = storm_row["p99_ms"] / get_row["p99_ms"] if get_row["p99_ms"] else 0.0
+        lag = lag_p99_ms(lag0, await asyncio.to_thread(lag_buckets, base))
+        storm_row = bench.row("GET by id during a login storm", gets, lag_ms=lag)
+        bench.row("logins during the storm (4 at a time)", storm, lag_ms=lag)
+        ratios["login_storm_p99_ratio"] = storm_row["p99_ms"] / statistics.median(quiet_p99)
+
+        # 5. List latency by collection size (the embedded engine's weak spot).
+        list_table = await list_latency(bench, http, url, db, auth)
+        rss = round(rss_mb(server.pid), 1)
+        await http.aclose()
     finally:
         stack.close()
         if embedded:
             embedded.stop()
 
-    summary = {
-        "get_by_id_api_vs_raw_throughput": round(get_ratio, 3),
-        "bulk_import_api_vs_raw_insert_many": round(bulk_ratio, 3),
-        "get_p99_login_storm_vs_quiet": round(p99_ratio, 2),
-    }
-    aims = {
-        "get_by_id_api_vs_raw_throughput": " (aim >= 0.8)",
-        "bulk_import_api_vs_raw_insert_many": " (aim >= 0.9)",
-    }
-    print()
-    for name, value in summary.items():
-        print(f"  {name:<40} {value:>6.2f}{aims.get(name, '')}")
+    print(f"\n  API process RSS after the run: {rss} MB\n")
+    for key, value in ratios.items():
+        op, aim = AIMS[key]
+        verdict = ""
+        if op is not None:
+            met = value <= aim if op == "<=" else value >= aim
+            verdict = f"(aim {op} {aim}: {'met' if met else 'NOT met'})"
+        print(f"  {key:<24} {value:>6.2f}  {verdict}")
+    elapsed = time.perf_counter() - started_at
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -348,16 +542,20 @@ async def main(args: argparse.Namespace) -> int:
         },
         "settings": {
             "concurrency": c,
-            "seconds": s,
+            "seconds": args.seconds,
             "docs": args.docs,
             "database": "embedded SecantusDB" if embedded else "MONGODB_URL",
             "docstore": getattr(app_package, "__version__", "dev"),
         },
         "scenarios": bench.rows,
-        "ratios": summary,
+        "list_latency": list_table,
+        "api_rss_mb": rss,
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "aims": {k: f"{op} {aim}" for k, (op, aim) in AIMS.items() if op},
+        "elapsed_seconds": round(elapsed),
     }
     (RESULTS / "latest.json").write_text(json.dumps(out, indent=2))
-    print(f"\n  wrote {RESULTS / 'latest.json'}")
+    print(f"\n  wrote {RESULTS / 'latest.json'} ({elapsed:.0f} s)")
     return 0
 
 
@@ -365,7 +563,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--docs", type=int, default=20_000)
     sys.exit(asyncio.run(main(parser.parse_args())))
