@@ -8,6 +8,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.auth.router import router as auth_router
 from app.collections.router import router as collections_router
 from app.config import Settings, get_settings
+from app.documents.fast_get import DocumentGetFastPath
 from app.documents.router import router as documents_router
 from app.errors import install_error_handlers
 from app.lifespan import lifespan
@@ -26,7 +27,9 @@ and send `Authorization: Bearer <access_token>`.
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, fast_paths: bool = True) -> FastAPI:
+    """The app. `fast_paths=False` leaves every request to FastAPI's routes (tests compare
+    the two; see app/documents/fast_get.py)."""
     settings = settings or get_settings()
     app = FastAPI(
         title="Docstore",
@@ -43,6 +46,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     app.state.settings = settings
     install_error_handlers(app)
+    if fast_paths:
+        # Innermost of ours: CORS and the request context wrap it like any route.
+        app.add_middleware(DocumentGetFastPath)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -53,9 +59,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     # Added last, so it wraps everything (CORS and error handling included).
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.include_router(ops_router)
+    # Routes are matched in order, one by one: the busiest first. No two routers' paths
+    # overlap, so the order changes nothing else.
+    app.include_router(documents_router)
+    app.include_router(collections_router)
     app.include_router(auth_router)
     app.include_router(users_router)
-    app.include_router(collections_router)
-    app.include_router(documents_router)
+    app.include_router(ops_router)
     return app

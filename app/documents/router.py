@@ -56,7 +56,7 @@ _ONE_DOCUMENT = problem_responses(405)
 _ETAG = re.compile(r'^(W/)?"([0-9]{1,18})"$')
 
 
-def _etags(value: str | None, *, weak: bool) -> tuple[int, ...] | Literal["*"] | None:
+def etag_versions(value: str | None, *, weak: bool) -> tuple[int, ...] | Literal["*"] | None:
     """Parse an If-Match / If-None-Match list into versions. Tags that are not ours never
     match; weak tags (W/"3") only count where weak comparison applies (If-None-Match)."""
     if value is None:
@@ -76,8 +76,8 @@ async def get_preconditions(
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Preconditions:
     return Preconditions(
-        if_match=_etags(if_match, weak=False),
-        if_none_match_any=_etags(if_none_match, weak=True) == ANY,
+        if_match=etag_versions(if_match, weak=False),
+        if_none_match_any=etag_versions(if_none_match, weak=True) == ANY,
     )
 
 
@@ -205,7 +205,7 @@ async def get_document(
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> DocumentOut:
     doc = await documents.get(name, doc_id, caller)
-    seen = _etags(if_none_match, weak=True)
+    seen = etag_versions(if_none_match, weak=True)
     if seen == ANY or (isinstance(seen, tuple) and doc.version in seen):
         return Response(status_code=304, headers={"ETag": doc.etag})  # type: ignore[return-value]
     response.headers["ETag"] = doc.etag

@@ -8,6 +8,7 @@ PROMETHEUS_MULTIPROC_DIR (prometheus_client's multiprocess mode) so /metrics agg
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -68,10 +69,21 @@ LOOP_LAG = Histogram(
 UNMATCHED_ROUTE = "<unmatched>"
 
 
+# labels() takes a lock and builds a key on every call; the set of (method, route, status)
+# is small and fixed by the routes, so each request's children are looked up once.
+_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
 def observe_request(method: str, route: str | None, status: int, seconds: float) -> None:
-    template = route or UNMATCHED_ROUTE
-    REQUESTS.labels(method, template, str(status)).inc()
-    LATENCY.labels(method, template).observe(seconds)
+    key = (method, route or UNMATCHED_ROUTE, status)
+    children = _CHILDREN.get(key)
+    if children is None:
+        children = _CHILDREN[key] = (
+            REQUESTS.labels(key[0], key[1], str(status)),
+            LATENCY.labels(key[0], key[1]),
+        )
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def render() -> tuple[bytes, str]:

@@ -7,9 +7,9 @@ response buffering to every request.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from fastapi import HTTPException
@@ -71,7 +71,7 @@ class RequestContextMiddleware:
 
         headers = dict(scope["headers"])
         given = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _VALID_REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id = given if _VALID_REQUEST_ID.match(given) else os.urandom(16).hex()
         set_request_id(request_id)
         problem_codes = collect_problem_codes()
         started = time.perf_counter()
