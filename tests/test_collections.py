@@ -135,6 +135,14 @@ async def test_duplicate_name_is_409(client: httpx.AsyncClient, admin: Account) 
             },
             "indexes",
         ),
+        ({"name": "ok", "schema": {"properties": {"a\x00b": {}}}}, "schema"),
+        (
+            {
+                "name": "ok",
+                "indexes": [{"name": "x", "fields": ["id"], "expire_after_seconds": False}],
+            },
+            "indexes",
+        ),
         ({"name": "ok", "access": {"read": "everyone"}}, "access"),
         ({"name": "ok", "extra": 1}, "extra"),
     ],
@@ -206,3 +214,46 @@ async def test_declared_indexes_are_re_ensured_at_start_up(database_url: str) ->
     async with running_app(settings) as app:
         indexes = await app.state.container.db["docs_notes"].index_information()
     assert indexes["by_score"]["key"] == [("data.score", -1), ("created_at", 1), ("_id", 1)]
+
+
+async def test_an_index_like_the_built_in_ones_is_refused_with_a_reason(
+    client: httpx.AsyncClient, admin: Account
+) -> None:
+    for fields in (["created_at"], ["owner", "created_at"], ["created_at", "id"]):
+        response = await create(
+            client, admin, {"name": "notes", "indexes": [{"name": "mine", "fields": fields}]}
+        )
+        body = assert_problem(response, 422, "validation_failed")
+        assert body["errors"][0]["loc"] == ["body", "indexes", 0, "fields"]
+        assert "already" in body["detail"]
+    # The other direction, or an expiring one, is a different index: accepted.
+    response = await create(
+        client,
+        admin,
+        {
+            "name": "notes",
+            "indexes": [
+                {"name": "newest", "fields": ["-created_at"]},
+                {"name": "expire", "fields": ["created_at"], "expire_after_seconds": 60},
+            ],
+        },
+    )
+    assert response.status_code == 201, response.text
+
+
+async def test_an_older_declaration_on_built_in_keys_still_starts(database_url: str) -> None:
+    """Declared before the built-in indexes existed: start-up keeps it instead of failing."""
+    settings = make_settings(database_url)
+    async with running_app(settings, drop_database=False) as app:
+        container: Container = app.state.container
+        await container.collections.create(CollectionIn(name="notes"))
+        await container.db["collections"].update_one(
+            {"_id": "notes"},
+            {"$set": {"indexes": [{"name": "by_created", "fields": ["created_at"]}]}},
+        )
+        await container.db["docs_notes"].drop_index("_created")
+    async with running_app(settings) as app:
+        indexes = await app.state.container.db["docs_notes"].index_information()
+    assert indexes["by_created"]["key"] == [("created_at", 1), ("_id", 1)]
+    assert "_created" not in indexes
+    assert "_owner" in indexes

@@ -11,6 +11,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from pymongo import MongoClient
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from app.auth.passwords import PasswordHasher
 from app.auth.tokens import issue_access_token
@@ -79,4 +80,10 @@ def test_every_operation_honours_its_contract(
         "/v1/collections/{name}/documents"
     ):
         case.path_parameters["name"] = FUZZ_COLLECTION  # reach real documents, not only 404s
-    case.call_and_validate(headers=headers)
+    excluded = []
+    if case.operation.path.startswith("/v1/collections") and "documents" not in case.operation.path:
+        # Index declarations have rules across items that JSON Schema cannot state (a path
+        # twice as `x` and `-x`, two indexes with one name, the keys of a built-in index):
+        # schema-valid bodies may get 422 validation_failed, which is still checked above.
+        excluded.append(positive_data_acceptance)
+    case.call_and_validate(headers=headers, excluded_checks=excluded)

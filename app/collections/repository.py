@@ -56,6 +56,16 @@ def index_model(spec: IndexSpec) -> IndexModel:
     return IndexModel(keys, **options)
 
 
+def internal_index_like(spec: IndexSpec) -> str | None:
+    """The name of our own index with the same keys as `spec`, if any: MongoDB refuses a
+    second index on the same keys, and that one serves the same queries already."""
+    keys = list(index_model(spec).document["key"].items())
+    for internal in _INTERNAL_INDEXES:
+        if list(internal.document["key"].items()) == keys:
+            return str(internal.document["name"])
+    return None
+
+
 def _same_index(existing: dict[str, Any], wanted: IndexModel) -> bool:
     doc = wanted.document
     return (
@@ -131,7 +141,13 @@ class CollectionRepository:
         Idempotent: run at declaration, on every change and at each start-up.
         """
         storage = self.db[spec.storage_name]
-        wanted = [index_model(i) for i in spec.indexes] + _INTERNAL_INDEXES
+        declared = [index_model(i) for i in spec.indexes]
+        # A declaration made before our own indexes existed may have the same keys as
+        # one of them: it serves the same queries, and MongoDB refuses a second.
+        declared_keys = [list(m.document["key"].items()) for m in declared]
+        wanted = declared + [
+            m for m in _INTERNAL_INDEXES if list(m.document["key"].items()) not in declared_keys
+        ]
         wanted_by_name = {m.document["name"]: m for m in wanted}
         existing = await storage.index_information()
         stale = [

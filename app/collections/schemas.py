@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from app.clock import Timestamp
 from app.collections.models import Access, CollectionSpec, IndexSpec, ReadAccess, WriteAccess
@@ -33,16 +33,43 @@ _EXAMPLE: dict[str, Any] = {
 }
 
 
+INDEX_PATH_PATTERN = r"^-?(id|owner|version|created_at|updated_at|data(\.[^.$\x00][^.\x00]*)+)$"
+
+
+_TTL_FIELDS: list[JsonValue] = ["created_at", "updated_at", "-created_at", "-updated_at"]
+
+
 class IndexIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # An expiring index has exactly one field, a timestamp (checked by the service).
+        json_schema_extra={
+            "if": {
+                "properties": {"expire_after_seconds": {"type": "integer"}},
+                "required": ["expire_after_seconds"],
+            },
+            "then": {"properties": {"fields": {"maxItems": 1, "items": {"enum": _TTL_FIELDS}}}},
+        },
+    )
     name: CollectionName
     fields: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=300)]],
-        Field(min_length=1, max_length=MAX_INDEX_FIELDS),
+        list[
+            Annotated[
+                str,
+                Field(
+                    min_length=1,
+                    max_length=300,
+                    # Published for clients and generators; the service checks it and
+                    # says which path is wrong (app/collections/service.py).
+                    json_schema_extra={"pattern": INDEX_PATH_PATTERN},
+                ),
+            ]
+        ],
+        Field(min_length=1, max_length=MAX_INDEX_FIELDS, json_schema_extra={"uniqueItems": True}),
     ] = Field(description="Paths as in responses (`data.x`, `created_at`...), `-` for descending")
     unique: bool = False
-    expire_after_seconds: Annotated[int, Field(ge=0, le=10 * 365 * 86400)] | None = Field(
-        default=None, description="TTL; only on a single `created_at` or `updated_at` field"
+    expire_after_seconds: Annotated[int, Field(ge=0, le=10 * 365 * 86400, strict=True)] | None = (
+        Field(default=None, description="TTL; only on a single `created_at` or `updated_at` field")
     )
 
 

@@ -14,6 +14,7 @@ from app.collections.repository import (
     CollectionExistsError,
     CollectionRepository,
     IndexBuildError,
+    internal_index_like,
 )
 from app.collections.schemas import CollectionIn, CollectionPatch, IndexIn
 from app.collections.validation import check_schema
@@ -51,6 +52,13 @@ def _index_problems(indexes: list[IndexIn]) -> list[FieldError]:
                 problem(i, "fields", f"{path} is not an indexable path (data.<field> or envelope)")
         if len(set(paths)) != len(paths):
             problem(i, "fields", "a field appears twice")
+        elif not problems and internal_index_like(IndexSpec(**index.model_dump())):
+            problem(
+                i,
+                "fields",
+                "every collection is indexed on (created_at, id) and (owner, created_at, id) "
+                "already; declare a different one",
+            )
         if index.expire_after_seconds is not None and (
             len(paths) != 1 or paths[0] not in TTL_PATHS
         ):

@@ -31,11 +31,34 @@ def _refs(
             yield from _refs(value, (*path, i))
 
 
+def _nul_key(node: Any, path: tuple[str | int, ...] = ()) -> tuple[str | int, ...] | None:
+    """Where a key holding NUL is (MongoDB cannot store such a key), or None."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if "\x00" in key:
+                return (*path, key)
+            found = _nul_key(value, (*path, key))
+            if found is not None:
+                return found
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found = _nul_key(value, (*path, i))
+            if found is not None:
+                return found
+    return None
+
+
 def check_schema(schema: dict[str, Any]) -> Draft202012Validator:
     """A validator for `schema`, or ValidationFailed naming what is wrong with it.
 
     Only local references (`#...`) are allowed: the server never fetches remote schemas.
     """
+    nul = _nul_key(schema)
+    if nul is not None:
+        raise ValidationFailed(
+            "The schema has a key with a NUL character, which cannot be stored",
+            errors=[FieldError(loc=["body", "schema", *nul], msg="NUL in a key", type="schema")],
+        )
     for where, ref in _refs(schema):
         if not isinstance(ref, str) or not ref.startswith("#"):
             raise ValidationFailed(
