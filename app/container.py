@@ -161,6 +161,7 @@ async def open_container(settings: Settings) -> AsyncIterator[Container]:
             await lag.stop()
             if container.feed is not None:
                 await container.feed.stop()
+            container.hasher.close()
     finally:
         await client.close()
         if embedded is not None:

@@ -115,3 +115,48 @@ async def run_all(host: str, port: int, requests: list[bytes], *, concurrency: i
     await asyncio.gather(*(connection() for _ in range(concurrency)))
     result.seconds = time.perf_counter() - started
     return result
+
+
+async def run_paced(
+    host: str,
+    port: int,
+    next_request: Callable[[int], bytes],
+    *,
+    rate: float,
+    connections: int,
+    seconds: float,
+) -> Result:
+    """Send `rate` requests a second, spread over `connections`, for `seconds` (open loop).
+
+    Latency counts from when a request was due, not from when it went out, so a server
+    that falls behind shows it (no coordinated omission). Unlike `run`, the load does not
+    adapt to the server: what other work (a login storm) costs shows in latency alone.
+    """
+    result = Result()
+    interval = connections / rate
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    async def connection(worker: int) -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        due = start + worker * interval / connections
+        i = worker
+        try:
+            while due < deadline:
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                writer.write(next_request(i))
+                status = await _read_response(reader)
+                result.latencies.append(time.perf_counter() - due)
+                result.requests += 1
+                result.statuses[status] = result.statuses.get(status, 0) + 1
+                result.errors += status >= 400
+                due += interval
+                i += connections
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection(w) for w in range(connections)))
+    result.seconds = time.perf_counter() - start
+    return result

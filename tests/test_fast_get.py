@@ -17,7 +17,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from app.config import Settings
-from app.documents import fast_get
+from app.documents import encoding, fast_get
 from app.main import create_app
 from app.ops.metrics import render
 from app.users.models import Role
@@ -220,6 +220,6 @@ def test_data_the_api_did_not_write_is_still_encoded() -> None:
 
     when = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     doc = StoredDocument("d1", None, 3, when, when, {"when": when, "oid": str(ObjectId())})
-    body = json.loads(fast_get.encode_document("notes", doc))
+    body = json.loads(encoding.encode_document("notes", doc))
     assert body["created_at"] == "2026-01-02T03:04:05.678Z"
     assert body["data"]["when"].startswith("2026-01-02T03:04:05.678")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 
 import httpx
 from fastapi import FastAPI
 
+from app.auth.passwords import HASH_THREAD_NICENESS
 from app.container import Container
 from tests.conftest import PASSWORD, Account, http_client, make_settings, running_app
 
@@ -61,3 +63,21 @@ async def test_login_rehashes_when_the_parameters_change(database_url: str) -> N
             "/v1/auth/login", json={"email": "old@example.com", "password": PASSWORD}
         )
         assert again.status_code == 200
+
+
+async def test_hashing_runs_below_the_priority_of_request_handling(
+    container: Container, user: Account
+) -> None:
+    """A login storm hashes in niced threads, so other requests preempt it (make bench)."""
+    niceness: list[int] = []
+    real_verify = container.hasher.verify_sync
+
+    def observed_verify(password_hash: str, password: str) -> bool:
+        niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return real_verify(password_hash, password)
+
+    container.hasher.verify_sync = observed_verify  # type: ignore[method-assign]
+    user_record = await container.users.get_by_email(user.email)
+    assert await container.hasher.verify(user_record.password_hash, PASSWORD)
+    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert niceness == [min(19, ours + HASH_THREAD_NICENESS)]

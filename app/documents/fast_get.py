@@ -20,23 +20,20 @@ tests/test_documents.py runs the GET behaviour tests through both paths.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.clock import rfc3339
+from app.documents.encoding import encode_document
 from app.documents.models import StoredDocument
 from app.documents.router import etag_versions, router
-from app.documents.schemas import DocumentOut
-from app.documents.service import ANY, RESERVED_IDS, envelope
+from app.documents.service import ANY, RESERVED_IDS
 
 _PATH = re.compile(r"^/v1/collections/([^/]+)/documents/([^/]+)$")
 # FastAPI's Header(max_length=1024) on the route: longer values get its 422, so decline.
 _MAX_HEADER = 1024
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 # What the access log and metrics read from scope["route"] (its template): the route's own.
@@ -47,25 +44,6 @@ def _not_modified(if_none_match: str | None, version: int) -> bool:
     """The route's If-None-Match rule (weak comparison, RFC 9110 §13.1.2)."""
     seen = etag_versions(if_none_match, weak=True)
     return seen == ANY or (isinstance(seen, tuple) and version in seen)
-
-
-def encode_document(collection: str, doc: StoredDocument) -> bytes:
-    """The response body: the DocumentOut shape, encoded without building the model."""
-    try:
-        return _JSON.encode(
-            {
-                "id": doc.id,
-                "collection": collection,
-                "owner": doc.owner,
-                "version": doc.version,
-                "created_at": rfc3339(doc.created_at),
-                "updated_at": rfc3339(doc.updated_at),
-                "data": doc.data,
-            }
-        ).encode()
-    except (TypeError, ValueError):
-        # Data written around the API (a BSON type JSON lacks, a NaN): the model's encoder.
-        return DocumentOut.model_validate(envelope(collection, doc)).model_dump_json().encode()
 
 
 class DocumentGetFastPath:

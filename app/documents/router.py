@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.convertors import Convertor, register_url_convertor
 
 from app.deps import DocumentServiceDep, OptionalUser
+from app.documents.encoding import encode_document, encode_page
 from app.documents.models import StoredDocument
 from app.documents.schemas import (
     BulkCreate,
@@ -21,7 +22,7 @@ from app.documents.schemas import (
     DocumentPage,
     DocumentPathId,
 )
-from app.documents.service import ANY, RESERVED_IDS, Preconditions, envelope, location
+from app.documents.service import ANY, RESERVED_IDS, Preconditions, location
 from app.errors import problem_responses
 from app.strict_json import StrictJSONRoute
 
@@ -91,18 +92,26 @@ Filter = Annotated[
 ]
 
 
-def _out(name: str, doc: StoredDocument) -> DocumentOut:
-    return DocumentOut.model_validate(envelope(name, doc))
-
-
-def _headers(response: Response, name: str, doc: StoredDocument) -> None:
-    response.headers["ETag"] = doc.etag
-    response.headers["Location"] = location(name, doc.id)
+def _document(
+    name: str, doc: StoredDocument, status_code: int = 200, *, with_location: bool = True
+) -> Response:
+    """A document's response, encoded from the stored shape (app/documents/encoding.py);
+    the route's response_model documents it."""
+    headers = {"ETag": doc.etag}
+    if with_location:
+        headers["Location"] = location(name, doc.id)
+    return Response(
+        encode_document(name, doc),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
+    response_model=DocumentOut,
     operation_id="documents_create",
     summary="Create a document",
     description="The body is the document's `data`. With `Idempotency-Key`, repeating the "
@@ -114,16 +123,14 @@ async def create_document(
     data: Annotated[dict[str, Any], Body(examples=[_EXAMPLE])],
     caller: OptionalUser,
     documents: DocumentServiceDep,
-    response: Response,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
-) -> DocumentOut:
+) -> Response:
     doc, replay = await documents.create(name, data, caller, idempotency_key=idempotency_key)
     if replay is not None:
         body = DocumentOut.model_validate(replay.body).model_dump(mode="json")
-        return JSONResponse(body, status_code=replay.status, headers=replay.headers)  # type: ignore[return-value]
+        return JSONResponse(body, status_code=replay.status, headers=replay.headers)
     assert doc is not None
-    _headers(response, name, doc)
-    return _out(name, doc)
+    return _document(name, doc, status.HTTP_201_CREATED)
 
 
 @router.post(
@@ -143,6 +150,7 @@ async def bulk_create_documents(
 
 @router.get(
     "",
+    response_model=DocumentPage,
     operation_id="documents_list",
     summary="Query documents: filter, sort, project, page",
     responses=_READ_ERRORS,
@@ -161,7 +169,7 @@ async def list_documents(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
-) -> DocumentPage:
+) -> Response:
     page = await documents.list_page(
         name,
         caller,
@@ -171,7 +179,7 @@ async def list_documents(
         limit=limit,
         cursor=cursor,
     )
-    return DocumentPage(items=[_out(name, doc) for doc in page.items], next_cursor=page.next_cursor)
+    return Response(encode_page(name, page.items, page.next_cursor), media_type="application/json")
 
 
 @router.get(
@@ -191,6 +199,7 @@ async def count_documents(
 
 @router.get(
     "/{doc_id:doc_id}",
+    response_model=DocumentOut,
     operation_id="documents_get",
     summary="Read a document",
     description="Answers 304 when `If-None-Match` names its current ETag.",
@@ -201,19 +210,18 @@ async def get_document(
     doc_id: DocumentPathId,
     caller: OptionalUser,
     documents: DocumentServiceDep,
-    response: Response,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
-) -> DocumentOut:
+) -> Response:
     doc = await documents.get(name, doc_id, caller)
     seen = etag_versions(if_none_match, weak=True)
     if seen == ANY or (isinstance(seen, tuple) and doc.version in seen):
-        return Response(status_code=304, headers={"ETag": doc.etag})  # type: ignore[return-value]
-    response.headers["ETag"] = doc.etag
-    return _out(name, doc)
+        return Response(status_code=304, headers={"ETag": doc.etag})
+    return _document(name, doc, with_location=False)
 
 
 @router.put(
     "/{doc_id:doc_id}",
+    response_model=DocumentOut,
     operation_id="documents_put",
     summary="Replace a document, or create it with this id",
     description="Answers 201 when it created the document. `If-None-Match: *` only creates; "
@@ -231,17 +239,14 @@ async def put_document(
     caller: OptionalUser,
     documents: DocumentServiceDep,
     pre: PreconditionsDep,
-    response: Response,
-) -> DocumentOut:
+) -> Response:
     doc, created = await documents.put(name, doc_id, data, caller, pre)
-    if created:
-        response.status_code = status.HTTP_201_CREATED
-    _headers(response, name, doc)
-    return _out(name, doc)
+    return _document(name, doc, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 @router.patch(
     "/{doc_id:doc_id}",
+    response_model=DocumentOut,
     operation_id="documents_patch",
     summary="Merge-patch a document's data (RFC 7396)",
     description="Send `application/merge-patch+json`: keys set to null are removed, objects "
@@ -257,11 +262,9 @@ async def patch_document(
     caller: OptionalUser,
     documents: DocumentServiceDep,
     pre: PreconditionsDep,
-    response: Response,
-) -> DocumentOut:
+) -> Response:
     doc = await documents.patch(name, doc_id, patch, caller, pre)
-    response.headers["ETag"] = doc.etag
-    return _out(name, doc)
+    return _document(name, doc, with_location=False)
 
 
 @router.delete(

@@ -1,0 +1,44 @@
+"""Response bodies of documents, encoded straight from the stored shape.
+
+The route's models (DocumentOut, DocumentPage) describe these bodies in OpenAPI; building
+and validating a model per document only to encode it again cost more than the database
+call (make bench), so the routes return these bytes. tests/test_fast_get.py and the
+contract tests check the shape against the models.
+"""
+
+from __future__ import annotations
+
+import json
+
+from app.clock import rfc3339
+from app.documents.models import StoredDocument
+from app.documents.schemas import DocumentOut
+from app.documents.service import envelope
+
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def encode_document(collection: str, doc: StoredDocument) -> bytes:
+    """The response body: the DocumentOut shape, encoded without building the model."""
+    try:
+        return _JSON.encode(
+            {
+                "id": doc.id,
+                "collection": collection,
+                "owner": doc.owner,
+                "version": doc.version,
+                "created_at": rfc3339(doc.created_at),
+                "updated_at": rfc3339(doc.updated_at),
+                "data": doc.data,
+            }
+        ).encode()
+    except (TypeError, ValueError):
+        # Data written around the API (a BSON type JSON lacks, a NaN): the model's encoder.
+        return DocumentOut.model_validate(envelope(collection, doc)).model_dump_json().encode()
+
+
+def encode_page(collection: str, docs: list[StoredDocument], next_cursor: str | None) -> bytes:
+    """A DocumentPage body."""
+    items = b",".join(encode_document(collection, doc) for doc in docs)
+    cursor = _JSON.encode(next_cursor).encode()
+    return b'{"items":[' + items + b'],"next_cursor":' + cursor + b"}"
