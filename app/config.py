@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
 
     # HTTP.
+    # The API's public base URL (https://api.example.com), named in the live contract's
+    # `servers`; unset: the URL each request came in on.
+    public_api_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Proxies (comma-separated addresses/networks, or *) whose X-Forwarded-For and
     # X-Forwarded-Proto are trusted. Empty: no forwarded header is trusted.

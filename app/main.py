@@ -8,6 +8,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.auth.router import router as auth_router
 from app.collections.router import router as collections_router
 from app.config import Settings, get_settings
+from app.contract.router import ContractCache
+from app.contract.router import router as contract_router
 from app.documents.fast_get import DocumentGetFastPath
 from app.documents.router import router as documents_router
 from app.errors import install_error_handlers
@@ -45,6 +47,7 @@ def create_app(settings: Settings | None = None, *, fast_paths: bool = True) -> 
     install_docs(app)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     app.state.settings = settings
+    app.state.live_contracts = ContractCache()
     install_error_handlers(app)
     if fast_paths:
         # Innermost of ours: CORS and the request context wrap it like any route.
@@ -65,5 +68,6 @@ def create_app(settings: Settings | None = None, *, fast_paths: bool = True) -> 
     app.include_router(collections_router)
     app.include_router(auth_router)
     app.include_router(users_router)
+    app.include_router(contract_router)
     app.include_router(ops_router)
     return app

@@ -108,7 +108,9 @@ ROUTES: dict[str, tuple[str, Builder]] = {
     "users_delete": ("admin", lambda w, p: (f"/v1/users/{w.victim_id}", {})),
     "collections_create": ("admin", lambda w, p: ("/v1/collections", {"json": {"name": "more"}})),
     "collections_list": ("admin", lambda w, p: ("/v1/collections", {})),
-    "collections_get": ("admin", lambda w, p: ("/v1/collections/notes", {})),
+    "collections_get": ("signed_in", lambda w, p: ("/v1/collections/notes", {})),
+    # Signed-in callers get every collection's types; anonymous ones the public ones.
+    "schema_openapi": ("public", lambda w, p: ("/v1/schema/openapi.json", {})),
     "collections_update": (
         "admin",
         lambda w, p: ("/v1/collections/notes", {"json": {"description": "d"}}),

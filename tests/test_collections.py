@@ -178,14 +178,13 @@ async def test_a_unique_index_over_duplicates_is_409_and_keeps_the_old_declarati
     assert "by_score" in indexes and "slug" not in indexes
 
 
-async def test_collections_are_admin_only(
+async def test_collection_changes_are_admin_only(
     client: httpx.AsyncClient, user: Account, admin: Account
 ) -> None:
     await create(client, admin, {"name": "private"})
     for method, url, body in [
         ("POST", "/v1/collections", {"name": "mine"}),
         ("GET", "/v1/collections", None),
-        ("GET", "/v1/collections/private", None),
         ("PATCH", "/v1/collections/private", {"description": "x"}),
         ("DELETE", "/v1/collections/private", None),
     ]:
@@ -193,6 +192,21 @@ async def test_collections_are_admin_only(
         assert_problem(as_user, 403, "forbidden")
         anonymous = await client.request(method, url, json=body)
         assert_problem(anonymous, 401, "not_authenticated")
+
+
+async def test_signed_in_users_read_a_declaration_without_its_indexes(
+    client: httpx.AsyncClient, user: Account, admin: Account
+) -> None:
+    await create(client, admin, NOTES)
+    as_admin = (await client.get("/v1/collections/notes", headers=admin.headers)).json()
+    as_user = await client.get("/v1/collections/notes", headers=user.headers)
+    assert as_user.status_code == 200
+    assert as_user.json() == {**as_admin, "indexes": None}
+    assert as_admin["indexes"]
+    anonymous = await client.get("/v1/collections/notes")
+    assert_problem(anonymous, 401, "not_authenticated")
+    missing = await client.get("/v1/collections/nope", headers=user.headers)
+    assert_problem(missing, 404, "collection_not_found")
 
 
 async def test_unknown_collections_are_404(client: httpx.AsyncClient, admin: Account) -> None:

@@ -1,11 +1,11 @@
-"""HTTP endpoints of /v1/collections (admin-managed)."""
+"""HTTP endpoints of /v1/collections (admin-managed; declarations readable by users)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
 from app.collections.schemas import CollectionIn, CollectionList, CollectionOut, CollectionPatch
-from app.deps import AdminUser, CollectionServiceDep
+from app.deps import AdminUser, CollectionServiceDep, CurrentUser
 from app.errors import problem_responses
 from app.strict_json import StrictJSONRoute
 
@@ -40,13 +40,18 @@ async def list_collections(_: AdminUser, collections: CollectionServiceDep) -> C
 @router.get(
     "/{name}",
     operation_id="collections_get",
-    summary="One collection's declaration (admin)",
-    responses=problem_responses(401, 403, 404),
+    summary="One collection's declaration (any signed-in user; indexes for admins)",
+    description="Apps read the schema and access rules to build forms and validate input. "
+    "Index declarations are operational detail: `indexes` is null unless you are an admin.",
+    responses=problem_responses(401, 404),
 )
 async def get_collection(
-    name: str, _: AdminUser, collections: CollectionServiceDep
+    name: str, caller: CurrentUser, collections: CollectionServiceDep
 ) -> CollectionOut:
-    return CollectionOut.of(await collections.get(name))
+    out = CollectionOut.of(await collections.get(name))
+    if not caller.is_admin:
+        out.indexes = None
+    return out
 
 
 @router.patch(

@@ -108,7 +108,7 @@ class CollectionOut(BaseModel):
     name: str
     description: str
     json_schema: dict[str, Any] | None = Field(alias="schema")
-    indexes: list[IndexSpec]
+    indexes: list[IndexSpec] | None = Field(description="Null unless the caller is an admin")
     access: Access
     created_at: Timestamp
     updated_at: Timestamp
