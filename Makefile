@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format admin seed export import openapi bench lock clean
+.PHONY: help install run test lint format admin seed export import openapi clients node-tools bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -37,8 +37,23 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix app tests scripts bench
 	$(VENV)/bin/ruff format app tests scripts bench
 
-test: lint ## Lint, then run the whole test suite
+test: lint node-tools ## Lint, then run the whole test suite
 	$(PY) -m pytest
+
+# The pinned TypeScript tools of `make clients` and the typed-client tests, from the
+# committed clients/package-lock.json (integrity-checked). Without Node those tests skip.
+NODE_STAMP := clients/node_modules/.installed-stamp
+$(NODE_STAMP): clients/package.json clients/package-lock.json
+	npm ci --prefix clients --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
+node-tools: ## Install the pinned TypeScript tools in clients/ (when Node is here)
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(NODE_STAMP); \
+	else echo "npm not found: the typed-client tests will skip (apt-get install nodejs npm)"; fi
+
+clients: $(STAMP) node-tools ## Typed clients from a running server: make clients OUT=dir (DOCSTORE_URL, DOCSTORE_TOKEN)
+	@test -n "$(OUT)" || { echo "usage: make clients OUT=../my-app/api  (env: DOCSTORE_URL, DOCSTORE_TOKEN)"; exit 2; }
+	$(PY) -m scripts.clients --out "$(OUT)"
 
 admin: $(STAMP) ## Create or promote an admin: make admin EMAIL=a@b.c PASSWORD=...
 	@test -n "$(EMAIL)" || { echo "usage: make admin EMAIL=you@example.com PASSWORD=..."; exit 2; }

@@ -214,3 +214,25 @@ async def test_an_import_killed_half_way_resumes_without_duplicates(
     assert "resuming" in resumed.stderr
     assert await container.db["docs_big"].count_documents({}) == 3000
     assert not marker.exists()
+
+
+def test_make_clients_says_what_to_do_when_it_cannot_fetch_the_contract(
+    database_url: str, tmp_path: Path, capsys: Any
+) -> None:
+    from scripts import clients
+    from tests.conftest import api_server, free_port, make_settings
+
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    assert clients.main(["--url", unreachable, "--out", str(tmp_path)]) == 1
+    assert "start the server (`make run`) or set DOCSTORE_URL" in capsys.readouterr().err
+
+    settings = make_settings(database_url)
+    with api_server(database_url, settings.mongodb_db, JWT_SECRET=settings.jwt_secret) as (
+        url,
+        _,
+    ):
+        assert clients.main(["--url", url, "--token", "expired", "--out", str(tmp_path)]) == 1
+        assert "export a fresh access token" in capsys.readouterr().err
+        assert clients.main(["--url", url + "/nowhere", "--out", str(tmp_path)]) == 1
+        assert "answered 404" in capsys.readouterr().err
+    assert not (tmp_path / "openapi.json").exists()
