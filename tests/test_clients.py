@@ -22,9 +22,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from openapi_spec_validator import validate
 
 from tests.conftest import PASSWORD, api_server, make_settings
-from tests.test_live_contract import TASKS_SCHEMA
+from tests.test_live_contract import NOTES_SCHEMA, TASKS_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = ROOT / "tests" / "clients"
@@ -81,12 +82,13 @@ def generated(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
         with httpx.Client(base_url=base_url, timeout=30) as http:
             login = http.post("/v1/auth/login", json={"email": admin_email, "password": PASSWORD})
             token = login.json()["access_token"]
-            declared = http.post(
-                "/v1/collections",
-                json={"name": "tasks", "schema": TASKS_SCHEMA},
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            assert declared.status_code == 201, declared.text
+            for name, schema in (("tasks", TASKS_SCHEMA), ("notes", NOTES_SCHEMA)):
+                declared = http.post(
+                    "/v1/collections",
+                    json={"name": name, "schema": schema},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                assert declared.status_code == 201, declared.text
         out = tmp_path_factory.mktemp("clients")
         printed = run(
             [
@@ -103,6 +105,9 @@ def generated(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
             cwd=ROOT,
         )
         assert "schema.d.ts" in printed
+        contract = json.loads((out / "openapi.json").read_text())
+        validate(contract)  # OpenAPI 3.1, by openapi-spec-validator
+        assert {"TasksData", "NotesData"} <= set(contract["components"]["schemas"])
         yield Generated(base_url=base_url, out=out)
 
 
