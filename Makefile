@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format admin seed export import openapi clients node-tools bench lock clean
+.PHONY: help install run test lint format admin apikey seed export import openapi clients node-tools bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -58,6 +58,10 @@ clients: $(STAMP) node-tools ## Typed clients from a running server: make client
 admin: $(STAMP) ## Create or promote an admin: make admin EMAIL=a@b.c PASSWORD=...
 	@test -n "$(EMAIL)" || { echo "usage: make admin EMAIL=you@example.com PASSWORD=..."; exit 2; }
 	$(PY) -m scripts.create_admin --email "$(EMAIL)" $(if $(PASSWORD),--password "$(PASSWORD)",)
+
+apikey: $(STAMP) ## Mint an API key for an account: make apikey EMAIL=a@b.c NAME='what for' [DAYS=90]
+	@test -n "$(EMAIL)" -a -n "$(NAME)" || { echo "usage: make apikey EMAIL=you@example.com NAME='nightly import' [DAYS=90]"; exit 2; }
+	$(PY) -m scripts.create_api_key --email "$(EMAIL)" --name "$(NAME)" $(if $(DAYS),--days "$(DAYS)",)
 
 # `make lock` re-pins both lock files from pyproject.toml with uv (installed, at UV_VERSION,
 # into a scratch venv that is removed afterwards). Each pin carries the sha256 of every

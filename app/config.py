@@ -78,6 +78,19 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
 
     # HTTP.
+    # Mail (verification, password reset). MAIL_URL: smtp://user:pass@host:587?starttls=true
+    # or smtps://host:465; unset in dev: messages become DATA_DIR/mail/*.eml files.
+    mail_url: SecretStr | None = None
+    mail_from: str = Field(default="Docstore <no-reply@docstore.invalid>", min_length=3)
+    mail_templates_dir: Path | None = None
+    app_name: str = Field(default="Docstore", min_length=1, max_length=100)
+    # The frontend: mail links go to {PUBLIC_URL}/verify-email?token=... and /reset-password.
+    public_url: str = Field(default="http://localhost:5173", pattern=r"^https?://[^\s?#]+$")
+    require_verified_email: bool = False
+    verify_token_ttl_seconds: int = Field(default=2 * 24 * 3600, ge=60)
+    reset_token_ttl_seconds: int = Field(default=1800, ge=60)
+    rate_limit_mail_per_account: int = Field(default=3, ge=1)  # reset/verify mails a window
+    rate_limit_reset_per_ip: int = Field(default=10, ge=1)
     # The API's public base URL (https://api.example.com), named in the live contract's
     # `servers`; unset: the URL each request came in on.
     public_api_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
@@ -118,6 +131,11 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "ENV=prod needs argon2 parameters at least as strong as OWASP's minimums "
                     "(e.g. ARGON2_MEMORY_KIB=19456 with ARGON2_TIME_COST=2)"
+                )
+            if self.mail_url is None:
+                raise ValueError(
+                    "ENV=prod needs MAIL_URL (e.g. smtp://user:pass@smtp.example.com:587"
+                    "?starttls=true): verification and password-reset mail must reach people"
                 )
         return self
 

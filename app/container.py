@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 
 from beanie import init_beanie
 
+from app.auth.action_tokens import ActionTokenRepository
+from app.auth.api_keys import COLLECTION as API_KEYS
+from app.auth.api_keys import ApiKeyCache, ApiKeyRepository
+from app.auth.lifecycle import AccountLifecycle
 from app.auth.models import RateLimitCounter, Session
 from app.auth.passwords import PasswordHasher
 from app.auth.ratelimit import RateLimiter
@@ -31,6 +35,9 @@ from app.dev_secret import private_dir
 from app.documents.idempotency import IdempotencyRecord, IdempotencyStore
 from app.documents.regex_safety import check_pattern
 from app.documents.service import DocumentService
+from app.mail.outbox import Outbox
+from app.mail.transport import FileTransport, MailTransport, SmtpTransport
+from app.mail.worker import MailWorker
 from app.ops.loop_lag import LoopLagMonitor
 from app.pagination import CursorCodec
 from app.users.models import User
@@ -54,6 +61,9 @@ class Container:
     user_service: UserService
     collections: CollectionService
     documents: DocumentService
+    lifecycle: AccountLifecycle
+    mail: MailWorker
+    api_keys: ApiKeyRepository
     # None when READ_CACHE is off.
     feed: ChangeFeed | None = None
     loop_lag: LoopLagMonitor = field(default_factory=LoopLagMonitor)
@@ -64,20 +74,24 @@ class Container:
         principals: ReadCache[str, Principal | None] | None = None
         specs: ReadCache[str, CollectionSpec | None] | None = None
         session_states: SessionStateCache | None = None
+        key_cache: ApiKeyCache | None = None
         if settings.read_cache:
             principals = ReadCache(max_entries=settings.read_cache_max_entries)
             specs = ReadCache(max_entries=settings.read_cache_max_entries)
             session_states = ReadCache(max_entries=settings.read_cache_max_entries)
+            key_cache = ReadCache(max_entries=settings.read_cache_max_entries)
             feed = ChangeFeed(
                 db,
                 {
                     User.Settings.name: principals,
                     CollectionSpec.Settings.name: specs,
                     Session.Settings.name: session_states,
+                    API_KEYS: key_cache,
                 },
             )
         users = UserRepository(db, principals=principals)
         sessions = SessionRepository(db, states=session_states)
+        api_keys = ApiKeyRepository(db, cache=key_cache)
         hasher = PasswordHasher(settings)
         cursors = CursorCodec(settings.jwt_secret)
         limiter = RateLimiter(
@@ -90,6 +104,7 @@ class Container:
             limiter=limiter,
             hasher=hasher,
             clock=clock,
+            api_keys=api_keys,
         )
         collections = CollectionService(
             repository=CollectionRepository(db, cache=specs), clock=clock
@@ -102,6 +117,26 @@ class Container:
             cursors=cursors,
             clock=clock,
         )
+        outbox = Outbox(db)
+        lifecycle = AccountLifecycle(
+            settings=settings,
+            users=users,
+            sessions=sessions,
+            tokens=ActionTokenRepository(db),
+            outbox=outbox,
+            limiter=limiter,
+            hasher=hasher,
+            auth=auth,
+            clock=clock,
+        )
+        mail = MailWorker(
+            outbox,
+            mail_transport(settings),
+            lifecycle.compose,
+            sender=settings.mail_from,
+            clock=clock,
+        )
+        lifecycle.on_queued = mail.wake
         user_service = UserService(
             users=users,
             sessions=sessions,
@@ -110,6 +145,8 @@ class Container:
             cursors=cursors,
             clock=clock,
             on_delete=documents.delete_owned_by,
+            lifecycle=lifecycle,
+            api_keys=api_keys,
         )
         return cls(
             settings=settings,
@@ -121,12 +158,23 @@ class Container:
             user_service=user_service,
             collections=collections,
             documents=documents,
+            lifecycle=lifecycle,
+            mail=mail,
+            api_keys=api_keys,
             feed=feed,
         )
 
 
+def mail_transport(settings: Settings) -> MailTransport:
+    if settings.mail_url is not None:
+        return SmtpTransport(settings.mail_url.get_secret_value())
+    return FileTransport(settings.data_dir / "mail")
+
+
 @asynccontextmanager
-async def open_container(settings: Settings) -> AsyncIterator[Container]:
+async def open_container(
+    settings: Settings, *, background: bool = True
+) -> AsyncIterator[Container]:
     """Connect (starting the embedded database when no MONGODB_URL is set), ensure
     indexes, build the container; close everything on the way out."""
     settings = await asyncio.to_thread(settings.with_signing_key)
@@ -151,13 +199,19 @@ async def open_container(settings: Settings) -> AsyncIterator[Container]:
         await asyncio.to_thread(check_pattern, r"\d\w\s")
         container = Container.build(settings, db)
         await container.collections.ensure_all_indexes()
+        await container.lifecycle.outbox.ensure_indexes()
+        await container.lifecycle.tokens.ensure_indexes()
+        await container.api_keys.ensure_indexes()
         lag = container.loop_lag
         try:
             lag.start()
+            if background:  # the server's; an operator script only does its own job
+                container.mail.start()
             if container.feed is not None:
                 await container.feed.start()
             yield container
         finally:
+            await container.mail.stop()
             await lag.stop()
             if container.feed is not None:
                 await container.feed.stop()

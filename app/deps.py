@@ -11,7 +11,9 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 from fastapi.security import OAuth2PasswordBearer
 
-from app.auth.service import AuthService, ClientInfo
+from app.auth.api_keys import ApiKeyRepository
+from app.auth.lifecycle import AccountLifecycle
+from app.auth.service import AuthService, ClientInfo, refuse_api_key
 from app.collections.service import CollectionService
 from app.config import Settings
 from app.container import Container
@@ -58,7 +60,11 @@ async def get_document_service(request: Request) -> DocumentService:
 
 async def get_client_info(request: Request) -> ClientInfo:
     # Behind a proxy, uvicorn's --proxy-headers/--forwarded-allow-ips fill request.client.
-    return ClientInfo(address=request.client.host if request.client else "unknown")
+    agent = request.headers.get("user-agent")
+    return ClientInfo(
+        address=request.client.host if request.client else "unknown",
+        user_agent=agent[:300] if agent else None,
+    )
 
 
 async def no_store(response: Response) -> None:
@@ -108,6 +114,25 @@ async def get_admin_user(
     return principal
 
 
+async def get_person(
+    principal: Annotated[Principal, Depends(get_current_user)],
+) -> Principal:
+    refuse_api_key(principal, "manage the account's password, keys or sessions")
+    return principal
+
+
+async def get_lifecycle(request: Request) -> AccountLifecycle:
+    return _container(request).lifecycle
+
+
+async def get_api_keys(request: Request) -> ApiKeyRepository:
+    return _container(request).api_keys
+
+
 OptionalUser = Annotated[Principal | None, Depends(get_optional_user)]
+# Signed in with a password (an access token), not an API key.
+Person = Annotated[Principal, Depends(get_person)]
+LifecycleDep = Annotated[AccountLifecycle, Depends(get_lifecycle)]
+ApiKeysDep = Annotated[ApiKeyRepository, Depends(get_api_keys)]
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
 AdminUser = Annotated[Principal, Depends(get_admin_user)]

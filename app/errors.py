@@ -51,6 +51,11 @@ class ErrorCode(StrEnum):
     TOKEN_EXPIRED = "token_expired"
     TOKEN_INVALID = "token_invalid"
     REFRESH_TOKEN_REUSED = "refresh_token_reused"
+    INVALID_TOKEN = "invalid_token"  # a mailed verification/reset token: used, expired, unknown
+    EMAIL_NOT_VERIFIED = "email_not_verified"
+    API_KEY_NOT_ALLOWED = "api_key_not_allowed"
+    SESSION_NOT_FOUND = "session_not_found"
+    API_KEY_NOT_FOUND = "api_key_not_found"
     FORBIDDEN = "forbidden"
     REGISTRATION_DISABLED = "registration_disabled"
     NOT_FOUND = "not_found"

@@ -37,7 +37,7 @@ def run(main: Callable[[Container], Awaitable[T]]) -> T:
     """Open the app's container (same settings and database as the server) and run."""
 
     async def runner() -> T:
-        async with open_container(script_settings()) as container:
+        async with open_container(script_settings(), background=False) as container:
             return await main(container)
 
     return asyncio.run(runner())

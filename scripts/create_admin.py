@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     password = args.password
 
     async def run() -> str:
-        async with open_container(script_settings()) as container:
+        async with open_container(script_settings(), background=False) as container:
             nonlocal password
             new_account = await container.users.get_by_email(email) is None
             if password is None and new_account and sys.stdin.isatty():

@@ -67,9 +67,8 @@ def user_line(user: User) -> str:
         "name": user.name,
         "role": user.role.value,
         "disabled": user.disabled,
+        "email_verified": user.email_verified,
     }
-    if "email_verified" in User.model_fields:
-        body["email_verified"] = getattr(user, "email_verified")  # noqa: B009
     body |= {
         "created_at": rfc3339(user.created_at),
         "updated_at": rfc3339(user.updated_at),

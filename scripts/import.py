@@ -106,7 +106,7 @@ class UserLine(BaseModel):
             "created_at": _millis(self.created_at),
             "updated_at": _millis(self.updated_at or self.created_at),
         }
-        if self.email_verified is not None and "email_verified" in User.model_fields:
+        if self.email_verified is not None:
             fields["email_verified"] = self.email_verified
         return User(**fields)
 

@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -49,9 +50,14 @@ def database_url() -> Iterator[str]:
         server.stop()
 
 
+# Where test servers keep files (development mail as .eml): never the checkout's .data.
+TEST_DATA_DIR = Path(tempfile.mkdtemp(prefix="docstore-tests-"))
+
+
 def make_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "mongodb_url": database_url,
+        "data_dir": TEST_DATA_DIR,
         "mongodb_db": f"test_{uuid.uuid4().hex[:12]}",
         "jwt_secret": "test-secret-" + "x" * 60,
         # Cheap argon2 keeps the suite fast; production parameters are the defaults.
@@ -240,6 +246,7 @@ def api_server(
             "MONGODB_DB": db_name,
             "PORT": str(port),
             "LOG_LEVEL": "WARNING",
+            "DATA_DIR": str(TEST_DATA_DIR),
             **env,
         },
         stdout=subprocess.DEVNULL,

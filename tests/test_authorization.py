@@ -30,6 +30,10 @@ RULES: dict[str, dict[str, int | str]] = {
     # Documents of an owner-read/owner-write collection, where `user` owns the document.
     "collection": {ANON: 401, USER: OK, OTHER: OK, ADMIN: OK},
     "own_document": {ANON: 401, USER: OK, OTHER: 404, ADMIN: OK},
+    # `user`'s own session or API key: nobody else's business, admins included.
+    "own_credential": {ANON: 401, USER: OK, OTHER: 404, ADMIN: 404},
+    # A mailed token decides, not the caller: a bogus one is 400 for everyone.
+    "mailed_token": {ANON: 400, USER: 400, OTHER: 400, ADMIN: 400},
 }
 
 
@@ -38,6 +42,8 @@ class World:
     accounts: dict[str, Account]
     victim_id: str
     doc_id: str
+    session_id: str  # `user`'s
+    key_id: str  # an API key of `user`
 
 
 Request = tuple[str, dict[str, Any]]  # path, httpx keyword arguments
@@ -102,6 +108,36 @@ ROUTES: dict[str, tuple[str, Builder]] = {
         "signed_in",
         lambda w, p: ("/v1/users/me", {"json": {"current_password": PASSWORD}}),
     ),
+    "auth_verify_email_request": ("signed_in", lambda w, p: ("/v1/auth/verify-email/request", {})),
+    "auth_verify_email": (
+        "mailed_token",
+        lambda w, p: ("/v1/auth/verify-email", {"json": {"token": "not-a-token"}}),
+    ),
+    "auth_password_reset_request": (
+        "public",
+        lambda w, p: ("/v1/auth/password-reset/request", {"json": {"email": "x@example.com"}}),
+    ),
+    "auth_password_reset": (
+        "mailed_token",
+        lambda w, p: (
+            "/v1/auth/password-reset",
+            {"json": {"token": "not-a-token", "new_password": "a new long passphrase"}},
+        ),
+    ),
+    "users_list_sessions": ("signed_in", lambda w, p: ("/v1/users/me/sessions", {})),
+    "users_revoke_session": (
+        "own_credential",
+        lambda w, p: (f"/v1/users/me/sessions/{w.session_id}", {}),
+    ),
+    "users_create_api_key": (
+        "signed_in",
+        lambda w, p: ("/v1/users/me/api-keys", {"json": {"name": "ci"}}),
+    ),
+    "users_list_api_keys": ("signed_in", lambda w, p: ("/v1/users/me/api-keys", {})),
+    "users_revoke_api_key": (
+        "own_credential",
+        lambda w, p: (f"/v1/users/me/api-keys/{w.key_id}", {}),
+    ),
     "users_list": ("admin", lambda w, p: ("/v1/users", {})),
     "users_get": ("admin", lambda w, p: (f"/v1/users/{w.victim_id}", {})),
     "users_update": ("admin", lambda w, p: (f"/v1/users/{w.victim_id}", {"json": {"name": "V"}})),
@@ -161,7 +197,16 @@ async def make_world(app: FastAPI, client: httpx.AsyncClient, make_account) -> W
     admin = accounts[ADMIN].headers
     assert (await client.post("/v1/collections", json={"name": "notes"}, headers=admin)).is_success
     doc = await client.post(DOCS, json={"t": 0}, headers=accounts[USER].headers)
-    return World(accounts=accounts, victim_id=victim.id, doc_id=doc.json()["id"])
+    mine = accounts[USER].headers
+    sessions = (await client.get("/v1/users/me/sessions", headers=mine)).json()["items"]
+    key = await client.post("/v1/users/me/api-keys", json={"name": "k"}, headers=mine)
+    return World(
+        accounts=accounts,
+        victim_id=victim.id,
+        doc_id=doc.json()["id"],
+        session_id=sessions[0]["id"],
+        key_id=key.json()["id"],
+    )
 
 
 @pytest.mark.parametrize("operation", sorted(ROUTES))

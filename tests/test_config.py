@@ -53,8 +53,18 @@ def test_production_refuses_to_start_with_unsafe_settings(
 
 
 def test_production_starts_with_a_real_secret_and_database() -> None:
-    prod = settings(env="prod", jwt_secret="s" * 64, mongodb_url="mongodb://db:27017")
+    prod = settings(
+        env="prod",
+        jwt_secret="s" * 64,
+        mongodb_url="mongodb://db:27017",
+        mail_url="smtp://mail.example:587?starttls=true",
+    )
     assert not prod.uses_embedded_database
+
+
+def test_production_needs_a_mail_server() -> None:
+    with pytest.raises(ValidationError, match="MAIL_URL"):
+        settings(env="prod", jwt_secret="s" * 64, mongodb_url="mongodb://db:27017")
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

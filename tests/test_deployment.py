@@ -38,6 +38,7 @@ def test_the_api_waits_for_a_healthy_primary_and_needs_a_secret(compose: dict[st
     assert env["ENV"] == "prod"
     assert "replicaSet=rs0" in env["MONGODB_URL"]
     assert env["JWT_SECRET"].startswith("${JWT_SECRET:?")  # compose refuses to start without
+    assert env["MAIL_URL"].startswith("${MAIL_URL:?")
     assert "/readyz" in " ".join(api["healthcheck"]["test"])
 
 
@@ -68,7 +69,7 @@ def _compose_command() -> list[str] | None:
 def test_docker_compose_config_accepts_the_file() -> None:
     command = _compose_command()
     assert command is not None
-    env = {**os.environ, "JWT_SECRET": "x" * 64}
+    env = {**os.environ, "JWT_SECRET": "x" * 64, "MAIL_URL": "smtp://mail.example:587"}
     ok = subprocess.run(
         [*command, "-f", "compose.yaml", "config"],
         cwd=ROOT,
@@ -89,3 +90,15 @@ def test_docker_compose_config_accepts_the_file() -> None:
     )
     assert refused.returncode != 0
     assert "JWT_SECRET" in refused.stderr
+    env = {**env, "JWT_SECRET": "x" * 64}
+    env.pop("MAIL_URL")
+    no_mail = subprocess.run(
+        [*command, "-f", "compose.yaml", "config"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert no_mail.returncode != 0
+    assert "MAIL_URL" in no_mail.stderr

@@ -22,7 +22,17 @@ async def test_me_shows_the_callers_account(client: httpx.AsyncClient, user: Acc
     body = (await client.get("/v1/users/me", headers=user.headers)).json()
     assert body["id"] == user.id
     assert body["email"] == user.email
-    assert set(body) == {"id", "email", "name", "role", "disabled", "created_at", "updated_at"}
+    assert set(body) == {
+        "id",
+        "email",
+        "name",
+        "role",
+        "disabled",
+        "email_verified",
+        "created_at",
+        "updated_at",
+    }
+    assert body["email_verified"] is False
 
 
 async def test_patch_me_changes_name_and_email(client: httpx.AsyncClient, user: Account) -> None:

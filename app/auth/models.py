@@ -25,6 +25,9 @@ class Session(Document):
     last_used_at: datetime
     expires_at: datetime
     revoked_at: datetime | None = None
+    # The device, as last seen signing in or refreshing (for the sessions list).
+    user_agent: str | None = None
+    address: str | None = None
 
     model_config = {"arbitrary_types_allowed": True}
 

@@ -105,6 +105,27 @@ class SessionRepository:
             finally:
                 self._forget(str(oid))
 
+    async def list_live_for_user(self, user_id: str, *, now: datetime) -> list[Session]:
+        cursor = self.collection.find(
+            {"user_id": ObjectId(user_id), "revoked_at": None, "expires_at": {"$gt": now}},
+            {"used_hashes": 0},
+        ).sort("created_at", 1)
+        return [Session.model_validate(raw) async for raw in cursor]
+
+    async def revoke_own(self, user_id: str, session_id: str, *, now: datetime) -> bool:
+        """Revoke one live session of this user; False when there is none such."""
+        oid = parse_object_id(session_id)
+        if oid is None:
+            return False
+        try:
+            result = await self.collection.update_one(
+                {"_id": oid, "user_id": ObjectId(user_id), "revoked_at": None},
+                {"$set": {"revoked_at": now}},
+            )
+        finally:
+            self._forget(str(oid))
+        return result.modified_count == 1
+
     async def revoke_all_for_user(
         self, user_id: str, *, now: datetime, keep: str | None = None
     ) -> int:

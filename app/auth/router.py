@@ -6,8 +6,25 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Form, status
 
-from app.auth.schemas import LoginRequest, RefreshRequest, RegisterRequest, TokenPair
-from app.deps import AuthServiceDep, ClientDep, CurrentUser, no_store
+from app.auth.schemas import (
+    Accepted,
+    EmailVerification,
+    LoginRequest,
+    PasswordReset,
+    PasswordResetRequest,
+    RefreshRequest,
+    RegisterRequest,
+    TokenPair,
+)
+from app.deps import (
+    AuthServiceDep,
+    ClientDep,
+    CurrentUser,
+    LifecycleDep,
+    Person,
+    UserServiceDep,
+    no_store,
+)
 from app.errors import BadRequest, problem_responses
 from app.strict_json import StrictJSONRoute
 from app.users.schemas import UserOut
@@ -27,10 +44,13 @@ router = APIRouter(
     summary="Create an account",
     responses=problem_responses(403, 409, 422, 429),
 )
-async def register(body: RegisterRequest, auth: AuthServiceDep, client: ClientDep) -> UserOut:
+async def register(
+    body: RegisterRequest, auth: AuthServiceDep, lifecycle: LifecycleDep, client: ClientDep
+) -> UserOut:
     user = await auth.register(
         email=body.email, password=body.password, name=body.name, client=client
     )
+    await lifecycle.send_verification(user)
     return UserOut.of(user)
 
 
@@ -98,7 +118,65 @@ async def logout(body: RefreshRequest, auth: AuthServiceDep) -> None:
     status_code=status.HTTP_204_NO_CONTENT,
     operation_id="auth_logout_all",
     summary="End every session and invalidate every access token of the caller",
-    responses=problem_responses(401),
+    responses=problem_responses(401, 403),
 )
-async def logout_all(user: CurrentUser, auth: AuthServiceDep) -> None:
+async def logout_all(user: Person, auth: AuthServiceDep) -> None:
     await auth.logout_all(user)
+
+
+@router.post(
+    "/verify-email/request",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="auth_verify_email_request",
+    summary="Mail a new verification link to the caller's address",
+    description="Nothing is sent when the address is verified already. Rate-limited per account.",
+    responses=problem_responses(401, 429),
+)
+async def request_verification(
+    me: CurrentUser, users: UserServiceDep, lifecycle: LifecycleDep
+) -> Accepted:
+    await lifecycle.request_verification(await users.get(me.id))
+    return Accepted(detail="If the address is not verified yet, a link is on its way")
+
+
+@router.post(
+    "/verify-email",
+    operation_id="auth_verify_email",
+    summary="Confirm an email address with the token from the mail",
+    description="Tokens are single-use; a used, expired or unknown one answers 400 "
+    "`invalid_token`.",
+    responses=problem_responses(400, 422, 429),
+)
+async def verify_email(
+    body: EmailVerification, lifecycle: LifecycleDep, client: ClientDep
+) -> UserOut:
+    return UserOut.of(await lifecycle.confirm_verification(body.token, client))
+
+
+@router.post(
+    "/password-reset/request",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="auth_password_reset_request",
+    summary="Mail a password-reset link",
+    description="Answers the same, in about the same time, whether or not an account has "
+    "this address. Rate-limited per client address and per account.",
+    responses=problem_responses(422, 429),
+)
+async def request_password_reset(
+    body: PasswordResetRequest, lifecycle: LifecycleDep, client: ClientDep
+) -> Accepted:
+    await lifecycle.request_reset(body.email, client)
+    return Accepted(detail="If an account has this address, a reset link is on its way")
+
+
+@router.post(
+    "/password-reset",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="auth_password_reset",
+    summary="Set a new password with the token from the reset mail",
+    description="Every session and access token of the account dies. Tokens are "
+    "single-use; a used, expired or unknown one answers 400 `invalid_token`.",
+    responses=problem_responses(400, 422, 429),
+)
+async def reset_password(body: PasswordReset, lifecycle: LifecycleDep, client: ClientDep) -> None:
+    await lifecycle.confirm_reset(body.token, body.new_password, client)

@@ -73,3 +73,31 @@ class TokenPair(BaseModel):
     token_type: Literal["bearer"] = "bearer"
     expires_in: int = Field(description="Seconds until the access token expires")
     refresh_token: str
+
+
+class Accepted(BaseModel):
+    """A request taken on: what happens next happens by mail."""
+
+    detail: str
+
+
+class EmailVerification(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: Annotated[str, Field(min_length=1, max_length=200)] = Field(
+        description="The token from the link in the verification mail"
+    )
+
+
+class PasswordResetRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"email": "ada@example.com"}]}
+    )
+    email: Email
+
+
+class PasswordReset(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: Annotated[str, Field(min_length=1, max_length=200)] = Field(
+        description="The token from the link in the reset mail"
+    )
+    new_password: NewPassword

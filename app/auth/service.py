@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bson import ObjectId
 
+from app.auth.api_keys import PREFIX as API_KEY_PREFIX
+from app.auth.api_keys import ApiKeyRepository
 from app.auth.models import Session
 from app.auth.passwords import PasswordHasher
 from app.auth.ratelimit import RateLimiter
@@ -29,6 +31,7 @@ from app.errors import (
     ErrorCode,
     FieldError,
     Forbidden,
+    NotFound,
     Unauthorized,
     ValidationFailed,
 )
@@ -48,11 +51,21 @@ def email_taken(email: str) -> Conflict:
     return Conflict(f"An account with {email} already exists", code=ErrorCode.EMAIL_TAKEN)
 
 
+def refuse_api_key(principal: Principal, what: str) -> None:
+    """Credentials (password, email, keys, sessions) are a person's: never a key's."""
+    if principal.api_key_id is not None:
+        raise Forbidden(
+            f"An API key cannot {what}: sign in with the account's password",
+            code=ErrorCode.API_KEY_NOT_ALLOWED,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ClientInfo:
-    """Who is knocking, for rate limits."""
+    """Who is knocking, for rate limits and the sessions list."""
 
     address: str
+    user_agent: str | None = None
 
 
 class AuthService:
@@ -65,8 +78,10 @@ class AuthService:
         limiter: RateLimiter,
         hasher: PasswordHasher,
         clock: Clock,
+        api_keys: ApiKeyRepository | None = None,
     ) -> None:
         self.settings = settings
+        self.api_keys = api_keys
         self.users = users
         self.sessions = sessions
         self.limiter = limiter
@@ -173,15 +188,22 @@ class AuthService:
             raise Unauthorized("Wrong email or password", code=ErrorCode.INVALID_CREDENTIALS)
         if user.disabled:
             raise Forbidden("This account is disabled")
+        if self.settings.require_verified_email and not user.email_verified:
+            # After the password check, so this tells nothing to someone guessing.
+            raise Forbidden(
+                "Confirm your email address first: follow the link in the verification mail "
+                "(a password reset, which also confirms the address, sends a new link)",
+                code=ErrorCode.EMAIL_NOT_VERIFIED,
+            )
         if self.hasher.needs_rehash(user.password_hash):
             new_hash = await self.hasher.hash(password)
             await self.users.update(str(user.id), {"password_hash": new_hash}, now=now)
         await self.limiter.remember(
             "login-ok", pair, until=expires_at(now, limits.refresh_token_ttl_seconds)
         )
-        return await self.start_session(user)
+        return await self.start_session(user, client)
 
-    async def start_session(self, user: User) -> TokenPair:
+    async def start_session(self, user: User, client: ClientInfo | None = None) -> TokenPair:
         now = self.clock()
         session_id = ObjectId()
         refresh_token, token_hash = new_refresh_token(str(session_id))
@@ -193,6 +215,8 @@ class AuthService:
                 created_at=now,
                 last_used_at=now,
                 expires_at=expires_at(now, self.settings.refresh_token_ttl_seconds),
+                user_agent=client.user_agent if client else None,
+                address=client.address if client else None,
             )
         )
         return self._pair(user, str(session_id), refresh_token)
@@ -251,6 +275,13 @@ class AuthService:
             raise Unauthorized("The refresh token is not valid", code=ErrorCode.TOKEN_INVALID)
         await self.sessions.revoke(str(session.id), now=self.clock())
 
+    async def list_sessions(self, principal: Principal) -> list[Session]:
+        return await self.sessions.list_live_for_user(principal.id, now=self.clock())
+
+    async def revoke_session(self, principal: Principal, session_id: str) -> None:
+        if not await self.sessions.revoke_own(principal.id, session_id, now=self.clock()):
+            raise NotFound(f"You have no session {session_id}", code=ErrorCode.SESSION_NOT_FOUND)
+
     async def logout_all(self, principal: Principal) -> None:
         now = self.clock()
         await self.users.update(principal.id, {}, now=now, bump_token_version=True)
@@ -259,7 +290,9 @@ class AuthService:
     # -- access tokens ---------------------------------------------------------------------
 
     async def authenticate(self, access_token: str) -> Principal:
-        """The caller behind an access token, refused when the token is no longer good."""
+        """The caller behind an access token or API key, refused when it is no longer good."""
+        if access_token.startswith(API_KEY_PREFIX) and self.api_keys is not None:
+            return await self._authenticate_key(access_token)
         try:
             claims = self.tokens.verify(access_token)
         except TokenExpired:
@@ -286,4 +319,17 @@ class AuthService:
                 "The session of this access token has ended; sign in again",
                 code=ErrorCode.TOKEN_INVALID,
             )
-        return principal
+        if claims.session_id is None:
+            return principal
+        return replace(principal, session_id=claims.session_id)
+
+    async def _authenticate_key(self, secret: str) -> Principal:
+        assert self.api_keys is not None
+        key = await self.api_keys.find(secret, now=self.clock())
+        principal = await self.users.get_principal(key.user_id) if key else None
+        if key is None or principal is None or principal.disabled:
+            raise Unauthorized(
+                "The API key is not valid (unknown, revoked or expired)",
+                code=ErrorCode.TOKEN_INVALID,
+            )
+        return replace(principal, api_key_id=key.id)

@@ -21,6 +21,8 @@ class User(Document):
     password_hash: str
     role: Role = Role.USER
     disabled: bool = False
+    # Confirmed by following the verification mail; a new email starts unverified.
+    email_verified: bool = False
     # Bumped by logout-all, password change, disabling and role changes: access
     # tokens carry the version they were issued at and die when it moves on.
     token_version: int = 0

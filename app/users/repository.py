@@ -29,6 +29,10 @@ class Principal:
     role: Role
     disabled: bool
     token_version: int
+    # Per request (the cached Principal has neither): the session of the access token,
+    # or the API key the request came with.
+    session_id: str | None = None
+    api_key_id: str | None = None
 
     @property
     def is_admin(self) -> bool:

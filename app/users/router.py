@@ -4,17 +4,32 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Path, Query, status
 
+from app.auth.api_keys import ApiKey
 from app.auth.schemas import TokenPair
-from app.deps import AdminUser, CurrentUser, UserServiceDep, no_store
-from app.errors import problem_responses
+from app.deps import (
+    AdminUser,
+    ApiKeysDep,
+    AuthServiceDep,
+    CurrentUser,
+    Person,
+    UserServiceDep,
+    no_store,
+)
+from app.errors import ErrorCode, NotFound, problem_responses
 from app.strict_json import StrictJSONRoute
 from app.users.schemas import (
     AccountDeletion,
+    ApiKeyCreated,
+    ApiKeyIn,
+    ApiKeyList,
+    ApiKeyOut,
     MeUpdate,
     PageLimit,
     PasswordChange,
+    SessionList,
+    SessionOut,
     UserAdminUpdate,
     UserOut,
     UserPage,
@@ -37,8 +52,9 @@ async def get_me(me: CurrentUser, users: UserServiceDep) -> UserOut:
     "/me",
     operation_id="users_update_me",
     summary="Change the caller's name or email",
-    description="A new email needs `current_password`.",
-    responses=problem_responses(401, 409, 422, 429),
+    description="A new email needs `current_password`; it starts unverified (a verification "
+    "mail goes to it) and the old address is told. An API key may change the name only.",
+    responses=problem_responses(401, 403, 409, 422, 429),
 )
 async def update_me(body: MeUpdate, me: CurrentUser, users: UserServiceDep) -> UserOut:
     changes = body.model_dump(exclude_none=True, exclude={"current_password"})
@@ -51,12 +67,10 @@ async def update_me(body: MeUpdate, me: CurrentUser, users: UserServiceDep) -> U
     summary="Change the caller's password",
     description="Revokes every session and access token of the account and returns a "
     "token pair for a fresh session. Wrong guesses are rate-limited per account.",
-    responses=problem_responses(401, 422, 429),
+    responses=problem_responses(401, 403, 422, 429),
     dependencies=[Depends(no_store)],
 )
-async def change_password(
-    body: PasswordChange, me: CurrentUser, users: UserServiceDep
-) -> TokenPair:
+async def change_password(body: PasswordChange, me: Person, users: UserServiceDep) -> TokenPair:
     return await users.change_password(
         me, current_password=body.current_password, new_password=body.new_password
     )
@@ -68,10 +82,100 @@ async def change_password(
     operation_id="users_delete_me",
     summary="Delete the caller's account, its sessions and its documents",
     description="Needs `current_password` in the body.",
-    responses=problem_responses(401, 422, 429),
+    responses=problem_responses(401, 403, 422, 429),
 )
-async def delete_me(body: AccountDeletion, me: CurrentUser, users: UserServiceDep) -> None:
+async def delete_me(body: AccountDeletion, me: Person, users: UserServiceDep) -> None:
     await users.delete_me(me, current_password=body.current_password)
+
+
+@router.get(
+    "/me/sessions",
+    operation_id="users_list_sessions",
+    summary="The caller's signed-in devices",
+    responses=problem_responses(401, 403),
+)
+async def list_sessions(me: Person, auth: AuthServiceDep) -> SessionList:
+    return SessionList(
+        items=[
+            SessionOut(
+                id=str(s.id),
+                created_at=s.created_at,
+                last_used_at=s.last_used_at,
+                user_agent=s.user_agent,
+                address=s.address,
+                current=str(s.id) == me.session_id,
+            )
+            for s in await auth.list_sessions(me)
+        ]
+    )
+
+
+@router.delete(
+    "/me/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="users_revoke_session",
+    summary="Sign one device out; its access tokens stop working at once",
+    responses=problem_responses(401, 403, 404),
+)
+async def revoke_session(
+    session_id: Annotated[str, Path(max_length=64)], me: Person, auth: AuthServiceDep
+) -> None:
+    await auth.revoke_session(me, session_id)
+
+
+def _key_out(key: ApiKey) -> dict[str, object]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "created_at": key.created_at,
+        "last_used_at": key.last_used_at,
+        "expires_at": key.expires_at,
+    }
+
+
+@router.post(
+    "/me/api-keys",
+    status_code=status.HTTP_201_CREATED,
+    operation_id="users_create_api_key",
+    summary="Create an API key for servers and scripts",
+    description="The secret is in this response only. Send it as `Authorization: Bearer "
+    "dsk_...`: it acts as you for collections and documents, never for your password, "
+    "email, keys or sessions.",
+    responses=problem_responses(401, 403, 422),
+    dependencies=[Depends(no_store)],
+)
+async def create_api_key(
+    body: ApiKeyIn, me: Person, keys: ApiKeysDep, auth: AuthServiceDep
+) -> ApiKeyCreated:
+    key, secret = await keys.create(
+        user_id=me.id, name=body.name, expires_at=body.expires_at, now=auth.clock()
+    )
+    return ApiKeyCreated(**_key_out(key), key=secret)
+
+
+@router.get(
+    "/me/api-keys",
+    operation_id="users_list_api_keys",
+    summary="The caller's API keys (without their secrets)",
+    responses=problem_responses(401, 403),
+)
+async def list_api_keys(me: Person, keys: ApiKeysDep) -> ApiKeyList:
+    return ApiKeyList(items=[ApiKeyOut(**_key_out(k)) for k in await keys.list_for_user(me.id)])
+
+
+@router.delete(
+    "/me/api-keys/{key_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="users_revoke_api_key",
+    summary="Revoke an API key; it stops working at once",
+    responses=problem_responses(401, 403, 404),
+)
+async def revoke_api_key(
+    key_id: Annotated[str, Path(max_length=64)], me: Person, keys: ApiKeysDep
+) -> None:
+    if not await keys.delete(me.id, key_id):
+        raise NotFound(f"You have no API key {key_id}", code=ErrorCode.API_KEY_NOT_FOUND)
 
 
 @router.get(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.auth.schemas import Email, Name, NewPassword, Password
 from app.clock import Timestamp
@@ -17,6 +17,7 @@ class UserOut(BaseModel):
     name: str
     role: Role
     disabled: bool
+    email_verified: bool
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -28,6 +29,7 @@ class UserOut(BaseModel):
             name=user.name,
             role=user.role,
             disabled=user.disabled,
+            email_verified=user.email_verified,
             created_at=user.created_at,
             updated_at=user.updated_at,
         )
@@ -88,3 +90,43 @@ class UserAdminUpdate(BaseModel):
 
 
 PageLimit = Annotated[int, Field(ge=1, le=100, description="Page size, 1 to 100")]
+
+
+class SessionOut(BaseModel):
+    id: str
+    created_at: Timestamp
+    last_used_at: Timestamp
+    user_agent: str | None = Field(description="The device's User-Agent when it signed in")
+    address: str | None = Field(description="The client address it signed in from")
+    current: bool = Field(description="The session of the access token of this request")
+
+
+class SessionList(BaseModel):
+    items: list[SessionOut]
+
+
+class ApiKeyIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"name": "nightly import"}]}
+    )
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="When the key stops working; none: until revoked"
+    )
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    prefix: str = Field(description="The key's first characters, to recognise it")
+    created_at: Timestamp
+    last_used_at: Timestamp | None
+    expires_at: Timestamp | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The secret (`dsk_...`), shown this once: store it now")
+
+
+class ApiKeyList(BaseModel):
+    items: list[ApiKeyOut]

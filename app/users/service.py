@@ -7,10 +7,12 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from app.auth.api_keys import ApiKeyRepository
+from app.auth.lifecycle import AccountLifecycle
 from app.auth.passwords import PasswordHasher
 from app.auth.repository import SessionRepository
 from app.auth.schemas import Email, TokenPair
-from app.auth.service import AuthService, email_taken
+from app.auth.service import AuthService, email_taken, refuse_api_key
 from app.clock import Clock
 from app.errors import ErrorCode, FieldError, Forbidden, NotFound, ValidationFailed
 from app.pagination import CursorCodec
@@ -41,6 +43,8 @@ class UserService:
         cursors: CursorCodec,
         clock: Clock,
         on_delete: Callable[[str], Awaitable[object]] | None = None,
+        lifecycle: AccountLifecycle | None = None,
+        api_keys: ApiKeyRepository | None = None,
     ) -> None:
         self.users = users
         self.sessions = sessions
@@ -50,6 +54,8 @@ class UserService:
         self.clock = clock
         # Removes what the account owns elsewhere (its documents): deletion means all of it.
         self.on_delete = on_delete
+        self.lifecycle = lifecycle
+        self.api_keys = api_keys
 
     async def get(self, user_id: str) -> User:
         user = await self.users.get(user_id)
@@ -73,12 +79,20 @@ class UserService:
     async def update_me(
         self, me: Principal, changes: dict[str, Any], *, current_password: str | None = None
     ) -> User:
-        """Change the caller's name or email; a new email needs the current password."""
+        """Change the caller's name or email; a new email needs the current password, starts
+        unverified (a verification mail goes to it) and the old address is told."""
+        old_email = None
         if "email" in changes:
             user = await self.get(me.id)
             if changes["email"] != user.email:
+                refuse_api_key(me, "change the email")
                 await self.auth.confirm_password(user, current_password)
-        return await self._update(me.id, changes)
+                old_email = user.email
+                changes = {**changes, "email_verified": False}
+        updated = await self._update(me.id, changes)
+        if old_email is not None and self.lifecycle is not None:
+            await self.lifecycle.email_changed(updated, old_email)
+        return updated
 
     async def change_password(
         self, me: Principal, *, current_password: str, new_password: str
@@ -102,6 +116,10 @@ class UserService:
         if not await self.users.delete(user_id):
             raise user_not_found(user_id)
         await self.sessions.delete_all_for_user(user_id)
+        if self.api_keys is not None:
+            await self.api_keys.delete_all_for_user(user_id)
+        if self.lifecycle is not None:
+            await self.lifecycle.tokens.delete_for_user(user_id)
         if self.on_delete is not None:
             await self.on_delete(user_id)
 

@@ -1,0 +1,199 @@
+"""The account lifecycle: email verification and password reset, by mail.
+
+Requests only queue a message in the outbox (app/mail); the worker composes it when it
+sends it. The single-use token is made at that moment and only its hash is stored, so no
+plaintext token sits in the database, and a failed delivery revokes the token it carried.
+
+A reset request for an address with no account queues a message too, which the worker
+drops: the request does the same work, and answers the same, whether or not the account
+exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from urllib.parse import quote
+
+from app.auth.action_tokens import ActionTokenRepository
+from app.auth.passwords import PasswordHasher
+from app.auth.ratelimit import RateLimiter
+from app.auth.repository import SessionRepository
+from app.auth.service import AuthService, ClientInfo
+from app.clock import Clock
+from app.config import Settings
+from app.errors import AppError, ErrorCode
+from app.mail.outbox import Outbox, OutboxMessage
+from app.mail.templates import render
+from app.mail.worker import Composed
+from app.users.models import User
+from app.users.repository import UserRepository
+
+VERIFY, RESET, EMAIL_CHANGED = "verify_email", "reset_password", "email_changed"
+
+
+class InvalidToken(AppError):
+    code, status = ErrorCode.INVALID_TOKEN, 400
+
+
+def _invalid() -> InvalidToken:
+    return InvalidToken("This link is not valid: it was used already, has expired, or is wrong")
+
+
+class AccountLifecycle:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        users: UserRepository,
+        sessions: SessionRepository,
+        tokens: ActionTokenRepository,
+        outbox: Outbox,
+        limiter: RateLimiter,
+        hasher: PasswordHasher,
+        auth: AuthService,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.users = users
+        self.sessions = sessions
+        self.tokens = tokens
+        self.outbox = outbox
+        self.limiter = limiter
+        self.hasher = hasher
+        self.auth = auth
+        self.clock = clock
+        # Set by the container to wake this process's mail worker.
+        self.on_queued: Callable[[], None] = lambda: None
+
+    async def _queue(self, kind: str, to: str, params: dict[str, str]) -> None:
+        await self.outbox.enqueue(kind, to, params, now=self.clock())
+        self.on_queued()
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def send_verification(self, user: User) -> None:
+        """Mail a verification link (at registration; no rate limit of its own)."""
+        if not user.email_verified:
+            await self._queue(VERIFY, user.email, {"user_id": str(user.id)})
+
+    async def request_verification(self, user: User) -> None:
+        """Mail a verification link to the account's address (nothing if verified)."""
+        await self.limiter.hit(
+            "verify-mail",
+            str(user.id),
+            limit=self.settings.rate_limit_mail_per_account,
+            now=self.clock(),
+        )
+        if not user.email_verified:
+            await self._queue(VERIFY, user.email, {"user_id": str(user.id)})
+
+    async def email_changed(self, user: User, old_email: str) -> None:
+        """After a change of address: verify the new one, tell the old one."""
+        await self._queue(VERIFY, user.email, {"user_id": str(user.id)})
+        await self._queue(
+            EMAIL_CHANGED,
+            old_email,
+            {"name": user.name, "old_email": old_email, "email": user.email},
+        )
+
+    async def request_reset(self, email: str, client: ClientInfo) -> None:
+        now = self.clock()
+        await self.limiter.hit(
+            "reset", client.address, limit=self.settings.rate_limit_reset_per_ip, now=now
+        )
+        await self.limiter.hit(
+            "reset-account", email, limit=self.settings.rate_limit_mail_per_account, now=now
+        )
+        await self._queue(RESET, email, {})
+
+    # -- confirmations ---------------------------------------------------------------------
+
+    async def confirm_verification(self, token: str, client: ClientInfo) -> User:
+        now = self.clock()
+        await self.limiter.hit(
+            "token", client.address, limit=self.settings.rate_limit_reset_per_ip, now=now
+        )
+        record = await self.tokens.consume("verify", token, now=now)
+        user = await self.users.get(record.user_id) if record else None
+        if record is None or user is None or user.email != record.email:
+            raise _invalid()  # also: the address changed since the mail went out
+        updated = await self.users.update(str(user.id), {"email_verified": True}, now=now)
+        if updated is None:
+            raise _invalid()
+        return updated
+
+    async def confirm_reset(self, token: str, new_password: str, client: ClientInfo) -> None:
+        """Set the new password; every session and access token of the account dies."""
+        now = self.clock()
+        await self.limiter.hit(
+            "token", client.address, limit=self.settings.rate_limit_reset_per_ip, now=now
+        )
+        # Checked first, so a too-short password does not use up the link.
+        self.auth.check_password_policy(new_password, field="new_password")
+        record = await self.tokens.consume("reset", token, now=now)
+        user = await self.users.get(record.user_id) if record else None
+        if record is None or user is None or user.email != record.email or user.disabled:
+            raise _invalid()
+        new_hash = await self.hasher.hash(new_password)
+        # Following the link proved the mailbox is theirs: the address is verified too.
+        await self.users.update(
+            str(user.id),
+            {"password_hash": new_hash, "email_verified": True},
+            now=now,
+            bump_token_version=True,
+        )
+        await self.sessions.revoke_all_for_user(str(user.id), now=now)
+        await self.tokens.delete_for_user(str(user.id), "reset")
+
+    # -- composing (called by the mail worker when it sends) -------------------------------
+
+    async def compose(self, message: OutboxMessage) -> Composed | None:
+        values: dict[str, str] = {"app_name": self.settings.app_name, "email": message.to}
+        token_id: str | None = None
+        if message.kind == EMAIL_CHANGED:
+            values.update(message.params)
+        elif message.kind in (VERIFY, RESET):
+            if message.kind == VERIFY:
+                user = await self.users.get(message.params.get("user_id", ""))
+                if user is None or user.email != message.to or user.email_verified:
+                    return None  # changed or verified meanwhile: nothing to confirm
+                purpose, path, ttl = (
+                    "verify",
+                    "verify-email",
+                    self.settings.verify_token_ttl_seconds,
+                )
+            else:
+                user = await self.users.get_by_email(message.to)
+                if user is None or user.disabled:
+                    return None  # no such account: the request answered the same anyway
+                purpose, path, ttl = (
+                    "reset",
+                    "reset-password",
+                    self.settings.reset_token_ttl_seconds,
+                )
+            token, token_id = await self.tokens.create(
+                purpose,
+                user_id=str(user.id),
+                email=user.email,
+                now=self.clock(),
+                ttl=timedelta(seconds=ttl),
+            )
+            base = self.settings.public_url.rstrip("/")
+            values.update(
+                name=user.name,
+                link=f"{base}/{path}?token={quote(token)}",
+                hours=str(ttl // 3600),
+                minutes=str(ttl // 60),
+            )
+        else:
+            return None
+        subject, text, html = render(message.kind, values, self.settings.mail_templates_dir)
+        undo = None
+        if token_id is not None:
+            kept = token_id
+
+            async def undo() -> None:
+                await self.tokens.delete(kept)
+
+        return Composed(subject=subject, text=text, html=html, undo=undo)

@@ -1,0 +1,123 @@
+"""The mail outbox: every message waits in MongoDB until it is delivered.
+
+A message is claimed with one atomic update that takes a lease (so of several server
+processes exactly one holds it), then marked sent, or put back with a later due time
+(exponential backoff) when delivery fails, or given up after MAX_ATTEMPTS. A process
+that dies holding a lease only delays the message: the lease runs out and another
+process claims it. Sent messages are kept a week (TTL index) for support questions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, IndexModel, ReturnDocument
+
+from app.db.client import Db
+
+COLLECTION = "mail_outbox"
+MAX_ATTEMPTS = 12
+KEEP_SENT = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    id: ObjectId
+    kind: str
+    to: str
+    params: dict[str, Any]
+    attempts: int
+
+
+def backoff(attempts: int) -> timedelta:
+    """After the n-th failed attempt: 5 s, 10 s, 20 s ... at most an hour."""
+    return timedelta(seconds=min(3600, 5 * 2 ** max(0, attempts - 1)))
+
+
+class Outbox:
+    def __init__(self, db: Db) -> None:
+        self.collection = db[COLLECTION]
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_indexes(
+            [
+                IndexModel([("status", ASCENDING), ("due_at", ASCENDING)], name="due"),
+                IndexModel(
+                    [("sent_at", ASCENDING)],
+                    name="sent_ttl",
+                    expireAfterSeconds=int(KEEP_SENT.total_seconds()),
+                ),
+            ]
+        )
+
+    async def enqueue(self, kind: str, to: str, params: dict[str, Any], *, now: datetime) -> None:
+        await self.collection.insert_one(
+            {
+                "kind": kind,
+                "to": to,
+                "params": params,
+                "status": "pending",
+                "attempts": 0,
+                "created_at": now,
+                "due_at": now,
+                "lease_until": now,
+            }
+        )
+
+    async def claim(self, worker: str, *, now: datetime, lease: timedelta) -> OutboxMessage | None:
+        raw = await self.collection.find_one_and_update(
+            {"status": "pending", "due_at": {"$lte": now}, "lease_until": {"$lte": now}},
+            {
+                "$set": {"lease_until": now + lease, "leased_by": worker},
+                "$inc": {"attempts": 1},
+            },
+            sort=[("due_at", ASCENDING)],
+            return_document=ReturnDocument.AFTER,
+        )
+        if raw is None:
+            return None
+        return OutboxMessage(
+            raw["_id"], raw["kind"], raw["to"], raw.get("params", {}), raw["attempts"]
+        )
+
+    async def _finish(self, message: OutboxMessage, worker: str, update: dict[str, Any]) -> None:
+        # Only the lease holder settles a message (a stale worker's late answer is ignored).
+        await self.collection.update_one({"_id": message.id, "leased_by": worker}, update)
+
+    async def sent(self, message: OutboxMessage, worker: str, *, now: datetime) -> None:
+        await self._finish(
+            message, worker, {"$set": {"status": "sent", "sent_at": now}, "$unset": {"params": ""}}
+        )
+
+    async def dropped(
+        self, message: OutboxMessage, worker: str, *, now: datetime, why: str
+    ) -> None:
+        await self._finish(
+            message,
+            worker,
+            {
+                "$set": {"status": "dropped", "sent_at": now, "last_error": why},
+                "$unset": {"params": ""},
+            },
+        )
+
+    async def failed(
+        self, message: OutboxMessage, worker: str, *, now: datetime, error: str
+    ) -> bool:
+        """Put the message back for later; False when it has had its last attempt."""
+        if message.attempts >= MAX_ATTEMPTS:
+            await self._finish(message, worker, {"$set": {"status": "failed", "last_error": error}})
+            return False
+        due = now + backoff(message.attempts)
+        await self._finish(
+            message,
+            worker,
+            {"$set": {"due_at": due, "lease_until": due, "last_error": error}},
+        )
+        return True
+
+    async def pending(self) -> int:
+        return await self.collection.count_documents({"status": "pending"})
