@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
@@ -136,6 +137,17 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "ENV=prod needs MAIL_URL (e.g. smtp://user:pass@smtp.example.com:587"
                     "?starttls=true): verification and password-reset mail must reach people"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _mail_url_is_smtp(self) -> Settings:
+        if self.mail_url is not None:
+            parts = urlsplit(self.mail_url.get_secret_value())
+            if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+                raise ValueError(
+                    "MAIL_URL must look like smtp://user:pass@host:587?starttls=true or "
+                    "smtps://user:pass@host:465"
                 )
         return self
 

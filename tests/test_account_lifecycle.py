@@ -429,6 +429,8 @@ async def test_api_keys_act_as_their_user_but_never_on_credentials(database_url:
 
             revoked = await on_a.delete(f"/v1/users/me/api-keys/{key['id']}", headers=me)
             assert revoked.status_code == 204
+            gone = await on_a.delete(f"/v1/users/me/api-keys/{key['id']}", headers=me)
+            assert_problem(gone, 404, "api_key_not_found")
             # At once where it was revoked; in the other process as soon as its change
             # stream delivers the deletion (milliseconds; the cache fails closed without it).
             assert_problem(await on_a.get("/v1/users/me", headers=as_key), 401, "token_invalid")
@@ -512,6 +514,21 @@ async def test_make_apikey_mints_a_working_key(
         check=False,
     )
     assert unknown.returncode == 1 and "no account has" in unknown.stderr
+    for bad, message in (
+        (["--email", "not-an-email", "--name", "x"], "not an email address"),
+        (["--email", "ops@example.com", "--name", "x", "--days", "0"], "--days"),
+        (["--email", "ops@example.com", "--name", "  "], "--name"),
+    ):
+        refused = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "scripts.create_api_key", *bad],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
 
 
 async def test_an_expired_api_key_is_refused(

@@ -62,6 +62,12 @@ def test_production_starts_with_a_real_secret_and_database() -> None:
     assert not prod.uses_embedded_database
 
 
+def test_mail_url_must_be_smtp() -> None:
+    with pytest.raises(ValidationError, match="MAIL_URL must look like"):
+        settings(mail_url="http://mail.example")
+    assert settings(mail_url="smtps://u:p@mail.example:465").mail_url is not None
+
+
 def test_production_needs_a_mail_server() -> None:
     with pytest.raises(ValidationError, match="MAIL_URL"):
         settings(env="prod", jwt_secret="s" * 64, mongodb_url="mongodb://db:27017")

@@ -145,7 +145,9 @@ class AuthService:
         )
         return await self.create_user(email=email, password=password, name=name, role=role)
 
-    async def create_user(self, *, email: str, password: str, name: str, role: Role) -> User:
+    async def create_user(
+        self, *, email: str, password: str, name: str, role: Role, email_verified: bool = False
+    ) -> User:
         """Create an account, bypassing the registration switch (scripts, admins)."""
         self.check_password_policy(password)
         now = self.clock()
@@ -154,6 +156,7 @@ class AuthService:
             name=name,
             password_hash=await self.hasher.hash(password),
             role=role,
+            email_verified=email_verified,
             created_at=now,
             updated_at=now,
         )

@@ -87,6 +87,7 @@ class UserAdminUpdate(BaseModel):
     name: Name | None = None
     role: Role | None = None
     disabled: bool | None = None
+    email_verified: bool | None = None
 
 
 PageLimit = Annotated[int, Field(ge=1, le=100, description="Page size, 1 to 100")]
