@@ -543,3 +543,32 @@ async def test_an_expired_api_key_is_refused(
     )
     response = await client.get("/v1/users/me", headers={"Authorization": f"Bearer {secret}"})
     assert_problem(response, 401, "token_invalid")
+
+
+async def test_reset_requests_are_throttled_per_account(
+    database_url: str, smtp: tuple[Inbox, int]
+) -> None:
+    settings = make_settings(
+        database_url, mail_url=f"smtp://127.0.0.1:{smtp[1]}", rate_limit_mail_per_account=1
+    )
+    async with running_app(settings) as app, http_client(app) as client:
+        body = {"email": "often@example.com"}
+        first = await client.post("/v1/auth/password-reset/request", json=body)
+        assert first.status_code == 202
+        second = await client.post("/v1/auth/password-reset/request", json=body)
+        assert_problem(second, 429, "rate_limited")
+        assert int(second.headers["retry-after"]) >= 1
+
+
+def test_ops_can_override_a_template(tmp_path: Path) -> None:
+    from app.mail.templates import render
+
+    (tmp_path / "reset_password.subject").write_text("$app_name: new password <here>")
+    subject, text, html = render(
+        "reset_password",
+        {"app_name": "Notely", "name": "<Ada>", "link": "https://x/?a=1&b=2", "minutes": "30"},
+        tmp_path,
+    )
+    assert subject == "Notely: new password <here>"  # overridden
+    assert "Hello <Ada>," in text  # the default text part
+    assert "Hello &lt;Ada&gt;," in html and "https://x/?a=1&amp;b=2" in html  # escaped
