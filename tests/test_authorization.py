@@ -163,6 +163,10 @@ ROUTES: dict[str, tuple[str, Builder]] = {
     "documents_put": ("own_document", lambda w, p: (f"{DOCS}/{w.doc_id}", {"json": {"t": 2}})),
     "documents_patch": ("own_document", lambda w, p: (f"{DOCS}/{w.doc_id}", {"json": {"t": 3}})),
     "documents_delete": ("own_document", lambda w, p: (f"{DOCS}/{w.doc_id}", {})),
+    "documents_update": (
+        "own_document",
+        lambda w, p: (f"{DOCS}/{w.doc_id}/update", {"json": {"inc": {"t": 1}}}),
+    ),
 }
 
 

@@ -37,6 +37,7 @@ _SUFFIXES = {
     "documents_delete": "delete",
     "documents_bulk_create": "bulk",
     "documents_count": "count",
+    "documents_update": "update",
 }
 _REF_ROOT = "#/components/schemas/"
 _DEF_KEYWORDS = ("$defs", "definitions")

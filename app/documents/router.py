@@ -21,6 +21,7 @@ from app.documents.schemas import (
     DocumentOut,
     DocumentPage,
     DocumentPathId,
+    DocumentUpdate,
 )
 from app.documents.service import ANY, RESERVED_IDS, Preconditions, location
 from app.errors import problem_responses
@@ -264,6 +265,31 @@ async def patch_document(
     pre: PreconditionsDep,
 ) -> Response:
     doc = await documents.patch(name, doc_id, patch, caller, pre)
+    return _document(name, doc, with_location=False)
+
+
+@router.post(
+    "/{doc_id:doc_id}/update",
+    response_model=DocumentOut,
+    operation_id="documents_update",
+    summary="Change a document with update operators (inc, set, push, ...)",
+    description="Atomic per document: the operators apply to the current version and the "
+    "result is validated against the collection's schema (422 `schema_violation`, nothing "
+    "changed) before it is stored with the version bumped; a concurrent write makes the "
+    "update re-apply itself to the newer version, so no increment is lost. `If-Match` "
+    "applies it only to that version (412 otherwise).",
+    responses={**_WRITE_ERRORS, **_ONE_DOCUMENT},
+)
+async def update_document(
+    name: str,
+    doc_id: DocumentPathId,
+    body: DocumentUpdate,
+    caller: OptionalUser,
+    documents: DocumentServiceDep,
+    pre: PreconditionsDep,
+) -> Response:
+    operations = {k: v for k, v in body.model_dump().items() if v is not None}
+    doc = await documents.update(name, doc_id, operations, caller, pre)
     return _document(name, doc, with_location=False)
 
 

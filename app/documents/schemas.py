@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from app.clock import Timestamp
 from app.errors import ErrorCode, FieldError
@@ -72,3 +72,49 @@ class BulkResult(BaseModel):
     created: int
     failed: int
     results: list[BulkItemResult]
+
+
+class DocumentUpdate(BaseModel):
+    """Update operators on `data` paths (dotted, relative to `data`; a number segment is an
+    array index). One path may appear in one operator only."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "minProperties": 1,
+            "examples": [
+                {"inc": {"likes": 1}, "add_to_set": {"tags": "new"}, "set": {"seen": True}},
+                {"push": {"log": {"each": ["a", "b"], "slice": -100}}, "unset": ["draft"]},
+            ]
+        },
+    )
+    inc: dict[str, StrictInt | StrictFloat] | None = Field(
+        default=None,
+        min_length=1, description="Add to numbers (a missing field starts at 0)"
+    )
+    min: dict[str, Any] | None = Field(
+        default=None,
+        min_length=1, description="Keep the smaller value")
+    max: dict[str, Any] | None = Field(
+        default=None,
+        min_length=1, description="Keep the larger value")
+    set: dict[str, Any] | None = Field(
+        default=None,
+        min_length=1, description="Set values (objects on the way are made)")
+    unset: list[str] | None = Field(
+        default=None,
+        min_length=1, description="Remove fields")
+    push: dict[str, Any] | None = Field(
+        default=None,
+        min_length=1,
+        description="Append to arrays; `{each: [...], slice: n}` appends several and keeps "
+        "the first n (or last -n)",
+    )
+    add_to_set: dict[str, Any] | None = Field(
+        default=None,
+        min_length=1, description="Append values not already present; `{each: [...]}` for several"
+    )
+    pull: dict[str, Any] | None = Field(
+        default=None,
+        min_length=1, description="Remove every element equal to the value"
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from app.documents.keyset import (
 )
 from app.documents.merge_patch import merge_patch
 from app.documents.models import StoredDocument
+from app.documents.operators import apply_update, parse_update
 from app.documents.repository import DocumentExistsError, DocumentRepository
 from app.documents.validation import DataLimits, check_data
 from app.errors import AppError, ErrorCode, FieldError, Forbidden, ValidationFailed
@@ -36,6 +39,8 @@ ANY = "*"
 # Without If-Match a write re-reads and re-applies itself when another write slipped in
 # between; this bounds the retries under extreme contention.
 MAX_WRITE_ATTEMPTS = 10
+# Counters and sets see crowds (a like button): more rounds before 409 write_conflict.
+MAX_UPDATE_ATTEMPTS = 100
 # `GET .../documents/count` is a route: no document may take that id.
 RESERVED_IDS = frozenset({"count", "bulk"})
 
@@ -298,12 +303,16 @@ class DocumentService:
         new_data: Callable[[StoredDocument], dict[str, Any]],
         *,
         create: Callable[[], StoredDocument] | None = None,
+        attempts: int = MAX_WRITE_ATTEMPTS,
     ) -> tuple[StoredDocument, bool]:
         """Read, check, and write conditioned on the version read: the precondition check
         and the version bump are one database operation. Without If-Match, a write that
-        lost a race re-reads and re-applies itself (no update is ever lost)."""
+        lost a race re-reads and re-applies itself (no update is ever lost), after a short
+        random pause that grows with each loss, so a crowd of writers spreads out."""
         repo = self._repository(spec)
-        for _ in range(MAX_WRITE_ATTEMPTS):
+        for attempt in range(attempts):
+            if attempt:
+                await asyncio.sleep(random.uniform(0, 0.002 * min(attempt, 25)))
             current = await repo.get(doc_id)
             if current is None and create is not None and pre.if_match is None:
                 doc = create()
@@ -334,6 +343,30 @@ class DocumentService:
                     "GET it again for the new ETag"
                 )
         raise WriteConflict(f"Document {spec.id}/{doc_id} is changing too fast; retry")
+
+    async def update(
+        self,
+        name: str,
+        doc_id: str,
+        body: Any,
+        caller: Principal | None,
+        pre: Preconditions,
+    ) -> StoredDocument:
+        """Apply update operators (app/documents/operators.py) to `data`: validated like any
+        write, atomic per document, retried (not lost) when another write comes first."""
+        operations = parse_update(body)
+        spec = await self.collections.get(name)
+        access.check_create(spec, caller)
+        self._require_precondition(pre, creating_allowed=False)
+        doc, _ = await self._change(
+            spec,
+            caller,
+            doc_id,
+            pre,
+            lambda current: self.check_data(spec, apply_update(current.data, operations)),
+            attempts=MAX_UPDATE_ATTEMPTS,
+        )
+        return doc
 
     @staticmethod
     def _exists(spec: CollectionSpec, doc_id: str) -> PreconditionFailed:
