@@ -91,6 +91,7 @@ class ChangeFeed:
         lease_seconds: float = 2.0,
         retry_seconds: float = 1.0,
     ) -> None:
+        self._stopping = False
         self.db = db
         self.caches = caches
         self.poll_ms = poll_ms
@@ -116,10 +117,14 @@ class ChangeFeed:
     async def start(self) -> None:
         """Follow the stream in the background, once the first attempt to open it is over
         (so an app serves its first request with the cache on, or knowingly off)."""
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="change-feed")
         await self._settled.wait()
 
     async def stop(self) -> None:
+        # The flag ends the loop even if a cancellation is swallowed inside the driver
+        # (seen when the database vanished mid-call): shutdown never waits on it.
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             try:
@@ -155,7 +160,7 @@ class ChangeFeed:
 
     async def _run(self) -> None:
         warned = False
-        while True:
+        while not self._stopping:
             try:
                 await self._follow()
                 warned = False
@@ -172,6 +177,8 @@ class ChangeFeed:
             CHANGE_STREAM_FAILURES.inc()
             self._distrust()
             await self._progressed()
+            if self._stopping:
+                break
             await asyncio.sleep(self.retry_seconds)
 
     async def _follow(self) -> None:

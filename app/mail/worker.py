@@ -60,10 +60,12 @@ class MailWorker:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         # Set after each pass over the due messages (tests wait on it, not on time).
         self.idle = asyncio.Event()
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="mail-worker")
 
     def wake(self) -> None:
@@ -71,6 +73,10 @@ class MailWorker:
         self._wake.set()
 
     async def stop(self) -> None:
+        # As the change feed: the flag ends the loop even if the driver swallows the
+        # cancellation (a database that vanished mid-call).
+        self._stopping = True
+        self._wake.set()
         if self._task is None:
             return
         self._task.cancel()
@@ -79,10 +85,10 @@ class MailWorker:
         self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
-                while await self.deliver_one():
+                while not self._stopping and await self.deliver_one():
                     pass
             except asyncio.CancelledError:
                 raise
