@@ -69,6 +69,8 @@ class ErrorCode(StrEnum):
     DUPLICATE_KEY = "duplicate_key"
     WRITE_CONFLICT = "write_conflict"
     PRECONDITION_FAILED = "precondition_failed"
+    PATCH_TEST_FAILED = "patch_test_failed"  # a JSON Patch test operation did not hold
+    PATCH_CONFLICT = "patch_conflict"  # a JSON Patch path does not exist in the document
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     SCHEMA_VIOLATION = "schema_violation"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from starlette.convertors import Convertor, register_url_convertor
 
@@ -24,7 +24,7 @@ from app.documents.schemas import (
     DocumentUpdate,
 )
 from app.documents.service import ANY, RESERVED_IDS, Preconditions, location
-from app.errors import problem_responses
+from app.errors import FieldError, ValidationFailed, problem_responses
 from app.strict_json import StrictJSONRoute
 
 router = APIRouter(
@@ -245,26 +245,78 @@ async def put_document(
     return _document(name, doc, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
+_JSON_PATCH = "application/json-patch+json"
+_PATCH_BODY = {
+    "required": True,
+    "content": {
+        "application/merge-patch+json": {
+            "schema": {"type": "object", "additionalProperties": True},
+            "example": {"score": 8, "draft": None},
+        },
+        _JSON_PATCH: {
+            "schema": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["op", "path"],
+                    "properties": {
+                        "op": {"enum": ["add", "remove", "replace", "move", "copy", "test"]},
+                        "path": {"type": "string", "description": "JSON Pointer into data"},
+                        "from": {"type": "string", "description": "move and copy"},
+                        "value": {"description": "add, replace and test"},
+                    },
+                },
+            },
+            "example": [
+                {"op": "test", "path": "/score", "value": 7},
+                {"op": "replace", "path": "/score", "value": 8},
+            ],
+        },
+    },
+}
+
+
 @router.patch(
     "/{doc_id:doc_id}",
     response_model=DocumentOut,
     operation_id="documents_patch",
-    summary="Merge-patch a document's data (RFC 7396)",
-    description="Send `application/merge-patch+json`: keys set to null are removed, objects "
-    "merge, anything else replaces.",
+    summary="Patch a document's data: merge patch (RFC 7396) or JSON Patch (RFC 6902)",
+    description="`application/merge-patch+json` (or `application/json`): keys set to null "
+    "are removed, objects merge, anything else replaces. `application/json-patch+json`: "
+    "an array of add/remove/replace/move/copy/test operations, pointers relative to `data`, "
+    "applied all or nothing; a failed `test` answers 409 `patch_test_failed`, a path that "
+    "does not exist 409 `patch_conflict` (RFC 5789: the patch conflicts with the "
+    "document's state), a malformed patch 422.",
     responses={**_WRITE_ERRORS, **_ONE_DOCUMENT},
+    openapi_extra={"requestBody": _PATCH_BODY},
 )
 async def patch_document(
     name: str,
     doc_id: DocumentPathId,
-    patch: Annotated[
-        dict[str, Any], Body(media_type="application/merge-patch+json", examples=[{"score": 8}])
-    ],
+    request: Request,
     caller: OptionalUser,
     documents: DocumentServiceDep,
     pre: PreconditionsDep,
 ) -> Response:
-    doc = await documents.patch(name, doc_id, patch, caller, pre)
+    try:
+        body = await request.json()
+    except (ValueError, RecursionError) as exc:
+        # As FastAPI answers an undecodable body on every other route.
+        raise ValidationFailed(
+            "The body is not valid JSON",
+            errors=[FieldError(loc=["body"], msg=f"JSON decode error: {exc}", type="json_invalid")],
+        ) from None
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == _JSON_PATCH:
+        doc = await documents.json_patch(name, doc_id, body, caller, pre)
+    elif isinstance(body, dict):
+        doc = await documents.patch(name, doc_id, body, caller, pre)
+    else:
+        raise ValidationFailed(
+            "A merge patch is a JSON object; send a list of operations as "
+            "application/json-patch+json",
+            errors=[FieldError(loc=["body"], msg="expected an object", type="dict_type")],
+        )
     return _document(name, doc, with_location=False)
 
 

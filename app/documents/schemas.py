@@ -85,25 +85,22 @@ class DocumentUpdate(BaseModel):
             "examples": [
                 {"inc": {"likes": 1}, "add_to_set": {"tags": "new"}, "set": {"seen": True}},
                 {"push": {"log": {"each": ["a", "b"], "slice": -100}}, "unset": ["draft"]},
-            ]
+            ],
         },
     )
     inc: dict[str, StrictInt | StrictFloat] | None = Field(
-        default=None,
-        min_length=1, description="Add to numbers (a missing field starts at 0)"
+        default=None, min_length=1, description="Add to numbers (a missing field starts at 0)"
     )
     min: dict[str, Any] | None = Field(
-        default=None,
-        min_length=1, description="Keep the smaller value")
+        default=None, min_length=1, description="Keep the smaller value"
+    )
     max: dict[str, Any] | None = Field(
-        default=None,
-        min_length=1, description="Keep the larger value")
+        default=None, min_length=1, description="Keep the larger value"
+    )
     set: dict[str, Any] | None = Field(
-        default=None,
-        min_length=1, description="Set values (objects on the way are made)")
-    unset: list[str] | None = Field(
-        default=None,
-        min_length=1, description="Remove fields")
+        default=None, min_length=1, description="Set values (objects on the way are made)"
+    )
+    unset: list[str] | None = Field(default=None, min_length=1, description="Remove fields")
     push: dict[str, Any] | None = Field(
         default=None,
         min_length=1,
@@ -112,9 +109,9 @@ class DocumentUpdate(BaseModel):
     )
     add_to_set: dict[str, Any] | None = Field(
         default=None,
-        min_length=1, description="Append values not already present; `{each: [...]}` for several"
+        min_length=1,
+        description="Append values not already present; `{each: [...]}` for several",
     )
     pull: dict[str, Any] | None = Field(
-        default=None,
-        min_length=1, description="Remove every element equal to the value"
+        default=None, min_length=1, description="Remove every element equal to the value"
     )

@@ -19,6 +19,7 @@ from app.db.client import Db
 from app.documents import access
 from app.documents.filters import InvalidFilter, compile_fields, compile_filter, compile_sort
 from app.documents.idempotency import IdempotencyStore, Replay, request_fingerprint
+from app.documents.json_patch import apply_json_patch, parse_json_patch
 from app.documents.keyset import (
     after_clause,
     decode_cursor,
@@ -312,7 +313,7 @@ class DocumentService:
         repo = self._repository(spec)
         for attempt in range(attempts):
             if attempt:
-                await asyncio.sleep(random.uniform(0, 0.002 * min(attempt, 25)))
+                await asyncio.sleep(random.uniform(0, 0.002 * min(attempt, 25)))  # noqa: S311 - jitter
             current = await repo.get(doc_id)
             if current is None and create is not None and pre.if_match is None:
                 doc = create()
@@ -343,6 +344,28 @@ class DocumentService:
                     "GET it again for the new ETag"
                 )
         raise WriteConflict(f"Document {spec.id}/{doc_id} is changing too fast; retry")
+
+    async def json_patch(
+        self,
+        name: str,
+        doc_id: str,
+        operations: Any,
+        caller: Principal | None,
+        pre: Preconditions,
+    ) -> StoredDocument:
+        """Apply an RFC 6902 JSON Patch to `data` (app/documents/json_patch.py)."""
+        patch = parse_json_patch(operations)
+        spec = await self.collections.get(name)
+        access.check_create(spec, caller)
+        self._require_precondition(pre, creating_allowed=False)
+        doc, _ = await self._change(
+            spec,
+            caller,
+            doc_id,
+            pre,
+            lambda current: self.check_data(spec, apply_json_patch(current.data, patch)),
+        )
+        return doc
 
     async def update(
         self,
