@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -60,6 +61,27 @@ def run(argv: list[str], what: str) -> None:
         raise ClientError(f"{what} failed:\n{result.stdout}{result.stderr}")
 
 
+# openapi-python-client (0.29) turns a request body with two media types into
+# `isinstance(body, list[...])`, a TypeError at run time (its issues #1004 and #1276
+# concern the same code). PATCH takes merge patch and JSON Patch; the Python client is
+# generated without the JSON Patch media type (send those with httpx), the TypeScript one
+# keeps both.
+PYTHON_SKIPS_MEDIA_TYPES = ("application/json-patch+json",)
+
+
+def for_python_generator(contract: dict[str, Any]) -> dict[str, Any]:
+    """The contract less what openapi-python-client cannot generate correctly."""
+    copy: dict[str, Any] = json.loads(json.dumps(contract))
+    for methods in copy.get("paths", {}).values():
+        for operation in methods.values():
+            body = operation.get("requestBody", {}) if isinstance(operation, dict) else {}
+            content = body.get("content", {})
+            if len(content) > 1:
+                for media_type in PYTHON_SKIPS_MEDIA_TYPES:
+                    content.pop(media_type, None)
+    return copy
+
+
 def generate(contract_file: Path, out: Path) -> tuple[Path, Path]:
     """TypeScript types and a Python package from a contract file; their paths."""
     if not OPENAPI_TYPESCRIPT.exists():
@@ -77,12 +99,15 @@ def generate(contract_file: Path, out: Path) -> tuple[Path, Path]:
         shutil.rmtree(python)
     config = out / ".openapi-python-client.yaml"
     config.write_text("post_hooks: []\n", encoding="utf-8")
+    python_contract = out / ".openapi-for-python.json"
+    contract = json.loads(contract_file.read_text(encoding="utf-8"))
+    python_contract.write_text(json.dumps(for_python_generator(contract)), encoding="utf-8")
     run(
         [
             str(PYTHON_GENERATOR),
             "generate",
             "--path",
-            str(contract_file),
+            str(python_contract),
             "--output-path",
             str(python),
             "--meta",
@@ -93,6 +118,7 @@ def generate(contract_file: Path, out: Path) -> tuple[Path, Path]:
         "openapi-python-client",
     )
     config.unlink()
+    python_contract.unlink()
     return typescript, python
 
 

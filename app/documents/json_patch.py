@@ -50,7 +50,7 @@ def parse_json_patch(body: Any) -> jsonpatch.JsonPatch:
         if not isinstance(op, dict):
             raise _malformed(index, "an operation is an object")
         name = op.get("op")
-        if name not in OPS:
+        if not isinstance(name, str) or name not in OPS:
             raise _malformed(index, f"op must be one of {', '.join(sorted(OPS))}")
         pointers = ["path", "from"] if name in ("move", "copy") else ["path"]
         for member in pointers:
