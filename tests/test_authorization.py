@@ -158,6 +158,14 @@ ROUTES: dict[str, tuple[str, Builder]] = {
         lambda w, p: (f"{DOCS}/bulk", {"json": {"documents": [{"t": 1}]}}),
     ),
     "documents_list": ("collection", lambda w, p: (DOCS, {})),
+    "documents_bulk_update": (
+        "collection",
+        lambda w, p: (f"{DOCS}/bulk-update", {"json": {"filter": {}, "update": {"inc": {"t": 1}}}}),
+    ),
+    "documents_bulk_delete": (
+        "collection",
+        lambda w, p: (f"{DOCS}/bulk-delete", {"json": {"filter": {}, "dry_run": True}}),
+    ),
     "documents_count": ("collection", lambda w, p: (f"{DOCS}/count", {})),
     "documents_get": ("own_document", lambda w, p: (f"{DOCS}/{w.doc_id}", {})),
     "documents_put": ("own_document", lambda w, p: (f"{DOCS}/{w.doc_id}", {"json": {"t": 2}})),

@@ -38,6 +38,8 @@ _SUFFIXES = {
     "documents_bulk_create": "bulk",
     "documents_count": "count",
     "documents_update": "update",
+    "documents_bulk_update": "bulk_update",
+    "documents_bulk_delete": "bulk_delete",
 }
 _REF_ROOT = "#/components/schemas/"
 _DEF_KEYWORDS = ("$defs", "definitions")

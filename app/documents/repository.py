@@ -101,6 +101,10 @@ class DocumentRepository:
         result = await self.collection.delete_one({"_id": doc_id, **conditions})
         return result.deleted_count == 1
 
+    async def delete_ids(self, ids: list[str], *, conditions: Conditions) -> int:
+        result = await self.collection.delete_many({"_id": {"$in": ids}, **conditions})
+        return result.deleted_count
+
     async def delete_owned_by(self, owner: str) -> int:
         result = await self.collection.delete_many({"owner": owner})
         return result.deleted_count

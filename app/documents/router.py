@@ -13,9 +13,13 @@ from app.deps import DocumentServiceDep, OptionalUser
 from app.documents.encoding import encode_document, encode_page
 from app.documents.models import StoredDocument
 from app.documents.schemas import (
+    BulkChangeIn,
+    BulkChangeOut,
     BulkCreate,
+    BulkFailureOut,
     BulkItemResult,
     BulkResult,
+    BulkUpdateIn,
     DocId,
     DocumentCount,
     DocumentOut,
@@ -23,7 +27,7 @@ from app.documents.schemas import (
     DocumentPathId,
     DocumentUpdate,
 )
-from app.documents.service import ANY, RESERVED_IDS, Preconditions, location
+from app.documents.service import ANY, RESERVED_IDS, BulkChange, Preconditions, location
 from app.errors import FieldError, ValidationFailed, problem_responses
 from app.strict_json import StrictJSONRoute
 
@@ -147,6 +151,53 @@ async def bulk_create_documents(
     results = [BulkItemResult.model_validate(item, from_attributes=True) for item in items]
     created = sum(1 for r in results if r.status == status.HTTP_201_CREATED)
     return BulkResult(created=created, failed=len(results) - created, results=results)
+
+
+def _bulk_out(result: BulkChange, dry_run: bool) -> BulkChangeOut:
+    return BulkChangeOut(
+        matched=result.matched,
+        modified=result.modified,
+        more=result.more,
+        dry_run=dry_run,
+        failed=[BulkFailureOut(**vars(f)) for f in result.failed],
+    )
+
+
+@router.post(
+    "/bulk-update",
+    operation_id="documents_bulk_update",
+    summary="Apply update operators to every matching document you may change",
+    description="Each document changes atomically (validated against the schema, version "
+    "bumped); the call as a whole is not all-or-nothing (use POST /v1/batch for that). At "
+    "most `limit` documents, oldest first; when `more` is true, call again (e.g. after "
+    "`mark as read`, the changed ones no longer match). `dry_run` counts only.",
+    responses=problem_responses(400, 401, 403, 404, 422),
+)
+async def bulk_update_documents(
+    name: str, body: BulkUpdateIn, caller: OptionalUser, documents: DocumentServiceDep
+) -> BulkChangeOut:
+    operations = {k: v for k, v in body.update.model_dump().items() if v is not None}
+    result = await documents.bulk_update(
+        name, body.filter, operations, caller, dry_run=body.dry_run, limit=body.limit
+    )
+    return _bulk_out(result, body.dry_run)
+
+
+@router.post(
+    "/bulk-delete",
+    operation_id="documents_bulk_delete",
+    summary="Delete every matching document you may change",
+    description="At most `limit` documents, oldest first (`more`: others match); "
+    "`dry_run` counts only.",
+    responses=problem_responses(400, 401, 403, 404, 422),
+)
+async def bulk_delete_documents(
+    name: str, body: BulkChangeIn, caller: OptionalUser, documents: DocumentServiceDep
+) -> BulkChangeOut:
+    result = await documents.bulk_delete(
+        name, body.filter, caller, dry_run=body.dry_run, limit=body.limit
+    )
+    return _bulk_out(result, body.dry_run)
 
 
 @router.get(

@@ -14,13 +14,13 @@ from app.errors import ErrorCode, FieldError
 # route's path convertor refuses them. The published patterns say so exactly; pydantic's
 # regex engine has no look-ahead, so validation uses the plain pattern.
 DOC_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-_NOT_RESERVED = r"(?!(?:bulk|count)$)"
+_NOT_RESERVED = r"(?!(?:bulk|bulk-update|bulk-delete|count)$)"
 DocId = Annotated[
     str,
     Field(
         pattern=DOC_ID_PATTERN,
         json_schema_extra={"pattern": f"^{_NOT_RESERVED}[A-Za-z0-9_-]{{1,64}}$"},
-        description="1 to 64 of A-Z a-z 0-9 _ -, but not count or bulk",
+        description="1 to 64 of A-Z a-z 0-9 _ -, but not count, bulk, bulk-update or bulk-delete",
     ),
 ]
 # Any id a document may have (server-made ids included), in a path.
@@ -114,4 +114,46 @@ class DocumentUpdate(BaseModel):
     )
     pull: dict[str, Any] | None = Field(
         default=None, min_length=1, description="Remove every element equal to the value"
+    )
+
+
+class BulkChangeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    filter: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The filter language of listing, as a JSON object ({} matches all)",
+    )
+    dry_run: bool = Field(default=False, description="Count what would change; change nothing")
+    limit: int | None = Field(
+        default=None,
+        ge=1,
+        description="At most this many documents (default and maximum: BULK_MAX_DOCUMENTS), "
+        "oldest first; `more` says whether others match",
+    )
+
+
+class BulkUpdateIn(BulkChangeIn):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"filter": {"data.read": False}, "update": {"set": {"read": True}}}]
+        },
+    )
+    update: DocumentUpdate
+
+
+class BulkFailureOut(BaseModel):
+    id: str
+    status: int
+    code: ErrorCode
+    detail: str
+
+
+class BulkChangeOut(BaseModel):
+    matched: int = Field(description="Documents matched that you may change (up to the limit)")
+    modified: int = Field(description="Documents changed (deleted, for bulk-delete)")
+    more: bool = Field(description="More documents match beyond the limit")
+    dry_run: bool
+    failed: list[BulkFailureOut] = Field(
+        default_factory=list, description="Documents the update could not apply to, and why"
     )

@@ -43,7 +43,7 @@ MAX_WRITE_ATTEMPTS = 10
 # Counters and sets see crowds (a like button): more rounds before 409 write_conflict.
 MAX_UPDATE_ATTEMPTS = 100
 # `GET .../documents/count` is a route: no document may take that id.
-RESERVED_IDS = frozenset({"count", "bulk"})
+RESERVED_IDS = frozenset({"count", "bulk", "bulk-update", "bulk-delete"})
 
 
 class PreconditionFailed(AppError):
@@ -111,6 +111,22 @@ def envelope(collection: str, doc: StoredDocument) -> dict[str, Any]:
         "updated_at": doc.updated_at,
         "data": doc.data,
     }
+
+
+@dataclass
+class BulkFailure:
+    id: str
+    status: int
+    code: ErrorCode
+    detail: str
+
+
+@dataclass
+class BulkChange:
+    matched: int
+    more: bool
+    modified: int = 0
+    failed: list[BulkFailure] = field(default_factory=list)
 
 
 class DocumentService:
@@ -451,6 +467,85 @@ class DocumentService:
             item.code = ErrorCode.DUPLICATE_KEY
             item.detail = f"Another document already has this value for {pattern}"
         return results
+
+    async def _changeable(
+        self, spec: CollectionSpec, caller: Principal | None, parsed_filter: Any, limit: int
+    ) -> tuple[list[str], bool]:
+        """Ids (creation order) of up to `limit` documents matching the filter that the
+        caller may read and change; and whether more match."""
+        scope = {**access.write_scope(spec, caller), **access.read_scope(spec, caller)}
+        client = compile_filter(parsed_filter) if parsed_filter else {}
+        query = {"$and": [client, scope]} if client and scope else (client or scope)
+        rows = await self._repository(spec).find_page(
+            query, sort=compile_sort(""), limit=limit + 1, projection={"_id": 1}
+        )
+        ids = [row["_id"] for row in rows]
+        return ids[:limit], len(ids) > limit
+
+    def _bulk_limit(self, limit: int | None) -> int:
+        cap = self.settings.bulk_max_documents
+        if limit is not None and not 1 <= limit <= cap:
+            raise ValidationFailed(
+                f"limit is 1 to {cap} (BULK_MAX_DOCUMENTS)",
+                errors=[FieldError(loc=["body", "limit"], msg=f"1 to {cap}", type="limit")],
+            )
+        return limit or cap
+
+    async def bulk_update(
+        self,
+        name: str,
+        filter_: Any,
+        body: Any,
+        caller: Principal | None,
+        *,
+        dry_run: bool = False,
+        limit: int | None = None,
+    ) -> BulkChange:
+        """Apply update operators to each matching document the caller may change, each
+        atomically (validated, version bumped); not all-or-nothing (that is /v1/batch)."""
+        operations = parse_update(body)
+        spec = await self.collections.get(name)
+        access.check_create(spec, caller)
+        ids, more = await self._changeable(spec, caller, filter_, self._bulk_limit(limit))
+        result = BulkChange(matched=len(ids), more=more)
+        if dry_run:
+            return result
+        for doc_id in ids:
+            try:
+                await self._change(
+                    spec,
+                    caller,
+                    doc_id,
+                    Preconditions(),
+                    lambda current: self.check_data(spec, apply_update(current.data, operations)),
+                    attempts=MAX_UPDATE_ATTEMPTS,
+                )
+                result.modified += 1
+            except AppError as exc:
+                if exc.status == 404:  # deleted meanwhile: no longer matches
+                    result.matched -= 1
+                    continue
+                result.failed.append(BulkFailure(doc_id, exc.status, exc.code, exc.detail))
+        return result
+
+    async def bulk_delete(
+        self,
+        name: str,
+        filter_: Any,
+        caller: Principal | None,
+        *,
+        dry_run: bool = False,
+        limit: int | None = None,
+    ) -> BulkChange:
+        spec = await self.collections.get(name)
+        access.check_create(spec, caller)
+        ids, more = await self._changeable(spec, caller, filter_, self._bulk_limit(limit))
+        result = BulkChange(matched=len(ids), more=more)
+        if dry_run or not ids:
+            return result
+        scope = {**access.write_scope(spec, caller), **access.read_scope(spec, caller)}
+        result.modified = await self._repository(spec).delete_ids(ids, conditions=scope)
+        return result
 
     def _compile_query(
         self, spec: CollectionSpec, caller: Principal | None, parsed_filter: Any
