@@ -79,6 +79,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     INTERNAL_ERROR = "internal_error"
     DATABASE_UNAVAILABLE = "database_unavailable"
+    TRANSACTIONS_UNAVAILABLE = "transactions_unavailable"
     QUERY_TIMEOUT = "query_timeout"
 
 

@@ -10,6 +10,7 @@ from app.collections.router import router as collections_router
 from app.config import Settings, get_settings
 from app.contract.router import ContractCache
 from app.contract.router import router as contract_router
+from app.documents.batch_router import router as batch_router
 from app.documents.fast_get import DocumentGetFastPath
 from app.documents.router import router as documents_router
 from app.errors import install_error_handlers
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, *, fast_paths: bool = True) -> 
     # Routes are matched in order, one by one: the busiest first. No two routers' paths
     # overlap, so the order changes nothing else.
     app.include_router(documents_router)
+    app.include_router(batch_router)
     app.include_router(collections_router)
     app.include_router(auth_router)
     app.include_router(users_router)

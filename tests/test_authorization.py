@@ -158,6 +158,13 @@ ROUTES: dict[str, tuple[str, Builder]] = {
         lambda w, p: (f"{DOCS}/bulk", {"json": {"documents": [{"t": 1}]}}),
     ),
     "documents_list": ("collection", lambda w, p: (DOCS, {})),
+    "batch_run": (
+        "collection",
+        lambda w, p: (
+            "/v1/batch",
+            {"json": {"operations": [{"op": "create", "collection": "notes", "data": {"t": 1}}]}},
+        ),
+    ),
     "documents_bulk_update": (
         "collection",
         lambda w, p: (f"{DOCS}/bulk-update", {"json": {"filter": {}, "update": {"inc": {"t": 1}}}}),

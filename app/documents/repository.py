@@ -9,6 +9,7 @@ from typing import Any
 
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from app.db import transaction
 from app.db.client import Db
 from app.documents.models import StoredDocument
 
@@ -35,7 +36,7 @@ class DocumentRepository:
 
     async def insert(self, doc: StoredDocument) -> None:
         try:
-            await self.collection.insert_one(doc.to_mongo())
+            await self.collection.insert_one(doc.to_mongo(), session=transaction.current())
         except DuplicateKeyError as exc:
             if _is_id_clash(exc):
                 raise DocumentExistsError(doc.id) from exc
@@ -76,7 +77,9 @@ class DocumentRepository:
 
     async def get(self, doc_id: str, *, scope: Conditions | None = None) -> StoredDocument | None:
         raw = await self.collection.find_one(
-            {"_id": doc_id, **(scope or {})}, max_time_ms=self.max_time_ms
+            {"_id": doc_id, **(scope or {})},
+            max_time_ms=self.max_time_ms,
+            session=transaction.current(),
         )
         return None if raw is None else StoredDocument.from_mongo(raw)
 
@@ -92,13 +95,16 @@ class DocumentRepository:
         result = await self.collection.update_one(
             {"_id": current.id, "version": current.version},
             {"$set": {"data": data, "updated_at": now}, "$inc": {"version": 1}},
+            session=transaction.current(),
         )
         if result.matched_count != 1:
             return None
         return dataclasses.replace(current, data=data, version=current.version + 1, updated_at=now)
 
     async def delete(self, doc_id: str, *, conditions: Conditions) -> bool:
-        result = await self.collection.delete_one({"_id": doc_id, **conditions})
+        result = await self.collection.delete_one(
+            {"_id": doc_id, **conditions}, session=transaction.current()
+        )
         return result.deleted_count == 1
 
     async def delete_ids(self, ids: list[str], *, conditions: Conditions) -> int:

@@ -42,6 +42,8 @@ ANY = "*"
 MAX_WRITE_ATTEMPTS = 10
 # Counters and sets see crowds (a like button): more rounds before 409 write_conflict.
 MAX_UPDATE_ATTEMPTS = 100
+# Pauses between write retries (not a secret; its own instance, not the shared generator).
+_JITTER = random.Random()  # noqa: S311
 # `GET .../documents/count` is a route: no document may take that id.
 RESERVED_IDS = frozenset({"count", "bulk", "bulk-update", "bulk-delete"})
 
@@ -329,7 +331,7 @@ class DocumentService:
         repo = self._repository(spec)
         for attempt in range(attempts):
             if attempt:
-                await asyncio.sleep(random.uniform(0, 0.002 * min(attempt, 25)))  # noqa: S311 - jitter
+                await asyncio.sleep(_JITTER.uniform(0, 0.002 * min(attempt, 25)))
             current = await repo.get(doc_id)
             if current is None and create is not None and pre.if_match is None:
                 doc = create()
