@@ -25,9 +25,10 @@ from app.errors import AppError, Conflict, ErrorCode
 class IdempotencyRecord(Document):
     id: str  # type: ignore[assignment]  # hash of (caller, collection, key)
     request_hash: str
-    status: int | None = None  # None while the first request is still running
-    body: dict[str, Any] | None = None
-    headers: dict[str, str] = {}
+    done: bool = False  # False while the first request is still running
+    body: dict[str, Any] | None = None  # the document it created (its envelope)
+    # Records written before `done` (they carried the HTTP status): read for one TTL.
+    status: int | None = None
     expires_at: datetime
 
     class Settings:
@@ -43,9 +44,10 @@ class IdempotencyKeyReused(AppError):
 
 @dataclass(frozen=True, slots=True)
 class Replay:
-    status: int
+    """The document the first request created (its envelope); the router answers with it
+    as it answered then."""
+
     body: dict[str, Any]
-    headers: dict[str, str]
 
 
 def _hash(*parts: str) -> str:
@@ -89,20 +91,16 @@ class IdempotencyStore:
             raise IdempotencyKeyReused(
                 "This Idempotency-Key was used with a different request body; use a new key"
             )
-        if raw.get("status") is None:
+        if not raw.get("done") and raw.get("status") is None:  # status: records of <= 0.1
             raise Conflict(
                 "A request with this Idempotency-Key is still being processed; retry shortly",
                 code=ErrorCode.DUPLICATE_KEY,
             )
-        return Replay(status=raw["status"], body=raw["body"], headers=raw.get("headers", {}))
+        return Replay(body=raw["body"])
 
-    async def complete(
-        self, record_id: str, *, status: int, body: dict[str, Any], headers: dict[str, str]
-    ) -> None:
-        await self.collection.update_one(
-            {"_id": record_id}, {"$set": {"status": status, "body": body, "headers": headers}}
-        )
+    async def complete(self, record_id: str, *, body: dict[str, Any]) -> None:
+        await self.collection.update_one({"_id": record_id}, {"$set": {"done": True, "body": body}})
 
     async def release(self, record_id: str) -> None:
         """Forget a claim whose request failed, so the client can retry with the same key."""
-        await self.collection.delete_one({"_id": record_id, "status": None})
+        await self.collection.delete_one({"_id": record_id, "done": {"$ne": True}, "status": None})

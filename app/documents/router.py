@@ -27,7 +27,7 @@ from app.documents.schemas import (
     DocumentPathId,
     DocumentUpdate,
 )
-from app.documents.service import ANY, RESERVED_IDS, BulkChange, Preconditions, location
+from app.documents.service import ANY, RESERVED_IDS, BulkChange, Preconditions
 from app.errors import FieldError, ValidationFailed, problem_responses
 from app.strict_json import StrictJSONRoute
 
@@ -97,6 +97,10 @@ Filter = Annotated[
 ]
 
 
+def location(collection: str, doc_id: str) -> str:
+    return f"/v1/collections/{collection}/documents/{doc_id}"
+
+
 def _document(
     name: str, doc: StoredDocument, status_code: int = 200, *, with_location: bool = True
 ) -> Response:
@@ -132,8 +136,13 @@ async def create_document(
 ) -> Response:
     doc, replay = await documents.create(name, data, caller, idempotency_key=idempotency_key)
     if replay is not None:
-        body = DocumentOut.model_validate(replay.body).model_dump(mode="json")
-        return JSONResponse(body, status_code=replay.status, headers=replay.headers)
+        # The first request's answer: the same document, status and headers.
+        first = DocumentOut.model_validate(replay.body)
+        return JSONResponse(
+            first.model_dump(mode="json"),
+            status_code=status.HTTP_201_CREATED,
+            headers={"ETag": f'"{first.version}"', "Location": location(name, first.id)},
+        )
     assert doc is not None
     return _document(name, doc, status.HTTP_201_CREATED)
 

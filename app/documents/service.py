@@ -249,12 +249,7 @@ class DocumentService:
         except BaseException:
             await self.idempotency.release(record)
             raise
-        await self.idempotency.complete(
-            record,
-            status=201,
-            body=envelope(name, doc),
-            headers={"Location": location(name, doc.id), "ETag": doc.etag},
-        )
+        await self.idempotency.complete(record, body=envelope(name, doc))
         return doc, None
 
     async def get(self, name: str, doc_id: str, caller: Principal | None) -> StoredDocument:
@@ -628,10 +623,6 @@ def new_document_id() -> str:
     """A server-chosen id: 128 bits from the OS's CSPRNG, URL-safe (22 characters), so one
     id tells nothing about any other (ObjectIds are a timestamp plus a counter)."""
     return secrets.token_urlsafe(16)
-
-
-def location(collection: str, doc_id: str) -> str:
-    return f"/v1/collections/{collection}/documents/{doc_id}"
 
 
 def _parse_filter(raw: str) -> Any:
