@@ -104,6 +104,14 @@ def serve(
             process.wait(30)
 
 
+def metric_total(base: str, name: str) -> float:
+    """The value of an unlabelled counter on the API's /metrics."""
+    for line in httpx.get(f"{base}/metrics", timeout=10).text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def lag_buckets(base: str) -> dict[float, float]:
     """The API's cumulative event-loop-lag histogram buckets (le -> count)."""
     text = httpx.get(f"{base}/metrics", timeout=10).text
@@ -365,6 +373,7 @@ async def main(args: argparse.Namespace) -> int:
     ratios: dict[str, float] = {}
     list_table: list[dict[str, Any]] = []
     reset_timing: dict[str, float] = {}
+    contention: dict[str, Any] = {}
     rss = None
     try:
         server = stack.enter_context(
@@ -579,7 +588,54 @@ async def main(args: argparse.Namespace) -> int:
         )
         ratios["login_storm_db_p99_ratio"] = raw_storm["p99_ms"] / raw_quiet["p99_ms"]
 
-        # 5. Password-reset requests: an address with an account and one without must
+        # 5. Contention: every connection increments one counter (update operators), and
+        # batches of 10 operations (one transaction each) on overlapping documents.
+        counter = await http.put(
+            "/v1/collections/bench/documents/counter", json={"n": 0}, headers=auth
+        )
+        assert counter.status_code in (200, 201), counter.text
+        inc = build_request(
+            "POST",
+            "/v1/collections/bench/documents/counter/update",
+            headers=auth_json,
+            body=b'{"inc": {"n": 1}}',
+        )
+        retries0 = metric_total(base, "docstore_write_retries_total")
+        _, inc_result = await bench.api("inc one document from every connection", lambda i: inc)
+        retries = metric_total(base, "docstore_write_retries_total") - retries0
+        stored = (await http.get("/v1/collections/bench/documents/counter", headers=auth)).json()
+        contention = {
+            "requests": inc_result.requests,
+            "errors": inc_result.errors,
+            "retries": int(retries),
+            "retries_per_request": round(retries / inc_result.requests, 2)
+            if inc_result.requests
+            else None,
+            "counter_matches": stored["data"]["n"] == inc_result.requests - inc_result.errors,
+        }
+        print(
+            f"  inc under contention: {contention['retries']} retries "
+            f"({contention['retries_per_request']} a request); counter exact: "
+            f"{contention['counter_matches']}",
+            flush=True,
+        )
+        batch_body = json.dumps(
+            {
+                "operations": [
+                    {
+                        "op": "update",
+                        "collection": "bench",
+                        "id": ids[k],
+                        "update": {"inc": {"data_n": 1}},
+                    }
+                    for k in range(10)
+                ]
+            }
+        ).encode()
+        batch = build_request("POST", "/v1/batch", headers=auth_json, body=batch_body)
+        await bench.api("batch of 10 updates (one transaction)", lambda i: batch)
+
+        # 6. Password-reset requests: an address with an account and one without must
         # not be told apart by time (product.md §8). Interleaved, one at a time.
         known_times, unknown_times = [], []
         for i in range(40):
@@ -604,7 +660,7 @@ async def main(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-        # 6. List latency by collection size (the embedded engine's weak spot).
+        # 7. List latency by collection size (the embedded engine's weak spot).
         list_table = await list_latency(bench, http, url, db, auth)
         rss = round(rss_mb(server.pid), 1)
         await http.aclose()
@@ -640,6 +696,7 @@ async def main(args: argparse.Namespace) -> int:
         "scenarios": bench.rows,
         "list_latency": list_table,
         "password_reset_timing": reset_timing,
+        "inc_contention": contention,
         "api_rss_mb": rss,
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
         "aims": {k: f"{op} {aim}" for k, (op, aim) in AIMS.items() if op},

@@ -194,3 +194,59 @@ async def test_a_database_without_transactions_is_503(
         headers=user.headers,
     )
     assert_problem(response, 503, "transactions_unavailable")
+
+
+async def test_a_seventh_failure_leaves_the_first_six_undone_in_the_database(
+    app: FastAPI, client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin)
+    await put(client, user, "todo", ["a"])
+    operations: list[dict[str, Any]] = [
+        {"op": "create", "collection": "log", "data": {"i": i}} for i in range(4)
+    ]
+    operations += [
+        {"op": "update", "collection": "lists", "id": "todo", "update": {"push": {"items": "b"}}},
+        {"op": "replace", "collection": "lists", "id": "new", "data": {"items": []}},
+        {"op": "delete", "collection": "lists", "id": "todo", "if_match": '"1"'},  # now at 2
+    ]
+    response = await client.post("/v1/batch", json={"operations": operations}, headers=user.headers)
+    body = assert_problem(response, 412, "precondition_failed")
+    assert body["errors"][0]["loc"] == ["body", "operations", 6]
+    db = app.state.container.db
+    assert await db["docs_log"].count_documents({}) == 0
+    assert await db["docs_lists"].count_documents({"_id": "new"}) == 0
+    todo = await db["docs_lists"].find_one({"_id": "todo"})
+    assert todo["version"] == 1 and todo["data"] == {"items": ["a"]}
+
+
+async def test_eight_concurrent_batches_on_overlapping_documents_lose_nothing(
+    client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin)
+    names = ["a", "b", "c"]
+    for doc_id in names:
+        made = await client.put(
+            f"/v1/collections/log/documents/{doc_id}", json={"n": 0}, headers=user.headers
+        )
+        assert made.status_code == 201
+
+    def batch(i: int) -> dict[str, Any]:
+        touched = [names[i % 3], names[(i + 1) % 3]]  # each pair overlaps the next
+        return {
+            "operations": [
+                {"op": "update", "collection": "log", "id": d, "update": {"inc": {"n": 1}}}
+                for d in touched
+            ]
+        }
+
+    results = await asyncio.gather(
+        *(client.post("/v1/batch", json=batch(i), headers=user.headers) for i in range(8))
+    )
+    assert [r.status_code for r in results] == [200] * 8
+    expected = {name: 0 for name in names}
+    for i in range(8):
+        expected[names[i % 3]] += 1
+        expected[names[(i + 1) % 3]] += 1
+    for doc_id, n in expected.items():
+        doc = await client.get(f"/v1/collections/log/documents/{doc_id}", headers=user.headers)
+        assert doc.json()["data"]["n"] == n

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import Account, assert_problem
 
@@ -119,3 +120,89 @@ async def test_merge_patch_still_works_and_refuses_an_array(
         path, content=b"{nope", headers={**user.headers, "Content-Type": "application/json"}
     )
     assert_problem(broken, 422, "validation_failed")
+
+
+# RFC 6902 Appendix A, every example (each has an object root, so each applies to `data`).
+# (section, document, patch, expected result or (status, code) for an error)
+RFC_6902_APPENDIX_A: list[tuple[str, dict[str, Any], list[dict[str, Any]], Any]] = [
+    ("A.1 add an object member", {"foo": "bar"},
+     [{"op": "add", "path": "/baz", "value": "qux"}], {"baz": "qux", "foo": "bar"}),
+    ("A.2 add an array element", {"foo": ["bar", "baz"]},
+     [{"op": "add", "path": "/foo/1", "value": "qux"}], {"foo": ["bar", "qux", "baz"]}),
+    ("A.3 remove an object member", {"baz": "qux", "foo": "bar"},
+     [{"op": "remove", "path": "/baz"}], {"foo": "bar"}),
+    ("A.4 remove an array element", {"foo": ["bar", "qux", "baz"]},
+     [{"op": "remove", "path": "/foo/1"}], {"foo": ["bar", "baz"]}),
+    ("A.5 replace a value", {"baz": "qux", "foo": "bar"},
+     [{"op": "replace", "path": "/baz", "value": "boo"}], {"baz": "boo", "foo": "bar"}),
+    ("A.6 move a value", {"foo": {"bar": "baz", "waldo": "fred"}, "qux": {"corge": "grault"}},
+     [{"op": "move", "from": "/foo/waldo", "path": "/qux/thud"}],
+     {"foo": {"bar": "baz"}, "qux": {"corge": "grault", "thud": "fred"}}),
+    ("A.7 move an array element", {"foo": ["all", "grass", "cows", "eat"]},
+     [{"op": "move", "from": "/foo/1", "path": "/foo/3"}],
+     {"foo": ["all", "cows", "eat", "grass"]}),
+    ("A.8 test a value: success", {"baz": "qux", "foo": ["a", 2, "c"]},
+     [{"op": "test", "path": "/baz", "value": "qux"}, {"op": "test", "path": "/foo/1", "value": 2}],
+     {"baz": "qux", "foo": ["a", 2, "c"]}),
+    ("A.9 test a value: error", {"baz": "qux"},
+     [{"op": "test", "path": "/baz", "value": "bar"}], (409, "patch_test_failed")),
+    ("A.10 add a nested member object", {"foo": "bar"},
+     [{"op": "add", "path": "/child", "value": {"grandchild": {}}}],
+     {"foo": "bar", "child": {"grandchild": {}}}),
+    ("A.11 ignore unrecognized elements", {"foo": "bar"},
+     [{"op": "add", "path": "/baz", "value": "qux", "xyz": 123}], {"foo": "bar", "baz": "qux"}),
+    ("A.12 add to a nonexistent target", {"foo": "bar"},
+     [{"op": "add", "path": "/baz/bat", "value": "qux"}], (409, "patch_conflict")),
+    ("A.14 ~ escape ordering", {"/": 9, "~1": 10},
+     [{"op": "test", "path": "/~01", "value": 10}], {"/": 9, "~1": 10}),
+    ("A.15 compare strings and numbers", {"/": 9, "~1": 10},
+     [{"op": "test", "path": "/~01", "value": "10"}], (409, "patch_test_failed")),
+    ("A.16 add an array value", {"foo": ["bar"]},
+     [{"op": "add", "path": "/foo/-", "value": ["abc", "def"]}], {"foo": ["bar", ["abc", "def"]]}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("section", "document", "operations", "expected"),
+    RFC_6902_APPENDIX_A,
+    ids=[case[0] for case in RFC_6902_APPENDIX_A],
+)
+async def test_rfc_6902_appendix_a(
+    client: httpx.AsyncClient,
+    admin: Account,
+    user: Account,
+    section: str,
+    document: dict[str, Any],
+    operations: list[dict[str, Any]],
+    expected: Any,
+) -> None:
+    declared = await client.post("/v1/collections", json={"name": "rfc"}, headers=admin.headers)
+    assert declared.status_code == 201
+    created = await client.post(
+        "/v1/collections/rfc/documents", json=document, headers=user.headers
+    )
+    assert created.status_code == 201, created.text
+    path = f"/v1/collections/rfc/documents/{created.json()['id']}"
+    response = await patch(client, path, user, operations)
+    if isinstance(expected, tuple):
+        assert_problem(response, *expected)
+        stored = await client.get(path, headers=user.headers)
+        assert stored.json()["data"] == document and stored.json()["version"] == 1
+    else:
+        assert response.status_code == 200, response.text
+        assert response.json()["data"] == expected
+
+
+async def test_rfc_6902_a13_an_invalid_patch_document_changes_nothing(
+    client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    """A.13: an operation with two `op` members is not a valid patch. JSON parsers keep
+    one of them; either way the patch must fail and change nothing."""
+    path = await setup(client, admin, user)
+    response = await client.patch(
+        path,
+        content=b'[{"op": "add", "path": "/baz", "value": "qux", "op": "remove"}]',
+        headers={**user.headers, **JSON_PATCH},
+    )
+    assert response.status_code in (409, 422), response.text
+    assert (await client.get(path, headers=user.headers)).json()["version"] == 1

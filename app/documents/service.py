@@ -33,6 +33,7 @@ from app.documents.operators import apply_update, parse_update
 from app.documents.repository import DocumentExistsError, DocumentRepository
 from app.documents.validation import DataLimits, check_data
 from app.errors import AppError, ErrorCode, FieldError, Forbidden, ValidationFailed
+from app.ops.metrics import WRITE_RETRIES
 from app.pagination import CursorCodec
 from app.users.repository import Principal
 
@@ -326,6 +327,7 @@ class DocumentService:
         repo = self._repository(spec)
         for attempt in range(attempts):
             if attempt:
+                WRITE_RETRIES.inc()
                 await asyncio.sleep(_JITTER.uniform(0, 0.002 * min(attempt, 25)))
             current = await repo.get(doc_id)
             if current is None and create is not None and pre.if_match is None:

@@ -59,6 +59,12 @@ CHANGE_STREAM_FAILURES = Counter(
     registry=REGISTRY,
 )
 
+WRITE_RETRIES = Counter(
+    "docstore_write_retries_total",
+    "Document writes that lost a race to another write and re-applied themselves",
+    registry=REGISTRY,
+)
+
 LOOP_LAG = Histogram(
     "docstore_event_loop_lag_seconds",
     "How much later than asked the event loop woke a sleeping task (app/ops/loop_lag.py)",
