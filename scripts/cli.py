@@ -7,8 +7,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from pydantic import TypeAdapter, ValidationError
 from tqdm import tqdm
 
+from app.auth.schemas import Email
 from app.config import Settings, get_settings
 from app.container import Container, open_container
 from app.errors import AppError
@@ -61,3 +63,13 @@ def guarded(entry: Callable[[], int]) -> int:
 def plural(count: int, word: str, many: str | None = None) -> str:
     """`1 user`, `2 users`, `0 users`."""
     return f"{count} {word if count == 1 else many or word + 's'}"
+
+
+def email_argument(raw: str) -> str | None:
+    """`raw` normalised as the API does it, or None after saying it is not an address."""
+    try:
+        email: str = TypeAdapter(Email).validate_python(raw)
+    except ValidationError:
+        print(f"error: {raw!r} is not an email address", file=sys.stderr)
+        return None
+    return email

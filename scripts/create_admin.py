@@ -11,13 +11,10 @@ import asyncio
 import getpass
 import sys
 
-from pydantic import TypeAdapter, ValidationError
-
-from app.auth.schemas import Email
 from app.container import Container, open_container
 from app.errors import AppError
 from app.users.models import Role
-from scripts.cli import script_settings
+from scripts.cli import email_argument, script_settings
 
 
 async def create_or_promote(container: Container, email: str, password: str | None) -> str:
@@ -48,10 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--email", required=True)
     parser.add_argument("--password", help="for a new account; asked for when omitted")
     args = parser.parse_args(argv)
-    try:
-        email = TypeAdapter(Email).validate_python(args.email)
-    except ValidationError:
-        print(f"error: {args.email!r} is not an email address", file=sys.stderr)
+    email = email_argument(args.email)
+    if email is None:
         return 2
     password = args.password
 

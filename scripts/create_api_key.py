@@ -14,11 +14,8 @@ import asyncio
 import sys
 from datetime import timedelta
 
-from pydantic import TypeAdapter, ValidationError
-
-from app.auth.schemas import Email
 from app.container import open_container
-from scripts.cli import script_settings
+from scripts.cli import email_argument, script_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,10 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True, help="what the key is for")
     parser.add_argument("--days", type=int, help="expires after this many days (default: never)")
     args = parser.parse_args(argv)
-    try:
-        email = TypeAdapter(Email).validate_python(args.email)
-    except ValidationError:
-        print(f"error: {args.email!r} is not an email address", file=sys.stderr)
+    email = email_argument(args.email)
+    if email is None:
         return 2
     if args.days is not None and args.days < 1:
         print("error: --days must be at least 1", file=sys.stderr)

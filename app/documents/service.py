@@ -297,6 +297,20 @@ class DocumentService:
         pre: Preconditions,
     ) -> StoredDocument:
         """Apply an RFC 7396 merge patch to `data`; never loses a concurrent update."""
+        return await self._modify(name, doc_id, caller, pre, lambda data: merge_patch(data, patch))
+
+    async def _modify(
+        self,
+        name: str,
+        doc_id: str,
+        caller: Principal | None,
+        pre: Preconditions,
+        transform: Callable[[dict[str, Any]], Any],
+        *,
+        attempts: int = MAX_WRITE_ATTEMPTS,
+    ) -> StoredDocument:
+        """Change an existing document's data by `transform`, validated and written
+        atomically (see `_change`)."""
         spec = await self.collections.get(name)
         access.check_create(spec, caller)
         self._require_precondition(pre, creating_allowed=False)
@@ -305,7 +319,8 @@ class DocumentService:
             caller,
             doc_id,
             pre,
-            lambda current: self.check_data(spec, merge_patch(current.data, patch)),
+            lambda current: self.check_data(spec, transform(current.data)),
+            attempts=attempts,
         )
         return doc
 
@@ -370,17 +385,9 @@ class DocumentService:
     ) -> StoredDocument:
         """Apply an RFC 6902 JSON Patch to `data` (app/documents/json_patch.py)."""
         patch = parse_json_patch(operations)
-        spec = await self.collections.get(name)
-        access.check_create(spec, caller)
-        self._require_precondition(pre, creating_allowed=False)
-        doc, _ = await self._change(
-            spec,
-            caller,
-            doc_id,
-            pre,
-            lambda current: self.check_data(spec, apply_json_patch(current.data, patch)),
+        return await self._modify(
+            name, doc_id, caller, pre, lambda data: apply_json_patch(data, patch)
         )
-        return doc
 
     async def update(
         self,
@@ -393,18 +400,14 @@ class DocumentService:
         """Apply update operators (app/documents/operators.py) to `data`: validated like any
         write, atomic per document, retried (not lost) when another write comes first."""
         operations = parse_update(body)
-        spec = await self.collections.get(name)
-        access.check_create(spec, caller)
-        self._require_precondition(pre, creating_allowed=False)
-        doc, _ = await self._change(
-            spec,
-            caller,
+        return await self._modify(
+            name,
             doc_id,
+            caller,
             pre,
-            lambda current: self.check_data(spec, apply_update(current.data, operations)),
+            lambda data: apply_update(data, operations),
             attempts=MAX_UPDATE_ATTEMPTS,
         )
-        return doc
 
     @staticmethod
     def _exists(spec: CollectionSpec, doc_id: str) -> PreconditionFailed:
