@@ -162,3 +162,11 @@ def test_a_bad_setting_stops_the_server_with_one_line_and_no_secret(
     assert len(lines) == 1, result.stderr
     assert named in lines[0] and "Traceback" not in result.stderr
     assert "SECRET" not in lines[0].replace("JWT_SECRET", "").replace("METRICS_TOKEN", "")
+
+
+def test_every_setting_is_in_the_readme_configuration_table() -> None:
+    """A setting nobody can find is a setting nobody can use."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}" not in table]
+    assert not missing, f"add these to the README's configuration table: {missing}"
