@@ -32,6 +32,7 @@ from app.db.change_feed import ChangeFeed, ReadCache
 from app.db.client import Db, create_client
 from app.db.embedded import EmbeddedDatabase, running_url
 from app.dev_secret import private_dir
+from app.documents.batch import BatchService
 from app.documents.idempotency import IdempotencyRecord, IdempotencyStore
 from app.documents.regex_safety import check_pattern
 from app.documents.service import DocumentService
@@ -64,6 +65,7 @@ class Container:
     lifecycle: AccountLifecycle
     mail: MailWorker
     api_keys: ApiKeyRepository
+    batch: BatchService
     # None when READ_CACHE is off.
     feed: ChangeFeed | None = None
     loop_lag: LoopLagMonitor = field(default_factory=LoopLagMonitor)
@@ -161,6 +163,7 @@ class Container:
             lifecycle=lifecycle,
             mail=mail,
             api_keys=api_keys,
+            batch=BatchService(db, documents),
             feed=feed,
         )
 

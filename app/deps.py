@@ -11,7 +11,6 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 from fastapi.security import OAuth2PasswordBearer
 
-from app.auth.api_keys import ApiKeyRepository
 from app.auth.lifecycle import AccountLifecycle
 from app.auth.service import AuthService, ClientInfo, refuse_api_key
 from app.collections.service import CollectionService
@@ -125,14 +124,9 @@ async def get_lifecycle(request: Request) -> AccountLifecycle:
     return _container(request).lifecycle
 
 
-async def get_api_keys(request: Request) -> ApiKeyRepository:
-    return _container(request).api_keys
-
-
 OptionalUser = Annotated[Principal | None, Depends(get_optional_user)]
 # Signed in with a password (an access token), not an API key.
 Person = Annotated[Principal, Depends(get_person)]
 LifecycleDep = Annotated[AccountLifecycle, Depends(get_lifecycle)]
-ApiKeysDep = Annotated[ApiKeyRepository, Depends(get_api_keys)]
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
 AdminUser = Annotated[Principal, Depends(get_admin_user)]

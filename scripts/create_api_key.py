@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                 return None
             now = container.auth.clock()
             expires = now + timedelta(days=args.days) if args.days else None
-            key, secret = await container.api_keys.create(
-                user_id=str(user.id), name=name, expires_at=expires, now=now
+            key, secret = await container.auth.create_api_key(
+                str(user.id), name=name, expires_at=expires
             )
             until = f", expires {expires:%Y-%m-%d}" if expires else ""
             return f"{secret}\n(key {key.id} for {email}, '{name}'{until}; shown only now)"

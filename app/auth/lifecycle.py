@@ -12,7 +12,7 @@ exists.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from app.auth.action_tokens import ActionTokenRepository
@@ -114,10 +114,7 @@ class AccountLifecycle:
         await self.limiter.hit(
             "token", client.address, limit=self.settings.rate_limit_reset_per_ip, now=now
         )
-        record = await self.tokens.consume("verify", token, now=now)
-        user = await self.users.get(record.user_id) if record else None
-        if record is None or user is None or user.email != record.email:
-            raise _invalid()  # also: the address changed since the mail went out
+        user = await self._redeem("verify", token, now=now)
         updated = await self.users.update(str(user.id), {"email_verified": True}, now=now)
         if updated is None:
             raise _invalid()
@@ -131,9 +128,8 @@ class AccountLifecycle:
         )
         # Checked first, so a too-short password does not use up the link.
         self.auth.check_password_policy(new_password, field="new_password")
-        record = await self.tokens.consume("reset", token, now=now)
-        user = await self.users.get(record.user_id) if record else None
-        if record is None or user is None or user.email != record.email or user.disabled:
+        user = await self._redeem("reset", token, now=now)
+        if user.disabled:
             raise _invalid()
         new_hash = await self.hasher.hash(new_password)
         # Following the link proved the mailbox is theirs: the address is verified too.
@@ -145,6 +141,15 @@ class AccountLifecycle:
         )
         await self.sessions.revoke_all_for_user(str(user.id), now=now)
         await self.tokens.delete_for_user(str(user.id), "reset")
+
+    async def _redeem(self, purpose: str, token: str, *, now: datetime) -> User:
+        """The account a mailed token (used up now) was made for; 400 invalid_token when it
+        is unknown, used, expired, or the account's address changed since it was mailed."""
+        record = await self.tokens.consume(purpose, token, now=now)
+        user = await self.users.get(record.user_id) if record else None
+        if record is None or user is None or user.email != record.email:
+            raise _invalid()
+        return user
 
     # -- composing (called by the mail worker when it sends) -------------------------------
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from bson import ObjectId
 
 from app.auth.api_keys import PREFIX as API_KEY_PREFIX
-from app.auth.api_keys import ApiKeyRepository
+from app.auth.api_keys import ApiKey, ApiKeyRepository
 from app.auth.models import Session
 from app.auth.passwords import PasswordHasher
 from app.auth.ratelimit import RateLimiter
@@ -284,6 +285,26 @@ class AuthService:
     async def revoke_session(self, principal: Principal, session_id: str) -> None:
         if not await self.sessions.revoke_own(principal.id, session_id, now=self.clock()):
             raise NotFound(f"You have no session {session_id}", code=ErrorCode.SESSION_NOT_FOUND)
+
+    # -- API keys --------------------------------------------------------------------------
+
+    async def create_api_key(
+        self, user_id: str, *, name: str, expires_at: datetime | None
+    ) -> tuple[ApiKey, str]:
+        """A new key for the account: (its record, the secret, shown once)."""
+        assert self.api_keys is not None
+        return await self.api_keys.create(
+            user_id=user_id, name=name, expires_at=expires_at, now=self.clock()
+        )
+
+    async def list_api_keys(self, principal: Principal) -> list[ApiKey]:
+        assert self.api_keys is not None
+        return await self.api_keys.list_for_user(principal.id)
+
+    async def revoke_api_key(self, principal: Principal, key_id: str) -> None:
+        assert self.api_keys is not None
+        if not await self.api_keys.delete(principal.id, key_id):
+            raise NotFound(f"You have no API key {key_id}", code=ErrorCode.API_KEY_NOT_FOUND)
 
     async def logout_all(self, principal: Principal) -> None:
         now = self.clock()

@@ -112,8 +112,8 @@ class BatchOut(BaseModel):
 
 
 async def get_batch(request: Request) -> BatchService:
-    container = request.app.state.container
-    return BatchService(container.db, container.documents)
+    batch: BatchService = request.app.state.container.batch
+    return batch
 
 
 def _operation(item: CreateOp | ReplaceOp | PatchOp | UpdateOp | DeleteOp) -> Operation:
@@ -123,7 +123,7 @@ def _operation(item: CreateOp | ReplaceOp | PatchOp | UpdateOp | DeleteOp) -> Op
     elif isinstance(item, PatchOp):
         body = item.patch
     elif isinstance(item, UpdateOp):
-        body = {k: v for k, v in item.update.model_dump().items() if v is not None}
+        body = item.update.operations()
     if_match = None if isinstance(item, CreateOp) else item.if_match
     return Operation(
         op=item.op,

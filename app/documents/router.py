@@ -185,7 +185,7 @@ def _bulk_out(result: BulkChange, dry_run: bool) -> BulkChangeOut:
 async def bulk_update_documents(
     name: str, body: BulkUpdateIn, caller: OptionalUser, documents: DocumentServiceDep
 ) -> BulkChangeOut:
-    operations = {k: v for k, v in body.update.model_dump().items() if v is not None}
+    operations = body.update.operations()
     result = await documents.bulk_update(
         name, body.filter, operations, caller, dry_run=body.dry_run, limit=body.limit
     )
@@ -400,7 +400,7 @@ async def update_document(
     documents: DocumentServiceDep,
     pre: PreconditionsDep,
 ) -> Response:
-    operations = {k: v for k, v in body.model_dump().items() if v is not None}
+    operations = body.operations()
     doc = await documents.update(name, doc_id, operations, caller, pre)
     return _document(name, doc, with_location=False)
 

@@ -116,6 +116,10 @@ class DocumentUpdate(BaseModel):
         default=None, min_length=1, description="Remove every element equal to the value"
     )
 
+    def operations(self) -> dict[str, Any]:
+        """The operators given, as the service takes them (app/documents/operators.py)."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
 
 class BulkChangeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -418,13 +418,7 @@ class DocumentService:
     ) -> None:
         spec = await self.collections.get(name)
         self._require_precondition(pre, creating_allowed=False)
-        # Both scopes: a document the caller may not read must stay untouched (and look
-        # absent), even where the write rule alone would allow the delete.
-        conditions = {
-            **access.write_scope(spec, caller),
-            **access.read_scope(spec, caller),
-            **pre.version_condition(),
-        }
+        conditions = {**self._change_scope(spec, caller), **pre.version_condition()}
         repo = self._repository(spec)
         if not await repo.delete(doc_id, conditions=conditions):
             await self._explain_failed_write(spec, repo, caller, doc_id, pre)
@@ -475,9 +469,9 @@ class DocumentService:
     ) -> tuple[list[str], bool]:
         """Ids (creation order) of up to `limit` documents matching the filter that the
         caller may read and change; and whether more match."""
-        scope = {**access.write_scope(spec, caller), **access.read_scope(spec, caller)}
-        client = compile_filter(parsed_filter) if parsed_filter else {}
-        query = {"$and": [client, scope]} if client and scope else (client or scope)
+        query = self._compile_query(
+            spec, caller, parsed_filter, scope=self._change_scope(spec, caller)
+        )
         rows = await self._repository(spec).find_page(
             query, sort=compile_sort(""), limit=limit + 1, projection={"_id": 1}
         )
@@ -545,14 +539,28 @@ class DocumentService:
         result = BulkChange(matched=len(ids), more=more)
         if dry_run or not ids:
             return result
-        scope = {**access.write_scope(spec, caller), **access.read_scope(spec, caller)}
-        result.modified = await self._repository(spec).delete_ids(ids, conditions=scope)
+        result.modified = await self._repository(spec).delete_ids(
+            ids, conditions=self._change_scope(spec, caller)
+        )
         return result
 
+    @staticmethod
+    def _change_scope(spec: CollectionSpec, caller: Principal | None) -> dict[str, Any]:
+        """The documents `caller` may change: both scopes, so a document the caller may
+        not read stays untouched (and looks absent) even where the write rule allows."""
+        return {**access.write_scope(spec, caller), **access.read_scope(spec, caller)}
+
     def _compile_query(
-        self, spec: CollectionSpec, caller: Principal | None, parsed_filter: Any
+        self,
+        spec: CollectionSpec,
+        caller: Principal | None,
+        parsed_filter: Any,
+        *,
+        scope: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        scope = access.read_scope(spec, caller)
+        """The client's filter limited to `scope` (default: what `caller` may read)."""
+        if scope is None:
+            scope = access.read_scope(spec, caller)
         client = compile_filter(parsed_filter) if parsed_filter is not None else {}
         parts = [p for p in (client, scope) if p]
         return parts[0] if len(parts) == 1 else ({"$and": parts} if parts else {})

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, status
 
-from app.auth.api_keys import ApiKey
 from app.auth.schemas import TokenPair
 from app.deps import (
     AdminUser,
-    ApiKeysDep,
     AuthServiceDep,
     CurrentUser,
     Person,
     UserServiceDep,
     no_store,
 )
-from app.errors import ErrorCode, NotFound, problem_responses
+from app.errors import problem_responses
 from app.strict_json import StrictJSONRoute
 from app.users.schemas import (
     AccountDeletion,
@@ -123,17 +122,6 @@ async def revoke_session(
     await auth.revoke_session(me, session_id)
 
 
-def _key_out(key: ApiKey) -> dict[str, object]:
-    return {
-        "id": key.id,
-        "name": key.name,
-        "prefix": key.prefix,
-        "created_at": key.created_at,
-        "last_used_at": key.last_used_at,
-        "expires_at": key.expires_at,
-    }
-
-
 @router.post(
     "/me/api-keys",
     status_code=status.HTTP_201_CREATED,
@@ -145,13 +133,9 @@ def _key_out(key: ApiKey) -> dict[str, object]:
     responses=problem_responses(401, 403, 422),
     dependencies=[Depends(no_store)],
 )
-async def create_api_key(
-    body: ApiKeyIn, me: Person, keys: ApiKeysDep, auth: AuthServiceDep
-) -> ApiKeyCreated:
-    key, secret = await keys.create(
-        user_id=me.id, name=body.name, expires_at=body.expires_at, now=auth.clock()
-    )
-    return ApiKeyCreated(**_key_out(key), key=secret)
+async def create_api_key(body: ApiKeyIn, me: Person, auth: AuthServiceDep) -> ApiKeyCreated:
+    key, secret = await auth.create_api_key(me.id, name=body.name, expires_at=body.expires_at)
+    return ApiKeyCreated.model_validate({**asdict(key), "key": secret})
 
 
 @router.get(
@@ -160,8 +144,9 @@ async def create_api_key(
     summary="The caller's API keys (without their secrets)",
     responses=problem_responses(401, 403),
 )
-async def list_api_keys(me: Person, keys: ApiKeysDep) -> ApiKeyList:
-    return ApiKeyList(items=[ApiKeyOut(**_key_out(k)) for k in await keys.list_for_user(me.id)])
+async def list_api_keys(me: Person, auth: AuthServiceDep) -> ApiKeyList:
+    keys = await auth.list_api_keys(me)
+    return ApiKeyList(items=[ApiKeyOut.model_validate(asdict(k)) for k in keys])
 
 
 @router.delete(
@@ -172,10 +157,9 @@ async def list_api_keys(me: Person, keys: ApiKeysDep) -> ApiKeyList:
     responses=problem_responses(401, 403, 404),
 )
 async def revoke_api_key(
-    key_id: Annotated[str, Path(max_length=64)], me: Person, keys: ApiKeysDep
+    key_id: Annotated[str, Path(max_length=64)], me: Person, auth: AuthServiceDep
 ) -> None:
-    if not await keys.delete(me.id, key_id):
-        raise NotFound(f"You have no API key {key_id}", code=ErrorCode.API_KEY_NOT_FOUND)
+    await auth.revoke_api_key(me, key_id)
 
 
 @router.get(
