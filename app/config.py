@@ -78,6 +78,17 @@ class Settings(BaseSettings):
     document_max_depth: int = Field(default=32, ge=2, le=100)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
 
+    # Realtime (server-sent events): streams per process and per user of a process,
+    # events buffered for a slow reader before it is dropped, heartbeat interval (each
+    # beat also re-checks that the stream's sign-in still holds).
+    realtime_max_streams: int = Field(default=1000, ge=1, le=100_000)
+    realtime_max_streams_per_user: int = Field(default=5, ge=1, le=10_000)
+    realtime_buffer_events: int = Field(default=256, ge=8, le=100_000)
+    realtime_heartbeat_seconds: float = Field(default=15.0, ge=0.05, le=300)
+    # A stream ends (reason `expired`) after this long; the client resumes from its last
+    # event with a fresh ticket or token, so no stream outlives the sign-in checks for long.
+    realtime_max_stream_seconds: float = Field(default=3600.0, ge=0.01, le=7 * 24 * 3600)
+
     # HTTP.
     # Mail (verification, password reset). MAIL_URL: smtp://user:pass@host:587?starttls=true
     # or smtps://host:465; unset in dev: messages become DATA_DIR/mail/*.eml files.

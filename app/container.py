@@ -41,6 +41,8 @@ from app.mail.transport import FileTransport, MailTransport, SmtpTransport
 from app.mail.worker import MailWorker
 from app.ops.loop_lag import LoopLagMonitor
 from app.pagination import CursorCodec
+from app.realtime.hub import RealtimeHub
+from app.realtime.service import RealtimeService, TicketRepository
 from app.users.models import User
 from app.users.repository import Principal, UserRepository
 from app.users.service import UserService
@@ -66,6 +68,7 @@ class Container:
     mail: MailWorker
     api_keys: ApiKeyRepository
     batch: BatchService
+    realtime: RealtimeService
     # None when READ_CACHE is off.
     feed: ChangeFeed | None = None
     loop_lag: LoopLagMonitor = field(default_factory=LoopLagMonitor)
@@ -150,6 +153,24 @@ class Container:
             lifecycle=lifecycle,
             api_keys=api_keys,
         )
+        realtime = RealtimeService(
+            db=db,
+            hub=RealtimeHub(
+                db,
+                max_streams=settings.realtime_max_streams,
+                max_per_user=settings.realtime_max_streams_per_user,
+                buffer=settings.realtime_buffer_events,
+            ),
+            auth=auth,
+            collections=collections,
+            tickets=TicketRepository(db),
+            codec=cursors,
+            heartbeat_seconds=settings.realtime_heartbeat_seconds,
+            max_stream_seconds=settings.realtime_max_stream_seconds,
+            clock=clock,
+        )
+        if feed is not None:
+            feed.listeners.append(realtime.on_account_change)
         return cls(
             settings=settings,
             db=db,
@@ -164,6 +185,7 @@ class Container:
             mail=mail,
             api_keys=api_keys,
             batch=BatchService(db, documents),
+            realtime=realtime,
             feed=feed,
         )
 
@@ -205,6 +227,7 @@ async def open_container(
         await container.lifecycle.outbox.ensure_indexes()
         await container.lifecycle.tokens.ensure_indexes()
         await container.api_keys.ensure_indexes()
+        await container.realtime.tickets.ensure_indexes()
         lag = container.loop_lag
         try:
             lag.start()
@@ -212,8 +235,11 @@ async def open_container(
                 container.mail.start()
             if container.feed is not None:
                 await container.feed.start()
+            if background:
+                await container.realtime.hub.start()
             yield container
         finally:
+            await container.realtime.hub.stop()
             await container.mail.stop()
             await lag.stop()
             if container.feed is not None:

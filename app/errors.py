@@ -81,6 +81,9 @@ class ErrorCode(StrEnum):
     DATABASE_UNAVAILABLE = "database_unavailable"
     TRANSACTIONS_UNAVAILABLE = "transactions_unavailable"
     QUERY_TIMEOUT = "query_timeout"
+    REALTIME_UNAVAILABLE = "realtime_unavailable"
+    TOO_MANY_STREAMS = "too_many_streams"
+    INVALID_TICKET = "invalid_ticket"
 
 
 class FieldError(BaseModel):

@@ -19,6 +19,7 @@ from app.openapi import build_openapi
 from app.ops.docs import install_docs
 from app.ops.middleware import RequestContextMiddleware
 from app.ops.router import router as ops_router
+from app.realtime.router import router as realtime_router
 from app.users.router import router as users_router
 
 API_DESCRIPTION = """
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, *, fast_paths: bool = True) -> 
     # overlap, so the order changes nothing else.
     app.include_router(documents_router)
     app.include_router(batch_router)
+    app.include_router(realtime_router)
     app.include_router(collections_router)
     app.include_router(auth_router)
     app.include_router(users_router)

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app.errors import PROBLEM_JSON
+from app.realtime.router import event_schemas
 
 _PROBLEM = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
@@ -115,6 +116,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     for old, new in _RENAMED.items():
         if old in schemas:
             schemas[new] = {**schemas.pop(old), "title": new}
+    schemas.update(event_schemas())
     components["schemas"] = dict(sorted(schemas.items()))
     components["headers"] = _HEADERS
     renamed: dict[str, Any] = _rename(spec)

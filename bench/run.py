@@ -43,6 +43,7 @@ from app.collections.models import storage_name
 from app.config import Settings
 from app.db.embedded import MEMORY, EmbeddedDatabase
 from bench.load import Result, build_request, run, run_all, run_paced
+from bench.realtime import raise_open_files_limit, realtime_latency
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -367,7 +368,11 @@ async def main(args: argparse.Namespace) -> int:
         "RATE_LIMIT_LOGIN_PER_ACCOUNT_ADDRESS": "1000000",
         "RATE_LIMIT_MAIL_PER_ACCOUNT": "1000000",
         "RATE_LIMIT_RESET_PER_IP": "1000000",
+        # 1,000 streams of one user on one process.
+        "REALTIME_MAX_STREAMS": "5000",
+        "REALTIME_MAX_STREAMS_PER_USER": "5000",
     }
+    raise_open_files_limit()
     c = args.concurrency
     stack = contextlib.ExitStack()
     ratios: dict[str, float] = {}
@@ -375,6 +380,7 @@ async def main(args: argparse.Namespace) -> int:
     reset_timing: dict[str, float] = {}
     contention: dict[str, Any] = {}
     rss = None
+    realtime_rows: list[dict[str, Any]] = []
     try:
         server = stack.enter_context(
             serve([sys.executable, "-m", "app"], base, env, scratch / "api.log")
@@ -675,7 +681,12 @@ async def main(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-        # 7. List latency by collection size (the embedded engine's weak spot).
+        # 7. Realtime: write-to-event latency by number of open streams; RSS a stream.
+        realtime_rows = await realtime_latency(
+            base, auth, lambda: rss_mb(server.pid), counts=(1, 100, 1000)
+        )
+
+        # 8. List latency by collection size (the embedded engine's weak spot).
         list_table = await list_latency(bench, http, url, db, auth)
         rss = round(rss_mb(server.pid), 1)
         await http.aclose()
@@ -712,6 +723,7 @@ async def main(args: argparse.Namespace) -> int:
         "list_latency": list_table,
         "password_reset_timing": reset_timing,
         "inc_contention": contention,
+        "realtime": realtime_rows,
         "api_rss_mb": rss,
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
         "aims": {k: f"{op} {aim}" for k, (op, aim) in AIMS.items() if op},

@@ -14,9 +14,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.config import Settings
 from app.main import create_app
 from app.users.models import Role
-from tests.conftest import PASSWORD, Account
+from tests.conftest import PASSWORD, Account, make_settings
 
 ANON, USER, OTHER, ADMIN = "anonymous", "user", "other user", "admin"
 PRINCIPALS = (ANON, OTHER, USER, ADMIN)
@@ -44,6 +45,12 @@ class World:
     doc_id: str
     session_id: str  # `user`'s
     key_id: str  # an API key of `user`
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Event streams end right after they open, so a 200 stream is a finished response."""
+    return make_settings(database_url, realtime_max_stream_seconds=0.01)
 
 
 Request = tuple[str, dict[str, Any]]  # path, httpx keyword arguments
@@ -174,6 +181,9 @@ ROUTES: dict[str, tuple[str, Builder]] = {
         lambda w, p: (f"{DOCS}/bulk-delete", {"json": {"filter": {}, "dry_run": True}}),
     ),
     "documents_count": ("collection", lambda w, p: (f"{DOCS}/count", {})),
+    # A stream the caller may open (it ends at once here: REALTIME_MAX_STREAM_SECONDS).
+    "documents_events": ("collection", lambda w, p: ("/v1/collections/notes/events", {})),
+    "realtime_ticket": ("signed_in", lambda w, p: ("/v1/realtime/tickets", {})),
     "documents_get": ("own_document", lambda w, p: (f"{DOCS}/{w.doc_id}", {})),
     "documents_put": ("own_document", lambda w, p: (f"{DOCS}/{w.doc_id}", {"json": {"t": 2}})),
     "documents_patch": ("own_document", lambda w, p: (f"{DOCS}/{w.doc_id}", {"json": {"t": 3}})),

@@ -25,7 +25,8 @@ FUZZ_COLLECTION = "fuzz"
 
 @pytest.fixture(scope="module")
 def fuzz_target(database_url: str) -> Iterator[tuple[Any, dict[str, str]]]:
-    app_settings = make_settings(database_url)
+    # Event streams end right after they open, so a 200 stream is a finished response.
+    app_settings = make_settings(database_url, realtime_max_stream_seconds=0.01)
     client: MongoClient[dict[str, Any]] = MongoClient(database_url)
     db = client[app_settings.mongodb_db]
     now = utc_now()

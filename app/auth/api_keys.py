@@ -110,6 +110,11 @@ class ApiKeyRepository:
             self._forget([raw["_id"]])
         return raw is not None
 
+    async def is_live(self, key_id: str, *, now: datetime) -> bool:
+        """Whether the key with this public id still exists and has not expired."""
+        raw = await self.collection.find_one({"id": key_id}, {"expires_at": 1})
+        return raw is not None and (raw.get("expires_at") is None or now < raw["expires_at"])
+
     async def delete_all_for_user(self, user_id: str) -> None:
         try:
             await self.collection.delete_many({"user_id": user_id})

@@ -347,6 +347,30 @@ class AuthService:
             return principal
         return replace(principal, session_id=claims.session_id)
 
+    async def signed_out_reason(self, principal: Principal) -> str | None:
+        """Why a sign-in that held when `principal` was authenticated no longer does
+        (long-lived streams re-check it), or None while it holds."""
+        current = await self.users.get_principal(principal.id)
+        if current is None:
+            return "user_deleted"
+        if current.disabled:
+            return "user_disabled"
+        if current.role is not principal.role:
+            return "access_changed"
+        now = self.clock()
+        if principal.api_key_id is not None:
+            live = self.api_keys is not None and await self.api_keys.is_live(
+                principal.api_key_id, now=now
+            )
+            return None if live else "revoked"
+        if current.token_version != principal.token_version:
+            return "signed_out"
+        if principal.session_id is not None and not await self.sessions.is_live(
+            principal.session_id, now=now
+        ):
+            return "session_ended"
+        return None
+
     async def _authenticate_key(self, secret: str) -> Principal:
         assert self.api_keys is not None
         key = await self.api_keys.find(secret, now=self.clock())

@@ -59,6 +59,9 @@ class CollectionSpec(Document):
         name = "collections"
 
 
+# A prefix keeps user collections apart from internal ones (users, sessions, ...).
+STORAGE_PREFIX = "docs_"
+
+
 def storage_name(collection: str) -> str:
-    # A prefix keeps user collections apart from internal ones (users, sessions, ...).
-    return f"docs_{collection}"
+    return STORAGE_PREFIX + collection

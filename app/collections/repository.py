@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure
 
 from app.collections.models import CollectionSpec, IndexSpec
 from app.db.change_feed import ReadCache
 from app.db.client import Db
+
+log = logging.getLogger("docstore.collections")
 
 # Indexes every document collection gets, whatever is declared. User index names match
 # ^[a-z]..., so the leading underscore keeps these apart.
@@ -135,12 +138,37 @@ class CollectionRepository:
             self._forget(spec.id)
         return result.deleted_count == 1
 
+    async def _keep_change_images(self, storage: str) -> None:
+        """Have MongoDB keep each change's before and after image (6.0+), so realtime
+        streams know a deleted document's owner and each update's exact result."""
+        option = {"changeStreamPreAndPostImages": {"enabled": True}}
+        for _ in range(2):
+            try:
+                await self.db.command({"collMod": storage, **option})
+                return
+            except OperationFailure as exc:
+                if exc.code != 26:  # NamespaceNotFound: not created yet
+                    # Older servers: streams then reset where they would need an image.
+                    log.warning(
+                        "no change images: realtime streams will send reset instead",
+                        extra={"collection": storage, "error": str(exc)},
+                    )
+                    return
+            try:
+                await self.db.create_collection(
+                    storage, changeStreamPreAndPostImages={"enabled": True}
+                )
+                return
+            except CollectionInvalid:
+                continue  # created meanwhile by another process: collMod it
+
     async def sync_indexes(self, spec: CollectionSpec) -> None:
         """Make the storage collection's indexes exactly the declared ones (plus ours).
 
         Idempotent: run at declaration, on every change and at each start-up.
         """
         storage = self.db[spec.storage_name]
+        await self._keep_change_images(spec.storage_name)
         declared = [index_model(i) for i in spec.indexes]
         # A declaration made before our own indexes existed may have the same keys as
         # one of them: it serves the same queries, and MongoDB refuses a second.

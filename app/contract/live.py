@@ -27,6 +27,7 @@ from typing import Any
 from app.collections.models import CollectionSpec
 
 DOCUMENTS_PREFIX = "/v1/collections/{name}/documents"
+EVENTS_PATH = "/v1/collections/{name}/events"
 # Generic operation -> the suffix of the collection's operationId.
 _SUFFIXES = {
     "documents_list": "list",
@@ -40,6 +41,7 @@ _SUFFIXES = {
     "documents_update": "update",
     "documents_bulk_update": "bulk_update",
     "documents_bulk_delete": "bulk_delete",
+    "documents_events": "events",
 }
 _REF_ROOT = "#/components/schemas/"
 _DEF_KEYWORDS = ("$defs", "definitions")
@@ -210,7 +212,7 @@ def add_collections(
     generic = {
         path: methods
         for path, methods in static["paths"].items()
-        if path.startswith(DOCUMENTS_PREFIX)
+        if path.startswith(DOCUMENTS_PREFIX) or path == EVENTS_PATH
     }
     tags = spec.setdefault("tags", [])
     for collection in sorted(specs, key=lambda s: s.id):

@@ -108,6 +108,9 @@ class ChangeFeed:
         self.opens = 0
         self.applied = 0
         self._progress = asyncio.Condition()
+        # Told (collection, key or None for "anything") after each invalidation, e.g. so
+        # realtime streams re-check their caller once the caches have forgotten it.
+        self.listeners: list[Callable[[str, str | None], Awaitable[None]]] = []
         for cache in caches.values():
             cache.follow(self.trusted)
 
@@ -225,5 +228,12 @@ class ChangeFeed:
                 cache.clear()
         else:
             entry.invalidate(str(key))
+        for listener in self.listeners:
+            try:
+                await listener(
+                    change.get("ns", {}).get("coll", ""), None if key is None else str(key)
+                )
+            except Exception:  # a listener's failure must not stop the caches' feed
+                log.exception("a change listener failed")
         self.applied += 1
         await self._progressed()

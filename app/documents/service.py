@@ -577,7 +577,7 @@ class DocumentService:
         cursor: str | None,
     ) -> Page:
         spec = await self.collections.get(name)
-        parsed_filter = _parse_filter(filter_raw) if filter_raw else None
+        parsed_filter = parse_filter(filter_raw) if filter_raw else None
         query = self._compile_query(spec, caller, parsed_filter)
         sort = compile_sort(sort_raw or "")
         projection = compile_fields(fields_raw) if fields_raw else None
@@ -628,7 +628,7 @@ class DocumentService:
 
     async def count(self, name: str, caller: Principal | None, filter_raw: str | None) -> int:
         spec = await self.collections.get(name)
-        parsed_filter = _parse_filter(filter_raw) if filter_raw else None
+        parsed_filter = parse_filter(filter_raw) if filter_raw else None
         return await self._repository(spec).count(self._compile_query(spec, caller, parsed_filter))
 
 
@@ -638,7 +638,7 @@ def new_document_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-def _parse_filter(raw: str) -> Any:
+def parse_filter(raw: str) -> Any:
     try:
         return strict_json.loads(raw)
     except ValueError as exc:

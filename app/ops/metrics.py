@@ -72,6 +72,30 @@ LOOP_LAG = Histogram(
     registry=REGISTRY,
 )
 
+REALTIME_STREAMS = Gauge(
+    "docstore_realtime_streams",
+    "Event streams (GET .../events) open right now",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+REALTIME_EVENTS = Counter(
+    "docstore_realtime_events_sent_total",
+    "Events written to realtime streams, by type",
+    ["type"],
+    registry=REGISTRY,
+)
+REALTIME_ENDED = Counter(
+    "docstore_realtime_streams_ended_total",
+    "Realtime streams the server ended, by reason (slow_consumer: dropped for not reading)",
+    ["reason"],
+    registry=REGISTRY,
+)
+REALTIME_FEED_FAILURES = Counter(
+    "docstore_realtime_feed_failures_total",
+    "Times the realtime change stream failed or ended (its streams end; clients resume)",
+    registry=REGISTRY,
+)
+
 UNMATCHED_ROUTE = "<unmatched>"
 
 

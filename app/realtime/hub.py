@@ -1,0 +1,367 @@
+"""One change stream per process, fanned out to every event stream it serves.
+
+The hub follows a single database-wide change stream over the document collections
+(`docs_*`) and hands each change to the subscribers of that collection, each through a
+bounded buffer: a subscriber that does not keep up is ended (`slow_consumer`), never
+waited for. A write through any process reaches every process, since each follows the
+same change stream.
+
+Resuming (`Last-Event-ID`) opens a short-lived private stream from the client's resume
+token, after registering the subscriber, so nothing falls between the two: the private
+stream replays until it meets a change the shared stream has already buffered (or
+until it has nothing more), then the buffer takes over, minus what was replayed.
+
+Deleted documents come with their pre-image (MongoDB's changeStreamPreAndPostImages,
+enabled on every document collection), which names the owner, so an owner-read
+collection tells a deletion only to its owner and admins. Without an image the stream
+sends `reset` rather than guess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo.errors import PyMongoError
+
+from app.collections.models import STORAGE_PREFIX
+from app.db.client import Db
+from app.errors import AppError, ErrorCode
+from app.ops.metrics import REALTIME_ENDED, REALTIME_FEED_FAILURES, REALTIME_STREAMS
+from app.users.repository import Principal
+
+log = logging.getLogger("docstore.realtime")
+
+_KINDS = {"insert": "created", "update": "updated", "replace": "updated", "delete": "deleted"}
+# The whole collection is gone (or renamed away): its streams end.
+_GONE = {"drop", "rename", "dropDatabase", "invalidate"}
+
+
+class RealtimeUnavailable(AppError):
+    code, status = ErrorCode.REALTIME_UNAVAILABLE, 503
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"Retry-After": "5"})
+
+
+class TooManyStreams(AppError):
+    code = ErrorCode.TOO_MANY_STREAMS
+
+    def __init__(self, detail: str, *, status: int) -> None:
+        super().__init__(detail, status=status, headers={"Retry-After": "10"})
+
+
+@dataclass(slots=True)
+class Change:
+    """One change of one document collection, as the change stream reported it."""
+
+    token: dict[str, Any]
+    collection: str
+    # created | updated | deleted | gone (the collection was dropped)
+    kind: str
+    doc_id: Any = None
+    # The stored document after the change (created/updated) or before it (deleted);
+    # None when the database kept no image.
+    image: dict[str, Any] | None = None
+    # The document before the change (updates and deletes), when the database kept it.
+    before: dict[str, Any] | None = None
+    # Filter verdicts for this change, shared by subscribers with the same filter.
+    verdicts: dict[str, asyncio.Future[bool | None]] = field(default_factory=dict)
+
+
+def parse_change(raw: dict[str, Any]) -> Change | None:
+    op = raw.get("operationType", "")
+    coll = raw.get("ns", {}).get("coll", "")
+    name = coll[len(STORAGE_PREFIX) :] if coll.startswith(STORAGE_PREFIX) else ""
+    if op in _KINDS and name:
+        before = raw.get("fullDocumentBeforeChange")
+        image = before if op == "delete" else raw.get("fullDocument")
+        return Change(raw["_id"], name, _KINDS[op], raw["documentKey"].get("_id"), image, before)
+    if op in _GONE:
+        return Change(raw["_id"], name, "gone")  # name "" : every collection
+    return None
+
+
+class Subscriber:
+    """One open event stream: its caller, collection and buffer of pending changes."""
+
+    def __init__(self, collection: str, caller: Principal | None, *, buffer: int) -> None:
+        self.collection = collection
+        self.caller = caller
+        self.capacity = buffer
+        self.pending: deque[Change] = deque()
+        self.end_reason: str | None = None
+        self._wake = asyncio.Event()
+
+    def push(self, change: Change) -> None:
+        if self.end_reason is not None:
+            return
+        if len(self.pending) >= self.capacity:
+            self.pending.clear()
+            self.end("slow_consumer")
+            return
+        self.pending.append(change)
+        self._wake.set()
+
+    def end(self, reason: str) -> None:
+        if self.end_reason is None:
+            self.end_reason = reason
+            REALTIME_ENDED.labels(reason).inc()
+        self._wake.set()
+
+    async def next(self, idle_seconds: float) -> Change | None:
+        """The next change; None when the stream has ended or was idle `idle_seconds`."""
+        while not self.pending and self.end_reason is None:
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(idle_seconds):
+                    await self._wake.wait()
+            except TimeoutError:
+                return None
+        if self.end_reason is not None:
+            return None
+        return self.pending.popleft()
+
+
+class RealtimeHub:
+    def __init__(
+        self,
+        db: Db,
+        *,
+        max_streams: int,
+        max_per_user: int,
+        buffer: int,
+        poll_ms: int = 500,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        self.db = db
+        self.max_streams = max_streams
+        self.max_per_user = max_per_user
+        self.buffer = buffer
+        self.poll_ms = poll_ms
+        self.retry_seconds = retry_seconds
+        self.available = False
+        # Where the shared stream stands: the resume token after the last change it
+        # handed out (a new subscriber's starting point).
+        self.position: Mapping[str, Any] | None = None
+        self.unavailable_reason = "the change stream has not opened yet"
+        self._by_collection: dict[str, set[Subscriber]] = {}
+        self._by_user: dict[str, set[Subscriber]] = {}
+        self._count = 0
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._settled = asyncio.Event()
+        # Tests wait on these counts rather than on time.
+        self.opens = 0
+        self.dispatched = 0
+        self._progress = asyncio.Condition()
+
+    # -- subscribers -----------------------------------------------------------------------
+
+    def subscribe(self, collection: str, caller: Principal | None) -> Subscriber:
+        if not self.available:
+            raise RealtimeUnavailable(f"Realtime events are unavailable: {self.unavailable_reason}")
+        if self._count >= self.max_streams:
+            raise TooManyStreams(
+                "This server has as many event streams open as it allows; retry later "
+                "(or on another server process)",
+                status=503,
+            )
+        user_key = caller.id if caller is not None else ""
+        mine = self._by_user.setdefault(user_key, set())
+        if caller is not None and len(mine) >= self.max_per_user:
+            raise TooManyStreams(
+                f"You have {len(mine)} event streams open on this server, the most it "
+                "allows; close one (EventSource.close()) and retry",
+                status=429,
+            )
+        sub = Subscriber(collection, caller, buffer=self.buffer)
+        mine.add(sub)
+        self._by_collection.setdefault(collection, set()).add(sub)
+        self._count += 1
+        REALTIME_STREAMS.inc()
+        return sub
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        subs = self._by_collection.get(sub.collection)
+        if subs is None or sub not in subs:
+            return
+        subs.discard(sub)
+        if not subs:
+            del self._by_collection[sub.collection]
+        user_key = sub.caller.id if sub.caller is not None else ""
+        mine = self._by_user.get(user_key, set())
+        mine.discard(sub)
+        if not mine:
+            self._by_user.pop(user_key, None)
+        self._count -= 1
+        REALTIME_STREAMS.dec()
+
+    def subscribers(
+        self, predicate: Callable[[Subscriber], bool] | None = None
+    ) -> list[Subscriber]:
+        every = [s for subs in self._by_collection.values() for s in subs]
+        return every if predicate is None else [s for s in every if predicate(s)]
+
+    def of_user(self, user_id: str) -> list[Subscriber]:
+        return list(self._by_user.get(user_id, ()))
+
+    def _end_all(self, reason: str) -> None:
+        for sub in self.subscribers():
+            sub.end(reason)
+
+    # -- replay ----------------------------------------------------------------------------
+
+    async def replay(self, sub: Subscriber, token: dict[str, Any]) -> AsyncIterator[Change]:
+        """The collection's changes after `token` that `sub`'s buffer does not hold.
+
+        Raises PyMongoError when the database cannot resume there (history lost, a
+        token from elsewhere): the caller sends `reset`.
+        """
+        storage = STORAGE_PREFIX + sub.collection
+        stream = await self.db.watch(
+            [
+                {
+                    "$match": {
+                        "$or": [{"ns.coll": storage}, {"operationType": {"$in": sorted(_GONE)}}]
+                    }
+                }
+            ],
+            resume_after=token,
+            full_document="whenAvailable",
+            full_document_before_change="whenAvailable",
+            max_await_time_ms=50,
+        )
+        replayed: deque[str] = deque(maxlen=self.buffer + 1)
+        async with stream:
+            while sub.end_reason is None:
+                raw = await stream.try_next()
+                if raw is None:
+                    break  # caught up with the present: the buffer has the rest
+                data = raw["_id"].get("_data")
+                if any(c.token.get("_data") == data for c in sub.pending):
+                    break  # the shared stream has it from here on
+                change = parse_change(raw)
+                if change is None or change.collection not in ("", sub.collection):
+                    continue  # another collection's drop
+                replayed.append(data)
+                yield change
+        seen = set(replayed)
+        kept = [c for c in sub.pending if c.token.get("_data") not in seen]
+        sub.pending.clear()
+        sub.pending.extend(kept)
+
+    # -- the shared stream -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="realtime-hub")
+        await self._settled.wait()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._end_all("shutdown")
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+            self._task = None
+        self.available = False
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        async with self._progress:
+            await self._progress.wait_for(predicate)
+
+    async def _progressed(self) -> None:
+        async with self._progress:
+            self._progress.notify_all()
+
+    async def _run(self) -> None:
+        warned = False
+        while not self._stopping:
+            try:
+                await self._follow()
+                warned = False
+            except PyMongoError as exc:
+                self._settled.set()
+                self.unavailable_reason = (
+                    "the database has no change streams (a standalone mongod: run a replica set)"
+                    if getattr(exc, "code", None) == 40573
+                    else "the change stream failed; retry shortly"
+                )
+                if not warned:
+                    log.warning(
+                        "realtime events off until the change stream is back",
+                        extra={"error": str(exc)},
+                    )
+                    warned = True
+            REALTIME_FEED_FAILURES.inc()
+            self.available = False
+            # Changes may be lost between the old stream and a new one: end the streams
+            # so their clients resume from their last event id, which loses nothing.
+            self._end_all("server_unavailable" if not self._stopping else "shutdown")
+            await self._progressed()
+            if self._stopping:
+                break
+            await asyncio.sleep(self.retry_seconds)
+
+    async def _follow(self) -> None:
+        pipeline: list[dict[str, Any]] = [
+            {
+                "$match": {
+                    "$or": [
+                        {"ns.coll": {"$regex": f"^{STORAGE_PREFIX}"}},
+                        {"operationType": {"$in": ["dropDatabase", "invalidate"]}},
+                    ]
+                }
+            }
+        ]
+        stream = await self.db.watch(
+            pipeline,
+            full_document="whenAvailable",
+            full_document_before_change="whenAvailable",
+            max_await_time_ms=self.poll_ms,
+        )
+        async with stream:
+            self.position = stream.resume_token
+            self.available = True
+            self.opens += 1
+            self._settled.set()
+            await self._progressed()
+            while stream.alive and not self._stopping:
+                raw = await stream.try_next()
+                if raw is not None:
+                    change = parse_change(raw)
+                    if change is not None:
+                        self._dispatch(change)
+                # After the change is in every buffer: a subscriber registered from here
+                # on starts after it.
+                self.position = stream.resume_token
+                if raw is not None:
+                    self.dispatched += 1
+                    await self._progressed()
+
+    def _dispatch(self, change: Change) -> None:
+        if change.kind == "gone":
+            targets = (
+                self.subscribers()
+                if not change.collection
+                else list(self._by_collection.get(change.collection, ()))
+            )
+            for sub in targets:
+                sub.end("collection_deleted")
+            return
+        for sub in self._by_collection.get(change.collection, ()):
+            sub.push(change)

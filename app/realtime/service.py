@@ -1,0 +1,342 @@
+"""Event streams for callers: tickets, resume, access rules and filters on each change.
+
+A stream is a generator of server-sent events over one `Subscriber` of the hub:
+`ready` (its id marks where the stream starts), then `created` / `updated` / `deleted`
+for the documents the caller may read (created/updated only when they match the
+filter), `reset` when the stream cannot tell what happened (resume point too old, no
+image of a change), and finally `end` with a reason. Each event id is the change
+stream's resume token, signed and bound to the collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.errors import PyMongoError
+from sse_starlette import ServerSentEvent
+
+from app.auth.api_keys import COLLECTION as API_KEYS
+from app.auth.models import Session
+from app.auth.service import AuthService
+from app.clock import Clock
+from app.collections.models import CollectionSpec, ReadAccess
+from app.collections.service import CollectionService
+from app.db.client import Db
+from app.documents import access
+from app.documents.encoding import encode_document
+from app.documents.filters import compile_filter
+from app.documents.models import StoredDocument
+from app.documents.service import parse_filter
+from app.errors import AppError, ErrorCode, Unauthorized
+from app.ops.metrics import REALTIME_EVENTS
+from app.pagination import CursorCodec, InvalidCursor
+from app.realtime.hub import Change, RealtimeHub, Subscriber
+from app.users.models import Role, User
+from app.users.repository import Principal
+
+log = logging.getLogger("docstore.realtime")
+
+USERS = User.Settings.name
+SESSIONS = Session.Settings.name
+
+TICKET_TTL = timedelta(seconds=30)
+# Stands in for the caller of an anonymous stream where a Principal is compared.
+ANONYMOUS = Principal(id="", role=Role.USER, disabled=False, token_version=0)
+TICKETS = "realtime_tickets"
+
+
+def _hash(ticket: str) -> str:
+    return hashlib.sha256(ticket.encode()).hexdigest()
+
+
+class TicketRepository:
+    """Single-use tickets: only their SHA-256 is stored; redeeming deletes atomically."""
+
+    def __init__(self, db: Db) -> None:
+        self.collection = db[TICKETS]
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_indexes(
+            [IndexModel([("expires_at", ASCENDING)], name="expiry", expireAfterSeconds=0)]
+        )
+
+    async def issue(self, caller: Principal, *, now: datetime) -> str:
+        ticket = "rt_" + secrets.token_urlsafe(32)
+        await self.collection.insert_one(
+            {
+                "_id": _hash(ticket),
+                "user_id": caller.id,
+                "token_version": caller.token_version,
+                "session_id": caller.session_id,
+                "api_key_id": caller.api_key_id,
+                "expires_at": now + TICKET_TTL,
+            }
+        )
+        return ticket
+
+    async def redeem(self, ticket: str, *, now: datetime) -> dict[str, Any] | None:
+        return await self.collection.find_one_and_delete(
+            {"_id": _hash(ticket), "expires_at": {"$gt": now}}
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRequest:
+    collection: str
+    caller: Principal | None
+    # The client's filter compiled (and its key, shared by streams with the same filter).
+    query: dict[str, Any] | None
+    query_key: str
+    resume: dict[str, Any] | None
+    # Last-Event-ID was given but is not one of ours for this collection.
+    resume_refused: bool
+
+
+def _sse(kind: str, data: str, event_id: str | None = None) -> ServerSentEvent:
+    REALTIME_EVENTS.labels(kind).inc()
+    return ServerSentEvent(data=data, event=kind, id=event_id)
+
+
+def _caller(sub: Subscriber) -> Principal:
+    return sub.caller or ANONYMOUS
+
+
+def end_event(reason: str) -> ServerSentEvent:
+    return _sse("end", json.dumps({"reason": reason}))
+
+
+class RealtimeService:
+    def __init__(
+        self,
+        *,
+        db: Db,
+        hub: RealtimeHub,
+        auth: AuthService,
+        collections: CollectionService,
+        tickets: TicketRepository,
+        codec: CursorCodec,
+        heartbeat_seconds: float,
+        max_stream_seconds: float,
+        clock: Clock,
+    ) -> None:
+        self.max_stream_seconds = max_stream_seconds
+        self.db = db
+        self.hub = hub
+        self.auth = auth
+        self.collections = collections
+        self.tickets = tickets
+        self.codec = codec
+        self.heartbeat_seconds = heartbeat_seconds
+        self.clock = clock
+
+    # -- tickets ---------------------------------------------------------------------------
+
+    async def issue_ticket(self, caller: Principal) -> str:
+        return await self.tickets.issue(caller, now=self.clock())
+
+    async def redeem_ticket(self, ticket: str) -> Principal:
+        record = await self.tickets.redeem(ticket, now=self.clock())
+        refused = Unauthorized(
+            "The ticket is not valid (unknown, used or older than 30 s); get a new one "
+            "from POST /v1/realtime/tickets",
+            code=ErrorCode.INVALID_TICKET,
+        )
+        if record is None:
+            raise refused
+        caller = Principal(
+            id=record["user_id"],
+            role=await self._role(record["user_id"]),
+            disabled=False,
+            token_version=record["token_version"],
+            session_id=record.get("session_id"),
+            api_key_id=record.get("api_key_id"),
+        )
+        if await self.auth.signed_out_reason(caller) is not None:
+            raise refused
+        return caller
+
+    async def _role(self, user_id: str) -> Any:
+        principal = await self.auth.users.get_principal(user_id)
+        if principal is None:
+            raise Unauthorized(
+                "The ticket's account no longer exists", code=ErrorCode.INVALID_TICKET
+            )
+        return principal.role
+
+    # -- opening ---------------------------------------------------------------------------
+
+    async def prepare(
+        self,
+        name: str,
+        caller: Principal | None,
+        *,
+        filter_raw: str | None,
+        last_event_id: str | None,
+    ) -> StreamRequest:
+        """Check everything a stream needs before its response starts (errors are 4xx)."""
+        spec = await self.collections.get(name)
+        access.read_scope(spec, caller)  # 401 for anonymous callers of a private collection
+        query = compile_filter(parse_filter(filter_raw)) if filter_raw else None
+        resume = None
+        refused = False
+        if last_event_id:
+            try:
+                resume = self.codec.decode(last_event_id, scope=f"events:{name}")
+            except InvalidCursor:
+                refused = True
+            if not isinstance(resume, dict):
+                resume, refused = None, True
+        key = json.dumps(query, sort_keys=True, default=str) if query else ""
+        return StreamRequest(name, caller, query, key, resume, refused)
+
+    def open(self, request: StreamRequest) -> Subscriber:
+        """Register the stream (429/503 past the caps, 503 without change streams)."""
+        return self.hub.subscribe(request.collection, request.caller)
+
+    async def events(
+        self, request: StreamRequest, sub: Subscriber, shutdown: asyncio.Event | Any
+    ) -> AsyncIterator[ServerSentEvent]:
+        watcher = asyncio.create_task(self._end_on(shutdown, sub))
+        try:
+            yield _sse("ready", "{}", self._event_id(request.collection, self.hub.position))
+            if request.resume_refused:
+                yield _sse("reset", json.dumps({"reason": "unknown_event_id"}))
+            elif request.resume is not None:
+                try:
+                    async for change in self.hub.replay(sub, request.resume):
+                        event = await self._event(request, sub, change)
+                        if event is not None:
+                            yield event
+                except PyMongoError as exc:
+                    log.info("cannot resume a stream", extra={"error": str(exc)})
+                    yield _sse("reset", json.dumps({"reason": "history_lost"}))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.max_stream_seconds
+            while True:
+                left = deadline - loop.time()
+                if left <= 0:
+                    sub.end("expired")
+                pending = await sub.next(min(self.heartbeat_seconds, max(left, 0)))
+                if pending is not None:
+                    event = await self._event(request, sub, pending)
+                    if event is not None:
+                        yield event
+                elif sub.end_reason is None:
+                    # Idle for a heartbeat: does the sign-in behind the stream still hold?
+                    reason = await self._signed_out(sub.caller)
+                    if reason is not None:
+                        sub.end(reason)
+                if sub.end_reason is not None:
+                    yield end_event(sub.end_reason)
+                    return
+        finally:
+            watcher.cancel()
+            self.hub.unsubscribe(sub)
+
+    @staticmethod
+    async def _end_on(shutdown: Any, sub: Subscriber) -> None:
+        await shutdown.wait()
+        sub.end("shutdown")
+
+    async def _signed_out(self, caller: Principal | None) -> str | None:
+        if caller is None:
+            return None
+        return await self.auth.signed_out_reason(caller)
+
+    async def on_account_change(self, collection: str, key: str | None) -> None:
+        """End the streams whose sign-in a change to users, sessions or API keys undid
+        (called by the read cache's change feed once it has forgotten the old state)."""
+        if not self.hub.count:
+            return
+        if key is None:
+            subs = self.hub.subscribers()
+        elif collection == USERS:
+            subs = self.hub.of_user(key)
+        elif collection == SESSIONS:
+            subs = self.hub.subscribers(lambda s: _caller(s).session_id == key)
+        elif collection == API_KEYS:
+            subs = self.hub.subscribers(lambda s: _caller(s).api_key_id is not None)
+        else:
+            return
+        for sub in subs:
+            reason = await self._signed_out(sub.caller)
+            if reason is not None:
+                sub.end(reason)
+
+    def _event_id(self, collection: str, token: Mapping[str, Any] | None) -> str | None:
+        if token is None:
+            return None
+        return self.codec.encode(token, scope=f"events:{collection}")
+
+    async def _event(
+        self, request: StreamRequest, sub: Subscriber, change: Change
+    ) -> ServerSentEvent | None:
+        if change.kind == "gone":
+            sub.end("collection_deleted")
+            return None
+        try:
+            spec = await self.collections.get(request.collection)
+            access.read_scope(spec, request.caller)
+        except AppError:
+            sub.end("forbidden")  # the collection went away or its read rule changed
+            return None
+        event_id = self._event_id(request.collection, change.token)
+        if change.image is None:
+            if change.before is not None and not access.can_read(
+                spec, request.caller, StoredDocument.from_mongo(change.before)
+            ):
+                return None  # not the caller's, whatever the change did
+            return self._without_image(spec, request, change, event_id)
+        doc = StoredDocument.from_mongo(change.image)
+        if not access.can_read(spec, request.caller, doc):
+            return None
+        if change.kind == "deleted":
+            return _sse("deleted", json.dumps({"id": doc.id}), event_id)
+        if request.query is not None:
+            verdict = await self._matches(change, request.query_key, request.query)
+            if verdict is None:
+                return _sse("reset", json.dumps({"reason": "filter_unavailable"}), event_id)
+            if not verdict:
+                return None
+        return _sse(change.kind, encode_document(request.collection, doc).decode(), event_id)
+
+    @staticmethod
+    def _without_image(
+        spec: CollectionSpec, request: StreamRequest, change: Change, event_id: str | None
+    ) -> ServerSentEvent:
+        """No image of the document (images off for the collection; on SecantusDB, an
+        update whose document was deleted before the stream read it): a deletion everyone
+        may read is still told; anything else resets rather than leak or lose."""
+        owner_only = spec.access.read is ReadAccess.OWNER and not (
+            request.caller is not None and request.caller.is_admin
+        )
+        if change.kind == "deleted" and not owner_only:
+            return _sse("deleted", json.dumps({"id": change.doc_id}), event_id)
+        return _sse("reset", json.dumps({"reason": "no_image"}), event_id)
+
+    async def _matches(self, change: Change, key: str, query: dict[str, Any]) -> bool | None:
+        """Whether the change's document matches the filter, evaluated by the database
+        itself (`$documents`), so the language is exactly the listing's; once per change
+        and distinct filter however many streams share it. None: it could not tell."""
+        verdict = change.verdicts.get(key)
+        if verdict is None:
+            verdict = change.verdicts[key] = asyncio.get_running_loop().create_future()
+            try:
+                cursor = await self.db.aggregate(
+                    [{"$documents": [change.image]}, {"$match": query}, {"$project": {"_id": 1}}]
+                )
+                verdict.set_result(bool(await cursor.to_list()))
+            except PyMongoError as exc:
+                log.warning("cannot evaluate a stream's filter", extra={"error": str(exc)})
+                verdict.set_result(None)
+        result: bool | None = await verdict
+        return result

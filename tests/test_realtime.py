@@ -1,0 +1,378 @@
+"""Realtime events (product §9): a write through one server process reaches streams on
+another; access rules, filters, resume, tickets, caps and sign-out all hold.
+
+Process A is the in-process app (`client`); process B is `python -m app` in a child
+process on the same database. Streams are read from B over real HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.realtime.hub import Change, Subscriber
+from app.users.models import Role
+from app.users.repository import Principal
+from tests.conftest import Account, api_server, assert_problem
+from tests.test_docs_browser import BROWSER_ARGS, CHROMIUM
+
+# A guard against a hang, not a measurement: every wait below ends on an event.
+HANG_GUARD = 30
+
+
+@dataclass
+class Event:
+    event: str
+    id: str | None
+    data: Any
+
+
+class EventReader:
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self._lines = response.aiter_lines()
+
+    async def next(self) -> Event:
+        async with asyncio.timeout(HANG_GUARD):
+            kind, event_id, data = "message", None, list[str]()
+            async for line in self._lines:
+                if not line:
+                    if data:
+                        return Event(kind, event_id, json.loads("\n".join(data)))
+                    continue
+                if line.startswith(":"):
+                    continue  # heartbeat
+                name, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if name == "event":
+                    kind = value
+                elif name == "id":
+                    event_id = value
+                elif name == "data":
+                    data.append(value)
+        raise AssertionError("the stream closed")
+
+    async def next_change(self) -> Event:
+        """The next event that is not a `ready`."""
+        while (event := await self.next()).event == "ready":
+            pass
+        return event
+
+
+@pytest.fixture
+def server_b(settings: Any, app: FastAPI) -> Iterator[str]:
+    """Process B, started once process A (the `app` fixture) has made the database."""
+    env = {
+        "JWT_SECRET": settings.jwt_secret,
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_KIB": "64",
+        "REALTIME_MAX_STREAMS_PER_USER": "2",
+    }
+    assert settings.mongodb_url is not None
+    with api_server(settings.mongodb_url, settings.mongodb_db, **env) as (url, _):
+        yield url
+
+
+@asynccontextmanager
+async def stream(
+    base: str,
+    name: str,
+    account: Account | None = None,
+    **params: str,
+) -> AsyncIterator[EventReader]:
+    headers = account.headers if account is not None else {}
+    last = params.pop("last_event_id_header", None)
+    if last is not None:
+        headers = {**headers, "Last-Event-ID": last}
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=HANG_GUARD) as http,
+        http.stream("GET", f"/v1/collections/{name}/events", headers=headers, params=params) as r,
+    ):
+        assert r.status_code == 200, await r.aread()
+        assert r.headers["content-type"].startswith("text/event-stream")
+        reader = EventReader(r)
+        reader.ready = await reader.next()  # type: ignore[attr-defined]
+        assert reader.ready.event == "ready"  # type: ignore[attr-defined]
+        yield reader
+
+
+async def declare(client: httpx.AsyncClient, admin: Account, name: str, read: str) -> None:
+    body = {"name": name, "access": {"read": read, "write": "authenticated"}}
+    response = await client.post("/v1/collections", json=body, headers=admin.headers)
+    assert response.status_code == 201, response.text
+
+
+async def create(client: httpx.AsyncClient, who: Account, name: str, data: Any) -> str:
+    url = f"/v1/collections/{name}/documents"
+    response = await client.post(url, json=data, headers=who.headers)
+    assert response.status_code == 201, response.text
+    doc_id: str = response.json()["id"]
+    return doc_id
+
+
+async def test_a_write_on_one_process_reaches_a_stream_on_another(
+    client: httpx.AsyncClient, admin: Account, user: Account, server_b: str
+) -> None:
+    await declare(client, admin, "notes", "owner")
+    async with stream(server_b, "notes", user) as events:
+        doc_id = await create(client, user, "notes", {"text": "hello"})
+        created = await events.next_change()
+        assert created.event == "created"
+        assert created.data["id"] == doc_id and created.data["data"] == {"text": "hello"}
+        assert created.id
+        url = f"/v1/collections/notes/documents/{doc_id}"
+        assert (await client.patch(url, json={"text": "bye"}, headers=user.headers)).is_success
+        updated = await events.next_change()
+        assert (updated.event, updated.data["data"], updated.data["version"]) == (
+            "updated",
+            {"text": "bye"},
+            2,
+        )
+        assert (await client.delete(url, headers=user.headers)).status_code == 204
+        deleted = await events.next_change()
+        assert (deleted.event, deleted.data) == ("deleted", {"id": doc_id})
+
+
+async def test_another_users_changes_never_arrive_deletions_included(
+    client: httpx.AsyncClient, admin: Account, user: Account, other_user: Account, server_b: str
+) -> None:
+    await declare(client, admin, "private", "owner")
+    async with (
+        stream(server_b, "private", user) as mine,
+        stream(server_b, "private", admin) as all_,
+    ):
+        # The admin reads everything: each change arrives there before the next is made.
+        theirs = await create(client, other_user, "private", {"secret": 1})
+        assert (await all_.next_change()).event == "created"
+        url = f"/v1/collections/private/documents/{theirs}"
+        await client.patch(url, json={"secret": 2}, headers=other_user.headers)
+        assert (await all_.next_change()).event == "updated"
+        assert (await client.delete(url, headers=other_user.headers)).status_code == 204
+        assert (await all_.next_change()).event == "deleted"
+        marker = await create(client, user, "private", {"mine": True})
+        seen = await mine.next_change()
+        assert (seen.event, seen.data["id"]) == ("created", marker)
+        assert (await all_.next_change()).data["id"] == marker
+
+
+async def test_filter_selects_created_and_updated_documents(
+    client: httpx.AsyncClient, admin: Account, user: Account, server_b: str
+) -> None:
+    await declare(client, admin, "tasks", "authenticated")
+    open_only = json.dumps({"data.done": False})
+    async with stream(server_b, "tasks", user, filter=open_only) as events:
+        await create(client, user, "tasks", {"done": True})
+        wanted = await create(client, user, "tasks", {"done": False})
+        first = await events.next_change()
+        assert (first.event, first.data["id"]) == ("created", wanted)
+
+
+async def test_resume_with_last_event_id_gives_exactly_the_missed_events(
+    client: httpx.AsyncClient, admin: Account, user: Account, server_b: str
+) -> None:
+    await declare(client, admin, "log", "owner")
+    async with stream(server_b, "log", user) as events:
+        first = await create(client, user, "log", {"n": 0})
+        seen = await events.next_change()
+        assert seen.data["id"] == first
+        last_id = seen.id
+    assert last_id is not None
+    missed = [await create(client, user, "log", {"n": n}) for n in (1, 2, 3)]
+    async with stream(server_b, "log", user, last_event_id_header=last_id) as resumed:
+        got = [(await resumed.next_change()).data["id"] for _ in missed]
+        assert got == missed
+        after = await create(client, user, "log", {"n": 4})
+        # Nothing repeated: the next event is the new write.
+        assert (await resumed.next_change()).data["id"] == after
+
+
+async def test_resume_from_the_ready_id_loses_nothing_written_while_away(
+    client: httpx.AsyncClient, admin: Account, user: Account, server_b: str
+) -> None:
+    await declare(client, admin, "quiet", "owner")
+    async with stream(server_b, "quiet", user) as events:
+        ready_id = events.ready.id  # type: ignore[attr-defined]
+    written = await create(client, user, "quiet", {"n": 1})
+    async with stream(server_b, "quiet", user, last_event_id=ready_id) as resumed:
+        assert (await resumed.next_change()).data["id"] == written
+
+
+async def test_an_unknown_last_event_id_resets(
+    client: httpx.AsyncClient, admin: Account, user: Account, server_b: str
+) -> None:
+    await declare(client, admin, "r", "owner")
+    async with stream(server_b, "r", user, last_event_id_header="forged.id") as events:
+        reset = await events.next_change()
+        assert reset.event == "reset"
+
+
+async def test_logout_everywhere_ends_the_stream(
+    client: httpx.AsyncClient, admin: Account, user: Account, server_b: str
+) -> None:
+    await declare(client, admin, "chat", "authenticated")
+    async with stream(server_b, "chat", user) as events:
+        response = await client.post("/v1/auth/logout-all", headers=user.headers)
+        assert response.status_code == 204
+        end = await events.next_change()
+        assert (end.event, end.data) == ("end", {"reason": "signed_out"})
+
+
+async def test_disabling_the_user_ends_the_stream(
+    client: httpx.AsyncClient, admin: Account, user: Account, server_b: str
+) -> None:
+    await declare(client, admin, "feed", "authenticated")
+    async with stream(server_b, "feed", user) as events:
+        response = await client.patch(
+            f"/v1/users/{user.id}", json={"disabled": True}, headers=admin.headers
+        )
+        assert response.status_code == 200, response.text
+        end = await events.next_change()
+        assert (end.event, end.data) == ("end", {"reason": "user_disabled"})
+
+
+async def test_a_ticket_opens_one_stream_once(
+    client: httpx.AsyncClient, admin: Account, user: Account, server_b: str
+) -> None:
+    await declare(client, admin, "board", "owner")
+    issued = await client.post("/v1/realtime/tickets", headers=user.headers)
+    assert issued.status_code == 201
+    assert issued.headers["cache-control"] == "no-store"
+    ticket = issued.json()["ticket"]
+    assert issued.json()["expires_in"] == 30
+    async with stream(server_b, "board", None, ticket=ticket) as events:
+        doc_id = await create(client, user, "board", {"x": 1})
+        assert (await events.next_change()).data["id"] == doc_id
+        async with httpx.AsyncClient(base_url=server_b) as http:
+            again = await http.get("/v1/collections/board/events", params={"ticket": ticket})
+            assert_problem(again, 401, "invalid_ticket")
+
+
+async def test_the_per_user_cap_answers_429(
+    client: httpx.AsyncClient, admin: Account, user: Account, server_b: str
+) -> None:
+    await declare(client, admin, "capped", "authenticated")
+    async with (
+        stream(server_b, "capped", user),
+        stream(server_b, "capped", user),
+        httpx.AsyncClient(base_url=server_b) as http,
+    ):
+        third = await http.get("/v1/collections/capped/events", headers=user.headers)
+        assert_problem(third, 429, "too_many_streams")
+        assert int(third.headers["retry-after"]) > 0
+    # Closed streams free their places.
+    async with stream(server_b, "capped", user):
+        pass
+
+
+async def test_streams_end_with_shutdown_and_the_server_exits(
+    settings: Any, app: FastAPI, client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin, "bye", "authenticated")
+    env = {"JWT_SECRET": settings.jwt_secret, "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "64"}
+    with api_server(settings.mongodb_url, settings.mongodb_db, **env) as (url, process):
+        async with stream(url, "bye", user) as events:
+            process.send_signal(signal.SIGTERM)
+            end = await events.next_change()
+            assert (end.event, end.data) == ("end", {"reason": "shutdown"})
+        # uvicorn re-raises the signal once its graceful shutdown is done.
+        assert await asyncio.to_thread(process.wait, HANG_GUARD) in (0, -signal.SIGTERM)
+
+
+async def test_stream_errors_are_problems(
+    client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin, "closed", "owner")
+    assert_problem(await client.get("/v1/collections/closed/events"), 401, "not_authenticated")
+    assert_problem(
+        await client.get("/v1/collections/nope/events", headers=user.headers),
+        404,
+        "collection_not_found",
+    )
+    assert_problem(
+        await client.get(
+            "/v1/collections/closed/events", params={"filter": "{"}, headers=user.headers
+        ),
+        400,
+        "invalid_filter",
+    )
+    assert_problem(
+        await client.get("/v1/collections/closed/events", params={"ticket": "rt_nope"}),
+        401,
+        "invalid_ticket",
+    )
+    assert_problem(await client.post("/v1/realtime/tickets"), 401, "not_authenticated")
+
+
+async def test_without_a_change_stream_the_endpoint_answers_503(
+    app: FastAPI, client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin, "off", "authenticated")
+    await app.state.container.realtime.hub.stop()  # as if the database had no streams
+    response = await client.get("/v1/collections/off/events", headers=user.headers)
+    assert_problem(response, 503, "realtime_unavailable")
+    assert response.headers["retry-after"]
+
+
+def test_a_slow_consumer_is_dropped_without_holding_others_back() -> None:
+    caller = Principal(id="u", role=Role.USER, disabled=False, token_version=0)
+    slow, fast = Subscriber("c", caller, buffer=2), Subscriber("c", caller, buffer=2)
+    for n in range(3):
+        change = Change({"_data": str(n)}, "c", "created")
+        slow.push(change)
+        fast.push(change)
+        fast.pending.popleft()  # the fast one reads as it goes
+    assert slow.end_reason == "slow_consumer" and not slow.pending
+    assert fast.end_reason is None
+
+
+async def test_anonymous_stream_of_a_public_collection(
+    client: httpx.AsyncClient, admin: Account, user: Account, server_b: str
+) -> None:
+    await declare(client, admin, "news", "public")
+    async with stream(server_b, "news") as events:
+        doc_id = await create(client, user, "news", {"title": "hi"})
+        assert (await events.next_change()).data["id"] == doc_id
+
+
+async def test_a_browser_eventsource_with_a_ticket_sees_a_write(
+    client: httpx.AsyncClient, admin: Account, user: Account, server_b: str
+) -> None:
+    """An EventSource with a ticket, as the README shows, in headless Chromium."""
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    from playwright.async_api import async_playwright
+
+    await declare(client, admin, "orders", "owner")
+    ticket = (await client.post("/v1/realtime/tickets", headers=user.headers)).json()["ticket"]
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{server_b}/healthz")  # same origin as the stream
+            await page.evaluate(
+                """(url) => {
+                    window.seen = [];
+                    const source = new EventSource(url);
+                    source.addEventListener("ready", () => { window.ready = true; });
+                    source.addEventListener("created", (e) => {
+                        window.seen.push(JSON.parse(e.data));
+                    });
+                }""",
+                f"{server_b}/v1/collections/orders/events?ticket={ticket}",
+            )
+            await page.wait_for_function("window.ready === true", timeout=HANG_GUARD * 1000)
+            doc_id = await create(client, user, "orders", {"status": "ready"})
+            await page.wait_for_function("window.seen.length > 0", timeout=HANG_GUARD * 1000)
+            seen = await page.evaluate("window.seen")
+            assert [(d["id"], d["data"]) for d in seen] == [(doc_id, {"status": "ready"})]
+        finally:
+            await browser.close()
