@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     # event with a fresh ticket or token, so no stream outlives the sign-in checks for long.
     realtime_max_stream_seconds: float = Field(default=3600.0, ge=0.01, le=7 * 24 * 3600)
 
+    # Files attached to documents (GridFS).
+    file_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1, le=1 << 40)
+    file_max_per_document: int = Field(default=100, ge=1, le=100_000)
+    file_link_max_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+
     # HTTP.
     # Mail (verification, password reset). MAIL_URL: smtp://user:pass@host:587?starttls=true
     # or smtps://host:465; unset in dev: messages become DATA_DIR/mail/*.eml files.

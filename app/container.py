@@ -36,6 +36,8 @@ from app.documents.batch import BatchService
 from app.documents.idempotency import IdempotencyRecord, IdempotencyStore
 from app.documents.regex_safety import check_pattern
 from app.documents.service import DocumentService
+from app.files.service import FileService
+from app.files.store import FileStore
 from app.mail.outbox import Outbox
 from app.mail.transport import FileTransport, MailTransport, SmtpTransport
 from app.mail.worker import MailWorker
@@ -69,6 +71,7 @@ class Container:
     api_keys: ApiKeyRepository
     batch: BatchService
     realtime: RealtimeService
+    files: FileService
     # None when READ_CACHE is off.
     feed: ChangeFeed | None = None
     loop_lag: LoopLagMonitor = field(default_factory=LoopLagMonitor)
@@ -114,7 +117,9 @@ class Container:
         collections = CollectionService(
             repository=CollectionRepository(db, cache=specs), clock=clock
         )
+        file_store = FileStore(db)
         documents = DocumentService(
+            files=file_store,
             db=db,
             settings=settings,
             collections=collections,
@@ -153,6 +158,17 @@ class Container:
             lifecycle=lifecycle,
             api_keys=api_keys,
         )
+        collections.on_delete = file_store.delete_for
+        files = FileService(
+            store=file_store,
+            documents=documents,
+            collections=collections,
+            secret=settings.jwt_secret,
+            max_bytes=settings.file_max_bytes,
+            max_per_document=settings.file_max_per_document,
+            link_max_seconds=settings.file_link_max_seconds,
+            clock=clock,
+        )
         realtime = RealtimeService(
             db=db,
             hub=RealtimeHub(
@@ -186,6 +202,7 @@ class Container:
             api_keys=api_keys,
             batch=BatchService(db, documents),
             realtime=realtime,
+            files=files,
             feed=feed,
         )
 
@@ -228,6 +245,7 @@ async def open_container(
         await container.lifecycle.tokens.ensure_indexes()
         await container.api_keys.ensure_indexes()
         await container.realtime.tickets.ensure_indexes()
+        await container.files.store.ensure_indexes()
         lag = container.loop_lag
         try:
             lag.start()

@@ -84,6 +84,11 @@ class ErrorCode(StrEnum):
     REALTIME_UNAVAILABLE = "realtime_unavailable"
     TOO_MANY_STREAMS = "too_many_streams"
     INVALID_TICKET = "invalid_ticket"
+    FILE_NOT_FOUND = "file_not_found"
+    TOO_MANY_FILES = "too_many_files"
+    CONTENT_TYPE_MISMATCH = "content_type_mismatch"
+    RANGE_NOT_SATISFIABLE = "range_not_satisfiable"
+    INVALID_LINK = "invalid_link"
 
 
 class FieldError(BaseModel):

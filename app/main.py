@@ -14,6 +14,7 @@ from app.documents.batch_router import router as batch_router
 from app.documents.fast_get import DocumentGetFastPath
 from app.documents.router import router as documents_router
 from app.errors import install_error_handlers
+from app.files.router import router as files_router
 from app.lifespan import lifespan
 from app.openapi import build_openapi
 from app.ops.docs import install_docs
@@ -63,12 +64,17 @@ def create_app(settings: Settings | None = None, *, fast_paths: bool = True) -> 
             expose_headers=["ETag", "Location", "X-Request-ID", "Retry-After"],
         )
     # Added last, so it wraps everything (CORS and error handling included).
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        file_max_bytes=settings.file_max_bytes,
+    )
     # Routes are matched in order, one by one: the busiest first. No two routers' paths
     # overlap, so the order changes nothing else.
     app.include_router(documents_router)
     app.include_router(batch_router)
     app.include_router(realtime_router)
+    app.include_router(files_router)
     app.include_router(collections_router)
     app.include_router(auth_router)
     app.include_router(users_router)

@@ -42,6 +42,7 @@ import app as app_package
 from app.collections.models import storage_name
 from app.config import Settings
 from app.db.embedded import MEMORY, EmbeddedDatabase
+from bench.files import file_throughput
 from bench.load import Result, build_request, run, run_all, run_paced
 from bench.realtime import raise_open_files_limit, realtime_latency
 from tests.conftest import free_port
@@ -370,6 +371,7 @@ async def main(args: argparse.Namespace) -> int:
         "RATE_LIMIT_RESET_PER_IP": "1000000",
         # 1,000 streams of one user on one process.
         "REALTIME_MAX_STREAMS": "5000",
+        "FILE_MAX_BYTES": str(300 * 1024 * 1024),
         "REALTIME_MAX_STREAMS_PER_USER": "5000",
     }
     raise_open_files_limit()
@@ -381,6 +383,7 @@ async def main(args: argparse.Namespace) -> int:
     contention: dict[str, Any] = {}
     rss = None
     realtime_rows: list[dict[str, Any]] = []
+    files_row: dict[str, Any] = {}
     try:
         server = stack.enter_context(
             serve([sys.executable, "-m", "app"], base, env, scratch / "api.log")
@@ -686,7 +689,10 @@ async def main(args: argparse.Namespace) -> int:
             base, auth, lambda: rss_mb(server.pid), counts=(1, 100, 1000)
         )
 
-        # 8. List latency by collection size (the embedded engine's weak spot).
+        # 8. Files: 200 MB up and down through the API vs raw GridFS; RSS flat.
+        files_row = await file_throughput(base, url, db, auth, lambda: rss_mb(server.pid))
+
+        # 9. List latency by collection size (the embedded engine's weak spot).
         list_table = await list_latency(bench, http, url, db, auth)
         rss = round(rss_mb(server.pid), 1)
         await http.aclose()
@@ -724,6 +730,7 @@ async def main(args: argparse.Namespace) -> int:
         "password_reset_timing": reset_timing,
         "inc_contention": contention,
         "realtime": realtime_rows,
+        "files": files_row,
         "api_rss_mb": rss,
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
         "aims": {k: f"{op} {aim}" for k, (op, aim) in AIMS.items() if op},

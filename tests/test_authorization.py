@@ -188,6 +188,20 @@ ROUTES: dict[str, tuple[str, Builder]] = {
     "documents_put": ("own_document", lambda w, p: (f"{DOCS}/{w.doc_id}", {"json": {"t": 2}})),
     "documents_patch": ("own_document", lambda w, p: (f"{DOCS}/{w.doc_id}", {"json": {"t": 3}})),
     "documents_delete": ("own_document", lambda w, p: (f"{DOCS}/{w.doc_id}", {})),
+    "documents_files_list": ("own_document", lambda w, p: (f"{DOCS}/{w.doc_id}/files", {})),
+    "documents_files_put": (
+        "own_document",
+        lambda w, p: (f"{DOCS}/{w.doc_id}/files/new.txt", {"content": b"x"}),
+    ),
+    "documents_files_get": ("own_document", lambda w, p: (f"{DOCS}/{w.doc_id}/files/a.txt", {})),
+    "documents_files_delete": (
+        "own_document",
+        lambda w, p: (f"{DOCS}/{w.doc_id}/files/a.txt", {}),
+    ),
+    "documents_files_link": (
+        "own_document",
+        lambda w, p: (f"{DOCS}/{w.doc_id}/files/a.txt/link", {"json": {"expires_in": 60}}),
+    ),
     "documents_update": (
         "own_document",
         lambda w, p: (f"{DOCS}/{w.doc_id}/update", {"json": {"inc": {"t": 1}}}),
@@ -226,6 +240,10 @@ async def make_world(app: FastAPI, client: httpx.AsyncClient, make_account) -> W
     admin = accounts[ADMIN].headers
     assert (await client.post("/v1/collections", json={"name": "notes"}, headers=admin)).is_success
     doc = await client.post(DOCS, json={"t": 0}, headers=accounts[USER].headers)
+    attached = await client.put(
+        f"{DOCS}/{doc.json()['id']}/files/a.txt", content=b"a", headers=accounts[USER].headers
+    )
+    assert attached.status_code == 201, attached.text
     mine = accounts[USER].headers
     sessions = (await client.get("/v1/users/me/sessions", headers=mine)).json()["items"]
     key = await client.post("/v1/users/me/api-keys", json={"name": "k"}, headers=mine)

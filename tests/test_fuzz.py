@@ -95,6 +95,11 @@ def test_every_operation_honours_its_contract(
         # add needs a value); a bulk filter is the filter language: 400/409/422,
         # documented, not a schema matter.
         excluded.append(positive_data_acceptance)
+    if "/files" in case.operation.path:
+        # Whether a file exists, matches If-Match, a Range fits it, or the Content-Type is
+        # a real media type depends on the stored file and on rules JSON Schema cannot
+        # state: 404/412/415/416/422, documented, still checked above.
+        excluded.append(positive_data_acceptance)
     if case.operation.path in ("/v1/auth/verify-email", "/v1/auth/password-reset"):
         # A well-formed token is valid by schema, but only a mailed one is accepted (400
         # invalid_token otherwise, which is documented).

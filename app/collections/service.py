@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -72,6 +73,7 @@ def _index_problems(indexes: list[IndexIn]) -> list[FieldError]:
 
 class CollectionService:
     def __init__(self, *, repository: CollectionRepository, clock: Clock) -> None:
+        self.on_delete: Callable[[str], Awaitable[object]] | None = None
         self.repository = repository
         self.clock = clock
         # Compiled validators, keyed by (name, updated_at): a change makes a new key.
@@ -164,6 +166,8 @@ class CollectionService:
     async def delete(self, name: str) -> None:
         spec = await self.get(name)
         await self.repository.delete(spec)
+        if self.on_delete is not None:  # the documents' files go with them
+            await self.on_delete(name)
 
     async def ensure_all_indexes(self) -> None:
         """Re-ensure every declared index (start-up)."""

@@ -42,6 +42,11 @@ _SUFFIXES = {
     "documents_bulk_update": "bulk_update",
     "documents_bulk_delete": "bulk_delete",
     "documents_events": "events",
+    "documents_files_list": "files_list",
+    "documents_files_put": "files_put",
+    "documents_files_get": "files_get",
+    "documents_files_delete": "files_delete",
+    "documents_files_link": "files_link",
 }
 _REF_ROOT = "#/components/schemas/"
 _DEF_KEYWORDS = ("$defs", "definitions")

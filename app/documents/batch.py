@@ -108,7 +108,10 @@ class BatchService:
         try:
             async with self.db.client.start_session() as session:
                 done: list[Done] = await session.with_transaction(body)
-                return done
+            for item in done:
+                if item.status == 204:  # committed: the deleted documents' files go too
+                    await self.documents.delete_files(item.collection, [item.id])
+            return done
         except BatchFailed as failed:
             error = failed.error
             raise AppError(

@@ -111,6 +111,13 @@ class DocumentRepository:
         result = await self.collection.delete_many({"_id": {"$in": ids}, **conditions})
         return result.deleted_count
 
+    async def get_many(self, ids: list[str]) -> list[StoredDocument]:
+        cursor = self.collection.find({"_id": {"$in": ids}}, {"data": 0})
+        return [StoredDocument.from_mongo(raw) async for raw in cursor]
+
+    async def ids_owned_by(self, owner: str) -> list[str]:
+        return [raw["_id"] async for raw in self.collection.find({"owner": owner}, {"_id": 1})]
+
     async def delete_owned_by(self, owner: str) -> int:
         result = await self.collection.delete_many({"owner": owner})
         return result.deleted_count

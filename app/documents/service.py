@@ -15,6 +15,7 @@ from app.collections.models import CollectionSpec
 from app.collections.service import CollectionService
 from app.collections.validation import validate_data
 from app.config import Settings
+from app.db import transaction
 from app.db.client import Db
 from app.documents import access
 from app.documents.filters import InvalidFilter, compile_fields, compile_filter, compile_sort
@@ -33,6 +34,7 @@ from app.documents.operators import apply_update, parse_update
 from app.documents.repository import DocumentExistsError, DocumentRepository
 from app.documents.validation import DataLimits, check_data
 from app.errors import AppError, ErrorCode, FieldError, Forbidden, ValidationFailed
+from app.files.store import FileStore
 from app.ops.metrics import WRITE_RETRIES
 from app.pagination import CursorCodec
 from app.users.repository import Principal
@@ -142,7 +144,9 @@ class DocumentService:
         idempotency: IdempotencyStore,
         cursors: CursorCodec,
         clock: Clock,
+        files: FileStore | None = None,
     ) -> None:
+        self.files = files
         self.db = db
         self.settings = settings
         self.collections = collections
@@ -422,6 +426,13 @@ class DocumentService:
         repo = self._repository(spec)
         if not await repo.delete(doc_id, conditions=conditions):
             await self._explain_failed_write(spec, repo, caller, doc_id, pre)
+        if transaction.current() is None:  # a batch deletes files once it has committed
+            await self.delete_files(name, [doc_id])
+
+    async def delete_files(self, name: str, doc_ids: list[str]) -> None:
+        """The files of deleted documents go with them."""
+        if self.files is not None:
+            await self.files.delete_for(name, doc_ids)
 
     # -- many documents --------------------------------------------------------------------
 
@@ -539,9 +550,10 @@ class DocumentService:
         result = BulkChange(matched=len(ids), more=more)
         if dry_run or not ids:
             return result
-        result.modified = await self._repository(spec).delete_ids(
-            ids, conditions=self._change_scope(spec, caller)
-        )
+        repo = self._repository(spec)
+        result.modified = await repo.delete_ids(ids, conditions=self._change_scope(spec, caller))
+        remaining = {doc.id for doc in await repo.get_many(ids)}
+        await self.delete_files(name, [i for i in ids if i not in remaining])
         return result
 
     @staticmethod
@@ -623,7 +635,10 @@ class DocumentService:
         """Delete every document `user_id` owns, in every collection (account deletion)."""
         deleted = 0
         for spec in await self.collections.list_all():
-            deleted += await self._repository(spec).delete_owned_by(user_id)
+            repo = self._repository(spec)
+            owned = await repo.ids_owned_by(user_id)
+            deleted += await repo.delete_owned_by(user_id)
+            await self.delete_files(spec.id, owned)
         return deleted
 
     async def count(self, name: str, caller: Principal | None, filter_raw: str | None) -> int:

@@ -96,6 +96,13 @@ REALTIME_FEED_FAILURES = Counter(
     registry=REGISTRY,
 )
 
+FILE_BYTES = Counter(
+    "docstore_file_bytes_total",
+    "File bytes uploaded (in) and served (out)",
+    ["direction"],
+    registry=REGISTRY,
+)
+
 UNMATCHED_ROUTE = "<unmatched>"
 
 

@@ -35,6 +35,7 @@ class PayloadTooLarge(HTTPException):
 
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+_FILE_PATH = re.compile(r"^/v1/collections/[^/]+/documents/[^/]+/files/[^/]+$")
 _NO_BODY = frozenset({204, 304})
 _FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 
@@ -60,9 +61,12 @@ def _unsupported_media_type(headers: dict[bytes, bytes], method: str) -> str | N
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, file_max_bytes: int = 0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # File uploads stream raw bodies of any type; their route enforces FILE_MAX_BYTES
+        # (and cleans up what it stored), so here they only get that outer bound.
+        self.file_max_bytes = file_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,7 +81,9 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
-        limit = self.max_body_bytes
+        file_path = _FILE_PATH.match(scope["path"]) is not None
+        is_upload = file_path and scope["method"] == "PUT"
+        limit = self.file_max_bytes + 1 if is_upload else self.max_body_bytes
 
         received = 0
 
@@ -108,7 +114,8 @@ class RequestContextMiddleware:
 
         IN_PROGRESS.inc()
         try:
-            refusal = self._refusal(headers, scope["method"])
+            # A file's path takes any body type (other methods there answer 405).
+            refusal = None if file_path else self._refusal(headers, scope["method"])
             if refusal is not None:
                 await refusal(scope, receive, send_with_id)
             else:

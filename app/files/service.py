@@ -1,0 +1,196 @@
+"""Files attached to documents: the document's access rules, preconditions, signed links."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import quote
+
+from app.clock import Clock
+from app.collections.service import CollectionService
+from app.documents import access
+from app.documents.service import DocumentService, PreconditionFailed
+from app.errors import AppError, ErrorCode, Forbidden, NotFound
+from app.files.names import check_filename, check_sniff
+from app.files.store import FileStore, StoredFile, TooLarge
+from app.users.repository import Principal
+
+
+class FileTooLarge(AppError):
+    code, status = ErrorCode.PAYLOAD_TOO_LARGE, 413
+
+
+class TooManyFiles(AppError):
+    code, status = ErrorCode.TOO_MANY_FILES, 409
+
+
+class InvalidLink(AppError):
+    code, status = ErrorCode.INVALID_LINK, 403
+
+
+def file_not_found(doc_id: str, filename: str) -> NotFound:
+    return NotFound(f"Document {doc_id} has no file {filename!r}", code=ErrorCode.FILE_NOT_FOUND)
+
+
+@dataclass(frozen=True, slots=True)
+class FilePreconditions:
+    if_match: str | None = None
+    if_none_match: str | None = None
+
+
+class FileService:
+    def __init__(
+        self,
+        *,
+        store: FileStore,
+        documents: DocumentService,
+        collections: CollectionService,
+        secret: str,
+        max_bytes: int,
+        max_per_document: int,
+        link_max_seconds: int,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.documents = documents
+        self.collections = collections
+        self._key = hashlib.sha256(b"docstore-file-link:" + secret.encode()).digest()
+        self.max_bytes = max_bytes
+        self.max_per_document = max_per_document
+        self.link_max_seconds = link_max_seconds
+        self.clock = clock
+
+    async def _readable(self, name: str, doc_id: str, caller: Principal | None) -> None:
+        await self.documents.get(name, doc_id, caller)  # 401/404 as for the document
+
+    async def _writable(self, name: str, doc_id: str, caller: Principal | None) -> None:
+        doc = await self.documents.get(name, doc_id, caller)
+        spec = await self.collections.get(name)
+        if not access.can_write(spec, caller, doc):
+            raise Forbidden(f"You may read {name}/{doc_id} but not change it or its files")
+
+    async def put(
+        self,
+        name: str,
+        doc_id: str,
+        filename: str,
+        caller: Principal | None,
+        *,
+        content_type: str,
+        declared_length: int | None,
+        body: AsyncIterator[bytes],
+        pre: FilePreconditions,
+    ) -> tuple[StoredFile, bool]:
+        """Store (or replace) a file; (the stored file, whether it is new)."""
+        filename = check_filename(filename)
+        await self._writable(name, doc_id, caller)
+        if declared_length is not None and declared_length > self.max_bytes:
+            raise self._too_large()
+        current = await self.store.current(name, doc_id, filename)
+        self._check(pre, current, doc_id, filename)
+        if current is None and (
+            await self.store.count_names(name, doc_id) >= self.max_per_document
+        ):
+            raise TooManyFiles(
+                f"Document {doc_id} has {self.max_per_document} files, the most allowed; "
+                "delete one first"
+            )
+        try:
+            stored = await self.store.upload(
+                name,
+                doc_id,
+                filename,
+                content_type,
+                body,
+                max_bytes=self.max_bytes,
+                first_bytes=lambda head: check_sniff(content_type, head),
+                now=self.clock(),
+            )
+        except TooLarge:
+            raise self._too_large() from None
+        await self.store.drop_older(name, doc_id, filename, keep=stored.id)
+        return stored, current is None
+
+    def _too_large(self) -> FileTooLarge:
+        return FileTooLarge(f"The file is over FILE_MAX_BYTES ({self.max_bytes} bytes)")
+
+    @staticmethod
+    def _check(pre: FilePreconditions, current: StoredFile | None, doc_id: str, name: str) -> None:
+        if pre.if_none_match is not None and pre.if_none_match.strip() == "*" and current:
+            raise PreconditionFailed(f"Document {doc_id} already has {name!r} (If-None-Match: *)")
+        if pre.if_match is not None:
+            wanted = {t.strip() for t in pre.if_match.split(",")}
+            if current is None or not ("*" in wanted or current.etag in wanted):
+                raise PreconditionFailed(
+                    f"{name!r} of {doc_id} is not at {pre.if_match} (If-Match)"
+                )
+
+    async def list(self, name: str, doc_id: str, caller: Principal | None) -> list[StoredFile]:
+        await self._readable(name, doc_id, caller)
+        return await self.store.list_current(name, doc_id)
+
+    async def get(
+        self, name: str, doc_id: str, filename: str, caller: Principal | None
+    ) -> StoredFile:
+        await self._readable(name, doc_id, caller)
+        return await self._current(name, doc_id, filename)
+
+    async def _current(self, name: str, doc_id: str, filename: str) -> StoredFile:
+        stored = await self.store.current(name, doc_id, check_filename(filename))
+        if stored is None:
+            raise file_not_found(doc_id, filename)
+        return stored
+
+    async def delete(self, name: str, doc_id: str, filename: str, caller: Principal | None) -> None:
+        await self._writable(name, doc_id, caller)
+        if not await self.store.delete(name, doc_id, check_filename(filename)):
+            raise file_not_found(doc_id, filename)
+
+    # -- signed links ----------------------------------------------------------------------
+
+    def _signature(self, name: str, doc_id: str, stored: StoredFile, expires: int) -> str:
+        message = f"{name}\n{doc_id}\n{stored.name}\n{expires}\n{stored.id}".encode()
+        digest = hmac.new(self._key, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:24]).decode().rstrip("=")
+
+    async def link(
+        self, name: str, doc_id: str, filename: str, caller: Principal | None, expires_in: int
+    ) -> tuple[str, datetime]:
+        """A path (with query) that serves the file without a token until it expires, or
+        until the file is replaced or deleted (the signature covers its version)."""
+        if expires_in > self.link_max_seconds:
+            raise AppError(
+                f"expires_in is at most FILE_LINK_MAX_SECONDS ({self.link_max_seconds})",
+                code=ErrorCode.VALIDATION_FAILED,
+                status=422,
+            )
+        stored = await self.get(name, doc_id, filename, caller)
+        expires_at = self.clock() + timedelta(seconds=expires_in)
+        expires = int(expires_at.timestamp())
+        sig = self._signature(name, doc_id, stored, expires)
+        path = (
+            f"/v1/collections/{quote(name, safe='')}/documents/{quote(doc_id, safe='')}"
+            f"/files/{quote(stored.name, safe='')}?expires={expires}&sig={sig}"
+        )
+        return path, expires_at
+
+    async def by_link(
+        self, name: str, doc_id: str, filename: str, expires: int, sig: str
+    ) -> StoredFile:
+        refused = InvalidLink(
+            "The link is not valid: expired, or the file was replaced or deleted; ask for a new one"
+        )
+        if expires <= self.clock().timestamp():
+            raise refused
+        if await self.documents.find_any(await self.collections.get(name), doc_id) is None:
+            raise refused
+        stored = await self.store.current(name, doc_id, check_filename(filename))
+        if stored is None or not hmac.compare_digest(
+            sig, self._signature(name, doc_id, stored, expires)
+        ):
+            raise refused
+        return stored

@@ -1,0 +1,263 @@
+"""Files attached to documents (product §11), on the real database."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.config import Settings
+from app.files.names import byte_range, check_filename, content_disposition
+from app.files.service import InvalidLink
+from tests.conftest import Account, assert_problem, make_settings
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url, file_max_bytes=6 * 1024 * 1024, file_max_per_document=3)
+
+
+async def declare(client: httpx.AsyncClient, admin: Account, name: str, read: str) -> None:
+    body = {"name": name, "access": {"read": read, "write": "owner"}}
+    assert (await client.post("/v1/collections", json=body, headers=admin.headers)).is_success
+
+
+async def new_doc(client: httpx.AsyncClient, who: Account, name: str) -> str:
+    response = await client.post(f"/v1/collections/{name}/documents", json={}, headers=who.headers)
+    assert response.status_code == 201, response.text
+    doc_id: str = response.json()["id"]
+    return doc_id
+
+
+def files_url(name: str, doc_id: str, filename: str = "") -> str:
+    base = f"/v1/collections/{name}/documents/{doc_id}/files"
+    return f"{base}/{filename}" if filename else base
+
+
+async def chunks_of(body: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    for i in range(0, len(body), size):
+        yield body[i : i + size]
+
+
+async def stored_chunks(app: FastAPI) -> int:
+    count: int = await app.state.container.db["files.chunks"].count_documents({})
+    return count
+
+
+async def test_a_5_mb_upload_streams_in_and_reads_back_identical(
+    app: FastAPI, client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin, "receipts", "owner")
+    doc_id = await new_doc(client, user, "receipts")
+    body = os.urandom(5 * 1024 * 1024)
+    url = files_url("receipts", doc_id, "scan 1.bin")
+    put = await client.put(
+        url,
+        content=chunks_of(body),  # chunked: no Content-Length, streamed
+        headers={**user.headers, "Content-Type": "application/octet-stream"},
+    )
+    assert put.status_code == 201, put.text
+    digest = hashlib.sha256(body).hexdigest()
+    assert put.json()["sha256"] == digest and put.json()["size"] == len(body)
+    assert put.headers["etag"] == f'"{digest}"'
+    got = await client.get(url, headers=user.headers)
+    assert got.status_code == 200 and got.content == body
+    assert got.headers["etag"] == f'"{digest}"'
+    assert got.headers["x-content-type-options"] == "nosniff"
+    assert got.headers["content-disposition"].startswith("attachment;")
+    listed = (await client.get(files_url("receipts", doc_id), headers=user.headers)).json()
+    assert [(f["name"], f["size"]) for f in listed["items"]] == [("scan 1.bin", len(body))]
+    same = await client.get(url, headers={**user.headers, "If-None-Match": f'"{digest}"'})
+    assert same.status_code == 304 and not same.content
+
+
+async def test_an_upload_over_the_cap_is_413_and_stores_nothing(
+    app: FastAPI, client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin, "big", "owner")
+    doc_id = await new_doc(client, user, "big")
+    body = b"x" * (6 * 1024 * 1024 + 1)
+    url = files_url("big", doc_id, "too-big")
+    streamed = await client.put(url, content=chunks_of(body), headers=user.headers)
+    assert_problem(streamed, 413, "payload_too_large")
+    declared = await client.put(url, content=body, headers=user.headers)  # Content-Length
+    assert_problem(declared, 413, "payload_too_large")
+    assert await stored_chunks(app) == 0
+    assert (await client.get(files_url("big", doc_id), headers=user.headers)).json() == {
+        "items": []
+    }
+
+
+async def test_range_requests(client: httpx.AsyncClient, admin: Account, user: Account) -> None:
+    await declare(client, admin, "ranges", "owner")
+    doc_id = await new_doc(client, user, "ranges")
+    body = bytes(range(256)) * 4
+    url = files_url("ranges", doc_id, "data")
+    assert (await client.put(url, content=body, headers=user.headers)).status_code == 201
+    first = await client.get(url, headers={**user.headers, "Range": "bytes=0-9"})
+    assert first.status_code == 206 and first.content == body[:10]
+    assert first.headers["content-range"] == f"bytes 0-9/{len(body)}"
+    suffix = await client.get(url, headers={**user.headers, "Range": "bytes=-5"})
+    assert suffix.status_code == 206 and suffix.content == body[-5:]
+    middle = await client.get(url, headers={**user.headers, "Range": "bytes=300-"})
+    assert middle.content == body[300:]
+    for bad in ("bytes=5000-", "bytes=9-3", "bytes=x-y"):
+        response = await client.get(url, headers={**user.headers, "Range": bad})
+        assert_problem(response, 416, "range_not_satisfiable")
+        assert response.headers["content-range"] == f"bytes */{len(body)}"
+
+
+async def test_files_follow_the_documents_read_rule(
+    client: httpx.AsyncClient, admin: Account, user: Account, other_user: Account
+) -> None:
+    await declare(client, admin, "mine", "owner")
+    await declare(client, admin, "open", "public")
+    private = await new_doc(client, user, "mine")
+    public = await new_doc(client, user, "open")
+    for name, doc_id in (("mine", private), ("open", public)):
+        put = await client.put(
+            files_url(name, doc_id, "a.txt"),
+            content=b"hello",
+            headers={**user.headers, "Content-Type": "text/plain"},
+        )
+        assert put.status_code == 201, put.text
+    for url in (files_url("mine", private, "a.txt"), files_url("mine", private)):
+        assert_problem(await client.get(url, headers=other_user.headers), 404, "document_not_found")
+    # Readable but not theirs to change (write rule: owner).
+    assert_problem(
+        await client.put(files_url("open", public, "b"), content=b"x", headers=other_user.headers),
+        403,
+        "forbidden",
+    )
+    anonymous = await client.get(files_url("open", public, "a.txt"))
+    assert anonymous.status_code == 200 and anonymous.content == b"hello"
+    assert anonymous.headers["content-type"].startswith("text/plain")
+    assert anonymous.headers["content-disposition"].startswith("inline;")
+
+
+async def test_signed_links_expire_and_die_with_a_replacement(
+    app: FastAPI, client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin, "photos", "owner")
+    doc_id = await new_doc(client, user, "photos")
+    url = files_url("photos", doc_id, "me.png")
+    headers = {**user.headers, "Content-Type": "image/png"}
+    assert (await client.put(url, content=PNG, headers=headers)).status_code == 201
+    made = await client.post(f"{url}/link", json={"expires_in": 60}, headers=user.headers)
+    assert made.status_code == 200, made.text
+    link = made.json()["url"]
+    served = await client.get(link)  # no token
+    assert served.status_code == 200 and served.content == PNG
+    # After expiry (the link's clock moved on), and after a replacement: refused.
+    service = app.state.container.files
+    expires = int(link.split("expires=")[1].split("&")[0])
+    sig = link.split("sig=")[1]
+    with pytest.raises(InvalidLink):
+        await service.by_link("photos", doc_id, "me.png", expires - 61, sig)
+    assert (await client.put(url, content=PNG + b"2", headers=headers)).status_code == 200
+    assert_problem(await client.get(link), 403, "invalid_link")
+
+
+async def test_deleting_documents_deletes_their_chunks(
+    app: FastAPI, client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin, "notes", "owner")
+    one, two, three = [await new_doc(client, user, "notes") for _ in range(3)]
+    for doc_id in (one, two, three):
+        put = await client.put(
+            files_url("notes", doc_id, "f"), content=b"abc", headers=user.headers
+        )
+        assert put.status_code == 201
+    assert await stored_chunks(app) == 3
+    deleted = await client.delete(f"/v1/collections/notes/documents/{one}", headers=user.headers)
+    assert deleted.status_code == 204
+    assert await stored_chunks(app) == 2
+    bulk = await client.post(
+        "/v1/collections/notes/documents/bulk-delete",
+        json={"filter": {"id": two}},
+        headers=user.headers,
+    )
+    assert bulk.status_code == 200, bulk.text
+    assert await stored_chunks(app) == 1
+    gone = await client.request(
+        "DELETE", "/v1/users/me", json={"current_password": user.password}, headers=user.headers
+    )
+    assert gone.status_code == 204, gone.text
+    assert await stored_chunks(app) == 0
+
+
+async def test_replace_delete_preconditions_and_caps(
+    client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin, "docs", "owner")
+    doc_id = await new_doc(client, user, "docs")
+    url = files_url("docs", doc_id, "v")
+    first = await client.put(url, content=b"1", headers={**user.headers, "If-None-Match": "*"})
+    assert first.status_code == 201
+    again = await client.put(url, content=b"2", headers={**user.headers, "If-None-Match": "*"})
+    assert_problem(again, 412, "precondition_failed")
+    stale = await client.put(url, content=b"2", headers={**user.headers, "If-Match": '"nope"'})
+    assert_problem(stale, 412, "precondition_failed")
+    ok = await client.put(
+        url, content=b"2", headers={**user.headers, "If-Match": first.headers["etag"]}
+    )
+    assert ok.status_code == 200 and (await client.get(url, headers=user.headers)).content == b"2"
+    for n in range(2):
+        assert (
+            await client.put(files_url("docs", doc_id, f"x{n}"), content=b"", headers=user.headers)
+        ).is_success
+    assert_problem(
+        await client.put(
+            files_url("docs", doc_id, "one-too-many"), content=b"", headers=user.headers
+        ),
+        409,
+        "too_many_files",
+    )
+    assert (await client.delete(url, headers=user.headers)).status_code == 204
+    assert_problem(await client.delete(url, headers=user.headers), 404, "file_not_found")
+    assert_problem(await client.get(url, headers=user.headers), 404, "file_not_found")
+
+
+async def test_a_lying_content_type_for_an_inline_type_is_refused(
+    app: FastAPI, client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin, "pics", "owner")
+    doc_id = await new_doc(client, user, "pics")
+    html = b"<html><script>alert(1)</script></html>"
+    response = await client.put(
+        files_url("pics", doc_id, "x.png"),
+        content=html,
+        headers={**user.headers, "Content-Type": "image/png"},
+    )
+    assert_problem(response, 415, "content_type_mismatch")
+    assert await stored_chunks(app) == 0
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "a\\b", " x", "x\x00", "x\u202e", "é" * 200])
+def test_bad_filenames_are_refused(bad: str) -> None:
+    with pytest.raises(Exception) as caught:
+        check_filename(bad)
+    assert getattr(caught.value, "status", None) == 422
+
+
+def test_filenames_are_nfc_and_dispositions_are_safe() -> None:
+    assert check_filename("e\u0301t\u00e9.txt") == "\u00e9t\u00e9.txt"
+    header = content_disposition('r\u00e9sum\u00e9 "final".pdf', inline=False)
+    assert header == (
+        'attachment; filename="r_sum_ _final_.pdf"; '
+        "filename*=UTF-8''r%C3%A9sum%C3%A9%20%22final%22.pdf"
+    )
+
+
+def test_byte_ranges() -> None:
+    assert byte_range(None, 10) is None
+    assert byte_range("bytes=0-0", 10) == (0, 0)
+    assert byte_range("bytes=-20", 10) == (0, 9)
+    assert byte_range("bytes=0-1,3-4", 10) is None  # several: the whole file
+    assert byte_range("items=0-1", 10) is None
