@@ -3,7 +3,8 @@
     python -m scripts.export notes -o notes.ndjson     # one collection ("-o -": stdout)
     python -m scripts.export --all -o backup/          # a full backup: users.ndjson,
                                                        # collections.json (declarations)
-                                                       # and NAME.ndjson per collection
+                                                       # NAME.ndjson per collection,
+                                                       # files.ndjson + files/<sha256>
 
 Each document line is a document as the API shows it (id, owner, version, timestamps,
 data); each users.ndjson line an account (id, email, name, role, disabled, timestamps
@@ -33,6 +34,7 @@ from app.container import Container
 from app.documents.models import StoredDocument
 from app.users.models import User
 from scripts.cli import ScriptError, guarded, plural, progress, run
+from scripts.files import MANIFEST, export_files
 
 COLLECTIONS_FILE = "collections.json"
 # "users" is a reserved collection name, so no collection's file can clash with this one.
@@ -164,9 +166,11 @@ def main(argv: list[str] | None = None) -> int:
                 counts.append(
                     f"{spec.id}: {plural(await export_one(container, spec, out), 'document')}"
                 )
+        with private_file(folder / MANIFEST) as out:
+            files = await export_files(container, folder, out)
         return (
             f"exported {plural(users, 'user')} and {plural(len(specs), 'collection')} to "
-            f"{folder} ({', '.join(counts) or 'no documents'})\n"
+            f"{folder} ({', '.join(counts) or 'no documents'}; {plural(files, 'file')})\n"
             f"restore with: MONGODB_DB=<target> python -m scripts.import --all {folder}\n"
             f"{folder} holds password hashes and private documents: keep it private"
         )

@@ -7,8 +7,9 @@
 --all imports users.ndjson first (accounts keep their ids and password hashes, so
 document owners match and people sign in with their passwords; sessions are not
 copied, so everyone signs in again), then declares the collections in collections.json,
-then loads each NAME.ndjson. One collection into a database where it is not declared:
-the declaration is taken from collections.json beside the file, when there is one.
+then loads each NAME.ndjson, then the files (files.ndjson and files/). One collection
+into a database where it is not declared: the declaration is taken from
+collections.json beside the file, when there is one.
 
 Documents keep their ids, owners, versions and timestamps. After each batch the byte
 offset reached is saved beside the input (FILE.import-progress); if the import stops
@@ -48,6 +49,7 @@ from app.errors import AppError
 from app.users.models import Role, User
 from scripts.cli import ScriptError, guarded, plural, progress, run
 from scripts.export import COLLECTIONS_FILE, USERS_FILE
+from scripts.files import MANIFEST, import_files
 from scripts.seed import Record, Seeder
 
 T = TypeVar("T")
@@ -388,6 +390,12 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"  documents: {plural(total, 'document')} imported ({'; '.join(parts) or 'none'})"
         )
+        if (args.source / MANIFEST).is_file():
+            files = await import_files(container, args.source)
+            lines.append(
+                f"  files: {files['created']} new, {files['updated']} replaced, "
+                f"{files['unchanged']} unchanged"
+            )
         lines.append(
             f"next: serve it with MONGODB_DB={database}; people sign in with their passwords "
             "(sessions were not copied)"

@@ -9,6 +9,8 @@ Each record is an object with a "kind":
     {"kind": "collection", "name": "notes", "description": "...", "schema": {...},
      "indexes": [...], "access": {"read": "owner", "write": "owner"}}
     {"kind": "document", "collection": "notes", "id": "n1", "owner": "email", "data": {...}}
+    {"kind": "file", "collection": "notes", "document": "n1", "name": "a.txt",
+     "path": "files/a.txt", "content_type": "text/plain"}      (path: from the fixture file)
 
 A .json file holds one record or a list of records; a .ndjson file one record a line.
 Directories are read in file-name order. Records go through the same services as the
@@ -38,6 +40,7 @@ from app.errors import AppError
 from app.users.models import Role
 from app.users.repository import Principal
 from scripts.cli import ScriptError, guarded, plural, progress, run
+from scripts.files import attach, sha256_of
 
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "demo"
 
@@ -62,10 +65,23 @@ class DocumentRecord(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class FileRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str
+    collection: str
+    document: DocId
+    name: str
+    # Relative to the fixture file that names it.
+    path: str
+    content_type: str = "application/octet-stream"
+
+
 @dataclass(frozen=True)
 class Record:
     where: str  # file:line, for error messages
     body: dict[str, Any]
+    # The folder of the fixture file (file records name their content relative to it).
+    base: Path = Path(".")
 
 
 def read_records(paths: list[Path]) -> Iterator[Record]:
@@ -82,12 +98,13 @@ def read_records(paths: list[Path]) -> Iterator[Record]:
             with file.open(encoding="utf-8") as lines:
                 for number, line in enumerate(lines, 1):
                     if line.strip():
-                        yield Record(f"{file}:{number}", _parse(line, f"{file}:{number}"))
+                        where = f"{file}:{number}"
+                        yield Record(where, _parse(line, where), file.parent)
         else:
             loaded = _parse(file.read_text(encoding="utf-8"), str(file))
             items = loaded if isinstance(loaded, list) else [loaded]
             for index, item in enumerate(items):
-                yield Record(f"{file}[{index}]", item)
+                yield Record(f"{file}[{index}]", item, file.parent)
 
 
 def _parse(text: str, where: str) -> Any:
@@ -118,12 +135,20 @@ class Seeder:
 
     async def apply(self, record: Record) -> None:
         kind = record.body.get("kind") if isinstance(record.body, dict) else None
-        handler = {"user": self.user, "collection": self.collection, "document": self.document}.get(
-            str(kind)
-        )
+
+        async def file(body: dict[str, Any]) -> str:
+            return await self.file(body, record.base)
+
+        handlers = {
+            "user": self.user,
+            "collection": self.collection,
+            "document": self.document,
+            "file": file,
+        }
+        handler = handlers.get(str(kind))
         if handler is None:
             raise ScriptError(
-                f"{record.where}: kind must be user, collection or document, not {kind!r}"
+                f"{record.where}: kind must be user, collection, document or file, not {kind!r}"
             )
         try:
             outcome = await handler(record.body)
@@ -205,6 +230,23 @@ class Seeder:
             wanted.collection, wanted.id, wanted.data, principal, Preconditions()
         )
         return "created" if created else "updated"
+
+    async def file(self, body: dict[str, Any], base: Path) -> str:
+        wanted = FileRecord.model_validate(body)
+        source = (base / wanted.path).resolve()
+        if not source.is_file():
+            raise ScriptError(f"{source} does not exist (path is relative to the fixture file)")
+        if self.dry_run:
+            spec = self.planned_collections.get(wanted.collection)
+            if spec is None:
+                spec = await self.c.collections.get(wanted.collection)
+            current = await self.c.files.store.current(
+                wanted.collection, wanted.document, wanted.name
+            )
+            return "unchanged" if current and current.sha256 == sha256_of(source) else "created"
+        return await attach(
+            self.c, wanted.collection, wanted.document, wanted.name, wanted.content_type, source
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
+from bson import Binary, ObjectId
 from fastapi import FastAPI
 
+from app.clock import utc_now
 from app.config import Settings
 from app.files.names import byte_range, check_filename, content_disposition
 from app.files.service import InvalidLink
@@ -261,3 +264,38 @@ def test_byte_ranges() -> None:
     assert byte_range("bytes=-20", 10) == (0, 9)
     assert byte_range("bytes=0-1,3-4", 10) is None  # several: the whole file
     assert byte_range("items=0-1", 10) is None
+
+
+async def test_an_interrupted_upload_leaves_nothing_and_abandoned_ones_are_swept(
+    app: FastAPI,
+) -> None:
+    store = app.state.container.files.store
+    now = utc_now()
+
+    async def client_goes_away() -> AsyncIterator[bytes]:
+        yield os.urandom(2 * 1024 * 1024)  # some chunks are written
+        raise ConnectionError("the client went away")
+
+    with pytest.raises(ConnectionError):
+        await store.upload(
+            "c",
+            "d",
+            "n",
+            "application/octet-stream",
+            client_goes_away(),
+            max_bytes=10**9,
+            first_bytes=lambda head: None,
+            now=now,
+        )
+    assert await stored_chunks(app) == 0
+    # A process that died mid-upload: its marker and chunks stay, unlisted, until the
+    # sweep finds the marker over an hour old.
+    orphan = ObjectId()
+    await store.uploads.insert_one({"_id": orphan, "started_at": now - timedelta(hours=2)})
+    await store.chunks.insert_one({"files_id": orphan, "n": 0, "data": Binary(b"x")})
+    recent = ObjectId()
+    await store.uploads.insert_one({"_id": recent, "started_at": now})
+    await store.chunks.insert_one({"files_id": recent, "n": 0, "data": Binary(b"y")})
+    assert await store.list_current("c", "d") == []
+    assert await store.sweep(now) == 1
+    assert [c["files_id"] async for c in store.chunks.find()] == [recent]

@@ -45,12 +45,13 @@ async def test_seed_loads_the_demo_once_and_it_is_readable_through_the_api(
 ) -> None:
     dry = script(settings, "scripts.seed", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert dry.stdout.startswith("would change 48 records")
+    assert dry.stdout.startswith("would change 49 records")
     assert await container.db["users"].count_documents({}) == 0
 
     first = script(settings, "scripts.seed")
     assert first.returncode == 0, first.stderr
-    assert first.stdout.startswith("changed 48 records")
+    assert first.stdout.startswith("changed 49 records")
+    assert "1 file created" in first.stdout
     second = script(settings, "scripts.seed")
     assert second.returncode == 0, second.stderr
     assert second.stdout.startswith("changed 0 records")
@@ -63,6 +64,12 @@ async def test_seed_loads_the_demo_once_and_it_is_readable_through_the_api(
     assert len(notes.json()["items"]) == 20  # owner access: only Ada's half
     article = await client.get("/v1/collections/articles/documents/article-1")  # public
     assert article.json()["data"]["slug"] == "analytical-engine"
+    grace = await sign_in(client, "grace@demo.docstore", "demo user passphrase")
+    attached = await client.get(
+        "/v1/collections/notes/documents/note-001/files/reading notes.txt", headers=grace.headers
+    )
+    assert attached.status_code == 200
+    assert attached.content == (DEMO / "files" / "note-001.txt").read_bytes()
 
 
 async def test_seed_changes_what_differs_and_reports_errors_with_file_and_line(
@@ -119,7 +126,7 @@ async def test_seed_changes_what_differs_and_reports_errors_with_file_and_line(
 
     for body, expected in (
         ("{not json", "not valid JSON"),
-        (json.dumps({"kind": "robot"}), "kind must be user, collection or document"),
+        (json.dumps({"kind": "robot"}), "kind must be user, collection, document or file"),
         (json.dumps({"kind": "user", "email": "x@example.com", "name": "X"}), "password"),
     ):
         odd = tmp_path / "odd.ndjson"
@@ -145,10 +152,18 @@ async def test_export_then_import_into_an_empty_database_gives_identical_documen
             source_docs = [d async for d in container.db[f"docs_{name}"].find().sort("_id")]
             copied = [d async for d in copy[f"docs_{name}"].find().sort("_id")]
             assert copied == source_docs
+        # Files: the same names, types and contents, byte for byte.
+        fields = {"_id": 0, "filename": 1, "length": 1, "metadata": 1}
+        source_files = [f async for f in container.db["files.files"].find({}, fields)]
+        copied_files = [f async for f in copy["files.files"].find({}, fields)]
+        assert copied_files == source_files and len(source_files) == 1
+        source_chunks = [c["data"] async for c in container.db["files.chunks"].find()]
+        assert [c["data"] async for c in copy["files.chunks"].find()] == source_chunks
         declared = await copy["collections"].find_one({"_id": "articles"})
         assert declared is not None and declared["access"]["read"] == "public"
         again = script(target, "scripts.import", "--all", str(tmp_path / "backup"))
         assert "notes: 0 new, 40 present" in again.stdout
+        assert "files: 0 new, 0 replaced, 1 unchanged" in again.stdout
     finally:
         await container.db.client.drop_database(target.mongodb_db)
 
