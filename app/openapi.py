@@ -34,7 +34,14 @@ _HEADERS = {
     },
 }
 # Operations whose successful answers carry the document's ETag, and those that create.
-_ETAG_OPERATIONS = {"documents_get", "documents_create", "documents_put", "documents_patch"}
+_ETAG_OPERATIONS = {
+    "documents_get",
+    "documents_create",
+    "documents_put",
+    "documents_patch",
+    "documents_files_put",
+    "documents_files_get",
+}
 _LOCATION_OPERATIONS = {"documents_create", "documents_put", "collections_create"}
 
 
@@ -102,7 +109,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                     response["description"] = HTTPStatus(code).phrase
                 if code in (429, 503):
                     headers["Retry-After"] = _header("Retry-After")
-                if op_id in _ETAG_OPERATIONS and code in (200, 201, 304):
+                if op_id in _ETAG_OPERATIONS and code in (200, 201, 206, 304):
                     headers["ETag"] = _header("ETag")
                 if op_id in _LOCATION_OPERATIONS and code == 201:
                     headers["Location"] = _header("Location")

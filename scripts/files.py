@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, Any
@@ -22,6 +23,7 @@ from scripts.cli import ScriptError, progress
 MANIFEST = "files.ndjson"
 BLOBS = "files"
 PIECE = 1024 * 1024
+SHA256 = re.compile(r"[0-9a-f]{64}")  # a blob name, never a path
 
 
 async def read_pieces(path: Path) -> AsyncIterator[bytes]:
@@ -124,7 +126,10 @@ async def import_files(container: Container, folder: Path) -> dict[str, int]:
         for number, line in enumerate(lines, 1):
             try:
                 entry: dict[str, Any] = json.loads(line)
-                blob = folder / BLOBS / str(entry["sha256"])
+                digest = str(entry["sha256"])
+                if not SHA256.fullmatch(digest):
+                    raise ScriptError(f"{manifest}:{number}: sha256 must be 64 hex digits")
+                blob = folder / BLOBS / digest
                 if not blob.is_file():
                     raise ScriptError(
                         f"{manifest}:{number}: {blob} is missing; export again with "

@@ -82,22 +82,34 @@ async def test_a_full_export_restores_into_an_empty_database_and_people_sign_in(
     await declare_notes(client, admin)
     ada_notes = await write_notes(client, ada, "engine", "loom", "tables")
     grace_notes = await write_notes(client, grace, "compiler")
+    receipt = b"%PDF-1.7 Ada's receipt"
+    attached = await client.put(
+        f"/v1/collections/notes/documents/{ada_notes[0]}/files/receipt.pdf",
+        content=receipt,
+        headers={**ada.headers, "Content-Type": "application/pdf"},
+    )
+    assert attached.status_code == 201, attached.text
 
     backup = tmp_path / "backup"
     exported = script(settings, "scripts.export", "--all", "-o", str(backup))
     assert exported.returncode == 0, exported.stderr
     assert "exported 3 users and 1 collection to" in exported.stdout
     assert "notes: 4 documents" in exported.stdout
+    assert "1 file" in exported.stdout
     assert "scripts.import --all" in exported.stdout  # what to do next
 
     # The export holds password hashes: owner-only files in an owner-only directory.
     assert sorted(p.name for p in backup.iterdir()) == [
         "collections.json",
+        "files",
+        "files.ndjson",
         "notes.ndjson",
         "users.ndjson",
     ]
-    assert mode(backup) == 0o700
-    assert {mode(p) for p in backup.iterdir()} == {0o600}
+    assert mode(backup) == mode(backup / "files") == 0o700
+    assert {mode(p) for p in [*backup.iterdir(), *(backup / "files").iterdir()] if p.is_file()} == {
+        0o600
+    }
     users = [json.loads(line) for line in (backup / "users.ndjson").read_text().splitlines()]
     assert sorted(u["email"] for u in users) == [
         "ada@example.com",
@@ -147,6 +159,13 @@ async def test_a_full_export_restores_into_an_empty_database_and_people_sign_in(
                 f"/v1/collections/notes/documents/{ada_notes[0]}", headers=ada_there.headers
             )
             assert one.status_code == 200 and one.json()["data"] == {"title": "engine"}
+            restored_file = await api.get(
+                f"/v1/collections/notes/documents/{ada_notes[0]}/files/receipt.pdf",
+                headers=ada_there.headers,
+            )
+            assert restored_file.status_code == 200, restored_file.text
+            assert restored_file.content == receipt
+            assert restored_file.headers["content-type"] == "application/pdf"
 
             grace_there = await sign_in(api, "grace@example.com", GRACE_PASSWORD)
             assert grace_there.id == grace.id

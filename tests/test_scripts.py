@@ -164,6 +164,13 @@ async def test_export_then_import_into_an_empty_database_gives_identical_documen
         again = script(target, "scripts.import", "--all", str(tmp_path / "backup"))
         assert "notes: 0 new, 40 present" in again.stdout
         assert "files: 0 new, 0 replaced, 1 unchanged" in again.stdout
+        # A manifest names blobs by hash only: a path in its place is refused, not read.
+        manifest = tmp_path / "backup" / "files.ndjson"
+        entry = json.loads(manifest.read_text())
+        manifest.write_text(json.dumps({**entry, "sha256": "../users.ndjson"}) + "\n")
+        tampered = script(target, "scripts.import", "--all", str(tmp_path / "backup"))
+        assert tampered.returncode == 1
+        assert "files.ndjson:1: sha256 must be 64 hex digits" in tampered.stderr
     finally:
         await container.db.client.drop_database(target.mongodb_db)
 

@@ -117,7 +117,7 @@ async def put_file(
 
 _DOWNLOAD_HEADERS = {
     name: {"schema": {"type": "string"}}
-    for name in ("ETag", "Content-Disposition", "Accept-Ranges", "Content-Range")
+    for name in ("Content-Disposition", "Accept-Ranges", "Content-Range")
 }
 
 
@@ -134,7 +134,11 @@ _DOWNLOAD_HEADERS = {
             "headers": _DOWNLOAD_HEADERS,
         },
         304: {"description": "Not modified (If-None-Match)"},
-        **problem_responses(401, 403, 404, 416, 422),
+        **problem_responses(401, 403, 404, 422),
+        416: {
+            **problem_responses(416)[416],
+            "headers": {"Content-Range": {"schema": {"type": "string"}, "example": "bytes */1024"}},
+        },
     },
 )
 async def get_file(
