@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     # Files attached to documents (GridFS).
     file_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1, le=1 << 40)
     file_max_per_document: int = Field(default=100, ge=1, le=100_000)
-    file_link_max_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    file_link_max_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=366 * 24 * 3600)
 
     # HTTP.
     # Mail (verification, password reset). MAIL_URL: smtp://user:pass@host:587?starttls=true

@@ -89,6 +89,7 @@ class ErrorCode(StrEnum):
     CONTENT_TYPE_MISMATCH = "content_type_mismatch"
     RANGE_NOT_SATISFIABLE = "range_not_satisfiable"
     INVALID_LINK = "invalid_link"
+    UPLOAD_TIMED_OUT = "upload_timed_out"
 
 
 class FieldError(BaseModel):

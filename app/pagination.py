@@ -42,7 +42,12 @@ class CursorCodec:
 
     def decode(self, cursor: str, *, scope: str = "") -> Any:
         body, _, mac = cursor.partition(".")
-        if not body or not mac or not hmac.compare_digest(mac, self._mac(body, scope)):
+        # Bytes, not str: compare_digest refuses non-ASCII text (a TypeError, a 500).
+        if (
+            not body
+            or not mac
+            or not hmac.compare_digest(mac.encode(), self._mac(body, scope).encode())
+        ):
             raise InvalidCursor("The cursor is not valid for this query; start from the first page")
         try:
             return json.loads(_unb64(body))

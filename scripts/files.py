@@ -70,7 +70,7 @@ async def attach(
         read_pieces(source),
         max_bytes=files.max_bytes,
         first_bytes=lambda head: check_sniff(content_type, head),
-        now=utc_now(),
+        clock=utc_now,
     )
     await files.store.drop_older(collection, document, name, keep=stored.id)
     return "created" if current is None else "updated"
@@ -107,10 +107,13 @@ async def export_files(container: Container, folder: Path, manifest: IO[str]) ->
                 continue  # an older version about to be replaced
             blob = blobs / current.sha256
             if not blob.exists():
-                with blob.open("wb") as out:
+                # Written aside, then renamed: a blob under its hash is always whole.
+                part = blobs / f"{current.sha256}.part"
+                with part.open("wb") as out:
+                    part.chmod(0o600)
                     async for piece in store.open(current, 0, current.size - 1):
                         out.write(piece)
-                blob.chmod(0o600)
+                part.replace(blob)
             manifest.write(manifest_line(meta["collection"], meta["document"], current))
             written += 1
     return written
@@ -134,6 +137,11 @@ async def import_files(container: Container, folder: Path) -> dict[str, int]:
                     raise ScriptError(
                         f"{manifest}:{number}: {blob} is missing; export again with "
                         "scripts.export --all"
+                    )
+                if sha256_of(blob) != digest:
+                    raise ScriptError(
+                        f"{manifest}:{number}: {blob} does not hold the content its name "
+                        "promises (damaged or edited); export again with scripts.export --all"
                     )
                 outcome = await attach(
                     container,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -14,7 +15,8 @@ from fastapi import FastAPI
 
 from app.clock import utc_now
 from app.config import Settings
-from app.files.names import byte_range, check_filename, content_disposition
+from app.files.names import RangeNotSatisfiable, byte_range, check_filename, content_disposition
+from app.files.store import CHUNK_BYTES, CHUNKS_PER_WRITE, Abandoned
 from tests.conftest import Account, assert_problem, make_settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -77,6 +79,8 @@ async def test_a_5_mb_upload_streams_in_and_reads_back_identical(
     assert [(f["name"], f["size"]) for f in listed["items"]] == [("scan 1.bin", len(body))]
     same = await client.get(url, headers={**user.headers, "If-None-Match": f'"{digest}"'})
     assert same.status_code == 304 and not same.content
+    weak = await client.get(url, headers={**user.headers, "If-None-Match": f'W/"{digest}"'})
+    assert weak.status_code == 304  # If-None-Match compares weakly
 
 
 async def test_an_upload_over_the_cap_is_413_and_stores_nothing(
@@ -109,7 +113,7 @@ async def test_range_requests(client: httpx.AsyncClient, admin: Account, user: A
     assert suffix.status_code == 206 and suffix.content == body[-5:]
     middle = await client.get(url, headers={**user.headers, "Range": "bytes=300-"})
     assert middle.content == body[300:]
-    for bad in ("bytes=5000-", "bytes=9-3", "bytes=x-y"):
+    for bad in ("bytes=5000-", "bytes=9-3", "bytes=x-y", "bytes=0-x", "bytes=x-5", "bytes=-"):
         response = await client.get(url, headers={**user.headers, "Range": bad})
         assert_problem(response, 416, "range_not_satisfiable")
         assert response.headers["content-range"] == f"bytes */{len(body)}"
@@ -158,6 +162,8 @@ async def test_signed_links_expire_and_die_with_a_replacement(
     assert served.status_code == 200 and served.content == PNG
     # Tampered with, then after expiry (the service's clock a minute on): refused.
     assert_problem(await client.get(link.replace("expires=", "expires=1")), 403, "invalid_link")
+    forged = link.split("sig=")[0] + "sig=%C3%A9t%C3%A9"  # not even ASCII
+    assert_problem(await client.get(forged), 403, "invalid_link")
     service = app.state.container.files
     clock = service.clock
     service.clock = lambda: clock() + timedelta(seconds=61)
@@ -273,6 +279,10 @@ def test_byte_ranges() -> None:
     assert byte_range("bytes=-20", 10) == (0, 9)
     assert byte_range("bytes=0-1,3-4", 10) is None  # several: the whole file
     assert byte_range("items=0-1", 10) is None
+    # Digits are ASCII digits: "²".isdigit() is true, but it is no number of bytes.
+    for malformed in ("bytes=\u00b2-", "bytes=1-\u00b3", "bytes=1-2-3", "bytes=" + "9" * 5000):
+        with pytest.raises(RangeNotSatisfiable):
+            byte_range(malformed, 10)
 
 
 async def test_an_interrupted_upload_leaves_nothing_and_abandoned_ones_are_swept(
@@ -294,17 +304,104 @@ async def test_an_interrupted_upload_leaves_nothing_and_abandoned_ones_are_swept
             client_goes_away(),
             max_bytes=10**9,
             first_bytes=lambda head: None,
-            now=now,
+            clock=lambda: now,
         )
     assert await stored_chunks(app) == 0
     # A process that died mid-upload: its marker and chunks stay, unlisted, until the
     # sweep finds the marker over an hour old.
     orphan = ObjectId()
-    await store.uploads.insert_one({"_id": orphan, "started_at": now - timedelta(hours=2)})
+    await store.uploads.insert_one({"_id": orphan, "active_at": now - timedelta(hours=2)})
     await store.chunks.insert_one({"files_id": orphan, "n": 0, "data": Binary(b"x")})
     recent = ObjectId()
-    await store.uploads.insert_one({"_id": recent, "started_at": now})
+    await store.uploads.insert_one({"_id": recent, "active_at": now})
     await store.chunks.insert_one({"files_id": recent, "n": 0, "data": Binary(b"y")})
     assert await store.list_current("c", "d") == []
     assert await store.sweep(now) == 1
     assert [c["files_id"] async for c in store.chunks.find()] == [recent]
+
+
+async def test_a_slow_upload_survives_the_sweep_and_a_stalled_one_is_discarded(
+    app: FastAPI,
+) -> None:
+    store = app.state.container.files.store
+    moment = [utc_now()]
+    write = os.urandom(CHUNK_BYTES * CHUNKS_PER_WRITE)  # one database write a piece
+
+    async def slow_but_alive() -> AsyncIterator[bytes]:
+        for _ in range(6):  # three hours in all, half an hour a piece
+            yield write
+            moment[0] += timedelta(minutes=30)
+            assert await store.sweep(moment[0]) == 0  # another request's sweep
+
+    stored = await store.upload(
+        "c",
+        "slow",
+        "n",
+        "application/octet-stream",
+        slow_but_alive(),
+        max_bytes=10**9,
+        first_bytes=lambda head: None,
+        clock=lambda: moment[0],
+    )
+    assert stored.size == 6 * len(write)
+    assert await stored_chunks(app) == 6 * CHUNKS_PER_WRITE
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield write
+        moment[0] += timedelta(hours=2)  # nothing for two hours: the sweep takes it
+        assert await store.sweep(moment[0]) == 1
+        yield b"the rest, too late"
+
+    with pytest.raises(Abandoned):
+        await store.upload(
+            "c",
+            "stalled",
+            "n",
+            "application/octet-stream",
+            stalls(),
+            max_bytes=10**9,
+            first_bytes=lambda head: None,
+            clock=lambda: moment[0],
+        )
+    assert await store.list_current("c", "stalled") == []
+    assert await stored_chunks(app) == 6 * CHUNKS_PER_WRITE  # the slow one's only
+
+
+async def test_a_stalled_upload_answers_408_and_one_outliving_its_document_404(
+    app: FastAPI, client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin, "drafts", "owner")
+    service = app.state.container.files
+    clock = service.clock
+    doc_id = await new_doc(client, user, "drafts")
+    url = files_url("drafts", doc_id, "voice.ogg")
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield os.urandom(CHUNK_BYTES * CHUNKS_PER_WRITE)
+        later = clock() + timedelta(hours=2)
+        service.clock = lambda: later
+        assert await service.store.sweep(later) == 1
+        yield b"late"
+
+    try:
+        assert_problem(
+            await client.put(url, content=stalls(), headers=user.headers), 408, "upload_timed_out"
+        )
+    finally:
+        service.clock = clock
+    assert await stored_chunks(app) == 0
+
+    async def document_deleted_meanwhile() -> AsyncIterator[bytes]:
+        yield b"first half"
+        # Another request (its own task, as a real one would be).
+        gone = await asyncio.create_task(
+            client.delete(f"/v1/collections/drafts/documents/{doc_id}", headers=user.headers)
+        )
+        assert gone.status_code == 204
+        yield b"second half"
+
+    response = await client.put(url, content=document_deleted_meanwhile(), headers=user.headers)
+    assert_problem(response, 404, "document_not_found")
+    # Nothing stays for a document created later under the same id to inherit.
+    assert await stored_chunks(app) == 0
+    assert await app.state.container.db["files.files"].count_documents({}) == 0

@@ -171,6 +171,15 @@ async def test_export_then_import_into_an_empty_database_gives_identical_documen
         tampered = script(target, "scripts.import", "--all", str(tmp_path / "backup"))
         assert tampered.returncode == 1
         assert "files.ndjson:1: sha256 must be 64 hex digits" in tampered.stderr
+        # A blob whose bytes are not what its hash names is refused, not stored.
+        manifest.write_text(json.dumps(entry) + "\n")
+        blob = tmp_path / "backup" / "files" / entry["sha256"]
+        blob.write_bytes(b"damaged" + blob.read_bytes())
+        await copy["files.files"].delete_many({})
+        damaged = script(target, "scripts.import", "--all", str(tmp_path / "backup"))
+        assert damaged.returncode == 1
+        assert "does not hold the content its name promises" in damaged.stderr
+        assert await copy["files.files"].count_documents({}) == 0
     finally:
         await container.db.client.drop_database(target.mongodb_db)
 

@@ -11,6 +11,7 @@ from app.errors import AppError, ErrorCode, FieldError
 MAX_NAME_BYTES = 255
 DEFAULT_TYPE = "application/octet-stream"
 _TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+_RANGE_SPEC = re.compile(r"([0-9]{0,18})-([0-9]{0,18})")  # past 10**18: no file is that big
 
 # Types a browser may show inline, and the leading bytes each must start with (None:
 # nothing to check; the response says nosniff and the type cannot run script).
@@ -117,20 +118,21 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     unit, _, spec = header.partition("=")
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
-    first_s, dash, last_s = spec.strip().partition("-")
     bad = RangeNotSatisfiable(
         f"Range {header[:100]!r} is not within the file's {size} bytes",
         headers={"Content-Range": f"bytes */{size}"},
     )
-    if not dash or not (first_s.isdigit() or last_s.isdigit()):
+    # ASCII digits only: str.isdigit() also admits "²", which int() refuses.
+    parts = _RANGE_SPEC.fullmatch(spec.strip())
+    if parts is None or not (parts[1] or parts[2]):
         raise bad
-    if not first_s:  # suffix: the last N bytes
-        n = int(last_s)
+    if not parts[1]:  # suffix: the last N bytes
+        n = int(parts[2])
         if n == 0 or size == 0:
             raise bad
         return max(0, size - n), size - 1
-    first = int(first_s)
-    last = int(last_s) if last_s else size - 1
-    if (last_s and not last_s.isdigit()) or first >= size or last < first:
+    first = int(parts[1])
+    last = int(parts[2]) if parts[2] else size - 1
+    if first >= size or last < first:
         raise bad
     return first, min(last, size - 1)

@@ -84,7 +84,7 @@ async def list_files(
     },
     responses={
         200: {"model": FileOut, "description": "Replaced"},
-        **problem_responses(401, 403, 404, 409, 412, 413, 415, 422),
+        **problem_responses(401, 403, 404, 408, 409, 412, 413, 415, 422),
     },
 )
 async def put_file(
@@ -166,8 +166,10 @@ async def get_file(
         "Content-Security-Policy": "default-src 'none'; sandbox",
         "Cache-Control": "private, no-cache",
     }
+    # If-None-Match compares weakly (RFC 9110 13.1.2): W/"x" matches "x".
     if if_none_match is not None and (
-        if_none_match.strip() == "*" or stored.etag in {t.strip() for t in if_none_match.split(",")}
+        if_none_match.strip() == "*"
+        or stored.etag in {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
     ):
         return Response(status_code=304, headers=headers)
     span = byte_range(range_, stored.size)

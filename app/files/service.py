@@ -16,12 +16,16 @@ from app.documents import access
 from app.documents.service import DocumentService, PreconditionFailed
 from app.errors import AppError, ErrorCode, Forbidden, NotFound
 from app.files.names import check_filename, check_sniff
-from app.files.store import FileStore, StoredFile, TooLarge
+from app.files.store import Abandoned, FileStore, StoredFile, TooLarge
 from app.users.repository import Principal
 
 
 class FileTooLarge(AppError):
     code, status = ErrorCode.PAYLOAD_TOO_LARGE, 413
+
+
+class UploadTimedOut(AppError):
+    code, status = ErrorCode.UPLOAD_TIMED_OUT, 408
 
 
 class TooManyFiles(AppError):
@@ -108,10 +112,20 @@ class FileService:
                 body,
                 max_bytes=self.max_bytes,
                 first_bytes=lambda head: check_sniff(content_type, head),
-                now=self.clock(),
+                clock=self.clock,
             )
         except TooLarge:
             raise self._too_large() from None
+        except Abandoned:
+            raise UploadTimedOut(
+                "The upload sent nothing for over an hour and was discarded; send it again"
+            ) from None
+        spec = await self.collections.get(name)
+        if await self.documents.find_any(spec, doc_id) is None:
+            # Deleted while the body streamed in (its files went with it): this one too,
+            # or a document created later under the same id would inherit it.
+            await self.store.delete(name, doc_id, filename)
+            raise access.document_not_found(name, doc_id)
         await self.store.drop_older(name, doc_id, filename, keep=stored.id)
         return stored, current is None
 
@@ -190,7 +204,7 @@ class FileService:
             raise refused
         stored = await self.store.current(name, doc_id, check_filename(filename))
         if stored is None or not hmac.compare_digest(
-            sig, self._signature(name, doc_id, stored, expires)
+            sig.encode(), self._signature(name, doc_id, stored, expires).encode()
         ):
             raise refused
         return stored

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +34,8 @@ CHUNKS_PER_WRITE = 4
 SNIFF = 16
 SEND_BYTES = 1024 * 1024
 ABANDONED_AFTER = timedelta(hours=1)
+# An upload in progress moves its marker forward this often, so the sweep never takes it.
+TOUCH_EVERY = timedelta(minutes=1)
 SWEEP_EVERY_SECONDS = 60
 
 
@@ -67,6 +69,10 @@ class TooLarge(Exception):
     pass
 
 
+class Abandoned(Exception):
+    """The sweep took the upload (no data for over ABANDONED_AFTER): its chunks are gone."""
+
+
 class FileStore:
     def __init__(self, db: Db) -> None:
         self.db = db
@@ -98,7 +104,7 @@ class FileStore:
                 )
             ]
         )
-        await self.uploads.create_indexes([IndexModel([("started_at", ASCENDING)], name="age")])
+        await self.uploads.create_indexes([IndexModel([("active_at", ASCENDING)], name="activity")])
 
     @staticmethod
     def _of(collection: str, document: str) -> dict[str, Any]:
@@ -133,13 +139,15 @@ class FileStore:
         *,
         max_bytes: int,
         first_bytes: Any,
-        now: datetime,
+        clock: Callable[[], datetime],
     ) -> StoredFile:
         """Stream `body` into a new version (raises TooLarge past `max_bytes`, leaving
         nothing); `first_bytes(head)` may refuse the upload from its first bytes."""
+        now = clock()
         await self._sweep(now)
         file_id = ObjectId()
-        await self.uploads.insert_one({"_id": file_id, "started_at": now})
+        await self.uploads.insert_one({"_id": file_id, "active_at": now})
+        touched = now
         digest = hashlib.sha256()
         size = 0
         head = b""
@@ -148,7 +156,7 @@ class FileStore:
         n = 0
 
         async def flush(force: bool) -> None:
-            nonlocal n
+            nonlocal n, touched
             while len(buffer) >= CHUNK_BYTES or (force and buffer):
                 data = bytes(buffer[:CHUNK_BYTES])
                 del buffer[:CHUNK_BYTES]
@@ -157,6 +165,9 @@ class FileStore:
             if pending and (force or len(pending) >= CHUNKS_PER_WRITE):
                 await self.chunks.insert_many(pending, ordered=True)
                 pending.clear()
+                if clock() - touched >= TOUCH_EVERY:
+                    touched = clock()
+                    await self._still_active(file_id, touched)
 
         try:
             async for piece in body:
@@ -173,6 +184,7 @@ class FileStore:
             if len(head) < SNIFF:
                 first_bytes(head)
             await flush(True)
+            await self._still_active(file_id, clock())
             # GridFS's own record layout, written last: until then nothing lists it.
             await self.records.insert_one(
                 {
@@ -198,6 +210,13 @@ class FileStore:
         stored = await self.records.find_one({"_id": file_id})
         assert stored is not None
         return StoredFile.from_mongo(stored)
+
+    async def _still_active(self, file_id: ObjectId, moment: datetime) -> None:
+        """Move the upload's marker forward; Abandoned when a sweep has taken it (the
+        sweep deletes the marker before the chunks, so either this or the sweep wins)."""
+        moved = await self.uploads.update_one({"_id": file_id}, {"$set": {"active_at": moment}})
+        if moved.matched_count == 0:
+            raise Abandoned
 
     async def drop_older(self, collection: str, document: str, name: str, keep: ObjectId) -> None:
         """Delete every version of the file but `keep` (and anything newer than it)."""
@@ -262,12 +281,15 @@ class FileStore:
         await self.sweep(now)
 
     async def sweep(self, now: datetime) -> int:
-        """Delete the chunks of uploads abandoned over an hour ago; how many there were."""
+        """Delete the chunks of uploads idle for over an hour; how many there were."""
         swept = 0
-        async for marker in self.uploads.find({"started_at": {"$lt": now - ABANDONED_AFTER}}):
+        idle = {"active_at": {"$lt": now - ABANDONED_AFTER}}
+        async for marker in self.uploads.find(idle, {"_id": 1}):
             file_id = marker["_id"]
-            if await self.records.find_one({"_id": file_id}, {"_id": 1}) is None:
+            # The marker goes first, and only if still idle: an upload that moved it on
+            # in the meantime keeps its chunks; one that moves it later finds it gone.
+            taken = await self.uploads.delete_one({"_id": file_id, **idle})
+            if taken.deleted_count and not await self.records.find_one({"_id": file_id}):
                 await self.chunks.delete_many({"files_id": file_id})
                 swept += 1
-            await self.uploads.delete_one({"_id": file_id})
         return swept
