@@ -238,6 +238,7 @@ async def test_cursors_are_tamper_proof_and_tied_to_their_query(
         {"limit": 2, "sort": "-data.name", "cursor": cursor},
         {"limit": 2, "sort": "data.name", "cursor": cursor, "filter": '{"data.score": 9}'},
         {"limit": 2, "cursor": "garbage"},
+        {"limit": 2, "cursor": cursor.split(".")[0] + ".\u00e9t\u00e9"},  # not ASCII
     ):
         response = await client.get(URL, params=params, headers=user.headers)
         assert_problem(response, 400, "invalid_cursor")

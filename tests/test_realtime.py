@@ -188,6 +188,8 @@ async def test_resume_with_last_event_id_gives_exactly_the_missed_events(
     assert last_id is not None
     missed = [await create(client, user, "log", {"n": n}) for n in (1, 2, 3)]
     async with stream(server_b, "log", user, last_event_id_header=last_id) as resumed:
+        # `ready` leaves the client's id alone: a drop before the replay loses nothing.
+        assert resumed.ready.id is None  # type: ignore[attr-defined]
         got = [(await resumed.next_change()).data["id"] for _ in missed]
         assert got == missed
         after = await create(client, user, "log", {"n": 4})
@@ -210,9 +212,75 @@ async def test_an_unknown_last_event_id_resets(
     client: httpx.AsyncClient, admin: Account, user: Account, server_b: str
 ) -> None:
     await declare(client, admin, "r", "owner")
-    async with stream(server_b, "r", user, last_event_id_header="forged.id") as events:
-        reset = await events.next_change()
-        assert reset.event == "reset"
+    for forged in ({"last_event_id_header": "forged.id"}, {"last_event_id": "a.\u00e9t\u00e9"}):
+        async with stream(server_b, "r", user, **forged) as events:
+            reset = await events.next_change()
+            assert (reset.event, reset.data) == ("reset", {"reason": "unknown_event_id"})
+            # It carries where the stream starts: the next reconnect resumes from there.
+            assert reset.id == events.ready.id  # type: ignore[attr-defined]
+            assert reset.id is not None
+
+
+async def test_resume_is_not_ended_by_another_collections_deletion(
+    app: FastAPI, client: httpx.AsyncClient, admin: Account, user: Account, server_b: str
+) -> None:
+    await declare(client, admin, "kept", "owner")
+    await declare(client, admin, "scratch", "owner")
+    await create(client, user, "scratch", {"tmp": True})  # its storage exists, to drop
+    db = app.state.container.db
+    await db["ops_scratch"].insert_one({"an": "operator's own collection"})
+    async with stream(server_b, "kept", user) as events:
+        ready_id = events.ready.id  # type: ignore[attr-defined]
+    dropped = await client.delete("/v1/collections/scratch", headers=admin.headers)
+    assert dropped.status_code == 204, dropped.text
+    await db["ops_scratch"].drop()
+    written = await create(client, user, "kept", {"n": 1})
+    async with stream(server_b, "kept", user, last_event_id=ready_id) as resumed:
+        got = await resumed.next_change()
+        assert (got.event, got.data["id"]) == ("created", written)
+
+
+async def test_filters_differing_only_in_key_order_are_different_filters(
+    client: httpx.AsyncClient, admin: Account, user: Account, server_b: str
+) -> None:
+    # MongoDB compares embedded documents key by key, in order.
+    await declare(client, admin, "shapes", "authenticated")
+    ab = json.dumps({"data.x": {"a": 1, "b": 2}})
+    ba = json.dumps({"data.x": {"b": 2, "a": 1}})
+    async with (
+        stream(server_b, "shapes", user, filter=ab) as first,
+        stream(server_b, "shapes", user, filter=ba) as second,
+    ):
+        one = await create(client, user, "shapes", {"x": {"a": 1, "b": 2}})
+        two = await create(client, user, "shapes", {"x": {"b": 2, "a": 1}})
+        assert (await first.next_change()).data["id"] == one
+        assert (await second.next_change()).data["id"] == two
+
+
+async def test_a_busy_stream_still_ends_when_its_sign_in_does(
+    settings: Any, app: FastAPI, client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    """Without the read cache (no account change feed), the stream re-checks the sign-in
+    every heartbeat even while events keep it busy."""
+    await declare(client, admin, "busy", "authenticated")
+    env = {
+        "JWT_SECRET": settings.jwt_secret,
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_KIB": "64",
+        "READ_CACHE": "false",
+        "REALTIME_HEARTBEAT_SECONDS": "0.2",
+    }
+    with api_server(settings.mongodb_url, settings.mongodb_db, **env) as (url, _):
+        async with stream(url, "busy", user) as events:
+            response = await client.post("/v1/auth/logout-all", headers=user.headers)
+            assert response.status_code == 204
+            while True:  # writes keep coming until the stream ends
+                await create(client, admin, "busy", {"tick": True})
+                event = await events.next_change()
+                if event.event == "end":
+                    assert event.data == {"reason": "signed_out"}
+                    break
+                assert event.event == "created"
 
 
 async def test_logout_everywhere_ends_the_stream(
@@ -334,6 +402,29 @@ def test_a_slow_consumer_is_dropped_without_holding_others_back() -> None:
     assert fast.end_reason is None
 
 
+async def test_changes_a_resume_replayed_are_not_sent_again() -> None:
+    """The shared stream can hand over a change the private replay already sent."""
+    sub = Subscriber("c", None, buffer=8)
+    sub.replayed = {"1", "2"}
+    for n in ("1", "2", "3", "1"):
+        sub.push(Change({"_data": n}, "c", "created"))
+    got = [await sub.next(HANG_GUARD) for _ in range(2)]
+    assert [c.token["_data"] for c in got if c is not None] == ["3", "1"]
+
+
+async def test_a_client_leaving_mid_filter_check_does_not_stall_the_others(
+    app: FastAPI,
+) -> None:
+    service = app.state.container.realtime
+    change = Change({"_data": "x"}, "c", "created", "d", {"_id": "d", "data": {"n": 1}})
+    query = {"data.n": 1}
+    leaving = asyncio.create_task(service._matches(change, "k", query))
+    await asyncio.sleep(0)  # it has started the check and waits on the database
+    leaving.cancel()
+    async with asyncio.timeout(HANG_GUARD):
+        assert await service._matches(change, "k", query) is True
+
+
 async def test_anonymous_stream_of_a_public_collection(
     client: httpx.AsyncClient, admin: Account, user: Account, server_b: str
 ) -> None:
@@ -376,3 +467,26 @@ async def test_a_browser_eventsource_with_a_ticket_sees_a_write(
             assert [(d["id"], d["data"]) for d in seen] == [(doc_id, {"status": "ready"})]
         finally:
             await browser.close()
+
+
+async def test_the_hub_outlives_an_unexpected_error(
+    app: FastAPI, client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    """A bug in one change's handling restarts the shared stream; it never dies quietly
+    while new streams are still accepted."""
+    hub = app.state.container.realtime.hub
+    await declare(client, admin, "fragile", "authenticated")
+    opens = hub.opens
+    dispatch = hub._dispatch
+
+    def fails_once(change: Change) -> None:
+        hub._dispatch = dispatch
+        raise RuntimeError("a bug")
+
+    hub._dispatch = fails_once
+    try:
+        await create(client, user, "fragile", {"n": 1})
+        async with asyncio.timeout(HANG_GUARD):
+            await hub.wait_for(lambda: hub.opens > opens and hub.available)
+    finally:
+        hub._dispatch = dispatch

@@ -89,11 +89,23 @@ def parse_change(raw: dict[str, Any]) -> Change | None:
 class Subscriber:
     """One open event stream: its caller, collection and buffer of pending changes."""
 
-    def __init__(self, collection: str, caller: Principal | None, *, buffer: int) -> None:
+    def __init__(
+        self,
+        collection: str,
+        caller: Principal | None,
+        *,
+        buffer: int,
+        start: Mapping[str, Any] | None = None,
+    ) -> None:
         self.collection = collection
         self.caller = caller
         self.capacity = buffer
+        # Where the shared stream stood when this one registered: every later change
+        # reaches `pending`, so a fresh stream's `ready` id is this position.
+        self.start = start
         self.pending: deque[Change] = deque()
+        # Changes a resume replayed that the shared stream may still hand over.
+        self.replayed: set[str] = set()
         self.end_reason: str | None = None
         self._wake = asyncio.Event()
 
@@ -115,16 +127,24 @@ class Subscriber:
 
     async def next(self, idle_seconds: float) -> Change | None:
         """The next change; None when the stream has ended or was idle `idle_seconds`."""
-        while not self.pending and self.end_reason is None:
-            self._wake.clear()
-            try:
-                async with asyncio.timeout(idle_seconds):
-                    await self._wake.wait()
-            except TimeoutError:
+        while True:
+            while not self.pending and self.end_reason is None:
+                self._wake.clear()
+                try:
+                    async with asyncio.timeout(idle_seconds):
+                        await self._wake.wait()
+                except TimeoutError:
+                    return None
+            if self.end_reason is not None:
                 return None
-        if self.end_reason is not None:
-            return None
-        return self.pending.popleft()
+            change = self.pending.popleft()
+            if not self.replayed:
+                return change
+            if change.token.get("_data") not in self.replayed:
+                # Changes arrive in order: once one is new, so is everything after it.
+                self.replayed.clear()
+                return change
+            # Already sent by the replay: skip it.
 
 
 class RealtimeHub:
@@ -179,7 +199,7 @@ class RealtimeHub:
                 "allows; close one (EventSource.close()) and retry",
                 status=429,
             )
-        sub = Subscriber(collection, caller, buffer=self.buffer)
+        sub = Subscriber(collection, caller, buffer=self.buffer, start=self.position)
         mine.add(sub)
         self._by_collection.setdefault(collection, set()).add(sub)
         self._count += 1
@@ -227,14 +247,11 @@ class RealtimeHub:
         token from elsewhere): the caller sends `reset`.
         """
         storage = STORAGE_PREFIX + sub.collection
+        # This collection's changes (its drop and rename included) and the database's end;
+        # another collection's drop is no business of this stream.
+        gone = ["dropDatabase", "invalidate"]
         stream = await self.db.watch(
-            [
-                {
-                    "$match": {
-                        "$or": [{"ns.coll": storage}, {"operationType": {"$in": sorted(_GONE)}}]
-                    }
-                }
-            ],
+            [{"$match": {"$or": [{"ns.coll": storage}, {"operationType": {"$in": gone}}]}}],
             resume_after=token,
             full_document="whenAvailable",
             full_document_before_change="whenAvailable",
@@ -251,13 +268,12 @@ class RealtimeHub:
                     break  # the shared stream has it from here on
                 change = parse_change(raw)
                 if change is None or change.collection not in ("", sub.collection):
-                    continue  # another collection's drop
+                    continue
                 replayed.append(data)
                 yield change
-        seen = set(replayed)
-        kept = [c for c in sub.pending if c.token.get("_data") not in seen]
-        sub.pending.clear()
-        sub.pending.extend(kept)
+        # The shared stream may hand over some of these still (it can lag the private
+        # one): the subscriber skips them as they come.
+        sub.replayed = set(replayed)
 
     # -- the shared stream -----------------------------------------------------------------
 
@@ -294,14 +310,16 @@ class RealtimeHub:
             try:
                 await self._follow()
                 warned = False
-            except PyMongoError as exc:
+            except Exception as exc:  # the hub outlives any one failure
                 self._settled.set()
                 self.unavailable_reason = (
                     "the database has no change streams (a standalone mongod: run a replica set)"
                     if getattr(exc, "code", None) == 40573
                     else "the change stream failed; retry shortly"
                 )
-                if not warned:
+                if not isinstance(exc, PyMongoError):
+                    log.exception("realtime hub failed; restarting its change stream")
+                elif not warned:
                     log.warning(
                         "realtime events off until the change stream is back",
                         extra={"error": str(exc)},

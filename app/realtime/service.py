@@ -195,7 +195,9 @@ class RealtimeService:
                 refused = True
             if not isinstance(resume, dict):
                 resume, refused = None, True
-        key = json.dumps(query, sort_keys=True, default=str) if query else ""
+        # Key order kept: MongoDB compares embedded documents key by key, in order, so
+        # {"a":1,"b":2} and {"b":2,"a":1} are different filters.
+        key = json.dumps(query, default=str) if query else ""
         return StreamRequest(name, caller, query, key, resume, refused)
 
     def open(self, request: StreamRequest) -> Subscriber:
@@ -206,11 +208,12 @@ class RealtimeService:
         self, request: StreamRequest, sub: Subscriber, shutdown: asyncio.Event | Any
     ) -> AsyncIterator[ServerSentEvent]:
         watcher = asyncio.create_task(self._end_on(shutdown, sub))
+        start = self._event_id(request.collection, sub.start)
         try:
-            yield _sse("ready", "{}", self._event_id(request.collection, self.hub.position))
-            if request.resume_refused:
-                yield _sse("reset", json.dumps({"reason": "unknown_event_id"}))
-            elif request.resume is not None:
+            if request.resume is not None:
+                # No id: the client's own stays its resume point until the replay moves it
+                # (an id here would skip what the replay has yet to send).
+                yield _sse("ready", "{}")
                 try:
                     async for change in self.hub.replay(sub, request.resume):
                         event = await self._event(request, sub, change)
@@ -218,9 +221,14 @@ class RealtimeService:
                             yield event
                 except PyMongoError as exc:
                     log.info("cannot resume a stream", extra={"error": str(exc)})
-                    yield _sse("reset", json.dumps({"reason": "history_lost"}))
+                    yield _sse("reset", json.dumps({"reason": "history_lost"}), start)
+            else:
+                yield _sse("ready", "{}", start)
+                if request.resume_refused:
+                    yield _sse("reset", json.dumps({"reason": "unknown_event_id"}), start)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.max_stream_seconds
+            check_at = loop.time() + self.heartbeat_seconds
             while True:
                 left = deadline - loop.time()
                 if left <= 0:
@@ -230,8 +238,11 @@ class RealtimeService:
                     event = await self._event(request, sub, pending)
                     if event is not None:
                         yield event
-                elif sub.end_reason is None:
-                    # Idle for a heartbeat: does the sign-in behind the stream still hold?
+                if sub.end_reason is None and loop.time() >= check_at:
+                    # Every heartbeat, busy or idle: does the sign-in behind it still hold?
+                    # (The read cache's change feed ends streams at once; this is for
+                    # when it is off.)
+                    check_at = loop.time() + self.heartbeat_seconds
                     reason = await self._signed_out(sub.caller)
                     if reason is not None:
                         sub.end(reason)
@@ -329,14 +340,19 @@ class RealtimeService:
         and distinct filter however many streams share it. None: it could not tell."""
         verdict = change.verdicts.get(key)
         if verdict is None:
-            verdict = change.verdicts[key] = asyncio.get_running_loop().create_future()
-            try:
-                cursor = await self.db.aggregate(
-                    [{"$documents": [change.image]}, {"$match": query}, {"$project": {"_id": 1}}]
-                )
-                verdict.set_result(bool(await cursor.to_list()))
-            except PyMongoError as exc:
-                log.warning("cannot evaluate a stream's filter", extra={"error": str(exc)})
-                verdict.set_result(None)
-        result: bool | None = await verdict
-        return result
+            # A task of its own, awaited through a shield: a stream whose client leaves
+            # mid-check cancels its wait, never the verdict the other streams wait on.
+            verdict = change.verdicts[key] = asyncio.ensure_future(
+                self._evaluate(change.image, query)
+            )
+        return await asyncio.shield(verdict)
+
+    async def _evaluate(self, image: dict[str, Any] | None, query: dict[str, Any]) -> bool | None:
+        try:
+            cursor = await self.db.aggregate(
+                [{"$documents": [image]}, {"$match": query}, {"$project": {"_id": 1}}]
+            )
+            return bool(await cursor.to_list())
+        except Exception as exc:  # None: the stream sends `reset`
+            log.warning("cannot evaluate a stream's filter", extra={"error": str(exc)})
+            return None
