@@ -37,8 +37,12 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix app tests scripts bench
 	$(VENV)/bin/ruff format app tests scripts bench
 
+# One pytest process keeps about one core busy (its app, its embedded database), so the
+# suite runs in workers, a file each at a time (module fixtures build once), each worker
+# with its own database server. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= auto
 test: lint node-tools ## Lint, then run the whole test suite
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile)
 
 # The pinned TypeScript tools of `make clients` and the typed-client tests, from the
 # committed clients/package-lock.json (integrity-checked). Without Node those tests skip.
