@@ -68,8 +68,12 @@ class EmbeddedDatabase:
         host: str = "127.0.0.1",
         port: int = 0,
         test_commands: bool = False,
+        cache_size: str | None = None,
     ) -> None:
         self.storage = storage
+        # WiredTiger's cache ("1G" by default). In memory it holds everything: documents,
+        # indexes and the oplog (with pre-images), so big write volumes need more.
+        self.cache_size = cache_size
         # Enables mongod's failpoints (configureFailPoint); for fault-injection tests only.
         self.test_commands = test_commands
         self.host = host
@@ -90,6 +94,8 @@ class EmbeddedDatabase:
         args = [sys.executable, "-m", "secantus", "--host", self.host, "--port", str(self.port)]
         if self.test_commands:
             args.append("--enable-test-commands")
+        if self.cache_size:
+            args += ["--cache-size", self.cache_size]
         output: int | IO[bytes] = subprocess.DEVNULL
         if self.storage == MEMORY:
             args += ["--storage-path", MEMORY]
