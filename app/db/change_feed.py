@@ -30,6 +30,7 @@ from typing import Any, Generic, TypeVar
 from app.bounded import put_bounded
 from app.db.client import Db
 from app.ops.metrics import CHANGE_STREAM_FAILURES, READ_CACHE_ON
+from app.tasks import cancel_and_wait
 
 log = logging.getLogger("docstore.cache")
 
@@ -128,16 +129,8 @@ class ChangeFeed:
         # The flag ends the loop even if a cancellation is swallowed inside the driver
         # (seen when the database vanished mid-call): shutdown never waits on it.
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                # Ours, from cancel() above; re-raise one aimed at whoever called stop().
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         self._distrust()
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:

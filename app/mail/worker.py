@@ -20,6 +20,7 @@ from email.utils import format_datetime
 from app.clock import Clock
 from app.mail.outbox import Outbox, OutboxMessage
 from app.mail.transport import MailTransport
+from app.tasks import cancel_and_wait
 
 log = logging.getLogger("docstore.mail")
 
@@ -77,11 +78,7 @@ class MailWorker:
         # cancellation (a database that vanished mid-call).
         self._stopping = True
         self._wake.set()
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self._task = None
 
     async def _run(self) -> None:

@@ -10,9 +10,9 @@ per process, owned by the container, cancelled on shutdown.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from app.ops.metrics import LOOP_LAG
+from app.tasks import cancel_and_wait
 
 
 class LoopLagMonitor:
@@ -26,11 +26,7 @@ class LoopLagMonitor:
         self._task = asyncio.create_task(self._run(), name="loop-lag")
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self._task = None
 
     async def _run(self) -> None:

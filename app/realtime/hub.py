@@ -32,6 +32,7 @@ from app.collections.models import STORAGE_PREFIX
 from app.db.client import Db
 from app.errors import AppError, ErrorCode
 from app.ops.metrics import REALTIME_ENDED, REALTIME_FEED_FAILURES, REALTIME_STREAMS
+from app.tasks import cancel_and_wait
 from app.users.repository import Principal
 
 log = logging.getLogger("docstore.realtime")
@@ -285,15 +286,8 @@ class RealtimeHub:
     async def stop(self) -> None:
         self._stopping = True
         self._end_all("shutdown")
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         self.available = False
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
