@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator
-from datetime import timedelta
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from app.clock import utc_now
 from app.config import Settings
 from app.files.names import RangeNotSatisfiable, byte_range, check_filename, content_disposition
-from app.files.store import CHUNK_BYTES, CHUNKS_PER_WRITE, Abandoned
+from app.files.store import CHUNK_BYTES, CHUNKS_PER_WRITE, Abandoned, StoredFile
 from tests.conftest import Account, assert_problem, make_settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -285,6 +285,22 @@ def test_byte_ranges() -> None:
             byte_range(malformed, 10)
 
 
+async def upload_raw(
+    app: FastAPI, document: str, body: AsyncIterator[bytes], clock: Callable[[], datetime]
+) -> StoredFile:
+    """The store's upload itself (no HTTP), of file "n" on document `document` of "c"."""
+    return await app.state.container.files.store.upload(
+        "c",
+        document,
+        "n",
+        "application/octet-stream",
+        body,
+        max_bytes=10**9,
+        first_bytes=lambda head: None,
+        clock=clock,
+    )
+
+
 async def test_an_interrupted_upload_leaves_nothing_and_abandoned_ones_are_swept(
     app: FastAPI,
 ) -> None:
@@ -296,16 +312,7 @@ async def test_an_interrupted_upload_leaves_nothing_and_abandoned_ones_are_swept
         raise ConnectionError("the client went away")
 
     with pytest.raises(ConnectionError):
-        await store.upload(
-            "c",
-            "d",
-            "n",
-            "application/octet-stream",
-            client_goes_away(),
-            max_bytes=10**9,
-            first_bytes=lambda head: None,
-            clock=lambda: now,
-        )
+        await upload_raw(app, "d", client_goes_away(), lambda: now)
     assert await stored_chunks(app) == 0
     # A process that died mid-upload: its marker and chunks stay, unlisted, until the
     # sweep finds the marker over an hour old.
@@ -333,16 +340,7 @@ async def test_a_slow_upload_survives_the_sweep_and_a_stalled_one_is_discarded(
             moment[0] += timedelta(minutes=30)
             assert await store.sweep(moment[0]) == 0  # another request's sweep
 
-    stored = await store.upload(
-        "c",
-        "slow",
-        "n",
-        "application/octet-stream",
-        slow_but_alive(),
-        max_bytes=10**9,
-        first_bytes=lambda head: None,
-        clock=lambda: moment[0],
-    )
+    stored = await upload_raw(app, "slow", slow_but_alive(), lambda: moment[0])
     assert stored.size == 6 * len(write)
     assert await stored_chunks(app) == 6 * CHUNKS_PER_WRITE
 
@@ -353,16 +351,7 @@ async def test_a_slow_upload_survives_the_sweep_and_a_stalled_one_is_discarded(
         yield b"the rest, too late"
 
     with pytest.raises(Abandoned):
-        await store.upload(
-            "c",
-            "stalled",
-            "n",
-            "application/octet-stream",
-            stalls(),
-            max_bytes=10**9,
-            first_bytes=lambda head: None,
-            clock=lambda: moment[0],
-        )
+        await upload_raw(app, "stalled", stalls(), lambda: moment[0])
     assert await store.list_current("c", "stalled") == []
     assert await stored_chunks(app) == 6 * CHUNKS_PER_WRITE  # the slow one's only
 
