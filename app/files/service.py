@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from app.clock import Clock
+from app.collections.models import CollectionSpec
 from app.collections.service import CollectionService
 from app.documents import access
 from app.documents.service import DocumentService, PreconditionFailed
@@ -71,11 +72,13 @@ class FileService:
     async def _readable(self, name: str, doc_id: str, caller: Principal | None) -> None:
         await self.documents.get(name, doc_id, caller)  # 401/404 as for the document
 
-    async def _writable(self, name: str, doc_id: str, caller: Principal | None) -> None:
+    async def _writable(self, name: str, doc_id: str, caller: Principal | None) -> CollectionSpec:
+        """The collection's declaration, once the caller may change the document."""
         doc = await self.documents.get(name, doc_id, caller)
         spec = await self.collections.get(name)
         if not access.can_write(spec, caller, doc):
             raise Forbidden(f"You may read {name}/{doc_id} but not change it or its files")
+        return spec
 
     async def put(
         self,
@@ -91,7 +94,7 @@ class FileService:
     ) -> tuple[StoredFile, bool]:
         """Store (or replace) a file; (the stored file, whether it is new)."""
         filename = check_filename(filename)
-        await self._writable(name, doc_id, caller)
+        spec = await self._writable(name, doc_id, caller)
         if declared_length is not None and declared_length > self.max_bytes:
             raise self._too_large()
         current = await self.store.current(name, doc_id, filename)
@@ -120,7 +123,6 @@ class FileService:
             raise UploadTimedOut(
                 "The upload sent nothing for over an hour and was discarded; send it again"
             ) from None
-        spec = await self.collections.get(name)
         if await self.documents.find_any(spec, doc_id) is None:
             # Deleted while the body streamed in (its files went with it): this one too,
             # or a document created later under the same id would inherit it.

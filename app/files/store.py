@@ -165,8 +165,9 @@ class FileStore:
             if pending and (force or len(pending) >= CHUNKS_PER_WRITE):
                 await self.chunks.insert_many(pending, ordered=True)
                 pending.clear()
-                if clock() - touched >= TOUCH_EVERY:
-                    touched = clock()
+                moment = clock()
+                if moment - touched >= TOUCH_EVERY:
+                    touched = moment
                     await self._still_active(file_id, touched)
 
         try:
