@@ -206,3 +206,31 @@ async def test_rfc_6902_a13_an_invalid_patch_document_changes_nothing(
     )
     assert response.status_code in (409, 422), response.text
     assert (await client.get(path, headers=user.headers)).json()["version"] == 1
+
+
+async def test_a_patch_that_doubles_the_document_stops_at_the_first_copy_over_the_bound(
+    client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    path = await setup(client, admin, user)
+    await client.patch(path, json={"a": ["x" * 1000]}, headers=user.headers)
+    # 28 doublings would make 2**28 copies (the red team's hung server); each copy is
+    # charged before it is made, so the patch stops at the one that passes the budget
+    # (4x the 256 KiB limit: 1 KiB doubled ten times), naming it.
+    doubling = [{"op": "copy", "from": "/a", "path": "/a/-"}] * 28
+    response = await patch(client, path, user, doubling)
+    problem = assert_problem(response, 413, "payload_too_large")
+    assert problem["errors"] == [
+        {"loc": ["body", 10, "from"], "msg": problem["errors"][0]["msg"], "type": "too_much_work"}
+    ]
+    after = await client.get(path, headers=user.headers)
+    assert after.json()["version"] == 2 and after.json()["data"]["a"] == ["x" * 1000]
+
+
+async def test_values_added_and_removed_again_count_against_the_same_budget(
+    client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    path = await setup(client, admin, user)
+    await client.patch(path, json={"big": "y" * 250_000}, headers=user.headers)
+    ops = [{"op": "copy", "from": "/big", "path": "/c"}, {"op": "remove", "path": "/c"}] * 5
+    problem = assert_problem(await patch(client, path, user, ops), 413, "payload_too_large")
+    assert problem["errors"][0]["loc"] == ["body", 8, "from"]

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from app.documents.operators import apply_update, parse_update
-from app.errors import ValidationFailed
+from app.errors import AppError, ValidationFailed
 from tests.conftest import Account, assert_problem
 
 COUNTERS = {
@@ -25,7 +25,7 @@ COUNTERS = {
 
 
 def updated(data: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-    return apply_update(data, parse_update(body))
+    return apply_update(data, parse_update(body), 256 * 1024)
 
 
 def test_operators_follow_mongodb_semantics() -> None:
@@ -199,3 +199,42 @@ async def test_the_schema_holds_under_concurrency(
     assert {r.json()["code"] for r in results if r.status_code == 422} == {"schema_violation"}
     stored = (await client.get(f"{DOCS}/{doc['id']}", headers=user.headers)).json()
     assert stored["data"]["seats"] == 10 and stored["version"] == 11
+
+
+def test_set_membership_is_by_json_value() -> None:
+    data = {"s": [1, {"a": 1, "b": [2.0]}], "p": [1, 1.0, True, {"k": 1}]}
+    added = updated(data, {"add_to_set": {"s": {"each": [1.0, {"b": [2], "a": 1}, True, "1"]}}})
+    assert added["s"] == [1, {"a": 1, "b": [2.0]}, True, "1"]
+    assert updated(data, {"pull": {"p": 1}})["p"] == [True, {"k": 1}]
+    assert updated(data, {"pull": {"p": {"k": 1.0}}})["p"] == [1, 1.0, True]
+
+
+def test_an_update_that_scans_or_adds_too_much_is_413_before_the_work() -> None:
+    many = list(range(40_000))  # 40k nodes: past 4x a 64 KiB document limit
+    for body in (
+        {"add_to_set": {"s": {"each": many}}},
+        {"push": {"s": {"each": many}}},
+        {"set": {"s": many}},
+    ):
+        with pytest.raises(AppError) as refused:
+            apply_update({"s": []}, parse_update(body), 64 * 1024)
+        assert refused.value.status == 413
+        assert refused.value.errors[0].type == "too_much_work"
+        assert refused.value.errors[0].loc == ["body", next(iter(body)), "s"]
+    # Scanning a big stored array counts too, not only what the body brings.
+    with pytest.raises(AppError) as refused:
+        apply_update({"s": many}, parse_update({"add_to_set": {"s": -1}}), 64 * 1024)
+    assert refused.value.errors[0].type == "too_much_work"
+
+
+async def test_a_huge_add_to_set_is_refused_and_changes_nothing(
+    client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin, schema=COUNTERS)
+    path = f"{DOCS}/{(await create(client, user, {'tags': ['a']}))['id']}"
+    body = {"add_to_set": {"tags": {"each": [f"t{i}" for i in range(90_000)]}}}
+    response = await client.post(f"{path}/update", json=body, headers=user.headers)
+    problem = assert_problem(response, 413, "payload_too_large")
+    assert problem["errors"][0]["type"] == "too_much_work"
+    after = await client.get(path, headers=user.headers)
+    assert after.json()["version"] == 1 and after.json()["data"] == {"tags": ["a"]}

@@ -11,11 +11,13 @@ code `patch_test_failed` or `patch_conflict`, and changes nothing.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import jsonpatch
 import jsonpointer
 
+from app.documents.budget import WorkBudget
 from app.errors import AppError, ErrorCode, FieldError, ValidationFailed
 
 OPS = {"add", "remove", "replace", "move", "copy", "test"}
@@ -62,13 +64,30 @@ def parse_json_patch(body: Any) -> jsonpatch.JsonPatch:
     return jsonpatch.JsonPatch(body)
 
 
-def apply_json_patch(data: dict[str, Any], patch: jsonpatch.JsonPatch) -> Any:
-    """The patched copy of `data`; 409 when the patch cannot apply to it."""
-    try:
-        return patch.apply(data, in_place=False)
-    except jsonpatch.JsonPatchTestFailed as exc:
-        raise PatchTestFailed(f"A test operation failed: {exc}") from None
-    except (jsonpatch.JsonPatchConflict, jsonpointer.JsonPointerException) as exc:
-        raise PatchConflict(f"The patch does not apply to the document as it is: {exc}") from None
-    except jsonpatch.InvalidJsonPatch as exc:
-        raise ValidationFailed(f"The JSON Patch is not valid: {exc}") from None
+def apply_json_patch(data: dict[str, Any], patch: jsonpatch.JsonPatch, max_bytes: int) -> Any:
+    """The patched copy of `data`; 409 when the patch cannot apply to it; 413 as soon as
+    its operations add, copy or compare more than a few times `max_bytes` (budget.py),
+    before the work is done, so a patch that doubles a document per operation stops at
+    the first operation over the bound."""
+    budget = WorkBudget(max_bytes)
+    result: Any = copy.deepcopy(data)
+    for index, operation in enumerate(patch.patch):
+        name = operation["op"]
+        try:
+            if name == "copy":
+                source = jsonpointer.resolve_pointer(result, operation["from"])
+                budget.charge(source, [index, "from"])
+            elif name in ("add", "replace", "test"):
+                budget.charge(operation["value"], [index, "value"])
+            result = jsonpatch.JsonPatch([operation]).apply(result, in_place=True)
+        except jsonpatch.JsonPatchTestFailed as exc:
+            raise PatchTestFailed(f"A test operation failed: operation {index}: {exc}") from None
+        except (jsonpatch.JsonPatchConflict, jsonpointer.JsonPointerException) as exc:
+            raise PatchConflict(
+                f"The patch does not apply to the document as it is: operation {index}: {exc}"
+            ) from None
+        except jsonpatch.InvalidJsonPatch as exc:
+            raise ValidationFailed(
+                f"The JSON Patch is not valid: operation {index}: {exc}"
+            ) from None
+    return result

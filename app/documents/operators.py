@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from app.documents.budget import WorkBudget
 from app.errors import ErrorCode, FieldError, ValidationFailed
 
 OPERATORS = ("inc", "min", "max", "set", "unset", "push", "add_to_set", "pull")
@@ -186,14 +187,24 @@ def _comparable(a: Any, b: Any) -> bool:
     return (_is_number(a) and _is_number(b)) or (type(a) is type(b) and isinstance(a, str))
 
 
-def _same(a: Any, b: Any) -> bool:
-    """JSON equality (1 == 1.0, objects by content; True is not 1)."""
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True) or (
-        _is_number(a) and _is_number(b) and a == b
-    )
+def _canonical(value: Any) -> str:
+    """A key equal for JSON-equal values (1 == 1.0, objects by content; True is not 1),
+    so set membership is a hash lookup, not a pairwise comparison."""
+
+    def normal(node: Any) -> Any:
+        if isinstance(node, float) and node.is_integer():
+            return int(node)
+        if isinstance(node, dict):
+            return {key: normal(item) for key, item in node.items()}
+        if isinstance(node, list):
+            return [normal(item) for item in node]
+        return node
+
+    return json.dumps(normal(value), sort_keys=True)
 
 
-def _apply_one(data: dict[str, Any], op: Operation) -> None:
+def _apply_one(data: dict[str, Any], op: Operation, budget: WorkBudget) -> None:
+    budget.charge(op.value, [op.operator, ".".join(op.path)])
     if op.operator == "unset":
         found = _parent(data, op, create=False)
         if found is not None:
@@ -213,7 +224,9 @@ def _apply_one(data: dict[str, Any], op: Operation) -> None:
             return
         if not isinstance(current, list):
             raise _Failed(op, f"pull needs an array, found a {_kind(current)}")
-        _put(container, key, [v for v in current if not _same(v, op.value)], op)
+        budget.charge(current, [op.operator, ".".join(op.path)])
+        unwanted = _canonical(op.value)
+        _put(container, key, [v for v in current if _canonical(v) != unwanted], op)
         return
     container, key = _parent(data, op, create=True) or (None, None)
     exists, current = _get(container, key)
@@ -240,20 +253,31 @@ def _apply_one(data: dict[str, Any], op: Operation) -> None:
         elif not isinstance(current, list):
             raise _Failed(op, f"{op.operator} needs an array, found a {_kind(current)}")
         result = list(current)
-        for value in values:
-            if op.operator == "push" or not any(_same(value, v) for v in result):
-                result.append(copy.deepcopy(value))
+        if op.operator == "push":
+            result.extend(copy.deepcopy(values))
+        else:
+            budget.charge(current, [op.operator, ".".join(op.path)])
+            present = {_canonical(v) for v in result}
+            for value in values:
+                canonical = _canonical(value)
+                if canonical not in present:
+                    present.add(canonical)
+                    result.append(copy.deepcopy(value))
         if op.slice is not None:
             result = result[: op.slice] if op.slice >= 0 else result[op.slice :]
         _put(container, key, result, op)
 
 
-def apply_update(data: dict[str, Any], operations: list[Operation]) -> dict[str, Any]:
-    """The new `data` (a copy), or 422 naming the operation that cannot apply."""
+def apply_update(
+    data: dict[str, Any], operations: list[Operation], max_bytes: int
+) -> dict[str, Any]:
+    """The new `data` (a copy), or 422 naming the operation that cannot apply; 413 once
+    the values it adds or the arrays it scans pass a few times `max_bytes` (budget.py)."""
     result = copy.deepcopy(data)
+    budget = WorkBudget(max_bytes)
     for op in operations:
         try:
-            _apply_one(result, op)
+            _apply_one(result, op, budget)
         except _Failed as failed:
             path = ".".join(failed.op.path)
             raise ValidationFailed(

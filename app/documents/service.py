@@ -390,7 +390,11 @@ class DocumentService:
         """Apply an RFC 6902 JSON Patch to `data` (app/documents/json_patch.py)."""
         patch = parse_json_patch(operations)
         return await self._modify(
-            name, doc_id, caller, pre, lambda data: apply_json_patch(data, patch)
+            name,
+            doc_id,
+            caller,
+            pre,
+            lambda data: apply_json_patch(data, patch, self.limits.max_bytes),
         )
 
     async def update(
@@ -409,7 +413,7 @@ class DocumentService:
             doc_id,
             caller,
             pre,
-            lambda data: apply_update(data, operations),
+            lambda data: apply_update(data, operations, self.limits.max_bytes),
             attempts=MAX_UPDATE_ATTEMPTS,
         )
 
@@ -524,7 +528,9 @@ class DocumentService:
                     caller,
                     doc_id,
                     Preconditions(),
-                    lambda current: self.check_data(spec, apply_update(current.data, operations)),
+                    lambda current: self.check_data(
+                        spec, apply_update(current.data, operations, self.limits.max_bytes)
+                    ),
                     attempts=MAX_UPDATE_ATTEMPTS,
                 )
                 result.modified += 1
