@@ -143,6 +143,22 @@ async def test_malformed_batches_are_422(
     assert_problem(response, 422, "validation_failed")
 
 
+@pytest.mark.parametrize("doc_id", ["..", ".", "a/b", "a\x00b", "a\u202eb", "$where", "x" * 65])
+@pytest.mark.parametrize("op", ["replace", "patch", "delete"])
+async def test_batch_ids_follow_the_single_routes_rules(
+    client: httpx.AsyncClient, user: Account, doc_id: str, op: str
+) -> None:
+    operation: dict[str, Any] = {"op": op, "collection": "lists", "id": doc_id}
+    operation |= {"replace": {"data": {}}, "patch": {"patch": {}}}.get(op, {})
+    response = await client.post(
+        "/v1/batch", json={"operations": [operation]}, headers=user.headers
+    )
+    problem = assert_problem(response, 422, "validation_failed")
+    assert problem["errors"][0]["loc"][-1] == "id"
+    listed = await client.get("/v1/collections/lists/documents", headers=user.headers)
+    assert listed.status_code in (200, 404) and not (listed.json().get("items"))
+
+
 async def test_concurrent_batches_on_the_same_documents_all_apply(
     client: httpx.AsyncClient, admin: Account, user: Account
 ) -> None:

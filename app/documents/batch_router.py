@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.deps import OptionalUser
 from app.documents.batch import MAX_OPERATIONS, BatchService, Operation
 from app.documents.router import etag_versions
-from app.documents.schemas import DocumentOut, DocumentUpdate
+from app.documents.schemas import DocId, DocumentOut, DocumentUpdate
 from app.documents.service import Preconditions, envelope
 from app.errors import problem_responses
 from app.strict_json import StrictJSONRoute
@@ -19,7 +19,6 @@ router = APIRouter(prefix="/v1/batch", tags=["batch"], route_class=StrictJSONRou
 
 
 Collection = Annotated[str, Field(min_length=1, max_length=64)]
-DocumentRef = Annotated[str, Field(min_length=1, max_length=64, description="The document")]
 IfMatch = Annotated[
     str | None,
     Field(max_length=1024, description='The ETag the document must have, as in If-Match ("3")'),
@@ -40,7 +39,7 @@ class ReplaceOp(_Op):
     """Replace the document's data, or create it with this id."""
 
     op: Literal["replace"]
-    id: DocumentRef
+    id: DocId
     data: dict[str, Any]
     if_match: IfMatch = None
 
@@ -49,21 +48,21 @@ class PatchOp(_Op):
     """A merge patch (RFC 7396) of the document's data."""
 
     op: Literal["patch"]
-    id: DocumentRef
+    id: DocId
     patch: dict[str, Any]
     if_match: IfMatch = None
 
 
 class UpdateOp(_Op):
     op: Literal["update"]
-    id: DocumentRef
+    id: DocId
     update: DocumentUpdate
     if_match: IfMatch = None
 
 
 class DeleteOp(_Op):
     op: Literal["delete"]
-    id: DocumentRef
+    id: DocId
     if_match: IfMatch = None
 
 
