@@ -36,6 +36,7 @@ from tests.conftest import (
 from tests.test_read_cache import applied, feed_of
 
 NEW_PASSWORD = "a brand new passphrase"
+NOTES = "/v1/collections/notes/documents"
 
 
 class Inbox:
@@ -139,6 +140,10 @@ async def test_a_password_reset_replaces_the_password_and_ends_every_session(
     await inbox.next()  # the verification mail
     signed_in = (await login(mail_client, "grace@example.com", PASSWORD)).json()
     old = {"Authorization": f"Bearer {signed_in['access_token']}"}
+    # Whoever held the account before its owner recovered it made a key: it dies too.
+    made = await mail_client.post("/v1/users/me/api-keys", json={"name": "sync"}, headers=old)
+    key = {"Authorization": f"Bearer {made.json()['key']}"}
+    assert (await mail_client.get(NOTES, headers=key)).status_code != 401
 
     asked = await mail_client.post(
         "/v1/auth/password-reset/request", json={"email": "Grace@Example.com "}
@@ -160,6 +165,7 @@ async def test_a_password_reset_replaces_the_password_and_ends_every_session(
     )
     assert (await login(mail_client, "grace@example.com", NEW_PASSWORD)).status_code == 200
     assert_problem(await mail_client.get("/v1/users/me", headers=old), 401, "token_invalid")
+    assert_problem(await mail_client.get(NOTES, headers=key), 401, "token_invalid")
     refreshed = await mail_client.post(
         "/v1/auth/refresh", json={"refresh_token": signed_in["refresh_token"]}
     )

@@ -121,7 +121,8 @@ class AccountLifecycle:
         return updated
 
     async def confirm_reset(self, token: str, new_password: str, client: ClientInfo) -> None:
-        """Set the new password; every session and access token of the account dies."""
+        """Set the new password; every session, access token and API key of the account
+        dies."""
         now = self.clock()
         await self.limiter.hit(
             "token", client.address, limit=self.settings.rate_limit_reset_per_ip, now=now
@@ -140,6 +141,10 @@ class AccountLifecycle:
             bump_token_version=True,
         )
         await self.sessions.revoke_all_for_user(str(user.id), now=now)
+        # Recovery ends every credential: an API key made by whoever held the account
+        # before (an attacker who registered the address first) must not outlive it.
+        # Event streams re-check their credential every heartbeat and end with it.
+        await self.auth.revoke_all_api_keys(str(user.id))
         await self.tokens.delete_for_user(str(user.id), "reset")
 
     async def _redeem(self, purpose: str, token: str, *, now: datetime) -> User:

@@ -291,11 +291,24 @@ class AuthService:
     async def create_api_key(
         self, user_id: str, *, name: str, expires_at: datetime | None
     ) -> tuple[ApiKey, str]:
-        """A new key for the account: (its record, the secret, shown once)."""
+        """A new key for the account: (its record, the secret, shown once). With
+        REQUIRE_VERIFIED_EMAIL, only a verified account may make one: a key made on an
+        address someone registered before its owner would outlive the owner's recovery."""
         assert self.api_keys is not None
+        if self.settings.require_verified_email:
+            user = await self.users.get(user_id)
+            if user is None or not user.email_verified:
+                raise Forbidden(
+                    "Confirm your email address before creating API keys",
+                    code=ErrorCode.EMAIL_NOT_VERIFIED,
+                )
         return await self.api_keys.create(
             user_id=user_id, name=name, expires_at=expires_at, now=self.clock()
         )
+
+    async def revoke_all_api_keys(self, user_id: str) -> None:
+        assert self.api_keys is not None
+        await self.api_keys.delete_all_for_user(user_id)
 
     async def list_api_keys(self, principal: Principal) -> list[ApiKey]:
         assert self.api_keys is not None
