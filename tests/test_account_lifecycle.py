@@ -209,55 +209,56 @@ async def test_a_reset_for_an_unknown_address_answers_exactly_like_a_known_one(
     assert [m["To"] for m in inbox.received] == ["known@example.com", "known@example.com"]
 
 
-async def test_unverified_accounts_cannot_sign_in_when_verification_is_required(
+@pytest.fixture
+async def verifying_client(
     database_url: str, smtp: tuple[Inbox, int]
-) -> None:
-    inbox, port = smtp
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A server with REQUIRE_VERIFIED_EMAIL=true, mailing through the test's SMTP server."""
     settings = make_settings(
         database_url,
-        mail_url=f"smtp://127.0.0.1:{port}",
+        mail_url=f"smtp://127.0.0.1:{smtp[1]}",
         public_url="https://app.example",
         require_verified_email=True,
     )
     async with running_app(settings) as app, http_client(app) as client:
-        await register(client, "new@example.com")
-        refused = await login(client, "new@example.com", PASSWORD)
-        assert_problem(refused, 403, "email_not_verified")
-        wrong = await login(client, "new@example.com", "not the password")
-        assert_problem(wrong, 401, "invalid_credentials")  # says nothing about verification
-        token = token_in(await inbox.next(), "verify-email")
-        assert (await client.post("/v1/auth/verify-email", json={"token": token})).is_success
-        assert (await login(client, "new@example.com", PASSWORD)).status_code == 200
+        yield client
+
+
+async def test_unverified_accounts_cannot_sign_in_when_verification_is_required(
+    verifying_client: httpx.AsyncClient, smtp: tuple[Inbox, int]
+) -> None:
+    client, (inbox, _) = verifying_client, smtp
+    await register(client, "new@example.com")
+    refused = await login(client, "new@example.com", PASSWORD)
+    assert_problem(refused, 403, "email_not_verified")
+    wrong = await login(client, "new@example.com", "not the password")
+    assert_problem(wrong, 401, "invalid_credentials")  # says nothing about verification
+    token = token_in(await inbox.next(), "verify-email")
+    assert (await client.post("/v1/auth/verify-email", json={"token": token})).is_success
+    assert (await login(client, "new@example.com", PASSWORD)).status_code == 200
 
 
 async def test_api_keys_need_a_verified_address_when_verification_is_required(
-    database_url: str, smtp: tuple[Inbox, int]
+    verifying_client: httpx.AsyncClient, smtp: tuple[Inbox, int]
 ) -> None:
-    inbox, port = smtp
-    settings = make_settings(
-        database_url,
-        mail_url=f"smtp://127.0.0.1:{port}",
-        public_url="https://app.example",
-        require_verified_email=True,
+    client, (inbox, _) = verifying_client, smtp
+    await register(client, "keys@example.com")
+    token = token_in(await inbox.next(), "verify-email")
+    await client.post("/v1/auth/verify-email", json={"token": token})
+    tokens = (await login(client, "keys@example.com", PASSWORD)).json()
+    me = {"Authorization": f"Bearer {tokens['access_token']}"}
+    made = await client.post("/v1/users/me/api-keys", json={"name": "a"}, headers=me)
+    assert made.status_code == 201, made.text
+    # A new address starts unverified: no new key until it is confirmed.
+    await client.patch(
+        "/v1/users/me",
+        json={"email": "other@example.com", "current_password": PASSWORD},
+        headers=me,
     )
-    async with running_app(settings) as app, http_client(app) as client:
-        await register(client, "keys@example.com")
-        token = token_in(await inbox.next(), "verify-email")
-        await client.post("/v1/auth/verify-email", json={"token": token})
-        tokens = (await login(client, "keys@example.com", PASSWORD)).json()
-        me = {"Authorization": f"Bearer {tokens['access_token']}"}
-        made = await client.post("/v1/users/me/api-keys", json={"name": "a"}, headers=me)
-        assert made.status_code == 201, made.text
-        # A new address starts unverified: no new key until it is confirmed.
-        await client.patch(
-            "/v1/users/me",
-            json={"email": "other@example.com", "current_password": PASSWORD},
-            headers=me,
-        )
-        refused = await client.post("/v1/users/me/api-keys", json={"name": "b"}, headers=me)
-        assert_problem(refused, 403, "email_not_verified")
-        listed = await client.get("/v1/users/me/api-keys", headers=me)
-        assert [k["name"] for k in listed.json()["items"]] == ["a"]
+    refused = await client.post("/v1/users/me/api-keys", json={"name": "b"}, headers=me)
+    assert_problem(refused, 403, "email_not_verified")
+    listed = await client.get("/v1/users/me/api-keys", headers=me)
+    assert [k["name"] for k in listed.json()["items"]] == ["a"]
 
 
 async def test_a_new_email_starts_unverified_and_both_addresses_hear_of_it(

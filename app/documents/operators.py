@@ -204,7 +204,8 @@ def _canonical(value: Any) -> str:
 
 
 def _apply_one(data: dict[str, Any], op: Operation, budget: WorkBudget) -> None:
-    budget.charge(op.value, [op.operator, ".".join(op.path)])
+    where: list[str | int] = [op.operator, ".".join(op.path)]
+    budget.charge(op.value, where)
     if op.operator == "unset":
         found = _parent(data, op, create=False)
         if found is not None:
@@ -224,7 +225,7 @@ def _apply_one(data: dict[str, Any], op: Operation, budget: WorkBudget) -> None:
             return
         if not isinstance(current, list):
             raise _Failed(op, f"pull needs an array, found a {_kind(current)}")
-        budget.charge(current, [op.operator, ".".join(op.path)])
+        budget.charge(current, where)
         unwanted = _canonical(op.value)
         _put(container, key, [v for v in current if _canonical(v) != unwanted], op)
         return
@@ -256,7 +257,7 @@ def _apply_one(data: dict[str, Any], op: Operation, budget: WorkBudget) -> None:
         if op.operator == "push":
             result.extend(copy.deepcopy(values))
         else:
-            budget.charge(current, [op.operator, ".".join(op.path)])
+            budget.charge(current, where)
             present = {_canonical(v) for v in result}
             for value in values:
                 canonical = _canonical(value)
