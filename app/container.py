@@ -163,6 +163,7 @@ class Container:
             store=file_store,
             documents=documents,
             collections=collections,
+            users=users,
             secret=settings.jwt_secret,
             max_bytes=settings.file_max_bytes,
             max_per_document=settings.file_max_per_document,

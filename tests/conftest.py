@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +134,10 @@ class Account:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.access_token}"}
+
+
+# The `make_account` fixture: an account with this email/role, signed in.
+MakeAccount = Callable[..., Awaitable[Account]]
 
 
 async def sign_in(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> Account:

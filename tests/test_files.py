@@ -17,7 +17,7 @@ from app.clock import utc_now
 from app.config import Settings
 from app.files.names import RangeNotSatisfiable, byte_range, check_filename, content_disposition
 from app.files.store import CHUNK_BYTES, CHUNKS_PER_WRITE, Abandoned, StoredFile
-from tests.conftest import Account, assert_problem, make_settings
+from tests.conftest import Account, MakeAccount, assert_problem, make_settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -180,6 +180,54 @@ async def test_signed_links_expire_and_die_with_a_replacement(
     # And after the file is deleted.
     assert (await client.delete(url, headers=user.headers)).status_code == 204
     assert_problem(await client.get(fresh.json()["url"]), 403, "invalid_link")
+
+
+async def test_a_signed_link_needs_write_access_and_dies_with_its_creators_access(
+    client: httpx.AsyncClient, admin: Account, user: Account, make_account: MakeAccount
+) -> None:
+    reader, leaver = await make_account(), await make_account()
+
+    async def rules(read: str, write: str) -> None:
+        body = {"access": {"read": read, "write": write}}
+        changed = await client.patch("/v1/collections/shared", json=body, headers=admin.headers)
+        assert changed.status_code == 200, changed.text
+
+    async def link_by(who: Account) -> httpx.Response:
+        return await client.post(f"{url}/link", json={"expires_in": 60}, headers=who.headers)
+
+    await declare(client, admin, "shared", "authenticated")
+    doc_id = await new_doc(client, user, "shared")
+    url = files_url("shared", doc_id, "plan.txt")
+    assert (await client.put(url, content=b"plan", headers=user.headers)).status_code == 201
+    # Reading the document is not enough to hand the file to people without a token.
+    assert (await client.get(url, headers=reader.headers)).status_code == 200
+    assert_problem(await link_by(reader), 403, "forbidden")
+    await rules("authenticated", "authenticated")
+    made = await link_by(reader)
+    assert made.status_code == 200, made.text
+    link = made.json()["url"]
+    assert (await client.get(link)).content == b"plan"
+    # Reads become owner-only: the reader could not fetch it any more, nor can the link.
+    await rules("owner", "authenticated")
+    assert_problem(await client.get(link), 403, "invalid_link")
+    await rules("authenticated", "authenticated")
+    assert (await client.get(link)).content == b"plan"
+    # The creator is disabled, or deletes the account: their links die with it.
+    disabled = await client.patch(
+        f"/v1/users/{reader.id}", json={"disabled": True}, headers=admin.headers
+    )
+    assert disabled.status_code == 200
+    assert_problem(await client.get(link), 403, "invalid_link")
+    leavers = (await link_by(leaver)).json()["url"]
+    assert (await client.get(leavers)).status_code == 200
+    gone = await client.delete(f"/v1/users/{leaver.id}", headers=admin.headers)
+    assert gone.status_code == 204
+    assert_problem(await client.get(leavers), 403, "invalid_link")
+    # Signing out everywhere ends the owner's links too (they are a credential).
+    owners = (await link_by(user)).json()["url"]
+    assert (await client.get(owners)).status_code == 200
+    assert (await client.post("/v1/auth/logout-all", headers=user.headers)).status_code == 204
+    assert_problem(await client.get(owners), 403, "invalid_link")
 
 
 async def test_deleting_documents_deletes_their_chunks(

@@ -151,9 +151,10 @@ async def get_file(
     if_none_match: Annotated[str | None, Header(max_length=4096)] = None,
     expires: Annotated[int | None, Query(ge=0, le=2**40, description="Signed link")] = None,
     sig: Annotated[str | None, Query(max_length=100, description="Signed link")] = None,
+    by: Annotated[str | None, Query(max_length=64, description="Signed link: its creator")] = None,
 ) -> Response:
     if expires is not None and sig is not None:
-        stored = await files.by_link(name, doc_id, filename, expires, sig)
+        stored = await files.by_link(name, doc_id, filename, expires, sig, by)
     else:
         stored = await files.get(name, doc_id, filename, caller)
     headers = {
@@ -204,7 +205,7 @@ async def delete_file(
     "/{filename}/link",
     operation_id="documents_files_link",
     summary="A signed link to the file that works without a token until it expires",
-    responses=problem_responses(401, 404, 422),
+    responses=problem_responses(401, 403, 404, 422),
 )
 async def link_file(
     name: str,

@@ -18,7 +18,7 @@ from app.documents.service import DocumentService, PreconditionFailed
 from app.errors import AppError, ErrorCode, Forbidden, NotFound
 from app.files.names import check_filename, check_sniff
 from app.files.store import Abandoned, FileStore, StoredFile, TooLarge
-from app.users.repository import Principal
+from app.users.repository import Principal, UserRepository
 
 
 class FileTooLarge(AppError):
@@ -35,6 +35,9 @@ class TooManyFiles(AppError):
 
 class InvalidLink(AppError):
     code, status = ErrorCode.INVALID_LINK, 403
+
+
+_Creator = Principal | None
 
 
 def file_not_found(doc_id: str, filename: str) -> NotFound:
@@ -54,6 +57,7 @@ class FileService:
         store: FileStore,
         documents: DocumentService,
         collections: CollectionService,
+        users: UserRepository,
         secret: str,
         max_bytes: int,
         max_per_document: int,
@@ -63,6 +67,7 @@ class FileService:
         self.store = store
         self.documents = documents
         self.collections = collections
+        self.users = users
         self._key = hashlib.sha256(b"docstore-file-link:" + secret.encode()).digest()
         self.max_bytes = max_bytes
         self.max_per_document = max_per_document
@@ -168,8 +173,11 @@ class FileService:
 
     # -- signed links ----------------------------------------------------------------------
 
-    def _signature(self, name: str, doc_id: str, stored: StoredFile, expires: int) -> str:
-        message = f"{name}\n{doc_id}\n{stored.name}\n{expires}\n{stored.id}".encode()
+    def _signature(
+        self, name: str, doc_id: str, stored: StoredFile, expires: int, creator: _Creator
+    ) -> str:
+        who = "" if creator is None else f"{creator.id}\n{creator.token_version}"
+        message = f"{name}\n{doc_id}\n{stored.name}\n{expires}\n{stored.id}\n{who}".encode()
         digest = hmac.new(self._key, message, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest[:24]).decode().rstrip("=")
 
@@ -177,36 +185,49 @@ class FileService:
         self, name: str, doc_id: str, filename: str, caller: Principal | None, expires_in: int
     ) -> tuple[str, datetime]:
         """A path (with query) that serves the file without a token until it expires, or
-        until the file is replaced or deleted (the signature covers its version)."""
+        until the file is replaced or deleted (the signature covers its version), or until
+        its creator could no longer read the document (checked at every use) or ended
+        their credentials (the signature covers their token version)."""
         if expires_in > self.link_max_seconds:
             raise AppError(
                 f"expires_in is at most FILE_LINK_MAX_SECONDS ({self.link_max_seconds})",
                 code=ErrorCode.VALIDATION_FAILED,
                 status=422,
             )
-        stored = await self.get(name, doc_id, filename, caller)
+        # Handing out a token-less way in is a change to who can see the file: as for
+        # uploads, it takes write access to the document.
+        await self._writable(name, doc_id, caller)
+        stored = await self._current(name, doc_id, filename)
         expires_at = self.clock() + timedelta(seconds=expires_in)
         expires = int(expires_at.timestamp())
-        sig = self._signature(name, doc_id, stored, expires)
+        sig = self._signature(name, doc_id, stored, expires, caller)
+        by = "" if caller is None else f"&by={caller.id}"
         path = (
             f"/v1/collections/{quote(name, safe='')}/documents/{quote(doc_id, safe='')}"
-            f"/files/{quote(stored.name, safe='')}?expires={expires}&sig={sig}"
+            f"/files/{quote(stored.name, safe='')}?expires={expires}{by}&sig={sig}"
         )
         return path, expires_at
 
     async def by_link(
-        self, name: str, doc_id: str, filename: str, expires: int, sig: str
+        self, name: str, doc_id: str, filename: str, expires: int, sig: str, by: str | None
     ) -> StoredFile:
         refused = InvalidLink(
-            "The link is not valid: expired, or the file was replaced or deleted; ask for a new one"
+            "The link is not valid: expired, the file was replaced or deleted, or whoever "
+            "made it may no longer read it; ask for a new one"
         )
         if expires <= self.clock().timestamp():
             raise refused
-        if await self.documents.find_any(await self.collections.get(name), doc_id) is None:
+        creator = None if by is None else await self.users.get_principal(by)
+        if by is not None and (creator is None or creator.disabled):
             raise refused
+        try:
+            # The creator's access today, under the collection's rules today.
+            await self._readable(name, doc_id, creator)
+        except AppError:
+            raise refused from None
         stored = await self.store.current(name, doc_id, check_filename(filename))
         if stored is None or not hmac.compare_digest(
-            sig.encode(), self._signature(name, doc_id, stored, expires).encode()
+            sig.encode(), self._signature(name, doc_id, stored, expires, creator).encode()
         ):
             raise refused
         return stored
