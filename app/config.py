@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     # beat also re-checks that the stream's sign-in still holds).
     realtime_max_streams: int = Field(default=1000, ge=1, le=100_000)
     realtime_max_streams_per_user: int = Field(default=5, ge=1, le=10_000)
+    # Anonymous streams per client address (IPv6: per /64) per process.
+    realtime_max_streams_per_address: int = Field(default=20, ge=1, le=10_000)
     realtime_buffer_events: int = Field(default=256, ge=8, le=100_000)
     realtime_heartbeat_seconds: float = Field(default=15.0, ge=0.05, le=300)
     # A stream ends (reason `expired`) after this long; the client resumes from its last

@@ -176,6 +176,7 @@ class Container:
                 db,
                 max_streams=settings.realtime_max_streams,
                 max_per_user=settings.realtime_max_streams_per_user,
+                max_per_address=settings.realtime_max_streams_per_address,
                 buffer=settings.realtime_buffer_events,
             ),
             auth=auth,

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.realtime.hub import Change, Subscriber
+from app.realtime.hub import Change, Subscriber, network_of
 from app.users.models import Role
 from app.users.repository import Principal
 from tests.conftest import Account, api_server, assert_problem
@@ -76,6 +76,7 @@ def server_b(settings: Any, app: FastAPI) -> Iterator[str]:
         "ARGON2_TIME_COST": "1",
         "ARGON2_MEMORY_KIB": "64",
         "REALTIME_MAX_STREAMS_PER_USER": "2",
+        "REALTIME_MAX_STREAMS_PER_ADDRESS": "2",
     }
     assert settings.mongodb_url is not None
     with api_server(settings.mongodb_url, settings.mongodb_db, **env) as (url, _):
@@ -341,6 +342,25 @@ async def test_the_per_user_cap_answers_429(
         pass
 
 
+async def test_anonymous_streams_have_a_per_address_cap(
+    client: httpx.AsyncClient, admin: Account, user: Account, server_b: str
+) -> None:
+    await declare(client, admin, "news", "public")
+    async with (
+        stream(server_b, "news"),
+        stream(server_b, "news"),
+        httpx.AsyncClient(base_url=server_b) as http,
+    ):
+        third = await http.get("/v1/collections/news/events")
+        assert_problem(third, 429, "too_many_streams")
+        assert "anonymous" in third.json()["detail"]
+        # Signing in from the same address counts against the user instead.
+        async with stream(server_b, "news", user):
+            pass
+    async with stream(server_b, "news"):
+        pass
+
+
 async def test_streams_end_with_shutdown_and_the_server_exits(
     settings: Any, app: FastAPI, client: httpx.AsyncClient, admin: Account, user: Account
 ) -> None:
@@ -490,3 +510,17 @@ async def test_the_hub_outlives_an_unexpected_error(
             await hub.wait_for(lambda: hub.opens > opens and hub.available)
     finally:
         hub._dispatch = dispatch
+
+
+@pytest.mark.parametrize(
+    ("address", "network"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff::9", "2001:db8:1:2::/64"),
+        ("testclient", "testclient"),
+    ],
+)
+def test_anonymous_streams_count_per_ipv4_address_or_ipv6_64(address: str, network: str) -> None:
+    assert network_of(address) == network

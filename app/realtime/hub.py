@@ -20,6 +20,7 @@ sends `reset` rather than guess.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -87,6 +88,18 @@ def parse_change(raw: dict[str, Any]) -> Change | None:
     return None
 
 
+def network_of(address: str) -> str:
+    """The client network an anonymous stream counts against: the address for IPv4, its
+    /64 for IPv6 (one subscriber line holds a whole /64)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6 and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(getattr(ip, "ipv4_mapped", None) or ip)
+
+
 class Subscriber:
     """One open event stream: its caller, collection and buffer of pending changes."""
 
@@ -97,9 +110,12 @@ class Subscriber:
         *,
         buffer: int,
         start: Mapping[str, Any] | None = None,
+        key: str = "",
     ) -> None:
         self.collection = collection
         self.caller = caller
+        # What it counts against: its user's id, or `@network` for an anonymous stream.
+        self.key = key
         self.capacity = buffer
         # Where the shared stream stood when this one registered: every later change
         # reaches `pending`, so a fresh stream's `ready` id is this position.
@@ -155,6 +171,7 @@ class RealtimeHub:
         *,
         max_streams: int,
         max_per_user: int,
+        max_per_address: int,
         buffer: int,
         poll_ms: int = 500,
         retry_seconds: float = 1.0,
@@ -162,6 +179,7 @@ class RealtimeHub:
         self.db = db
         self.max_streams = max_streams
         self.max_per_user = max_per_user
+        self.max_per_address = max_per_address
         self.buffer = buffer
         self.poll_ms = poll_ms
         self.retry_seconds = retry_seconds
@@ -183,7 +201,9 @@ class RealtimeHub:
 
     # -- subscribers -----------------------------------------------------------------------
 
-    def subscribe(self, collection: str, caller: Principal | None) -> Subscriber:
+    def subscribe(
+        self, collection: str, caller: Principal | None, *, address: str = ""
+    ) -> Subscriber:
         if not self.available:
             raise RealtimeUnavailable(f"Realtime events are unavailable: {self.unavailable_reason}")
         if self._count >= self.max_streams:
@@ -192,15 +212,23 @@ class RealtimeHub:
                 "(or on another server process)",
                 status=503,
             )
-        user_key = caller.id if caller is not None else ""
-        mine = self._by_user.setdefault(user_key, set())
+        # Signed-in streams count per user; anonymous ones per client network, so that
+        # anonymous clients cannot take every place of the process-wide cap.
+        key = caller.id if caller is not None else f"@{network_of(address)}"
+        mine = self._by_user.setdefault(key, set())
         if caller is not None and len(mine) >= self.max_per_user:
             raise TooManyStreams(
                 f"You have {len(mine)} event streams open on this server, the most it "
                 "allows; close one (EventSource.close()) and retry",
                 status=429,
             )
-        sub = Subscriber(collection, caller, buffer=self.buffer, start=self.position)
+        if caller is None and len(mine) >= self.max_per_address:
+            raise TooManyStreams(
+                f"Your address has {len(mine)} anonymous event streams open on this server, "
+                "the most it allows; close one, or sign in (signed-in streams count per user)",
+                status=429,
+            )
+        sub = Subscriber(collection, caller, buffer=self.buffer, start=self.position, key=key)
         mine.add(sub)
         self._by_collection.setdefault(collection, set()).add(sub)
         self._count += 1
@@ -218,11 +246,10 @@ class RealtimeHub:
         subs.discard(sub)
         if not subs:
             del self._by_collection[sub.collection]
-        user_key = sub.caller.id if sub.caller is not None else ""
-        mine = self._by_user.get(user_key, set())
+        mine = self._by_user.get(sub.key, set())
         mine.discard(sub)
         if not mine:
-            self._by_user.pop(user_key, None)
+            self._by_user.pop(sub.key, None)
         self._count -= 1
         REALTIME_STREAMS.dec()
 

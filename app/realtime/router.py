@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
-from app.deps import CurrentUser, OptionalUser, no_store
+from app.deps import ClientDep, CurrentUser, OptionalUser, no_store
 from app.errors import problem_responses
 from app.realtime.service import TICKET_TTL, RealtimeService
 
@@ -122,6 +122,7 @@ async def stream_events(
     name: str,
     caller: OptionalUser,
     realtime: RealtimeDep,
+    client: ClientDep,
     filter: Annotated[
         str | None,
         Query(max_length=8000, description="Only created/updated documents matching it (JSON)"),
@@ -143,7 +144,7 @@ async def stream_events(
     stream = await realtime.prepare(
         name, caller, filter_raw=filter, last_event_id=last_event_id_header or last_event_id
     )
-    sub = realtime.open(stream)
+    sub = realtime.open(stream, client.address)
     shutdown = anyio.Event()
     return EventSourceResponse(
         realtime.events(stream, sub, shutdown),
