@@ -27,10 +27,11 @@ from pymongo.errors import (
     WTimeoutError,
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from app.ops.context import current_request_id, note_problem_code
-from app.ops.metrics import DATABASE_ERRORS
+from app.ops.metrics import CLIENT_DISCONNECTS, DATABASE_ERRORS, UNMATCHED_ROUTE
 
 log = logging.getLogger("docstore.errors")
 
@@ -310,6 +311,20 @@ async def _duplicate_key(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# nginx's code for "the client closed the connection": it reaches the access log and the
+# request metrics, never the client (who is gone).
+CLIENT_CLOSED_REQUEST = 499
+
+
+async def _client_disconnect(request: Request, _: Exception) -> Response:
+    """The client went away mid-body (an upload cut short): not a server error, so no
+    traceback and no 500; what the route had stored so far it has already cleaned up."""
+    route = getattr(request.scope.get("route"), "path", None) or UNMATCHED_ROUTE
+    CLIENT_DISCONNECTS.labels(route).inc()
+    log.info("client disconnected before the request body ended", extra={"route": route})
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return problem_response(500, ErrorCode.INTERNAL_ERROR, "An unexpected error occurred")
@@ -321,6 +336,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DuplicateKeyError, _duplicate_key)
     app.add_exception_handler(ExecutionTimeout, _query_timeout)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)
     for exc_type in (
         ServerSelectionTimeoutError,
         AutoReconnect,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +19,7 @@ from app.clock import utc_now
 from app.config import Settings
 from app.files.names import RangeNotSatisfiable, byte_range, check_filename, content_disposition
 from app.files.store import CHUNK_BYTES, CHUNKS_PER_WRITE, Abandoned, StoredFile
+from app.ops.metrics import REGISTRY
 from tests.conftest import Account, MakeAccount, assert_problem, make_settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -228,6 +231,57 @@ async def test_a_signed_link_needs_write_access_and_dies_with_its_creators_acces
     assert (await client.get(owners)).status_code == 200
     assert (await client.post("/v1/auth/logout-all", headers=user.headers)).status_code == 204
     assert_problem(await client.get(owners), 403, "invalid_link")
+
+
+async def test_a_client_that_leaves_mid_upload_is_a_disconnect_not_an_error(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    admin: Account,
+    user: Account,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await declare(client, admin, "drafts", "owner")
+    doc_id = await new_doc(client, user, "drafts")
+    path = files_url("drafts", doc_id, "half.bin")
+    route = "/v1/collections/{name}/documents/{doc_id:doc_id}/files/{filename}"
+    before = REGISTRY.get_sample_value("docstore_client_disconnects_total", {"route": route})
+    arriving = [{"type": "http.request", "body": b"x" * 300_000, "more_body": True}]
+
+    async def receive() -> dict[str, Any]:
+        # The first part of the body, then the client is gone (for good).
+        return arriving.pop() if arriving else {"type": "http.disconnect"}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = [(k.lower().encode(), v.encode()) for k, v in user.headers.items()]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "PUT",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [*headers, (b"content-type", b"application/octet-stream"), (b"host", b"t")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("t", 80),
+    }
+    with caplog.at_level(logging.INFO):
+        await app(scope, receive, send)
+    assert sent[0]["status"] == 499  # for the log and metrics; nobody is there to read it
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("client disconnected" in r.getMessage() for r in caplog.records)
+    after = REGISTRY.get_sample_value("docstore_client_disconnects_total", {"route": route})
+    assert (after or 0) == (before or 0) + 1
+    # Nothing of the half upload is left.
+    listed = await client.get(files_url("drafts", doc_id), headers=user.headers)
+    assert listed.json()["items"] == []
+    assert await stored_chunks(app) == 0
 
 
 async def test_deleting_documents_deletes_their_chunks(

@@ -103,6 +103,13 @@ FILE_BYTES = Counter(
     registry=REGISTRY,
 )
 
+CLIENT_DISCONNECTS = Counter(
+    "docstore_client_disconnects_total",
+    "Requests whose client went away before sending the whole body (logged as status 499)",
+    ["route"],
+    registry=REGISTRY,
+)
+
 UNMATCHED_ROUTE = "<unmatched>"
 
 
