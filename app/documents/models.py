@@ -19,9 +19,12 @@ class StoredDocument:
     created_at: datetime
     updated_at: datetime
     data: dict[str, Any]
+    # Ids of the last writes applied (WRITES_KEPT): a write whose answer was lost, and
+    # that the driver retried, finds its own id here instead of applying itself twice.
+    writes: tuple[int, ...] = ()
 
     def to_mongo(self) -> dict[str, Any]:
-        return {
+        raw: dict[str, Any] = {
             "_id": self.id,
             "owner": self.owner,
             "version": self.version,
@@ -29,6 +32,9 @@ class StoredDocument:
             "updated_at": self.updated_at,
             "data": self.data,
         }
+        if self.writes:
+            raw["writes"] = list(self.writes)
+        return raw
 
     @classmethod
     def from_mongo(cls, raw: dict[str, Any]) -> StoredDocument:
@@ -39,6 +45,7 @@ class StoredDocument:
             created_at=raw["created_at"],
             updated_at=raw["updated_at"],
             data=raw.get("data", {}),
+            writes=tuple(raw.get("writes", ())),
         )
 
     @property

@@ -13,6 +13,10 @@ from app.db import transaction
 from app.db.client import Db
 from app.documents.models import StoredDocument
 
+# How many of a document's last write ids it keeps: more than the writes that can land
+# between a lost answer and the re-read that looks for it (one retry, one read).
+WRITES_KEPT = 16
+
 # What a write may be conditioned on: an owner (owner-write access) and/or a version
 # (If-Match). None means "any".
 Conditions = dict[str, Any]
@@ -84,22 +88,33 @@ class DocumentRepository:
         return None if raw is None else StoredDocument.from_mongo(raw)
 
     async def update_data(
-        self, current: StoredDocument, data: dict[str, Any], *, now: datetime
+        self, current: StoredDocument, data: dict[str, Any], *, now: datetime, write_id: int
     ) -> StoredDocument | None:
         """Set `data` and bump `version` by one, only if the document is still at the version
-        read (one atomic operation); the new state, or None if another write came first.
+        read (one atomic operation); the new state, or None if it no longer was.
+
+        None is ambiguous when the driver retried the write after losing its answer (the
+        first attempt may have applied it): `write_id` joins the document's last
+        WRITES_KEPT write ids, so the caller can tell by reading it again.
 
         `update_one` plus the state we know, rather than `find_one_and_update`: the result
         is the same, and findAndModify costs far more on some servers.
         """
         result = await self.collection.update_one(
             {"_id": current.id, "version": current.version},
-            {"$set": {"data": data, "updated_at": now}, "$inc": {"version": 1}},
+            {
+                "$set": {"data": data, "updated_at": now},
+                "$inc": {"version": 1},
+                "$push": {"writes": {"$each": [write_id], "$slice": -WRITES_KEPT}},
+            },
             session=transaction.current(),
         )
         if result.matched_count != 1:
             return None
-        return dataclasses.replace(current, data=data, version=current.version + 1, updated_at=now)
+        writes = (*current.writes, write_id)[-WRITES_KEPT:]
+        return dataclasses.replace(
+            current, data=data, version=current.version + 1, updated_at=now, writes=writes
+        )
 
     async def delete(self, doc_id: str, *, conditions: Conditions) -> bool:
         result = await self.collection.delete_one(

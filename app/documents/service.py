@@ -47,6 +47,19 @@ MAX_WRITE_ATTEMPTS = 10
 MAX_UPDATE_ATTEMPTS = 100
 # Pauses between write retries (not a secret; its own instance, not the shared generator).
 _JITTER = random.Random()  # noqa: S311
+
+
+def _new_write_id() -> int:
+    """A random id for one write (63 bits: a BSON int64)."""
+    return secrets.randbits(63)
+
+
+async def _landed(repo: DocumentRepository, doc_id: str, write_id: int) -> StoredDocument | None:
+    """The document, if the write `write_id` is among its last writes (it landed)."""
+    current = await repo.get(doc_id)
+    return current if current is not None and write_id in current.writes else None
+
+
 # `GET .../documents/count` is a route: no document may take that id.
 RESERVED_IDS = frozenset({"count", "bulk", "bulk-update", "bulk-delete"})
 
@@ -241,7 +254,7 @@ class DocumentService:
         data = self.check_data(spec, data)
         if idempotency_key is None:
             doc = self._new(new_document_id(), owner, data)
-            await self._repository(spec).insert(doc)
+            await self._insert_new(spec, doc)
             return doc, None
 
         record = self.idempotency.record_id(owner.id, name, idempotency_key)
@@ -250,12 +263,23 @@ class DocumentService:
             return None, replay
         try:
             doc = self._new(new_document_id(), owner, data)
-            await self._repository(spec).insert(doc)
+            await self._insert_new(spec, doc)
         except BaseException:
             await self.idempotency.release(record)
             raise
         await self.idempotency.complete(record, body=envelope(name, doc))
         return doc, None
+
+    async def _insert_new(self, spec: CollectionSpec, doc: StoredDocument) -> None:
+        """Insert a document under a fresh random id. The id can only clash with this very
+        insert, landed once already when the driver retried it after a lost answer."""
+        repo = self._repository(spec)
+        doc.writes = (write_id := _new_write_id(),)
+        try:
+            await repo.insert(doc)
+        except DocumentExistsError:
+            if await _landed(repo, doc.id, write_id) is None:
+                raise
 
     async def get(self, name: str, doc_id: str, caller: Principal | None) -> StoredDocument:
         spec = await self.collections.get(name)
@@ -344,20 +368,30 @@ class DocumentService:
         lost a race re-reads and re-applies itself (no update is ever lost), after a short
         random pause that grows with each loss, so a crowd of writers spreads out."""
         repo = self._repository(spec)
+        # This write's id, whichever attempt lands it: see DocumentRepository.update_data.
+        write_id = _new_write_id()
+        inserting = False  # what the last attempt tried: an insert, or an update
         for attempt in range(attempts):
             if attempt:
                 WRITE_RETRIES.inc()
                 await asyncio.sleep(_JITTER.uniform(0, 0.002 * min(attempt, 25)))
             current = await repo.get(doc_id)
+            if current is not None and write_id in current.writes:
+                # An earlier attempt did land (its answer was lost, the driver's retry
+                # found the version moved on): done, not to be applied twice.
+                return current, inserting
             if current is None and create is not None and pre.if_match is None:
                 doc = create()
+                doc.writes = (write_id,)
+                inserting = True
                 try:
                     await repo.insert(doc)
                 except DocumentExistsError:
-                    if pre.if_none_match_any:
+                    if pre.if_none_match_any and not await _landed(repo, doc_id, write_id):
                         raise self._exists(spec, doc_id) from None
-                    continue  # created meanwhile: now it is an update
+                    continue  # created meanwhile (or by us): the next read tells
                 return doc, True
+            inserting = False
             if current is None or not access.can_read(spec, caller, current):
                 raise access.document_not_found(spec.id, doc_id)
             if pre.if_none_match_any:
@@ -369,10 +403,15 @@ class DocumentService:
                     f"Document {spec.id}/{doc_id} is at version {current.version}, "
                     f"not {_shown(pre.if_match)}"
                 )
-            updated = await repo.update_data(current, new_data(current), now=self.clock())
+            updated = await repo.update_data(
+                current, new_data(current), now=self.clock(), write_id=write_id
+            )
             if updated is not None:
                 return updated, False
             if pre.if_match is not None:
+                landed = await _landed(repo, doc_id, write_id)
+                if landed is not None:
+                    return landed, False
                 raise PreconditionFailed(
                     f"Document {spec.id}/{doc_id} changed while this request ran; "
                     "GET it again for the new ETag"
