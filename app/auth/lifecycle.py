@@ -22,7 +22,7 @@ from app.auth.repository import SessionRepository
 from app.auth.service import AuthService, ClientInfo
 from app.clock import Clock
 from app.config import Settings
-from app.errors import AppError, ErrorCode
+from app.errors import AppError, Conflict, ErrorCode
 from app.mail.outbox import Outbox, OutboxMessage
 from app.mail.templates import render
 from app.mail.worker import Composed
@@ -30,6 +30,7 @@ from app.users.models import User
 from app.users.repository import UserRepository
 
 VERIFY, RESET, EMAIL_CHANGED = "verify_email", "reset_password", "email_changed"
+ACCOUNT_EXISTS = "account_exists"
 
 
 class InvalidToken(AppError):
@@ -76,6 +77,30 @@ class AccountLifecycle:
         """Mail a verification link (at registration; no rate limit of its own)."""
         if not user.email_verified:
             await self._queue(VERIFY, user.email, {"user_id": str(user.id)})
+
+    async def register_quietly(
+        self, *, email: str, password: str, name: str, client: ClientInfo
+    ) -> None:
+        """Registration that does not tell whether the address has an account (with
+        REQUIRE_VERIFIED_EMAIL): a new account gets its verification link; the owner of
+        a taken address is told that someone tried, and how to get back in. The answer,
+        and the work before it (the password is hashed either way), are the same."""
+        await self.limiter.hit(
+            "register-mail",
+            email,
+            limit=self.settings.rate_limit_mail_per_account,
+            now=self.clock(),
+        )
+        try:
+            user = await self.auth.register(
+                email=email, password=password, name=name, client=client
+            )
+        except Conflict as exc:
+            if exc.code != ErrorCode.EMAIL_TAKEN:
+                raise
+            await self._queue(ACCOUNT_EXISTS, email, {})
+            return
+        await self.send_verification(user)
 
     async def request_verification(self, user: User) -> None:
         """Mail a verification link to the account's address (nothing if verified)."""
@@ -163,6 +188,14 @@ class AccountLifecycle:
         token_id: str | None = None
         if message.kind == EMAIL_CHANGED:
             values.update(message.params)
+        elif message.kind == ACCOUNT_EXISTS:
+            owner = await self.users.get_by_email(message.to)
+            if owner is None:
+                return None  # deleted meanwhile: the address is free again
+            values.update(
+                name=owner.name,
+                link=self.settings.public_url.rstrip("/"),
+            )
         elif message.kind in (VERIFY, RESET):
             if message.kind == VERIFY:
                 user = await self.users.get(message.params.get("user_id", ""))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Form, status
+from fastapi.responses import JSONResponse
 
 from app.auth.schemas import (
     Accepted,
@@ -42,11 +43,30 @@ router = APIRouter(
     status_code=status.HTTP_201_CREATED,
     operation_id="auth_register",
     summary="Create an account",
-    responses=problem_responses(403, 409, 422, 429),
+    description="201 with the account; with REQUIRE_VERIFIED_EMAIL, 202 whether or not the "
+    "address already has an account (its owner is told by mail), so the answer does not "
+    "reveal which addresses are registered.",
+    response_model=UserOut,
+    responses={
+        202: {"model": Accepted, "description": "Check the mailbox (REQUIRE_VERIFIED_EMAIL)"},
+        **problem_responses(403, 409, 422, 429),
+    },
 )
 async def register(
     body: RegisterRequest, auth: AuthServiceDep, lifecycle: LifecycleDep, client: ClientDep
-) -> UserOut:
+) -> UserOut | JSONResponse:
+    if auth.settings.require_verified_email:
+        await lifecycle.register_quietly(
+            email=body.email, password=body.password, name=body.name, client=client
+        )
+        accepted = Accepted(
+            detail="Check your mailbox: a link to confirm the address is on its way"
+        )
+        return JSONResponse(
+            accepted.model_dump(),
+            status_code=status.HTTP_202_ACCEPTED,
+            headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+        )
     user = await auth.register(
         email=body.email, password=body.password, name=body.name, client=client
     )
