@@ -670,3 +670,57 @@ async def test_or_inside_elem_match_keeps_paths_relative_to_the_element(
     response = await client.get(docs(), params={"filter": query}, headers=user.headers)
     assert response.status_code == 200, response.text
     assert [d["data"]["items"] for d in response.json()["items"]] == [[{"a": {"b": 1}, "c": 1}]]
+
+
+FORMATS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "due": {"type": "string", "format": "date"},
+        "at": {"type": "string", "format": "date-time"},
+        "mail": {"type": "string", "format": "email"},
+        "site": {"type": "string", "format": "uri"},
+        "ref": {"type": "string", "format": "uuid"},
+    },
+}
+GOOD_FORMATS = {
+    "due": "2026-12-05",
+    "at": "2026-12-05T10:30:00.123Z",
+    "mail": "ada@example.com",
+    "site": "https://example.com/a?b=c#d",
+    "ref": "123e4567-e89b-12d3-a456-426614174000",
+}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("due", "tomorrow"),
+        ("due", "2026-02-30"),
+        ("at", "2026-12-05"),
+        ("at", "2026-12-05T10:30:00"),  # no time zone
+        ("at", "2026-12-05T25:00:00Z"),
+        ("mail", "ada"),
+        ("mail", "ada @example.com"),
+        ("site", "example.com/no-scheme"),
+        ("site", "https://exa mple.com"),
+        ("ref", "123e4567e89b12d3a456426614174000"),
+        ("ref", "not-a-uuid"),
+    ],
+)
+async def test_schema_formats_are_checked(
+    client: httpx.AsyncClient, admin: Account, user: Account, field: str, value: str
+) -> None:
+    declared = {"name": "events", "schema": FORMATS_SCHEMA}
+    assert (await client.post("/v1/collections", json=declared, headers=admin.headers)).is_success
+    url = "/v1/collections/events/documents"
+    good = await client.post(url, json=GOOD_FORMATS, headers=user.headers)
+    assert good.status_code == 201, good.text
+    bad = await client.post(url, json={**GOOD_FORMATS, field: value}, headers=user.headers)
+    problem = assert_problem(bad, 422, "schema_violation")
+    assert problem["errors"][0]["loc"] == ["data", field]
+    assert problem["errors"][0]["type"] == "format"
+    # Updates are held to it too.
+    doc = f"{url}/{good.json()['id']}"
+    assert_problem(
+        await client.patch(doc, json={field: value}, headers=user.headers), 422, "schema_violation"
+    )
