@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from app.db.embedded import EmbeddedDatabase, Running, running_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,3 +90,30 @@ def test_docker_compose_config_accepts_the_file() -> None:
         refused = config(**{given: "smtp://mail.example:587" if given == "MAIL_URL" else "x" * 64})
         assert refused.returncode != 0
         assert missing in refused.stderr
+
+
+def test_a_second_server_for_another_database_refuses_to_share_the_embedded_one(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    first = EmbeddedDatabase(data_dir, database="docstore")  # what `make run` started
+    first.start()
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "MONGODB_URL"}
+        env.update(DATA_DIR=str(data_dir), MONGODB_DB="other", PORT="0")
+        second = subprocess.run(
+            [sys.executable, "-m", "app"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode != 0
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1, second.stderr
+        assert "MONGODB_DB=docstore" in lines[0] and f"DATA_DIR={data_dir}-other" in lines[0]
+        # The first server's database is still there, and its own data directory.
+        assert running_server(data_dir) == Running(first.url, "docstore")
+    finally:
+        first.stop()

@@ -8,6 +8,7 @@ real MongoDB deployment.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import logging
 import socket
@@ -33,20 +34,41 @@ def url_file(data_dir: Path) -> Path:
     return data_dir / "secantusdb.url"
 
 
-def running_url(data_dir: Path) -> str | None:
-    """The URL of an embedded server another process already runs on `data_dir`, if any."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Running:
+    """An embedded server another process runs on a data directory, and the database
+    (MONGODB_DB) of the API that started it."""
+
+    url: str
+    database: str
+
+
+def running_server(data_dir: Path) -> Running | None:
+    """The embedded server another process already runs on `data_dir`, if any."""
     path = url_file(data_dir)
     if not path.exists():
         return None
-    url = path.read_text().strip()
+    url, _, database = path.read_text().strip().partition("\n")
     client: MongoClient[dict[str, object]] = MongoClient(url, serverSelectionTimeoutMS=500)
     try:
         client.admin.command("ping")
-        return url
+        return Running(url, database.strip())
     except PyMongoError:
         return None  # a stale file from a server that did not stop cleanly
     finally:
         client.close()
+
+
+def check_shared(running: Running, data_dir: Path, database: str) -> None:
+    """Refuse to use another process's embedded server for a different database: that
+    server stops when its owner does, and DATA_DIR would hold two projects' data."""
+    if running.database and running.database != database:
+        raise EmbeddedDatabaseError(
+            f"DATA_DIR={data_dir} already has an embedded database running for "
+            f"MONGODB_DB={running.database} (another `make run`?); for MONGODB_DB={database} "
+            f"give this server its own directory: DATA_DIR={data_dir}-{database} "
+            f"MONGODB_DB={database} PORT=<another port> make run"
+        )
 
 
 def _free_port(host: str) -> int:
@@ -69,8 +91,11 @@ class EmbeddedDatabase:
         port: int = 0,
         test_commands: bool = False,
         cache_size: str | None = None,
+        database: str = "",
     ) -> None:
         self.storage = storage
+        # The MONGODB_DB of the API that starts it (recorded for check_shared).
+        self.database = database
         # WiredTiger's cache ("1G" by default). In memory it holds everything: documents,
         # indexes and the oplog (with pre-images), so big write volumes need more.
         self.cache_size = cache_size
@@ -115,8 +140,9 @@ class EmbeddedDatabase:
                 output.close()  # the child holds its own copy of the descriptor
         self._wait_until_ready(timeout)
         if self.storage != MEMORY:
-            # Lets scripts (make admin, seed) share the running server's database.
-            self._url_file.write_text(self.url)
+            # Lets scripts (make admin, seed) share the running server's database; the
+            # second line says whose it is (check_shared).
+            self._url_file.write_text(f"{self.url}\n{self.database}\n")
 
     @property
     def _url_file(self) -> Path:
