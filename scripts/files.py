@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -49,6 +50,7 @@ async def attach(
     source: Path,
     *,
     sha256: str | None = None,
+    created_at: datetime | None = None,
 ) -> str:
     """Store `source` as the document's file `name` unless it is already there with the
     same content: "created", "updated" or "unchanged"."""
@@ -71,9 +73,18 @@ async def attach(
         max_bytes=files.max_bytes,
         first_bytes=lambda head: check_sniff(content_type, head),
         clock=utc_now,
+        created_at=created_at,
     )
     await files.store.drop_older(collection, document, name, keep=stored.id)
     return "created" if current is None else "updated"
+
+
+def _when(value: str) -> datetime:
+    """An RFC 3339 time with its zone (a manifest's created_at)."""
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError(f"created_at {value!r} has no time zone")
+    return moment
 
 
 def manifest_line(collection: str, document: str, stored: StoredFile) -> str:
@@ -151,6 +162,8 @@ async def import_files(container: Container, folder: Path) -> dict[str, int]:
                     entry["content_type"],
                     blob,
                     sha256=entry["sha256"],
+                    # The export's time, not the import's (older exports have none).
+                    created_at=_when(entry["created_at"]) if "created_at" in entry else None,
                 )
             except (KeyError, ValueError, TypeError) as exc:
                 raise ScriptError(f"{manifest}:{number}: not a file entry ({exc})") from None

@@ -73,6 +73,9 @@ async def test_a_5_mb_upload_streams_in_and_reads_back_identical(
     digest = hashlib.sha256(body).hexdigest()
     assert put.json()["sha256"] == digest and put.json()["size"] == len(body)
     assert put.headers["etag"] == f'"{digest}"'
+    # Times as documents give them: UTC, milliseconds, Z.
+    created = put.json()["created_at"]
+    assert created.endswith("Z") and len(created) == 24, created
     got = await client.get(url, headers=user.headers)
     assert got.status_code == 200 and got.content == body
     assert got.headers["etag"] == f'"{digest}"'

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.clock import Timestamp
 from app.deps import OptionalUser
 from app.documents.schemas import DocumentPathId
 from app.errors import problem_responses
@@ -26,7 +27,7 @@ class FileOut(BaseModel):
     size: int
     content_type: str
     sha256: str = Field(description="Hex SHA-256 of the content; also the ETag")
-    created_at: datetime
+    created_at: Timestamp
 
 
 class FileList(BaseModel):

@@ -140,9 +140,11 @@ class FileStore:
         max_bytes: int,
         first_bytes: Any,
         clock: Callable[[], datetime],
+        created_at: datetime | None = None,
     ) -> StoredFile:
         """Stream `body` into a new version (raises TooLarge past `max_bytes`, leaving
-        nothing); `first_bytes(head)` may refuse the upload from its first bytes."""
+        nothing); `first_bytes(head)` may refuse the upload from its first bytes.
+        `created_at` (imports) keeps the version's original time instead of now."""
         now = clock()
         await self._sweep(now)
         file_id = ObjectId()
@@ -192,7 +194,7 @@ class FileStore:
                     "_id": file_id,
                     "length": size,
                     "chunkSize": CHUNK_BYTES,
-                    "uploadDate": now,
+                    "uploadDate": created_at or now,
                     "filename": name,
                     "metadata": {
                         "collection": collection,
