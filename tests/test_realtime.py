@@ -8,6 +8,7 @@ process on the same database. Streams are read from B over real HTTP.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import signal
 from collections.abc import AsyncIterator, Iterator
@@ -293,6 +294,19 @@ async def test_logout_everywhere_ends_the_stream(
         assert response.status_code == 204
         end = await events.next_change()
         assert (end.event, end.data) == ("end", {"reason": "signed_out"})
+
+
+async def test_a_stream_opened_with_an_api_key_ends_when_a_reset_ends_the_keys(
+    app: FastAPI, client: httpx.AsyncClient, admin: Account, user: Account, server_b: str
+) -> None:
+    await declare(client, admin, "ledger", "authenticated")
+    made = await client.post("/v1/users/me/api-keys", json={"name": "n"}, headers=user.headers)
+    as_key = dataclasses.replace(user, access_token=made.json()["key"])
+    async with stream(server_b, "ledger", as_key) as events:
+        # What a password reset does to the account's keys (on the other process).
+        await app.state.container.auth.revoke_all_api_keys(user.id)
+        end = await events.next_change()
+        assert (end.event, end.data) == ("end", {"reason": "revoked"})
 
 
 async def test_disabling_the_user_ends_the_stream(
