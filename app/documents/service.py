@@ -18,6 +18,7 @@ from app.config import Settings
 from app.db import transaction
 from app.db.client import Db
 from app.documents import access
+from app.documents.budget import json_cost
 from app.documents.filters import InvalidFilter, compile_fields, compile_filter, compile_sort
 from app.documents.idempotency import IdempotencyStore, Replay, request_fingerprint
 from app.documents.json_patch import apply_json_patch, parse_json_patch
@@ -52,6 +53,16 @@ _JITTER = random.Random()  # noqa: S311
 def _new_write_id() -> int:
     """A random id for one write (63 bits: a BSON int64)."""
     return secrets.randbits(63)
+
+
+# A change whose request or stored document is bigger than this (JSON bytes, measured no
+# further) is applied in a worker thread; smaller ones are cheaper to apply in place
+# than to hand over.
+OFFLOAD_BYTES = 64 * 1024
+
+
+def _heavy(value: Any) -> bool:
+    return value is not None and json_cost(value, OFFLOAD_BYTES) > OFFLOAD_BYTES
 
 
 async def _landed(repo: DocumentRepository, doc_id: str, write_id: int) -> StoredDocument | None:
@@ -325,7 +336,9 @@ class DocumentService:
         pre: Preconditions,
     ) -> StoredDocument:
         """Apply an RFC 7396 merge patch to `data`; never loses a concurrent update."""
-        return await self._modify(name, doc_id, caller, pre, lambda data: merge_patch(data, patch))
+        return await self._modify(
+            name, doc_id, caller, pre, lambda data: merge_patch(data, patch), weight=patch
+        )
 
     async def _modify(
         self,
@@ -336,9 +349,11 @@ class DocumentService:
         transform: Callable[[dict[str, Any]], Any],
         *,
         attempts: int = MAX_WRITE_ATTEMPTS,
+        weight: Any = None,
     ) -> StoredDocument:
         """Change an existing document's data by `transform`, validated and written
-        atomically (see `_change`)."""
+        atomically (see `_change`); `weight` is what the request brought (its size
+        decides where the work runs)."""
         spec = await self.collections.get(name)
         access.check_create(spec, caller)
         self._require_precondition(pre, creating_allowed=False)
@@ -349,6 +364,7 @@ class DocumentService:
             pre,
             lambda current: self.check_data(spec, transform(current.data)),
             attempts=attempts,
+            weight=weight,
         )
         return doc
 
@@ -362,6 +378,7 @@ class DocumentService:
         *,
         create: Callable[[], StoredDocument] | None = None,
         attempts: int = MAX_WRITE_ATTEMPTS,
+        weight: Any = None,
     ) -> tuple[StoredDocument, bool]:
         """Read, check, and write conditioned on the version read: the precondition check
         and the version bump are one database operation. Without If-Match, a write that
@@ -403,9 +420,14 @@ class DocumentService:
                     f"Document {spec.id}/{doc_id} is at version {current.version}, "
                     f"not {_shown(pre.if_match)}"
                 )
-            updated = await repo.update_data(
-                current, new_data(current), now=self.clock(), write_id=write_id
-            )
+            if _heavy(weight) or _heavy(current.data):
+                # Applying, validating and measuring a big change is CPU work (bounded by
+                # the work budget, yet up to a few hundred ms): in a thread, the event
+                # loop keeps answering other requests meanwhile.
+                changed = await asyncio.to_thread(new_data, current)
+            else:
+                changed = new_data(current)
+            updated = await repo.update_data(current, changed, now=self.clock(), write_id=write_id)
             if updated is not None:
                 return updated, False
             if pre.if_match is not None:
@@ -434,6 +456,7 @@ class DocumentService:
             caller,
             pre,
             lambda data: apply_json_patch(data, patch, self.limits.max_bytes),
+            weight=operations,
         )
 
     async def update(
@@ -454,6 +477,7 @@ class DocumentService:
             pre,
             lambda data: apply_update(data, operations, self.limits.max_bytes),
             attempts=MAX_UPDATE_ATTEMPTS,
+            weight=body,
         )
 
     @staticmethod
@@ -571,6 +595,7 @@ class DocumentService:
                         spec, apply_update(current.data, operations, self.limits.max_bytes)
                     ),
                     attempts=MAX_UPDATE_ATTEMPTS,
+                    weight=body,
                 )
                 result.modified += 1
             except AppError as exc:
