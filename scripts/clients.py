@@ -28,6 +28,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 OPENAPI_TYPESCRIPT = ROOT / "clients" / "node_modules" / ".bin" / "openapi-typescript"
+# openapi-typescript through its API, with binary bodies typed as bytes (see the file).
+TYPESCRIPT_GENERATOR = ROOT / "clients" / "generate.mjs"
 PYTHON_GENERATOR = Path(sys.executable).with_name("openapi-python-client")
 
 
@@ -66,7 +68,9 @@ def run(argv: list[str], what: str) -> None:
 # concern the same code). PATCH takes merge patch and JSON Patch; the Python client is
 # generated without the JSON Patch media type (send those with httpx), the TypeScript one
 # keeps both.
-PYTHON_SKIPS_MEDIA_TYPES = ("application/json-patch+json",)
+# A file upload is declared as application/octet-stream and */* (any type is stored as
+# sent): the Python client keeps the first.
+PYTHON_SKIPS_MEDIA_TYPES = ("application/json-patch+json", "*/*")
 
 
 def for_python_generator(contract: dict[str, Any]) -> dict[str, Any]:
@@ -90,8 +94,11 @@ def generate(contract_file: Path, out: Path) -> tuple[Path, Path]:
         )
     typescript = out / "typescript" / "schema.d.ts"
     typescript.parent.mkdir(parents=True, exist_ok=True)
+    node = shutil.which("node")
+    if node is None:
+        raise ClientError("node is not on PATH: install Node 20+ (Debian: apt install nodejs)")
     run(
-        [str(OPENAPI_TYPESCRIPT), str(contract_file), "--output", str(typescript)],
+        [node, str(TYPESCRIPT_GENERATOR), str(contract_file.resolve()), str(typescript)],
         "openapi-typescript",
     )
     python = out / "python"

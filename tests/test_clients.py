@@ -156,6 +156,7 @@ def test_the_typescript_client_is_typed_and_works(generated: Generated) -> None:
     assert result["patchedVersion"] == 2
     assert result["staleStatus"] == 412  # If-Match named the version before the patch
     assert result["pages"] == 3
+    assert result["fileRoundTrip"] is True and result["fileSize"] == 10  # bytes as sent
     assert sorted(result["titles"]) == sorted(
         ["Write the client", "task 0", "task 1", "task 2", "task 3"]
     )

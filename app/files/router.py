@@ -80,8 +80,14 @@ async def list_files(
     status_code=status.HTTP_201_CREATED,
     operation_id="documents_files_put",
     summary="Upload (or replace) a file: the raw body, any Content-Type",
+    description="The body is the file's bytes as they are (not JSON); its Content-Type is "
+    "stored and served back (application/octet-stream when none is sent).",
     openapi_extra={
-        "requestBody": {"required": True, "content": {"*/*": _BINARY}},
+        # octet-stream first: generated clients send bytes (Blob, Uint8Array) as they are.
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": _BINARY, "*/*": _BINARY},
+        },
     },
     responses={
         200: {"model": FileOut, "description": "Replaced"},
