@@ -10,7 +10,7 @@ import sys
 import uvicorn
 
 from app.config import get_settings
-from app.db.embedded import EmbeddedDatabaseError, check_shared, running_server
+from app.db.embedded import EmbeddedDatabaseError, running_url
 from app.main import create_app
 from app.ops.logging import configure_logging, log_config
 
@@ -19,10 +19,8 @@ def main() -> None:
     settings = get_settings()
     if settings.mongodb_url is None:
         # Said in one line before uvicorn starts, rather than as a failed startup's traceback.
-        running = running_server(settings.data_dir)
         try:
-            if running is not None:
-                check_shared(running, settings.data_dir, settings.mongodb_db)
+            running_url(settings.data_dir, settings.mongodb_db)
         except EmbeddedDatabaseError as exc:
             sys.exit(f"docstore: {exc}")
     configure_logging(settings.log_level)

@@ -30,7 +30,7 @@ from app.collections.service import CollectionService
 from app.config import Settings
 from app.db.change_feed import ChangeFeed, ReadCache
 from app.db.client import Db, create_client
-from app.db.embedded import EmbeddedDatabase, check_shared, running_server
+from app.db.embedded import EmbeddedDatabase, running_url
 from app.dev_secret import private_dir
 from app.documents.batch import BatchService
 from app.documents.idempotency import IdempotencyRecord, IdempotencyStore
@@ -226,11 +226,8 @@ async def open_container(
     url = settings.mongodb_url
     if url is None:
         await asyncio.to_thread(private_dir, settings.data_dir)
-        running = await asyncio.to_thread(running_server, settings.data_dir)
-        if running is not None:
-            check_shared(running, settings.data_dir, settings.mongodb_db)
-            url = running.url
-        else:
+        url = await asyncio.to_thread(running_url, settings.data_dir, settings.mongodb_db)
+        if url is None:
             embedded = EmbeddedDatabase(settings.data_dir, database=settings.mongodb_db)
             await asyncio.to_thread(embedded.start)
             url = embedded.url

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from app.db.embedded import EmbeddedDatabase, Running, running_server
+from app.db.embedded import EmbeddedDatabase, running_url
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,6 +114,6 @@ def test_a_second_server_for_another_database_refuses_to_share_the_embedded_one(
         assert len(lines) == 1, second.stderr
         assert "MONGODB_DB=docstore" in lines[0] and f"DATA_DIR={data_dir}-other" in lines[0]
         # The first server's database is still there, and its own data directory.
-        assert running_server(data_dir) == Running(first.url, "docstore")
+        assert running_url(data_dir, "docstore") == first.url
     finally:
         first.stop()

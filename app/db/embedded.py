@@ -8,7 +8,6 @@ real MongoDB deployment.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib.util
 import logging
 import socket
@@ -34,41 +33,32 @@ def url_file(data_dir: Path) -> Path:
     return data_dir / "secantusdb.url"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Running:
-    """An embedded server another process runs on a data directory, and the database
-    (MONGODB_DB) of the API that started it."""
+def running_url(data_dir: Path, database: str) -> str | None:
+    """The URL of an embedded server another process already runs on `data_dir`, if any.
 
-    url: str
-    database: str
-
-
-def running_server(data_dir: Path) -> Running | None:
-    """The embedded server another process already runs on `data_dir`, if any."""
+    Refuses (EmbeddedDatabaseError) when that server was started for another database:
+    it stops when its owner does, and DATA_DIR would hold two projects' data.
+    """
     path = url_file(data_dir)
     if not path.exists():
         return None
-    url, _, database = path.read_text().strip().partition("\n")
+    url, _, owner = path.read_text().strip().partition("\n")
     client: MongoClient[dict[str, object]] = MongoClient(url, serverSelectionTimeoutMS=500)
     try:
         client.admin.command("ping")
-        return Running(url, database.strip())
     except PyMongoError:
         return None  # a stale file from a server that did not stop cleanly
     finally:
         client.close()
-
-
-def check_shared(running: Running, data_dir: Path, database: str) -> None:
-    """Refuse to use another process's embedded server for a different database: that
-    server stops when its owner does, and DATA_DIR would hold two projects' data."""
-    if running.database and running.database != database:
+    owner = owner.strip()
+    if owner and owner != database:
         raise EmbeddedDatabaseError(
             f"DATA_DIR={data_dir} already has an embedded database running for "
-            f"MONGODB_DB={running.database} (another `make run`?); for MONGODB_DB={database} "
+            f"MONGODB_DB={owner} (another `make run`?); for MONGODB_DB={database} "
             f"give this server its own directory: DATA_DIR={data_dir}-{database} "
             f"MONGODB_DB={database} PORT=<another port> make run"
         )
+    return url
 
 
 def _free_port(host: str) -> int:
@@ -94,7 +84,7 @@ class EmbeddedDatabase:
         database: str = "",
     ) -> None:
         self.storage = storage
-        # The MONGODB_DB of the API that starts it (recorded for check_shared).
+        # The MONGODB_DB of the API that starts it (recorded for running_url).
         self.database = database
         # WiredTiger's cache ("1G" by default). In memory it holds everything: documents,
         # indexes and the oplog (with pre-images), so big write volumes need more.
@@ -141,7 +131,7 @@ class EmbeddedDatabase:
         self._wait_until_ready(timeout)
         if self.storage != MEMORY:
             # Lets scripts (make admin, seed) share the running server's database; the
-            # second line says whose it is (check_shared).
+            # second line says whose it is (running_url).
             self._url_file.write_text(f"{self.url}\n{self.database}\n")
 
     @property

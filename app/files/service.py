@@ -37,9 +37,6 @@ class InvalidLink(AppError):
     code, status = ErrorCode.INVALID_LINK, 403
 
 
-_Creator = Principal | None
-
-
 def file_not_found(doc_id: str, filename: str) -> NotFound:
     return NotFound(f"Document {doc_id} has no file {filename!r}", code=ErrorCode.FILE_NOT_FOUND)
 
@@ -174,7 +171,7 @@ class FileService:
     # -- signed links ----------------------------------------------------------------------
 
     def _signature(
-        self, name: str, doc_id: str, stored: StoredFile, expires: int, creator: _Creator
+        self, name: str, doc_id: str, stored: StoredFile, expires: int, creator: Principal | None
     ) -> str:
         who = "" if creator is None else f"{creator.id}\n{creator.token_version}"
         message = f"{name}\n{doc_id}\n{stored.name}\n{expires}\n{stored.id}\n{who}".encode()
