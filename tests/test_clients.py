@@ -142,10 +142,20 @@ def test_the_typescript_client_is_typed_and_works(generated: Generated) -> None:
         check=False,
     )
     assert refused.returncode != 0
-    errors = [line for line in refused.stdout.splitlines() if "error TS" in line]
-    assert len(errors) == 2, refused.stdout
-    assert "'number' is not assignable to type 'string'" in refused.stdout
-    assert "'string' is not assignable to type 'number'" in refused.stdout
+    # Exactly the marked lines fail: a wrong field type, an unknown field of a closed
+    # schema, and update operators on paths they cannot apply to.
+    failed = {
+        int(line.split("(", 1)[1].split(",", 1)[0])
+        for line in refused.stdout.splitlines()
+        if line.startswith("wrong.ts(") and "error TS" in line
+    }
+    marked = {
+        number
+        for number, line in enumerate((work / "wrong.ts").read_text().splitlines(), start=1)
+        if "// error:" in line
+    }
+    assert len(marked) == 9
+    assert failed == marked, refused.stdout
 
     output = run([NODE, "dist/app.js", generated.base_url, "ts@clients.test", PASSWORD], cwd=work)
     result = json.loads(output)
@@ -155,10 +165,13 @@ def test_the_typescript_client_is_typed_and_works(generated: Generated) -> None:
     assert result["patchedStatus"] == "doing"
     assert result["patchedVersion"] == 2
     assert result["staleStatus"] == 412  # If-Match named the version before the patch
+    assert result["priority"] == 2  # meta was removed by the patch: inc starts at 0
+    assert result["checklist"] == ["types", "operators"]
+    assert result["colour"] == "red"
     assert result["pages"] == 3
     assert result["fileRoundTrip"] is True and result["fileSize"] == 10  # bytes as sent
     assert sorted(result["titles"]) == sorted(
-        ["Write the client", "task 0", "task 1", "task 2", "task 3"]
+        ["Write the client", "open schema", "task 0", "task 1", "task 2", "task 3"]
     )
 
 

@@ -12,6 +12,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from app.contract.live import pascal, patch_schema
+from app.contract.operators import MAX_PATHS, update_schema
 from scripts.openapi import current_contract
 from tests.conftest import Account, assert_problem
 
@@ -171,6 +172,36 @@ async def test_the_live_contract_types_every_readable_collection(
     assert validator_for(spec, "TasksPatch").is_valid({"status": None, "meta": {"priority": 2}})
     assert not validator_for(spec, "TasksPatch").is_valid({"status": "lost"})
 
+    # Open objects say so (so generated types give them an index signature); closed
+    # ones stay closed, and the typed update operators follow the fields.
+    assert data["additionalProperties"] is True
+    assert schemas["NotesData"]["additionalProperties"] is False
+    assert validator_for(spec, "TasksData").is_valid({**good, "colour": "red"})
+    tasks_update, notes_update = (
+        validator_for(spec, "TasksUpdate"),
+        validator_for(spec, "NotesUpdate"),
+    )
+    assert tasks_update.is_valid(
+        {"inc": {"meta.priority": 1}, "push": {"checklist": {"text": "a"}}}
+    )
+    assert tasks_update.is_valid({"inc": {"unnamed": 1.5}})  # tasks is open
+    assert not tasks_update.is_valid({"inc": {"title": 1}})
+    assert not tasks_update.is_valid({"set": {"status": "lost"}})
+    assert not tasks_update.is_valid({"add_to_set": {"status": "todo"}})
+    assert notes_update.is_valid({"add_to_set": {"tags": {"each": ["a", "b"]}}, "unset": ["tags"]})
+    assert not notes_update.is_valid({"inc": {"likes": 1}})  # notes is closed, no numbers
+    assert not notes_update.is_valid({"set": {"colour": "red"}})
+    assert not notes_update.is_valid({"unset": ["title"]})  # required
+    update = spec["paths"]["/v1/collections/notes/documents/{doc_id}/update"]["post"]
+    assert update["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/NotesUpdate"
+    }
+    bulk = spec["paths"]["/v1/collections/notes/documents/bulk-update"]["post"]
+    bulk_schema = resolve(
+        spec, bulk["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    )
+    assert bulk_schema["properties"]["update"] == {"$ref": "#/components/schemas/NotesUpdate"}
+
     # Awkward names still give distinct, safe identifiers.
     for name in ("ClassData", "Document2Data", "Notes1Data", "Notes12Data"):
         assert name in schemas, sorted(schemas)
@@ -263,3 +294,24 @@ def test_names_and_patches() -> None:
         "type": "object",
         "properties": {"a": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
     }
+
+
+def test_typed_operators_stay_small_for_recursive_schemas() -> None:
+    # Two types that name each other 30 times would unroll into 30^4 paths; the walk lists
+    # a recursive type once and at most MAX_PATHS paths, leaving the rest generic.
+    wide = {f"f{i}": {"$ref": "#/components/schemas/B"} for i in range(30)}
+    back = {f"g{i}": {"$ref": "#/components/schemas/A"} for i in range(30)}
+    spec: dict[str, Any] = {
+        "components": {
+            "schemas": {
+                "A": {"type": "object", "properties": wide, "additionalProperties": False},
+                "B": {"type": "object", "properties": back, "additionalProperties": False},
+            }
+        }
+    }
+    generic = current_contract()["components"]["schemas"]["DocumentUpdate"]
+    update = update_schema({"$ref": "#/components/schemas/A"}, spec, generic)
+    paths = update["properties"]["set"]["properties"]
+    assert len(paths) == MAX_PATHS
+    assert "f0.g0" in paths and "f0.g0.f0" not in paths  # A is not unrolled inside A
+    assert update["properties"]["set"]["additionalProperties"] is True  # cut off: open

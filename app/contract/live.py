@@ -12,6 +12,8 @@ Per collection `notes` (names made safe and distinct, see `_Names`):
     NotesPage       DocumentPage of NotesDocument
     NotesPatch      NotesData with every property optional and nullable (merge patch)
     NotesBulkCreate BulkCreate of NotesData
+    NotesUpdate     update operators typed by the fields (app/contract/operators.py)
+    NotesBulkUpdate BulkUpdateIn with a NotesUpdate
     Notes<Def>      each of the schema's $defs
 operationIds notes_list, notes_get, notes_create, notes_replace, notes_patch,
 notes_delete, notes_bulk, notes_count.
@@ -25,6 +27,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from app.collections.models import CollectionSpec
+from app.contract.operators import update_schema
 
 DOCUMENTS_PREFIX = "/v1/collections/{name}/documents"
 EVENTS_PATH = "/v1/collections/{name}/events"
@@ -170,9 +173,47 @@ def translate_schema(
                 return f"{_REF_ROOT}{component}" + (f"/{rest}" if rest else "")
         return f"{_REF_ROOT}{data_name}{pointer}"
 
-    translated = _walk_refs(root, rewrite)
-    hoisted = {name: _walk_refs(s, rewrite) for name, s in hoisted_raw.items()}
+    translated = open_explicitly(_walk_refs(root, rewrite))
+    hoisted = {name: open_explicitly(_walk_refs(s, rewrite)) for name, s in hoisted_raw.items()}
     return translated, hoisted
+
+
+_SCHEMA_MAPS = ("properties", "patternProperties", "dependentSchemas")
+_SCHEMA_ONE = ("additionalProperties", "items", "additionalItems", "contains", "propertyNames")
+_SCHEMA_LISTS = ("prefixItems", "items")
+
+
+def open_explicitly(schema: Any) -> Any:
+    """A copy of `schema` where every object that allows other properties says so.
+
+    JSON Schema leaves an object open unless `additionalProperties: false`; TypeScript
+    generators read a missing keyword as "closed". Writing `additionalProperties: true`
+    changes nothing a validator decides, and gives the open objects an index signature,
+    so `additionalProperties: false` is what tells the two apart in the generated types.
+    Compositions (`allOf`...) are left alone: there `true` would count as evaluating
+    every property for a parent's `unevaluatedProperties`.
+    """
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for keyword in _SCHEMA_MAPS:
+        if isinstance(out.get(keyword), dict):
+            out[keyword] = {k: open_explicitly(v) for k, v in out[keyword].items()}
+    for keyword in _SCHEMA_ONE:
+        if isinstance(out.get(keyword), dict):
+            out[keyword] = open_explicitly(out[keyword])
+    for keyword in _SCHEMA_LISTS:
+        if isinstance(out.get(keyword), list):
+            out[keyword] = [open_explicitly(v) for v in out[keyword]]
+    kind = out.get("type")
+    is_object = kind == "object" or (isinstance(kind, list) and "object" in kind)
+    if (
+        (is_object or isinstance(out.get("properties"), dict))
+        and not {"additionalProperties", "patternProperties", "unevaluatedProperties"} & set(out)
+        and "$ref" not in out
+    ):
+        out["additionalProperties"] = True
+    return out
 
 
 def _nullable(schema: Any) -> dict[str, Any]:
@@ -250,7 +291,20 @@ def add_collections(
         bulk["title"] = f"{prefix}BulkCreate"
         bulk["properties"]["documents"]["items"] = {"$ref": f"{_REF_ROOT}{prefix}Data"}
         schemas[f"{prefix}BulkCreate"] = bulk
+        update_name = names.component(f"{prefix}Update")
+        schemas[update_name] = {
+            **update_schema(data, spec, static["components"]["schemas"]["DocumentUpdate"]),
+            "title": update_name,
+        }
+        bulk_update_name = names.component(f"{prefix}BulkUpdate")
+        bulk_update = copy.deepcopy(static["components"]["schemas"]["BulkUpdateIn"])
+        bulk_update["title"] = bulk_update_name
+        bulk_update["properties"]["update"] = {"$ref": f"{_REF_ROOT}{update_name}"}
+        bulk_update.pop("examples", None)
+        schemas[bulk_update_name] = bulk_update
         replacements = {
+            f"{_REF_ROOT}DocumentUpdate": f"{_REF_ROOT}{update_name}",
+            f"{_REF_ROOT}BulkUpdateIn": f"{_REF_ROOT}{bulk_update_name}",
             f"{_REF_ROOT}DocumentOut": f"{_REF_ROOT}{prefix}Document",
             f"{_REF_ROOT}DocumentPage": f"{_REF_ROOT}{prefix}Page",
             f"{_REF_ROOT}BulkCreate": f"{_REF_ROOT}{prefix}BulkCreate",

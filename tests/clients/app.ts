@@ -57,6 +57,24 @@ async function main(): Promise<void> {
   });
   const staleStatus = stale.response.status;
 
+  // Typed operators: `inc` on a numeric path, `push` of a checklist item; a field the
+  // open `tasks` schema does not name is allowed (it has no additionalProperties: false).
+  const updated = await authed.POST("/v1/collections/tasks/documents/{doc_id}/update", {
+    params: { path: { doc_id: task.id } },
+    body: {
+      inc: { "meta.priority": 2 },
+      push: { checklist: { text: "operators" } },
+      set: { colour: "teal" },
+    },
+  });
+  if (!updated.data) fail(`update: ${updated.error?.code}`);
+  const priority: number | undefined = updated.data.data.meta?.priority;
+  const checklist: string[] = (updated.data.data.checklist ?? []).map((item) => item.text);
+  const extra: Task["data"] = { title: "open schema", status: "todo", colour: "red" };
+  const withExtra = await authed.POST("/v1/collections/tasks/documents", { body: extra });
+  if (!withExtra.data) fail(`create with an extra field: ${withExtra.error?.code}`);
+  const colour = withExtra.data.data["colour"];
+
   for (let i = 0; i < 4; i++) {
     const more = await authed.POST("/v1/collections/tasks/documents", {
       body: { title: `task ${i}`, status: "todo" },
@@ -96,6 +114,9 @@ async function main(): Promise<void> {
   console.log(
     JSON.stringify({
       fileRoundTrip,
+      priority,
+      checklist,
+      colour,
       fileSize: uploaded.data.size,
       title,
       status,
