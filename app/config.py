@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     argon2_parallelism: int = Field(default=1, ge=1)
     # Password hashes computed at once per process; 0 means one less than the CPU count.
     argon2_max_concurrent: int = Field(default=0, ge=0, le=256)
+    # Worker processes per server process for big document changes (app/documents/
+    # offload.py), started on first use; 0 means one less than the CPU count (at least 1).
+    work_processes: int = Field(default=0, ge=0, le=64)
 
     # Rate limits: attempts per window, counted in MongoDB so they hold across processes.
     rate_limit_window_seconds: int = Field(default=60, ge=1)

@@ -265,6 +265,7 @@ async def open_container(
             if container.feed is not None:
                 await container.feed.stop()
             container.hasher.close()
+            container.documents.work.close()
     finally:
         await client.close()
         if embedded is not None:

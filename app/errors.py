@@ -135,6 +135,27 @@ class AppError(Exception):
         self.errors = errors or []
         self.headers = headers or {}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as its fields (not its constructor's arguments, which subclasses narrow),
+        # so an error raised in a worker process (app/documents/offload.py) arrives whole.
+        return (
+            _rebuild,
+            (type(self), self.detail, self.code, self.status, self.errors, self.headers),
+        )
+
+
+def _rebuild(
+    cls: type[AppError],
+    detail: str,
+    code: ErrorCode,
+    status: int,
+    errors: list[FieldError],
+    headers: dict[str, str],
+) -> AppError:
+    error = cls.__new__(cls)
+    AppError.__init__(error, detail, code=code, status=status, errors=errors, headers=headers)
+    return error
+
 
 class BadRequest(AppError):
     code, status = ErrorCode.BAD_REQUEST, 400

@@ -72,9 +72,16 @@ LIST_SIZES = (1_000, 10_000, 50_000)
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, all its threads."""
+    """User + system CPU of a process, all its threads, and of its child processes (the
+    API's work pool, app/documents/offload.py), live ones and those it has waited for."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    # utime, stime, cutime, cstime: the last two are children that exited and were waited.
+    total = sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                total += cpu_seconds(int(child))
+    return total
 
 
 def rss_mb(pid: int) -> float:

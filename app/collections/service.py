@@ -18,7 +18,7 @@ from app.collections.repository import (
     internal_index_like,
 )
 from app.collections.schemas import CollectionIn, CollectionPatch, IndexIn
-from app.collections.validation import FORMATS, check_schema
+from app.collections.validation import check_schema, compile_validator
 from app.errors import Conflict, ErrorCode, FieldError, NotFound, ValidationFailed
 
 log = logging.getLogger("docstore.collections")
@@ -185,7 +185,5 @@ class CollectionService:
         if validator is None:
             if len(self._validators) > 1000:
                 self._validators.clear()
-            validator = self._validators[key] = Draft202012Validator(
-                spec.json_schema, format_checker=FORMATS
-            )
+            validator = self._validators[key] = compile_validator(spec.json_schema)
         return validator

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, NoReturn
 
 from app import strict_json
@@ -31,6 +32,7 @@ from app.documents.keyset import (
 )
 from app.documents.merge_patch import merge_patch
 from app.documents.models import StoredDocument
+from app.documents.offload import Transform, WorkPool, checked, checked_each
 from app.documents.operators import apply_update, parse_update
 from app.documents.repository import DocumentExistsError, DocumentRepository
 from app.documents.validation import DataLimits, check_data
@@ -56,13 +58,20 @@ def _new_write_id() -> int:
 
 
 # A change whose request or stored document is bigger than this (JSON bytes, measured no
-# further) is applied in a worker thread; smaller ones are cheaper to apply in place
-# than to hand over.
+# further) is applied and checked in a worker process (offload.py); smaller ones are
+# cheaper to do in place than to hand over.
 OFFLOAD_BYTES = 64 * 1024
 
 
 def _heavy(value: Any) -> bool:
     return value is not None and json_cost(value, OFFLOAD_BYTES) > OFFLOAD_BYTES
+
+
+def _outcome(check: Callable[[], dict[str, Any]]) -> dict[str, Any] | AppError:
+    try:
+        return check()
+    except AppError as exc:
+        return exc
 
 
 async def _landed(repo: DocumentRepository, doc_id: str, write_id: int) -> StoredDocument | None:
@@ -169,8 +178,10 @@ class DocumentService:
         cursors: CursorCodec,
         clock: Clock,
         files: FileStore | None = None,
+        work: WorkPool | None = None,
     ) -> None:
         self.files = files
+        self.work = work or WorkPool(settings.work_processes)
         self.db = db
         self.settings = settings
         self.collections = collections
@@ -209,6 +220,20 @@ class DocumentService:
             validate_data(validator, data)
         assert isinstance(data, dict)
         return data
+
+    async def _checked(
+        self,
+        spec: CollectionSpec,
+        data: Any,
+        transform: Transform | None = None,
+        *,
+        weight: Any = None,
+    ) -> dict[str, Any]:
+        """`transform(data)` (or `data`) if it may be stored in `spec`; a big one is worked
+        out in a worker process, so the event loop keeps serving other requests."""
+        if _heavy(weight) or _heavy(data):
+            return await self.work.run(checked, data, transform, self.limits, spec.json_schema)
+        return self.check_data(spec, data if transform is None else transform(data))
 
     def _new(self, doc_id: str, owner: Principal, data: dict[str, Any]) -> StoredDocument:
         now = self.clock()
@@ -262,7 +287,7 @@ class DocumentService:
         first response to replay."""
         spec = await self.collections.get(name)
         owner = access.check_create(spec, caller)
-        data = self.check_data(spec, data)
+        data = await self._checked(spec, data)
         if idempotency_key is None:
             doc = self._new(new_document_id(), owner, data)
             await self._insert_new(spec, doc)
@@ -317,14 +342,18 @@ class DocumentService:
                 errors=[FieldError(loc=["path", "doc_id"], msg="reserved id", type="reserved")],
             )
         self._require_precondition(pre, creating_allowed=True)
-        checked = self.check_data(spec, data)
+        replacement = await self._checked(spec, data)
+
+        async def replace(_current: dict[str, Any]) -> dict[str, Any]:
+            return replacement
+
         return await self._change(
             spec,
             caller,
             doc_id,
             pre,
-            lambda _current: checked,
-            create=lambda: self._new(doc_id, owner, checked),
+            replace,
+            create=lambda: self._new(doc_id, owner, replacement),
         )
 
     async def patch(
@@ -337,7 +366,7 @@ class DocumentService:
     ) -> StoredDocument:
         """Apply an RFC 7396 merge patch to `data`; never loses a concurrent update."""
         return await self._modify(
-            name, doc_id, caller, pre, lambda data: merge_patch(data, patch), weight=patch
+            name, doc_id, caller, pre, partial(merge_patch, patch=patch), weight=patch
         )
 
     async def _modify(
@@ -346,12 +375,13 @@ class DocumentService:
         doc_id: str,
         caller: Principal | None,
         pre: Preconditions,
-        transform: Callable[[dict[str, Any]], Any],
+        transform: Transform,
         *,
         attempts: int = MAX_WRITE_ATTEMPTS,
         weight: Any = None,
     ) -> StoredDocument:
-        """Change an existing document's data by `transform`, validated and written
+        """Change an existing document's data by `transform` (a module-level function or
+        a partial of one: it may run in a worker process), validated and written
         atomically (see `_change`); `weight` is what the request brought (its size
         decides where the work runs)."""
         spec = await self.collections.get(name)
@@ -362,9 +392,8 @@ class DocumentService:
             caller,
             doc_id,
             pre,
-            lambda current: self.check_data(spec, transform(current.data)),
+            lambda data: self._checked(spec, data, transform, weight=weight),
             attempts=attempts,
-            weight=weight,
         )
         return doc
 
@@ -374,11 +403,10 @@ class DocumentService:
         caller: Principal | None,
         doc_id: str,
         pre: Preconditions,
-        new_data: Callable[[StoredDocument], dict[str, Any]],
+        new_data: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
         *,
         create: Callable[[], StoredDocument] | None = None,
         attempts: int = MAX_WRITE_ATTEMPTS,
-        weight: Any = None,
     ) -> tuple[StoredDocument, bool]:
         """Read, check, and write conditioned on the version read: the precondition check
         and the version bump are one database operation. Without If-Match, a write that
@@ -420,13 +448,7 @@ class DocumentService:
                     f"Document {spec.id}/{doc_id} is at version {current.version}, "
                     f"not {_shown(pre.if_match)}"
                 )
-            if _heavy(weight) or _heavy(current.data):
-                # Applying, validating and measuring a big change is CPU work (bounded by
-                # the work budget, yet up to a few hundred ms): in a thread, the event
-                # loop keeps answering other requests meanwhile.
-                changed = await asyncio.to_thread(new_data, current)
-            else:
-                changed = new_data(current)
+            changed = await new_data(current.data)
             updated = await repo.update_data(current, changed, now=self.clock(), write_id=write_id)
             if updated is not None:
                 return updated, False
@@ -455,7 +477,7 @@ class DocumentService:
             doc_id,
             caller,
             pre,
-            lambda data: apply_json_patch(data, patch, self.limits.max_bytes),
+            partial(apply_json_patch, patch=patch, max_bytes=self.limits.max_bytes),
             weight=operations,
         )
 
@@ -475,7 +497,7 @@ class DocumentService:
             doc_id,
             caller,
             pre,
-            lambda data: apply_update(data, operations, self.limits.max_bytes),
+            partial(apply_update, operations=operations, max_bytes=self.limits.max_bytes),
             attempts=MAX_UPDATE_ATTEMPTS,
             weight=body,
         )
@@ -515,10 +537,15 @@ class DocumentService:
         results: list[BulkItem] = []
         valid: list[StoredDocument] = []
         positions: list[int] = []
-        for index, data in enumerate(documents):
-            try:
-                checked = self.check_data(spec, data)
-            except AppError as exc:
+        if _heavy(documents):  # many or big items: checked in a worker process
+            outcomes = await self.work.run(
+                checked_each, list(documents), self.limits, spec.json_schema
+            )
+        else:
+            outcomes = [_outcome(partial(self.check_data, spec, data)) for data in documents]
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, AppError):
+                exc = outcome
                 results.append(
                     BulkItem(
                         index,
@@ -529,7 +556,7 @@ class DocumentService:
                     )
                 )
                 continue
-            doc = self._new(new_document_id(), owner, checked)
+            doc = self._new(new_document_id(), owner, outcome)
             valid.append(doc)
             positions.append(index)
             results.append(BulkItem(index, 201, id=doc.id, version=1))
@@ -584,18 +611,15 @@ class DocumentService:
         result = BulkChange(matched=len(ids), more=more)
         if dry_run:
             return result
+        transform = partial(apply_update, operations=operations, max_bytes=self.limits.max_bytes)
+
+        async def updated(data: dict[str, Any]) -> dict[str, Any]:
+            return await self._checked(spec, data, transform, weight=body)
+
         for doc_id in ids:
             try:
                 await self._change(
-                    spec,
-                    caller,
-                    doc_id,
-                    Preconditions(),
-                    lambda current: self.check_data(
-                        spec, apply_update(current.data, operations, self.limits.max_bytes)
-                    ),
-                    attempts=MAX_UPDATE_ATTEMPTS,
-                    weight=body,
+                    spec, caller, doc_id, Preconditions(), updated, attempts=MAX_UPDATE_ATTEMPTS
                 )
                 result.modified += 1
             except AppError as exc:
