@@ -1,12 +1,20 @@
-"""One real database server per test session; one fresh database per test.
+"""One real database server per test process; one running app per settings, wiped between
+tests.
 
-Without MONGODB_URL the suite starts the embedded SecantusDB (in-memory storage) once;
-with it, tests run against that MongoDB. Each test gets its own database name, dropped
-afterwards, so tests never see each other's data.
+Without MONGODB_URL each test process (xdist worker) starts the embedded SecantusDB
+(in-memory storage) once; with it, tests run against that MongoDB. The `app` fixture
+keeps one running app (and its database) per distinct `shared_settings(...)` for the
+whole process: between tests its database is emptied (the collections the app made at
+start-up keep their indexes; the rest are dropped) and its caches of database records
+are cleared, so tests never see each other's data, and none pays for starting an app
+and compiling its routes (about 80 ms each). Settings from `make_settings` (a fresh
+database name) or a test marked `own_app` get an app of their own, as before.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import os
 import socket
 import subprocess
@@ -15,7 +23,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,9 +83,20 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+def shared_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings whose app the test process shares (see the module's docstring): the same
+    overrides name the same database, so they find the same running app."""
+    digest = hashlib.sha256(repr(sorted(overrides.items())).encode()).hexdigest()[:10]
+    name = f"{SHARED_PREFIX}{os.getpid()}_{digest}"
+    return make_settings(database_url, mongodb_db=name, **overrides)
+
+
+SHARED_PREFIX = "shared_"
+
+
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return make_settings(database_url)
+    return shared_settings(database_url)
 
 
 @asynccontextmanager
@@ -98,10 +117,70 @@ async def _drop(settings: Settings) -> None:
     await cleanup.close()
 
 
+class SharedApps:
+    """The running apps of one test process, by database name; the oldest is closed when
+    more than `keep` are open."""
+
+    def __init__(self, keep: int = 1) -> None:
+        self.keep = keep
+        self._open: dict[str, tuple[FastAPI, AsyncExitStack, set[str]]] = {}
+
+    async def get(self, settings: Settings) -> FastAPI:
+        name = settings.mongodb_db
+        if name in self._open:
+            return self._open[name][0]
+        if len(self._open) >= self.keep:
+            await self._close(next(iter(self._open)))
+        stack = AsyncExitStack()
+        app = await stack.enter_async_context(running_app(settings))
+        made = set(await app.state.container.db.list_collection_names())
+        self._open[name] = (app, stack, made)
+        return app
+
+    async def wipe(self, app: FastAPI) -> None:
+        """Empty the app's database and forget what its caches read from it."""
+        container: Container = app.state.container
+        made = self._open[container.settings.mongodb_db][2]
+        db = container.db
+        names = [n for n in await db.list_collection_names() if not n.startswith("system.")]
+        await asyncio.gather(*(db[n].delete_many({}) if n in made else db[n].drop() for n in names))
+        if container.feed is not None:
+            for cache in container.feed.caches.values():
+                cache.clear()
+
+    async def _close(self, name: str) -> None:
+        _, stack, _ = self._open.pop(name)
+        await stack.aclose()
+
+    async def close(self) -> None:
+        for name in list(self._open):
+            await self._close(name)
+
+
+@pytest.fixture(scope="session")
+async def shared_apps(database_url: str) -> AsyncIterator[SharedApps]:
+    """Closed before the database server stops (it depends on `database_url`)."""
+    apps = SharedApps()
+    yield apps
+    await apps.close()
+
+
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    async with running_app(settings) as app:
+async def app(
+    settings: Settings, shared_apps: SharedApps, request: pytest.FixtureRequest
+) -> AsyncIterator[FastAPI]:
+    shared = settings.mongodb_db.startswith(SHARED_PREFIX)
+    if not shared or request.node.get_closest_marker("own_app"):
+        # Its own database too: dropping it must not take the shared app's indexes.
+        own = settings.model_copy(update={"mongodb_db": f"test_{uuid.uuid4().hex[:12]}"})
+        async with running_app(own if shared else settings) as app:
+            yield app
+        return
+    app = await shared_apps.get(settings)
+    try:
         yield app
+    finally:
+        await shared_apps.wipe(app)
 
 
 def http_client(app: FastAPI) -> httpx.AsyncClient:

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.main import create_app
 from app.users.models import Role
-from tests.conftest import PASSWORD, Account, make_settings
+from tests.conftest import PASSWORD, Account, shared_settings
 
 ANON, USER, OTHER, ADMIN = "anonymous", "user", "other user", "admin"
 PRINCIPALS = (ANON, OTHER, USER, ADMIN)
@@ -50,7 +50,7 @@ class World:
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     """Event streams end right after they open, so a 200 stream is a finished response."""
-    return make_settings(database_url, realtime_max_stream_seconds=0.01)
+    return shared_settings(database_url, realtime_max_stream_seconds=0.01)
 
 
 Request = tuple[str, dict[str, Any]]  # path, httpx keyword arguments

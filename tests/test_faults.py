@@ -17,6 +17,7 @@ from pymongo import MongoClient
 from app.db.embedded import EmbeddedDatabase
 from app.users.models import Role
 from tests.conftest import (
+    SharedApps,
     api_server,
     assert_problem,
     http_client,
@@ -25,6 +26,12 @@ from tests.conftest import (
     signed_in,
 )
 from tests.wire_proxy import LosingProxy
+
+
+@pytest.fixture(autouse=True)
+async def alone(shared_apps: SharedApps) -> None:
+    """The process-wide gauges (read cache on, ...) are then the app under test's own."""
+    await shared_apps.close()
 
 
 @pytest.fixture

@@ -20,14 +20,14 @@ from app.config import Settings
 from app.files.names import RangeNotSatisfiable, byte_range, check_filename, content_disposition
 from app.files.store import CHUNK_BYTES, CHUNKS_PER_WRITE, Abandoned, StoredFile
 from app.ops.metrics import REGISTRY
-from tests.conftest import Account, MakeAccount, assert_problem, make_settings
+from tests.conftest import Account, MakeAccount, assert_problem, shared_settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return make_settings(database_url, file_max_bytes=6 * 1024 * 1024, file_max_per_document=3)
+    return shared_settings(database_url, file_max_bytes=6 * 1024 * 1024, file_max_per_document=3)
 
 
 async def declare(client: httpx.AsyncClient, admin: Account, name: str, read: str) -> None:

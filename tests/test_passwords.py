@@ -7,6 +7,7 @@ import os
 import threading
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from app.auth.passwords import HASH_THREAD_NICENESS
@@ -15,7 +16,11 @@ from tests.conftest import PASSWORD, Account, http_client, make_settings, runnin
 
 
 async def test_requests_are_served_while_a_password_hash_runs(
-    app: FastAPI, client: httpx.AsyncClient, container: Container, user: Account
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    container: Container,
+    user: Account,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     hashing = threading.Event()
     release = threading.Event()
@@ -26,7 +31,7 @@ async def test_requests_are_served_while_a_password_hash_runs(
         release.wait(timeout=30)
         return real_verify(password_hash, password)
 
-    container.hasher.verify_sync = held_verify  # type: ignore[method-assign]
+    monkeypatch.setattr(container.hasher, "verify_sync", held_verify)
     try:
         login = asyncio.create_task(
             client.post("/v1/auth/login", json={"email": user.email, "password": PASSWORD})
@@ -66,7 +71,7 @@ async def test_login_rehashes_when_the_parameters_change(database_url: str) -> N
 
 
 async def test_hashing_runs_below_the_priority_of_request_handling(
-    container: Container, user: Account
+    container: Container, user: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A login storm hashes in niced threads, so other requests preempt it (make bench)."""
     niceness: list[int] = []
@@ -76,7 +81,7 @@ async def test_hashing_runs_below_the_priority_of_request_handling(
         niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         return real_verify(password_hash, password)
 
-    container.hasher.verify_sync = observed_verify  # type: ignore[method-assign]
+    monkeypatch.setattr(container.hasher, "verify_sync", observed_verify)
     user_record = await container.users.get_by_email(user.email)
     assert await container.hasher.verify(user_record.password_hash, PASSWORD)
     ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())

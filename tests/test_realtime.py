@@ -414,6 +414,7 @@ async def test_stream_errors_are_problems(
     assert_problem(await client.post("/v1/realtime/tickets"), 401, "not_authenticated")
 
 
+@pytest.mark.own_app
 async def test_without_a_change_stream_the_endpoint_answers_503(
     app: FastAPI, client: httpx.AsyncClient, admin: Account, user: Account
 ) -> None:

@@ -77,6 +77,7 @@ def _field_paths(body: dict[str, Any]) -> list[list[Any]]:
     return [error["loc"] for error in body["errors"]]
 
 
+@pytest.mark.own_app  # it looks at whether the pool has started
 async def test_big_changes_through_the_api_answer_as_small_ones_do(
     client: httpx.AsyncClient, container: Container, admin: Account, user: Account
 ) -> None:
