@@ -106,7 +106,7 @@ export: $(STAMP) ## Back up users, declarations and documents: make export DIR=b
 
 import: $(STAMP) ## Restore a backup: make import DIR=backup/ (MONGODB_DB=... picks the target)
 	@test -n "$(DIR)" || { echo "usage: make import DIR=backup/   (MONGODB_DB=... picks the target)"; exit 2; }
-	$(PY) -m scripts.import --all "$(DIR)"
+	$(PY) -m scripts.restore --all "$(DIR)"
 
 openapi: $(STAMP) ## Regenerate the committed API contract, openapi.json
 	$(PY) -m scripts.openapi

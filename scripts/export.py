@@ -10,7 +10,7 @@ Each document line is a document as the API shows it (id, owner, version, timest
 data); each users.ndjson line an account (id, email, name, role, disabled, timestamps
 and its argon2 password hash, so people sign in with their passwords after a restore).
 Sessions, refresh tokens, rate-limit counters and idempotency keys are not exported.
-`scripts.import --all backup/` loads it all back unchanged, into any database
+`scripts.restore --all backup/` loads it all back unchanged, into any database
 (MONGODB_DB picks it).
 
 The export directory is sensitive: password hashes can be attacked offline, and the
@@ -80,7 +80,7 @@ def user_line(user: User) -> str:
 
 
 def declaration(spec: CollectionSpec) -> dict[str, Any]:
-    """A collection as a seed record, so `scripts.seed` or `scripts.import --all` recreate it."""
+    """A collection as a seed record, so `scripts.seed` or `scripts.restore --all` recreate it."""
     return {
         "kind": "collection",
         "name": spec.id,
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             done = f"exported {plural(count, 'document')} of {spec.id} to {args.output}"
             if args.output == "-":
                 return done
-            return f"{done}\nload it with: python -m scripts.import {spec.id} {args.output}"
+            return f"{done}\nload it with: python -m scripts.restore {spec.id} {args.output}"
         folder = Path(args.output)
         prepare_directory(folder)
         specs = await container.collections.list_all()
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         return (
             f"exported {plural(users, 'user')} and {plural(len(specs), 'collection')} to "
             f"{folder} ({', '.join(counts) or 'no documents'}; {plural(files, 'file')})\n"
-            f"restore with: MONGODB_DB=<target> python -m scripts.import --all {folder}\n"
+            f"restore with: MONGODB_DB=<target> python -m scripts.restore --all {folder}\n"
             f"{folder} holds password hashes and private documents: keep it private"
         )
 

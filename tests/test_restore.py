@@ -96,7 +96,7 @@ async def test_a_full_export_restores_into_an_empty_database_and_people_sign_in(
     assert "exported 3 users and 1 collection to" in exported.stdout
     assert "notes: 4 documents" in exported.stdout
     assert "1 file" in exported.stdout
-    assert "scripts.import --all" in exported.stdout  # what to do next
+    assert "scripts.restore --all" in exported.stdout  # what to do next
 
     # The export holds password hashes: owner-only files in an owner-only directory.
     assert sorted(p.name for p in backup.iterdir()) == [
@@ -132,13 +132,13 @@ async def test_a_full_export_restores_into_an_empty_database_and_people_sign_in(
 
     target = other_database(settings)
     try:
-        imported = script(target, "scripts.import", "--all", str(backup))
+        imported = script(target, "scripts.restore", "--all", str(backup))
         assert imported.returncode == 0, imported.stderr
         assert "users: 3 users (0 already there)" in imported.stdout
         assert "collections: 1 collection created" in imported.stdout
         assert "notes: 4 new, 0 present" in imported.stdout
         assert f"MONGODB_DB={target.mongodb_db}" in imported.stdout
-        again = script(target, "scripts.import", "--all", str(backup))
+        again = script(target, "scripts.restore", "--all", str(backup))
         assert again.returncode == 0, again.stderr
         assert "users: 0 users (3 already there)" in again.stdout
         assert "0 collections created, 0 updated, 1 unchanged" in again.stdout
@@ -231,7 +231,7 @@ async def test_imported_users_keep_ids_get_normalised_emails_and_never_take_an_e
     users_file.write_text(good[0] + line(str(ObjectId()), "x@example.com", password_hash="pw"))
 
     # A bad line stops the import after keeping what came before; fixed, it resumes.
-    stopped = script(settings, "scripts.import", "--all", str(backup))
+    stopped = script(settings, "scripts.restore", "--all", str(backup))
     assert stopped.returncode == 1
     assert "line 2" in stopped.stderr and "password_hash" in stopped.stderr
     assert "Fix it and run the same command to resume" in stopped.stderr
@@ -239,13 +239,13 @@ async def test_imported_users_keep_ids_get_normalised_emails_and_never_take_an_e
     assert await container.db["users"].count_documents({"_id": ObjectId(ada_id)}) == 1
 
     users_file.write_text("".join(good))
-    resumed = script(settings, "scripts.import", "--all", str(backup))
+    resumed = script(settings, "scripts.restore", "--all", str(backup))
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
     assert "users: 0 users (0 already there), 2 skipped (email taken)" in resumed.stdout
     assert "warning: skipped 2 users whose email another account" in resumed.stderr
 
-    again = script(settings, "scripts.import", "--all", str(backup))
+    again = script(settings, "scripts.restore", "--all", str(backup))
     assert again.returncode == 0, again.stderr
     assert "users: 0 users (1 already there), 2 skipped (email taken)" in again.stdout
 
@@ -279,7 +279,7 @@ async def test_one_collection_into_an_empty_database_is_declared_from_the_export
     target = other_database(settings)
     copy = container.db.client[target.mongodb_db]
     try:
-        refused = script(target, "scripts.import", "notes", str(loose))
+        refused = script(target, "scripts.restore", "notes", str(loose))
         assert refused.returncode == 1
         assert refused.stderr == (
             f"error: collection notes is not declared in database {target.mongodb_db}: "
@@ -288,12 +288,12 @@ async def test_one_collection_into_an_empty_database_is_declared_from_the_export
         )
         assert await copy["docs_notes"].count_documents({}) == 0
 
-        unknown = script(target, "scripts.import", "tasks", str(backup / "notes.ndjson"))
+        unknown = script(target, "scripts.restore", "tasks", str(backup / "notes.ndjson"))
         assert unknown.returncode == 1
         assert f"nor in {backup / 'collections.json'}" in unknown.stderr
         assert "Traceback" not in unknown.stderr
 
-        imported = script(target, "scripts.import", "notes", str(backup / "notes.ndjson"))
+        imported = script(target, "scripts.restore", "notes", str(backup / "notes.ndjson"))
         assert imported.returncode == 0, imported.stderr
         assert f"declared collection notes in database {target.mongodb_db}" in imported.stderr
         assert "imported 2 documents into notes" in imported.stdout
@@ -303,7 +303,7 @@ async def test_one_collection_into_an_empty_database_is_declared_from_the_export
         originals = [d async for d in container.db["docs_notes"].find({}, stored).sort("_id")]
         assert [d async for d in copy["docs_notes"].find({}, stored).sort("_id")] == originals
 
-        again = script(target, "scripts.import", "notes", str(backup / "notes.ndjson"))
+        again = script(target, "scripts.restore", "notes", str(backup / "notes.ndjson"))
         assert again.returncode == 0, again.stderr
         assert "imported 0 documents into notes" in again.stdout
         assert "(2 already there)" in again.stdout

@@ -145,7 +145,7 @@ async def test_export_then_import_into_an_empty_database_gives_identical_documen
 
     target = settings.model_copy(update={"mongodb_db": settings.mongodb_db + "_copy"})
     try:
-        imported = script(target, "scripts.import", "--all", str(tmp_path / "backup"))
+        imported = script(target, "scripts.restore", "--all", str(tmp_path / "backup"))
         assert imported.returncode == 0, imported.stderr
         copy = container.db.client[target.mongodb_db]
         # All but the ids of the last writes (retry bookkeeping, not data: not exported).
@@ -165,14 +165,14 @@ async def test_export_then_import_into_an_empty_database_gives_identical_documen
         assert [c["data"] async for c in copy["files.chunks"].find()] == source_chunks
         declared = await copy["collections"].find_one({"_id": "articles"})
         assert declared is not None and declared["access"]["read"] == "public"
-        again = script(target, "scripts.import", "--all", str(tmp_path / "backup"))
+        again = script(target, "scripts.restore", "--all", str(tmp_path / "backup"))
         assert "notes: 0 new, 40 present" in again.stdout
         assert "files: 0 new, 0 replaced, 1 unchanged" in again.stdout
         # A manifest names blobs by hash only: a path in its place is refused, not read.
         manifest = tmp_path / "backup" / "files.ndjson"
         entry = json.loads(manifest.read_text())
         manifest.write_text(json.dumps({**entry, "sha256": "../users.ndjson"}) + "\n")
-        tampered = script(target, "scripts.import", "--all", str(tmp_path / "backup"))
+        tampered = script(target, "scripts.restore", "--all", str(tmp_path / "backup"))
         assert tampered.returncode == 1
         assert "files.ndjson:1: sha256 must be 64 hex digits" in tampered.stderr
         # A blob whose bytes are not what its hash names is refused, not stored.
@@ -180,7 +180,7 @@ async def test_export_then_import_into_an_empty_database_gives_identical_documen
         blob = tmp_path / "backup" / "files" / entry["sha256"]
         blob.write_bytes(b"damaged" + blob.read_bytes())
         await copy["files.files"].delete_many({})
-        damaged = script(target, "scripts.import", "--all", str(tmp_path / "backup"))
+        damaged = script(target, "scripts.restore", "--all", str(tmp_path / "backup"))
         assert damaged.returncode == 1
         assert "does not hold the content its name promises" in damaged.stderr
         assert await copy["files.files"].count_documents({}) == 0
@@ -199,13 +199,13 @@ async def test_an_import_stopped_by_a_bad_line_resumes_after_the_fix(
     source.write_text("\n".join(broken) + "\n")
     await container.db["docs_notes"].delete_many({})
 
-    failed = script(settings, "scripts.import", "notes", str(source), "--batch-size", "5")
+    failed = script(settings, "scripts.restore", "notes", str(source), "--batch-size", "5")
     assert failed.returncode == 1
     assert "line 24" in failed.stderr and "Fix it and run the same command" in failed.stderr
     assert await container.db["docs_notes"].count_documents({}) == 23  # batches kept
 
     source.write_text("\n".join(lines) + "\n")
-    resumed = script(settings, "scripts.import", "notes", str(source), "--batch-size", "5")
+    resumed = script(settings, "scripts.restore", "notes", str(source), "--batch-size", "5")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
     assert "imported 17 documents" in resumed.stdout
@@ -233,7 +233,7 @@ async def test_an_import_killed_half_way_resumes_without_duplicates(
                 + "\n"
             )
     process = script(
-        settings, "scripts.import", "big", str(source), "--batch-size", "1", wait=False
+        settings, "scripts.restore", "big", str(source), "--batch-size", "1", wait=False
     )
     marker = source.with_name(source.name + ".import-progress")
     deadline = time.monotonic() + 120
@@ -244,7 +244,7 @@ async def test_an_import_killed_half_way_resumes_without_duplicates(
     partial = await container.db["docs_big"].count_documents({})
     assert 0 < partial < 3000
 
-    resumed = script(settings, "scripts.import", "big", str(source), "--batch-size", "500")
+    resumed = script(settings, "scripts.restore", "big", str(source), "--batch-size", "500")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
     assert await container.db["docs_big"].count_documents({}) == 3000

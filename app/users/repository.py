@@ -164,7 +164,7 @@ class UserRepository:
     async def count_admins(self) -> int:
         return await self.collection.count_documents({"role": Role.ADMIN, "disabled": False})
 
-    # -- backup and restore (scripts.export, scripts.import) -------------------------------
+    # -- backup and restore (scripts.export, scripts.restore) -------------------------------
 
     async def count_all(self) -> int:
         return await self.collection.count_documents({})

@@ -156,7 +156,7 @@ class UserService:
             raise Forbidden("Admins delete their own account with DELETE /v1/users/me")
         await self.delete(user_id)
 
-    # -- restore (scripts.import) ----------------------------------------------------------
+    # -- restore (scripts.restore) ----------------------------------------------------------
 
     async def import_users(self, users: list[User]) -> UsersImported:
         """Insert exported accounts as they were: ids, password hashes, roles, timestamps.

@@ -1,8 +1,8 @@
 """Import what scripts.export wrote (accounts, declarations, documents), batched and resumable.
 
-    python -m scripts.import --all backup/              # users, declarations, documents
-    python -m scripts.import notes notes.ndjson         # one collection
-    MONGODB_DB=other python -m scripts.import --all backup/   # into another database
+    python -m scripts.restore --all backup/              # users, declarations, documents
+    python -m scripts.restore notes notes.ndjson         # one collection
+    MONGODB_DB=other python -m scripts.restore --all backup/   # into another database
 
 --all imports users.ndjson first (accounts keep their ids and password hashes, so
 document owners match and people sign in with their passwords; sessions are not
