@@ -31,7 +31,7 @@ run: $(STAMP) ## Serve the API on HOST:PORT (embedded database unless MONGODB_UR
 lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check app tests scripts bench
 	$(VENV)/bin/ruff format --check app tests scripts bench
-	$(VENV)/bin/mypy app scripts
+	$(VENV)/bin/mypy app scripts tests bench
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix app tests scripts bench

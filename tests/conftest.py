@@ -80,7 +80,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "mongodb_timeout_ms": 2000,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def shared_settings(database_url: str, **overrides: Any) -> Settings:

@@ -13,7 +13,7 @@ from tests.conftest import PASSWORD, Account, assert_problem, make_settings, run
 
 async def register(
     client: httpx.AsyncClient, email: str, password: str = PASSWORD, name: str = "Ada"
-):  # type: ignore[no-untyped-def]
+) -> httpx.Response:
     return await client.post(
         "/v1/auth/register", json={"email": email, "password": password, "name": name}
     )

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.main import create_app
 from app.users.models import Role
-from tests.conftest import PASSWORD, Account, shared_settings
+from tests.conftest import PASSWORD, Account, MakeAccount, shared_settings
 
 ANON, USER, OTHER, ADMIN = "anonymous", "user", "other user", "admin"
 PRINCIPALS = (ANON, OTHER, USER, ADMIN)
@@ -230,7 +230,7 @@ def test_every_route_has_a_rule() -> None:
     assert not sorted(set(ROUTES) - set(routes)), "rules for routes that no longer exist"
 
 
-async def make_world(app: FastAPI, client: httpx.AsyncClient, make_account) -> World:  # type: ignore[no-untyped-def]
+async def make_world(app: FastAPI, client: httpx.AsyncClient, make_account: MakeAccount) -> World:
     accounts = {
         USER: await make_account(),
         OTHER: await make_account(),
@@ -263,7 +263,7 @@ async def test_authorization_matrix(
     principal: str,
     app: FastAPI,
     client: httpx.AsyncClient,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     rule, build = ROUTES[operation]
     method = METHODS[operation]
@@ -317,7 +317,7 @@ async def test_document_access_grid(
     read: str,
     write: str,
     client: httpx.AsyncClient,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     accounts = {
         OWNER: await make_account(),
@@ -336,8 +336,8 @@ async def test_document_access_grid(
             assert created.status_code == 201, created.text
             doc_id = created.json()["id"]
             headers = accounts[caller].headers if caller != ANON else {}
-            body = {"json": {"n": 1}} if method in ("PUT", "PATCH") else {}
-            response = await client.request(method, f"{docs}/{doc_id}", headers=headers, **body)
+            body = {"n": 1} if method in ("PUT", "PATCH") else None
+            response = await client.request(method, f"{docs}/{doc_id}", headers=headers, json=body)
             # Where only admins write, the "owner" account owns nothing: just another user.
             seen_as = OTHER if write == "admin" and caller == OWNER else caller
             expected = expected_status(read, write, method, seen_as)

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from app.clock import utc_now
 from app.config import Settings
 from app.files.names import RangeNotSatisfiable, byte_range, check_filename, content_disposition
-from app.files.store import CHUNK_BYTES, CHUNKS_PER_WRITE, Abandoned, StoredFile
+from app.files.store import CHUNK_BYTES, CHUNKS_PER_WRITE, Abandoned, FileStore, StoredFile
 from app.ops.metrics import REGISTRY
 from tests.conftest import Account, MakeAccount, assert_problem, shared_settings
 
@@ -254,9 +254,9 @@ async def test_a_client_that_leaves_mid_upload_is_a_disconnect_not_an_error(
         # The first part of the body, then the client is gone (for good).
         return arriving.pop() if arriving else {"type": "http.disconnect"}
 
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     headers = [(k.lower().encode(), v.encode()) for k, v in user.headers.items()]
@@ -394,7 +394,8 @@ async def upload_raw(
     app: FastAPI, document: str, body: AsyncIterator[bytes], clock: Callable[[], datetime]
 ) -> StoredFile:
     """The store's upload itself (no HTTP), of file "n" on document `document` of "c"."""
-    return await app.state.container.files.store.upload(
+    store: FileStore = app.state.container.files.store
+    return await store.upload(
         "c",
         document,
         "n",

@@ -90,7 +90,7 @@ def refs(node: Any) -> list[str]:
 
 def validator_for(spec: dict[str, Any], component: str) -> Draft202012Validator:
     """Validate data against a component as a client's validator would, refs and all."""
-    resource = Resource(contents=spec, specification=DRAFT202012)
+    resource: Resource[Any] = DRAFT202012.create_resource(spec)
     registry: Registry[Any] = Registry().with_resource("urn:contract", resource)
     schema = {"$ref": f"urn:contract#/components/schemas/{component}"}
     return Draft202012Validator(schema, registry=registry)

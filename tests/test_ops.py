@@ -6,7 +6,7 @@ import inspect
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -134,7 +134,7 @@ async def test_an_oversized_body_is_413_and_changes_nothing(
 
 
 async def test_a_streamed_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(40):
             yield b"x" * 50_000
 

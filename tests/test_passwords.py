@@ -83,6 +83,7 @@ async def test_hashing_runs_below_the_priority_of_request_handling(
 
     monkeypatch.setattr(container.hasher, "verify_sync", observed_verify)
     user_record = await container.users.get_by_email(user.email)
+    assert user_record is not None
     assert await container.hasher.verify(user_record.password_hash, PASSWORD)
     ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert niceness == [min(19, ours + HASH_THREAD_NICENESS)]

@@ -233,13 +233,14 @@ async def test_cursors_are_tamper_proof_and_tied_to_their_query(
     cursor = page["next_cursor"]
     assert cursor
     forged = cursor[:-2] + ("AA" if not cursor.endswith("AA") else "BB")
-    for params in (
+    bad_pages: list[dict[str, str | int]] = [
         {"limit": 2, "sort": "data.name", "cursor": forged},
         {"limit": 2, "sort": "-data.name", "cursor": cursor},
         {"limit": 2, "sort": "data.name", "cursor": cursor, "filter": '{"data.score": 9}'},
         {"limit": 2, "cursor": "garbage"},
         {"limit": 2, "cursor": cursor.split(".")[0] + ".\u00e9t\u00e9"},  # not ASCII
-    ):
+    ]
+    for params in bad_pages:
         response = await client.get(URL, params=params, headers=user.headers)
         assert_problem(response, 400, "invalid_cursor")
 
@@ -330,7 +331,7 @@ async def test_paging_returns_every_match_exactly_once_in_order(
         assert bulk.status_code in (200, 201), bulk.text
 
     async def unpaged() -> list[str]:
-        params = {"sort": sort, "limit": 100}
+        params: dict[str, str | int] = {"sort": sort, "limit": 100}
         response = await client.get(url, params=params, headers=admin.headers)
         assert response.status_code == 200, response.text
         assert response.json()["next_cursor"] is None
@@ -368,7 +369,7 @@ async def test_paging_returns_every_match_exactly_once_in_order(
 # MongoDB's documented order: arrays by their smallest element ascending and their largest
 # descending, an empty array before null/missing, then type brackets (null < numbers <
 # strings < objects < arrays < booleans).
-MIXED_ORDER_DOCS = {
+MIXED_ORDER_DOCS: dict[str, dict[str, Any]] = {
     "empty": {"v": []},
     "missing": {},
     "neg": {"v": [-1, "z"]},

@@ -9,6 +9,7 @@ from app.container import Container
 from tests.conftest import (
     PASSWORD,
     Account,
+    MakeAccount,
     assert_problem,
     http_client,
     make_settings,
@@ -215,7 +216,7 @@ async def test_admin_routes_refuse_plain_users_and_anonymous(
 async def test_admin_lists_users_page_by_page(
     client: httpx.AsyncClient,
     admin: Account,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     for i in range(4):
         await make_account(f"page{i}@example.com")
@@ -237,7 +238,7 @@ async def test_admin_lists_users_page_by_page(
 async def test_admin_search_matches_email_and_name(
     client: httpx.AsyncClient,
     admin: Account,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     await make_account("grace@example.com", name="Grace Hopper")
     await make_account("alan@example.com", name="Alan Turing")
@@ -257,7 +258,7 @@ async def test_admin_search_matches_email_and_name(
     ],
 )
 async def test_admin_list_refuses_bad_paging(
-    client: httpx.AsyncClient, admin: Account, params: dict[str, object], code: str
+    client: httpx.AsyncClient, admin: Account, params: dict[str, str | int], code: str
 ) -> None:
     response = await client.get("/v1/users", params=params, headers=admin.headers)
     assert_problem(response, 400 if code == "invalid_cursor" else 422, code)
@@ -266,7 +267,7 @@ async def test_admin_list_refuses_bad_paging(
 async def test_a_cursor_is_tied_to_its_search(
     client: httpx.AsyncClient,
     admin: Account,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     for i in range(3):
         await make_account(f"tied{i}@example.com")
