@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from beanie import init_beanie
 
+from app.accounts.principal import Principal
 from app.auth.action_tokens import ActionTokenRepository
 from app.auth.api_keys import COLLECTION as API_KEYS
 from app.auth.api_keys import ApiKeyCache, ApiKeyRepository
@@ -46,7 +47,7 @@ from app.pagination import CursorCodec
 from app.realtime.hub import RealtimeHub
 from app.realtime.service import RealtimeService, TicketRepository
 from app.users.models import User
-from app.users.repository import Principal, UserRepository
+from app.users.repository import UserRepository
 from app.users.service import UserService
 
 log = logging.getLogger("docstore.container")

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 from fastapi.security import OAuth2PasswordBearer
 
+from app.accounts.principal import Principal
 from app.auth.lifecycle import AccountLifecycle
 from app.auth.service import AuthService, ClientInfo, refuse_api_key
 from app.collections.service import CollectionService
@@ -18,7 +19,6 @@ from app.config import Settings
 from app.container import Container
 from app.documents.service import DocumentService
 from app.errors import ErrorCode, Forbidden, Unauthorized
-from app.users.repository import Principal
 from app.users.service import UserService
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from app.accounts.principal import Principal
 from app.auth.schemas import Email, Name, Password
 from app.collections.models import CollectionSpec
 from app.collections.schemas import CollectionIn, CollectionPatch
@@ -38,7 +39,6 @@ from app.documents.schemas import DocId
 from app.documents.service import Preconditions
 from app.errors import AppError
 from app.users.models import Role
-from app.users.repository import Principal
 from scripts.cli import ScriptError, guarded, plural, progress, run
 from scripts.files import attach, sha256_of
 

@@ -11,7 +11,7 @@ from bson import ObjectId
 from app.auth.models import RateLimitCounter, Session
 from app.db.change_feed import ReadCache
 from app.db.client import Db
-from app.users.repository import parse_object_id
+from app.db.ids import parse_object_id
 
 # Enough rotated-out hashes to recognise a replayed token for any realistic session.
 _USED_HASHES_KEPT = 200

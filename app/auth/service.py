@@ -7,6 +7,7 @@ from datetime import datetime
 
 from bson import ObjectId
 
+from app.accounts.principal import Principal
 from app.auth.api_keys import PREFIX as API_KEY_PREFIX
 from app.auth.api_keys import ApiKey, ApiKeyRepository
 from app.auth.models import Session
@@ -37,7 +38,7 @@ from app.errors import (
     ValidationFailed,
 )
 from app.users.models import Role, User
-from app.users.repository import EmailTakenError, Principal, UserRepository
+from app.users.repository import EmailTakenError, UserRepository
 
 
 class RegistrationDisabled(AppError):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.accounts.principal import Principal
 from app.collections.models import CollectionSpec, ReadAccess, WriteAccess
 from app.documents.models import StoredDocument
 from app.errors import ErrorCode, Forbidden, NotFound, Unauthorized
-from app.users.repository import Principal
 
 
 def _sign_in_first() -> Unauthorized:

@@ -16,12 +16,12 @@ from typing import Any
 
 from pymongo.errors import OperationFailure, PyMongoError
 
+from app.accounts.principal import Principal
 from app.db import transaction
 from app.db.client import Db
 from app.documents.models import StoredDocument
 from app.documents.service import DocumentService, Preconditions, WriteConflict
 from app.errors import AppError, ErrorCode, FieldError
-from app.users.repository import Principal
 
 MAX_OPERATIONS = 100
 # Rounds of the whole batch after transient errors (write conflicts with other writers),

@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any, Literal, NoReturn
 
 from app import strict_json
+from app.accounts.principal import Principal
 from app.clock import Clock
 from app.collections.models import CollectionSpec
 from app.collections.service import CollectionService
@@ -40,7 +41,6 @@ from app.errors import AppError, ErrorCode, FieldError, Forbidden, ValidationFai
 from app.files.store import FileStore
 from app.ops.metrics import WRITE_RETRIES
 from app.pagination import CursorCodec
-from app.users.repository import Principal
 
 ANY = "*"
 # Without If-Match a write re-reads and re-applies itself when another write slipped in

@@ -29,12 +29,12 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
+from app.accounts.principal import Principal
 from app.collections.models import STORAGE_PREFIX
 from app.db.client import Db
 from app.errors import AppError, ErrorCode
 from app.ops.metrics import REALTIME_ENDED, REALTIME_FEED_FAILURES, REALTIME_STREAMS
 from app.tasks import cancel_and_wait
-from app.users.repository import Principal
 
 log = logging.getLogger("docstore.realtime")
 

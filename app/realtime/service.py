@@ -24,6 +24,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.errors import PyMongoError
 from sse_starlette import ServerSentEvent
 
+from app.accounts.principal import Principal
 from app.auth.api_keys import COLLECTION as API_KEYS
 from app.auth.models import Session
 from app.auth.service import AuthService
@@ -41,7 +42,6 @@ from app.ops.metrics import REALTIME_EVENTS
 from app.pagination import CursorCodec, InvalidCursor
 from app.realtime.hub import Change, RealtimeHub, Subscriber
 from app.users.models import Role, User
-from app.users.repository import Principal
 
 log = logging.getLogger("docstore.realtime")
 

@@ -9,11 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from bson.errors import InvalidId
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from app.accounts.principal import Principal
 from app.db.change_feed import ReadCache
 from app.db.client import Db
+from app.db.ids import canonical_id, parse_object_id
 from app.users.models import Role, User
 
 
@@ -21,39 +22,7 @@ class EmailTakenError(Exception):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """What a request needs to know about its caller, read with a narrow projection."""
-
-    id: str
-    role: Role
-    disabled: bool
-    token_version: int
-    # Per request (the cached Principal has neither): the session of the access token,
-    # or the API key the request came with.
-    session_id: str | None = None
-    api_key_id: str | None = None
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role is Role.ADMIN
-
-
 _PRINCIPAL_FIELDS = {"role": 1, "disabled": 1, "token_version": 1}
-
-
-def canonical_id(user_id: str) -> str:
-    """The one spelling of a user id: ObjectId accepts upper-case hex, but ids are stored,
-    compared and cached (and owners recorded) in lower case."""
-    oid = parse_object_id(user_id)
-    return user_id if oid is None else str(oid)
-
-
-def parse_object_id(value: str) -> ObjectId | None:
-    try:
-        return ObjectId(value)
-    except (InvalidId, TypeError):
-        return None
 
 
 PrincipalCache = ReadCache[str, "Principal | None"]

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from app.accounts.principal import Principal
 from app.auth.api_keys import ApiKeyRepository
 from app.auth.lifecycle import AccountLifecycle
 from app.auth.passwords import PasswordHasher
@@ -14,16 +15,11 @@ from app.auth.repository import SessionRepository
 from app.auth.schemas import Email, TokenPair
 from app.auth.service import AuthService, email_taken, refuse_api_key
 from app.clock import Clock
+from app.db.ids import canonical_id
 from app.errors import ErrorCode, FieldError, Forbidden, NotFound, ValidationFailed
 from app.pagination import CursorCodec
 from app.users.models import Role, User
-from app.users.repository import (
-    EmailTakenError,
-    Principal,
-    UserRepository,
-    UsersImported,
-    canonical_id,
-)
+from app.users.repository import EmailTakenError, UserRepository, UsersImported
 
 _CURSOR_SCOPE = "users"
 
