@@ -120,7 +120,6 @@ class Container:
         )
         file_store = FileStore(db)
         documents = DocumentService(
-            files=file_store,
             db=db,
             settings=settings,
             collections=collections,
@@ -160,6 +159,7 @@ class Container:
             api_keys=api_keys,
         )
         collections.on_delete = file_store.delete_for
+        documents.on_delete = file_store.delete_for
         files = FileService(
             store=file_store,
             documents=documents,

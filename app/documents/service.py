@@ -38,7 +38,6 @@ from app.documents.operators import apply_update, parse_update
 from app.documents.repository import DocumentExistsError, DocumentRepository
 from app.documents.validation import DataLimits, check_data
 from app.errors import AppError, ErrorCode, FieldError, Forbidden, ValidationFailed
-from app.files.store import FileStore
 from app.ops.metrics import WRITE_RETRIES
 from app.pagination import CursorCodec
 
@@ -177,10 +176,12 @@ class DocumentService:
         idempotency: IdempotencyStore,
         cursors: CursorCodec,
         clock: Clock,
-        files: FileStore | None = None,
         work: WorkPool | None = None,
     ) -> None:
-        self.files = files
+        # Told (collection, ids) once documents are deleted: their files go with them
+        # (set by the container, as CollectionService.on_delete is; documents know no
+        # file store).
+        self.on_delete: Callable[[str, list[str]], Awaitable[object]] | None = None
         self.work = work or WorkPool(settings.work_processes)
         self.db = db
         self.settings = settings
@@ -520,8 +521,8 @@ class DocumentService:
 
     async def delete_files(self, name: str, doc_ids: list[str]) -> None:
         """The files of deleted documents go with them."""
-        if self.files is not None:
-            await self.files.delete_for(name, doc_ids)
+        if self.on_delete is not None:
+            await self.on_delete(name, doc_ids)
 
     # -- many documents --------------------------------------------------------------------
 
