@@ -17,8 +17,11 @@ from app.auth.service import AuthService, ClientInfo, refuse_api_key
 from app.collections.service import CollectionService
 from app.config import Settings
 from app.container import Container
+from app.documents.batch import BatchService
 from app.documents.service import DocumentService
 from app.errors import ErrorCode, Forbidden, Unauthorized
+from app.files.service import FileService
+from app.realtime.service import RealtimeService
 from app.users.service import UserService
 
 
@@ -57,6 +60,18 @@ async def get_document_service(request: Request) -> DocumentService:
     return _container(request).documents
 
 
+async def get_file_service(request: Request) -> FileService:
+    return _container(request).files
+
+
+async def get_realtime_service(request: Request) -> RealtimeService:
+    return _container(request).realtime
+
+
+async def get_batch_service(request: Request) -> BatchService:
+    return _container(request).batch
+
+
 async def get_client_info(request: Request) -> ClientInfo:
     # Behind a proxy, uvicorn's --proxy-headers/--forwarded-allow-ips fill request.client.
     agent = request.headers.get("user-agent")
@@ -78,6 +93,9 @@ UserServiceDep = Annotated[UserService, Depends(get_user_service)]
 ClientDep = Annotated[ClientInfo, Depends(get_client_info)]
 CollectionServiceDep = Annotated[CollectionService, Depends(get_collection_service)]
 DocumentServiceDep = Annotated[DocumentService, Depends(get_document_service)]
+FileServiceDep = Annotated[FileService, Depends(get_file_service)]
+RealtimeServiceDep = Annotated[RealtimeService, Depends(get_realtime_service)]
+BatchServiceDep = Annotated[BatchService, Depends(get_batch_service)]
 
 # tokenUrl makes Swagger UI's Authorize button work with the OAuth2 password flow.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.deps import OptionalUser
-from app.documents.batch import MAX_OPERATIONS, BatchService, Operation
+from app.deps import BatchServiceDep, OptionalUser
+from app.documents.batch import MAX_OPERATIONS, Operation
 from app.documents.router import etag_versions
 from app.documents.schemas import DocId, DocumentOut, DocumentUpdate
 from app.documents.service import Preconditions, envelope
@@ -110,11 +110,6 @@ class BatchOut(BaseModel):
     results: list[BatchItemOut]
 
 
-async def get_batch(request: Request) -> BatchService:
-    batch: BatchService = request.app.state.container.batch
-    return batch
-
-
 def _operation(item: CreateOp | ReplaceOp | PatchOp | UpdateOp | DeleteOp) -> Operation:
     body: Any = None
     if isinstance(item, CreateOp | ReplaceOp):
@@ -146,7 +141,7 @@ def _operation(item: CreateOp | ReplaceOp | PatchOp | UpdateOp | DeleteOp) -> Op
 async def run_batch(
     body: BatchIn,
     caller: OptionalUser,
-    batch: Annotated[BatchService, Depends(get_batch)],
+    batch: BatchServiceDep,
 ) -> BatchOut:
     done = await batch.run([_operation(item) for item in body.operations], caller)
     return BatchOut(

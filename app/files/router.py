@@ -5,16 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.clock import Timestamp
-from app.deps import OptionalUser
+from app.deps import FileServiceDep, OptionalUser
 from app.documents.schemas import DocumentPathId
 from app.errors import problem_responses
 from app.files.names import byte_range, content_disposition, is_inline, media_type
-from app.files.service import FilePreconditions, FileService
+from app.files.service import FilePreconditions
 from app.files.store import StoredFile
 
 router = APIRouter(prefix="/v1/collections/{name}/documents/{doc_id:doc_id}/files", tags=["files"])
@@ -54,12 +54,6 @@ def _out(stored: StoredFile) -> FileOut:
     )
 
 
-async def get_files(request: Request) -> FileService:
-    service: FileService = request.app.state.container.files
-    return service
-
-
-FilesDep = Annotated[FileService, Depends(get_files)]
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 
 
@@ -70,7 +64,7 @@ _BINARY = {"schema": {"type": "string", "format": "binary"}}
     responses=problem_responses(401, 404),
 )
 async def list_files(
-    name: str, doc_id: DocumentPathId, caller: OptionalUser, files: FilesDep
+    name: str, doc_id: DocumentPathId, caller: OptionalUser, files: FileServiceDep
 ) -> FileList:
     return FileList(items=[_out(f) for f in await files.list(name, doc_id, caller)])
 
@@ -101,7 +95,7 @@ async def put_file(
     doc_id: DocumentPathId,
     filename: FileName,
     caller: OptionalUser,
-    files: FilesDep,
+    files: FileServiceDep,
     content_type: Annotated[str | None, Header(max_length=300)] = None,
     content_length: Annotated[int | None, Header(ge=0)] = None,
     if_match: Annotated[str | None, Header(max_length=4096)] = None,
@@ -153,7 +147,7 @@ async def get_file(
     doc_id: DocumentPathId,
     filename: FileName,
     caller: OptionalUser,
-    files: FilesDep,
+    files: FileServiceDep,
     range_: Annotated[str | None, Header(alias="Range", max_length=200)] = None,
     if_none_match: Annotated[str | None, Header(max_length=4096)] = None,
     expires: Annotated[int | None, Query(ge=0, le=2**40, description="Signed link")] = None,
@@ -202,7 +196,11 @@ async def get_file(
     responses=problem_responses(401, 403, 404, 422),
 )
 async def delete_file(
-    name: str, doc_id: DocumentPathId, filename: FileName, caller: OptionalUser, files: FilesDep
+    name: str,
+    doc_id: DocumentPathId,
+    filename: FileName,
+    caller: OptionalUser,
+    files: FileServiceDep,
 ) -> Response:
     await files.delete(name, doc_id, filename, caller)
     return Response(status_code=204)
@@ -219,7 +217,7 @@ async def link_file(
     doc_id: DocumentPathId,
     filename: FileName,
     caller: OptionalUser,
-    files: FilesDep,
+    files: FileServiceDep,
     body: LinkIn,
 ) -> LinkOut:
     url, expires_at = await files.link(name, doc_id, filename, caller, body.expires_in)

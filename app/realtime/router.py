@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Header, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, status
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
-from app.deps import ClientDep, CurrentUser, OptionalUser, no_store
+from app.deps import ClientDep, CurrentUser, OptionalUser, RealtimeServiceDep, no_store
 from app.errors import problem_responses
-from app.realtime.service import TICKET_TTL, RealtimeService
+from app.realtime.service import TICKET_TTL
 
 router = APIRouter(tags=["realtime"])
 
@@ -53,14 +53,6 @@ class EndEvent(BaseModel):
     reason: str
 
 
-async def get_realtime(request: Request) -> RealtimeService:
-    service: RealtimeService = request.app.state.container.realtime
-    return service
-
-
-RealtimeDep = Annotated[RealtimeService, Depends(get_realtime)]
-
-
 @router.post(
     "/v1/realtime/tickets",
     status_code=status.HTTP_201_CREATED,
@@ -69,7 +61,7 @@ RealtimeDep = Annotated[RealtimeService, Depends(get_realtime)]
     dependencies=[Depends(no_store)],
     responses=problem_responses(401),
 )
-async def create_ticket(caller: CurrentUser, realtime: RealtimeDep) -> Ticket:
+async def create_ticket(caller: CurrentUser, realtime: RealtimeServiceDep) -> Ticket:
     ticket = await realtime.issue_ticket(caller)
     return Ticket(ticket=ticket, expires_in=int(TICKET_TTL.total_seconds()))
 
@@ -121,7 +113,7 @@ _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def stream_events(
     name: str,
     caller: OptionalUser,
-    realtime: RealtimeDep,
+    realtime: RealtimeServiceDep,
     client: ClientDep,
     filter: Annotated[
         str | None,
