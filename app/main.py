@@ -13,8 +13,8 @@ from app.contract.router import router as contract_router
 from app.documents.batch_router import router as batch_router
 from app.documents.fast_get import DocumentGetFastPath
 from app.documents.router import router as documents_router
-from app.errors import install_error_handlers
 from app.files.router import router as files_router
+from app.http.problems import install_error_handlers
 from app.lifespan import lifespan
 from app.openapi import build_openapi
 from app.ops.docs import install_docs

@@ -26,7 +26,8 @@ from app.deps import (
     UserServiceDep,
     no_store,
 )
-from app.errors import BadRequest, problem_responses
+from app.errors import BadRequest
+from app.http.problems import problem_responses
 from app.strict_json import StrictJSONRoute
 from app.users.schemas import UserOut
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response, status
 
 from app.collections.schemas import CollectionIn, CollectionList, CollectionOut, CollectionPatch
 from app.deps import AdminUser, CollectionServiceDep, CurrentUser
-from app.errors import problem_responses
+from app.http.problems import problem_responses
 from app.strict_json import StrictJSONRoute
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"], route_class=StrictJSONRoute)

@@ -12,7 +12,7 @@ from app.documents.batch import MAX_OPERATIONS, Operation
 from app.documents.router import etag_versions
 from app.documents.schemas import DocId, DocumentOut, DocumentUpdate
 from app.documents.service import Preconditions, envelope
-from app.errors import problem_responses
+from app.http.problems import problem_responses
 from app.strict_json import StrictJSONRoute
 
 router = APIRouter(prefix="/v1/batch", tags=["batch"], route_class=StrictJSONRoute)

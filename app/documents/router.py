@@ -28,7 +28,8 @@ from app.documents.schemas import (
     DocumentUpdate,
 )
 from app.documents.service import ANY, RESERVED_IDS, BulkChange, Preconditions
-from app.errors import FieldError, ValidationFailed, problem_responses
+from app.errors import FieldError, ValidationFailed
+from app.http.problems import problem_responses
 from app.strict_json import StrictJSONRoute
 
 router = APIRouter(

@@ -16,7 +16,8 @@ from fastapi import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import ErrorCode, problem_response
+from app.errors import ErrorCode
+from app.http.problems import problem_response
 from app.ops.context import collect_problem_codes, set_request_id
 from app.ops.metrics import IN_PROGRESS, observe_request
 

@@ -11,7 +11,8 @@ from pymongo.errors import PyMongoError
 
 from app.config import Settings
 from app.deps import ContainerDep, SettingsDep
-from app.errors import DatabaseUnavailable, ErrorCode, Unauthorized, problem_responses
+from app.errors import DatabaseUnavailable, ErrorCode, Unauthorized
+from app.http.problems import problem_responses
 from app.ops.metrics import render
 
 router = APIRouter(tags=["ops"])

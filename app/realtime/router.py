@@ -11,7 +11,7 @@ from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
 from app.deps import ClientDep, CurrentUser, OptionalUser, RealtimeServiceDep, no_store
-from app.errors import problem_responses
+from app.http.problems import problem_responses
 from app.realtime.service import TICKET_TTL
 
 router = APIRouter(tags=["realtime"])

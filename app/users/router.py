@@ -16,7 +16,7 @@ from app.deps import (
     UserServiceDep,
     no_store,
 )
-from app.errors import problem_responses
+from app.http.problems import problem_responses
 from app.strict_json import StrictJSONRoute
 from app.users.schemas import (
     AccountDeletion,
