@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +18,7 @@ from typing import Any
 import httpx
 
 from app.collections.schemas import CollectionIn
-from app.config import Settings
+from app.config import Settings, get_settings
 from app.container import Container
 from tests.conftest import ROOT, sign_in
 
@@ -22,22 +26,60 @@ DEMO = ROOT / "fixtures" / "demo"
 
 
 def script(settings: Settings, *args: str, wait: bool = True) -> Any:
+    """`python -m <args>` against the test database: in this process (a script is a
+    `main(argv) -> int`; no interpreter to start), or as a child process when `wait` is
+    False (a test that kills it half-way)."""
     env = {
-        **os.environ,
         "MONGODB_URL": str(settings.mongodb_url),
         "MONGODB_DB": settings.mongodb_db,
         "ARGON2_TIME_COST": "1",
         "ARGON2_MEMORY_KIB": "64",
         "ARGON2_PARALLELISM": "1",
     }
-    command = [sys.executable, "-m", *args]
     if not wait:
         return subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            [sys.executable, "-m", *args],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
-    return subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
+    return in_process(args[0], list(args[1:]), env)
+
+
+def in_process(module: str, argv: list[str], env: dict[str, str]) -> Any:
+    """Run `module.main(argv)` with `env` set, its output captured, as `subprocess.run`
+    reports it. In a thread: scripts run their own event loop (asyncio.run), and the
+    test's loop is blocked meanwhile, as it was by subprocess.run."""
+    main = importlib.import_module(module).main
+    out, err = io.StringIO(), io.StringIO()
+    codes: list[int] = []
+
+    def run() -> None:
+        try:
+            codes.append(main(argv))
+        except SystemExit as exc:  # argparse's usage errors, sys.exit("message")
+            if isinstance(exc.code, str):
+                print(exc.code, file=sys.stderr)
+            codes.append(exc.code if isinstance(exc.code, int) else int(exc.code is not None))
+
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    get_settings.cache_clear()  # a process reads its settings once; each run is a process
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            worker = threading.Thread(target=run)
+            worker.start()
+            worker.join(300)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        get_settings.cache_clear()
+    assert codes, f"{module} {argv} did not finish within 300 s"
+    return subprocess.CompletedProcess([module, *argv], codes[0], out.getvalue(), err.getvalue())
 
 
 async def test_seed_loads_the_demo_once_and_it_is_readable_through_the_api(
