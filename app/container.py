@@ -14,16 +14,22 @@ from dataclasses import dataclass, field
 
 from beanie import init_beanie
 
+from app.accounts.action_tokens import ActionTokenRepository
+from app.accounts.api_keys import COLLECTION as API_KEYS
+from app.accounts.api_keys import ApiKeyCache, ApiKeyRepository
+from app.accounts.auth_service import AuthService
+from app.accounts.lifecycle import AccountLifecycle
+from app.accounts.models import RateLimitCounter, Session, User
+from app.accounts.passwords import PasswordHasher
 from app.accounts.principal import Principal
-from app.auth.action_tokens import ActionTokenRepository
-from app.auth.api_keys import COLLECTION as API_KEYS
-from app.auth.api_keys import ApiKeyCache, ApiKeyRepository
-from app.auth.lifecycle import AccountLifecycle
-from app.auth.models import RateLimitCounter, Session
-from app.auth.passwords import PasswordHasher
-from app.auth.ratelimit import RateLimiter
-from app.auth.repository import RateLimitRepository, SessionRepository, SessionStateCache
-from app.auth.service import AuthService
+from app.accounts.ratelimit import RateLimiter
+from app.accounts.session_repository import (
+    RateLimitRepository,
+    SessionRepository,
+    SessionStateCache,
+)
+from app.accounts.user_repository import UserRepository
+from app.accounts.user_service import UserService
 from app.clock import Clock, utc_now
 from app.collections.models import CollectionSpec
 from app.collections.repository import CollectionRepository
@@ -46,9 +52,6 @@ from app.ops.loop_lag import LoopLagMonitor
 from app.pagination import CursorCodec
 from app.realtime.hub import RealtimeHub
 from app.realtime.service import RealtimeService, TicketRepository
-from app.users.models import User
-from app.users.repository import UserRepository
-from app.users.service import UserService
 
 log = logging.getLogger("docstore.container")
 

@@ -11,9 +11,10 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 from fastapi.security import OAuth2PasswordBearer
 
+from app.accounts.auth_service import AuthService, ClientInfo, refuse_api_key
+from app.accounts.lifecycle import AccountLifecycle
 from app.accounts.principal import Principal
-from app.auth.lifecycle import AccountLifecycle
-from app.auth.service import AuthService, ClientInfo, refuse_api_key
+from app.accounts.user_service import UserService
 from app.collections.service import CollectionService
 from app.config import Settings
 from app.container import Container
@@ -22,7 +23,6 @@ from app.documents.service import DocumentService
 from app.errors import ErrorCode, Forbidden, Unauthorized
 from app.files.service import FileService
 from app.realtime.service import RealtimeService
-from app.users.service import UserService
 
 
 def _container(request: Request) -> Container:

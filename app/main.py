@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.auth.router import router as auth_router
+from app.accounts.auth_router import router as auth_router
+from app.accounts.user_router import router as users_router
 from app.collections.router import router as collections_router
 from app.config import Settings, get_settings
 from app.contract.router import ContractCache
@@ -21,7 +22,6 @@ from app.ops.docs import install_docs
 from app.ops.middleware import RequestContextMiddleware
 from app.ops.router import router as ops_router
 from app.realtime.router import router as realtime_router
-from app.users.router import router as users_router
 
 API_DESCRIPTION = """
 User accounts plus a queryable JSON document store on MongoDB.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.users.models import Role
+from app.accounts.models import Role
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from app.accounts.principal import Principal
+from app.accounts.user_repository import UserRepository
 from app.clock import Clock
 from app.collections.models import CollectionSpec
 from app.collections.service import CollectionService
@@ -19,7 +20,6 @@ from app.documents.service import DocumentService, PreconditionFailed
 from app.errors import AppError, ErrorCode, Forbidden, NotFound
 from app.files.names import check_filename, check_sniff
 from app.files.store import Abandoned, FileStore, StoredFile, TooLarge
-from app.users.repository import UserRepository
 
 
 class FileTooLarge(AppError):

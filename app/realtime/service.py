@@ -24,10 +24,10 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.errors import PyMongoError
 from sse_starlette import ServerSentEvent
 
+from app.accounts.api_keys import COLLECTION as API_KEYS
+from app.accounts.auth_service import AuthService
+from app.accounts.models import Role, Session, User
 from app.accounts.principal import Principal
-from app.auth.api_keys import COLLECTION as API_KEYS
-from app.auth.models import Session
-from app.auth.service import AuthService
 from app.clock import Clock
 from app.collections.models import CollectionSpec, ReadAccess
 from app.collections.service import CollectionService
@@ -41,7 +41,6 @@ from app.errors import AppError, ErrorCode, Unauthorized
 from app.ops.metrics import REALTIME_EVENTS
 from app.pagination import CursorCodec, InvalidCursor
 from app.realtime.hub import Change, RealtimeHub, Subscriber
-from app.users.models import Role, User
 
 log = logging.getLogger("docstore.realtime")
 

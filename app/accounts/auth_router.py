@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Form, status
 from fastapi.responses import JSONResponse
 
-from app.auth.schemas import (
+from app.accounts.auth_schemas import (
     Accepted,
     EmailVerification,
     LoginRequest,
@@ -17,6 +17,7 @@ from app.auth.schemas import (
     RegisterRequest,
     TokenPair,
 )
+from app.accounts.user_schemas import UserOut
 from app.deps import (
     AuthServiceDep,
     ClientDep,
@@ -29,7 +30,6 @@ from app.deps import (
 from app.errors import BadRequest
 from app.http.problems import problem_responses
 from app.strict_json import StrictJSONRoute
-from app.users.schemas import UserOut
 
 router = APIRouter(
     prefix="/v1/auth",

@@ -15,19 +15,19 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
-from app.auth.action_tokens import ActionTokenRepository
-from app.auth.passwords import PasswordHasher
-from app.auth.ratelimit import RateLimiter
-from app.auth.repository import SessionRepository
-from app.auth.service import AuthService, ClientInfo
+from app.accounts.action_tokens import ActionTokenRepository
+from app.accounts.auth_service import AuthService, ClientInfo
+from app.accounts.models import User
+from app.accounts.passwords import PasswordHasher
+from app.accounts.ratelimit import RateLimiter
+from app.accounts.session_repository import SessionRepository
+from app.accounts.user_repository import UserRepository
 from app.clock import Clock
 from app.config import Settings
 from app.errors import AppError, Conflict, ErrorCode
 from app.mail.outbox import Outbox, OutboxMessage
 from app.mail.templates import render
 from app.mail.worker import Composed
-from app.users.models import User
-from app.users.repository import UserRepository
 
 VERIFY, RESET, EMAIL_CHANGED = "verify_email", "reset_password", "email_changed"
 ACCOUNT_EXISTS = "account_exists"

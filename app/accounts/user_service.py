@@ -7,19 +7,19 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from app.accounts.api_keys import ApiKeyRepository
+from app.accounts.auth_schemas import Email, TokenPair
+from app.accounts.auth_service import AuthService, email_taken, refuse_api_key
+from app.accounts.lifecycle import AccountLifecycle
+from app.accounts.models import Role, User
+from app.accounts.passwords import PasswordHasher
 from app.accounts.principal import Principal
-from app.auth.api_keys import ApiKeyRepository
-from app.auth.lifecycle import AccountLifecycle
-from app.auth.passwords import PasswordHasher
-from app.auth.repository import SessionRepository
-from app.auth.schemas import Email, TokenPair
-from app.auth.service import AuthService, email_taken, refuse_api_key
+from app.accounts.session_repository import SessionRepository
+from app.accounts.user_repository import EmailTakenError, UserRepository, UsersImported
 from app.clock import Clock
 from app.db.ids import canonical_id
 from app.errors import ErrorCode, FieldError, Forbidden, NotFound, ValidationFailed
 from app.pagination import CursorCodec
-from app.users.models import Role, User
-from app.users.repository import EmailTakenError, UserRepository, UsersImported
 
 _CURSOR_SCOPE = "users"
 

@@ -1,4 +1,4 @@
-"""The only door from the users domain to MongoDB."""
+"""The only door from accounts to the users collection."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Any
 from bson import ObjectId
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from app.accounts.models import Role, User
 from app.accounts.principal import Principal
 from app.db.change_feed import ReadCache
 from app.db.client import Db
 from app.db.ids import canonical_id, parse_object_id
-from app.users.models import Role, User
 
 
 class EmailTakenError(Exception):

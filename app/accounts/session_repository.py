@@ -1,4 +1,4 @@
-"""The only door from the auth domain to MongoDB: sessions and rate-limit counters."""
+"""The only door from accounts to refresh sessions and rate-limit counters."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from app.auth.models import RateLimitCounter, Session
+from app.accounts.models import RateLimitCounter, Session
 from app.db.change_feed import ReadCache
 from app.db.client import Db
 from app.db.ids import parse_object_id

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from app.auth.schemas import Email, Name, NewPassword, Password
+from app.accounts.auth_schemas import Email, Name, NewPassword, Password
+from app.accounts.models import Role, User
 from app.clock import Timestamp
-from app.users.models import Role, User
 
 
 class UserOut(BaseModel):

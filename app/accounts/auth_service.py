@@ -7,15 +7,15 @@ from datetime import datetime
 
 from bson import ObjectId
 
+from app.accounts.api_keys import PREFIX as API_KEY_PREFIX
+from app.accounts.api_keys import ApiKey, ApiKeyRepository
+from app.accounts.auth_schemas import TokenPair
+from app.accounts.models import Role, Session, User
+from app.accounts.passwords import PasswordHasher
 from app.accounts.principal import Principal
-from app.auth.api_keys import PREFIX as API_KEY_PREFIX
-from app.auth.api_keys import ApiKey, ApiKeyRepository
-from app.auth.models import Session
-from app.auth.passwords import PasswordHasher
-from app.auth.ratelimit import RateLimiter
-from app.auth.repository import SessionRepository
-from app.auth.schemas import TokenPair
-from app.auth.tokens import (
+from app.accounts.ratelimit import RateLimiter
+from app.accounts.session_repository import SessionRepository
+from app.accounts.tokens import (
     AccessTokenVerifier,
     TokenExpired,
     TokenInvalid,
@@ -25,6 +25,7 @@ from app.auth.tokens import (
     new_refresh_token,
     session_id_of,
 )
+from app.accounts.user_repository import EmailTakenError, UserRepository
 from app.clock import Clock
 from app.config import Settings
 from app.errors import (
@@ -37,8 +38,6 @@ from app.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from app.users.models import Role, User
-from app.users.repository import EmailTakenError, UserRepository
 
 
 class RegistrationDisabled(AppError):

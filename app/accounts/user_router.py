@@ -7,18 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, status
 
-from app.auth.schemas import TokenPair
-from app.deps import (
-    AdminUser,
-    AuthServiceDep,
-    CurrentUser,
-    Person,
-    UserServiceDep,
-    no_store,
-)
-from app.http.problems import problem_responses
-from app.strict_json import StrictJSONRoute
-from app.users.schemas import (
+from app.accounts.auth_schemas import TokenPair
+from app.accounts.user_schemas import (
     AccountDeletion,
     ApiKeyCreated,
     ApiKeyIn,
@@ -33,6 +23,16 @@ from app.users.schemas import (
     UserOut,
     UserPage,
 )
+from app.deps import (
+    AdminUser,
+    AuthServiceDep,
+    CurrentUser,
+    Person,
+    UserServiceDep,
+    no_store,
+)
+from app.http.problems import problem_responses
+from app.strict_json import StrictJSONRoute
 
 router = APIRouter(prefix="/v1/users", tags=["users"], route_class=StrictJSONRoute)
 

@@ -10,7 +10,7 @@ import hashlib
 import math
 from datetime import UTC, datetime
 
-from app.auth.repository import RateLimitRepository
+from app.accounts.session_repository import RateLimitRepository
 from app.errors import RateLimited
 
 

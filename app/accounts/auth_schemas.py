@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import email_validator
 from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StringConstraints
 
-from app.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_FLOOR
+from app.accounts.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_FLOOR
 
 # email-validator refuses special-use domains (RFC 6761: .test, .local, .localhost...).
 # They are valid addresses, and development and test setups use them; the contract says

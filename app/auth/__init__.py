@@ -1,1 +1,0 @@
-"""Authentication: passwords, access tokens, refresh sessions and rate limits."""

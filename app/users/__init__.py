@@ -1,1 +1,0 @@
-"""User accounts: the caller's own profile and admin user management."""
