@@ -12,7 +12,7 @@ import uvicorn
 from app.config import get_settings
 from app.db.embedded import EmbeddedDatabaseError, running_url
 from app.main import create_app
-from app.ops.logging import configure_logging, log_config
+from app.observability.logging import configure_logging, log_config
 
 
 def main() -> None:

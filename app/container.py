@@ -1,6 +1,6 @@
 """The long-lived objects of one running app: repositories and services, built once.
 
-Built in the lifespan hook and reached by the dependency providers in `app.deps`, so a
+Built in the lifespan hook and reached by the dependency providers in `app.http.deps`, so a
 request pays for no object construction and tests can swap any piece.
 """
 
@@ -48,7 +48,7 @@ from app.files.store import FileStore
 from app.mail.outbox import Outbox
 from app.mail.transport import FileTransport, MailTransport, SmtpTransport
 from app.mail.worker import MailWorker
-from app.ops.loop_lag import LoopLagMonitor
+from app.observability.loop_lag import LoopLagMonitor
 from app.pagination import CursorCodec
 from app.realtime.hub import RealtimeHub
 from app.realtime.service import RealtimeService, TicketRepository

@@ -12,15 +12,15 @@ from app.config import Settings, get_settings
 from app.contract.router import ContractCache
 from app.contract.router import router as contract_router
 from app.documents.batch_router import router as batch_router
-from app.documents.fast_get import DocumentGetFastPath
 from app.documents.router import router as documents_router
 from app.files.router import router as files_router
+from app.http.docs import install_docs
+from app.http.fast_get import DocumentGetFastPath
+from app.http.health import router as ops_router
+from app.http.middleware import RequestContextMiddleware
+from app.http.openapi import build_openapi
 from app.http.problems import install_error_handlers
 from app.lifespan import lifespan
-from app.openapi import build_openapi
-from app.ops.docs import install_docs
-from app.ops.middleware import RequestContextMiddleware
-from app.ops.router import router as ops_router
 from app.realtime.router import router as realtime_router
 
 API_DESCRIPTION = """

@@ -9,11 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Coroutine
 from typing import Any
-
-from fastapi import Request, Response
-from fastapi.routing import APIRoute
 
 
 def _refuse_constant(name: str) -> Any:
@@ -66,22 +62,3 @@ def loads(text: str | bytes) -> Any:
     if _SURROGATE_ESCAPE.search(raw):
         _refuse_lone_surrogates(value)
     return value
-
-
-class _StrictJSONRequest(Request):
-    async def json(self) -> Any:
-        if not hasattr(self, "_json"):
-            self._json = loads(await self.body())
-        return self._json
-
-
-class StrictJSONRoute(APIRoute):
-    """Routes whose JSON bodies are parsed strictly (undecodable: 422 json_invalid)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def strict_handler(request: Request) -> Response:
-            return await handler(_StrictJSONRequest(request.scope, request.receive))
-
-        return strict_handler

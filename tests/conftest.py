@@ -34,11 +34,11 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
+from app.accounts.models import Role
 from app.config import Settings
 from app.container import Container
 from app.db.embedded import MEMORY, EmbeddedDatabase
 from app.main import create_app
-from app.users.models import Role
 
 PASSWORD = "correct horse battery"
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ import httpx
 import pytest
 from bson import ObjectId
 
+from app.accounts.models import Role
 from app.container import Container
-from app.users.models import Role
 from tests.conftest import PASSWORD, Account, assert_problem, make_settings, running_app
 
 

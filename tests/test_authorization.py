@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from app.accounts.models import Role
 from app.config import Settings
 from app.main import create_app
-from app.users.models import Role
 from tests.conftest import PASSWORD, Account, MakeAccount, shared_settings, sign_in
 
 ANON, USER, OTHER, ADMIN = "anonymous", "user", "other user", "admin"

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.users.models import Role
+from app.accounts.models import Role
 from scripts.clients import for_python_generator
 from scripts.openapi import CONTRACT, current_contract, render
 from tests.conftest import PASSWORD, signed_in

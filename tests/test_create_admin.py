@@ -9,9 +9,9 @@ import sys
 
 import httpx
 
+from app.accounts.models import Role
 from app.config import Settings
 from app.container import Container
-from app.users.models import Role
 from tests.conftest import PASSWORD, ROOT, Account, assert_problem, sign_in
 
 

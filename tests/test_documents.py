@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from app.accounts.models import Role
 from app.container import Container
-from app.users.models import Role
 from tests.conftest import (
     Account,
     assert_problem,

@@ -16,11 +16,11 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
+from app.accounts.models import Role
 from app.config import Settings
-from app.documents import encoding, fast_get
+from app.http import encoding, fast_get
 from app.main import create_app
-from app.ops.metrics import render
-from app.users.models import Role
+from app.observability.metrics import render
 from tests.conftest import Account, assert_problem, http_client, signed_in
 
 HEADERS = ("content-type", "etag", "www-authenticate", "cache-control", "location")

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
+from app.accounts.models import Role
 from app.db.embedded import EmbeddedDatabase
-from app.users.models import Role
 from tests.conftest import (
     SharedApps,
     api_server,

@@ -19,7 +19,7 @@ from app.clock import utc_now
 from app.config import Settings
 from app.files.names import RangeNotSatisfiable, byte_range, check_filename, content_disposition
 from app.files.store import CHUNK_BYTES, CHUNKS_PER_WRITE, Abandoned, FileStore, StoredFile
-from app.ops.metrics import REGISTRY
+from app.observability.metrics import REGISTRY
 from tests.conftest import Account, MakeAccount, assert_problem, shared_settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64

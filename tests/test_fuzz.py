@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, settings
 from pymongo import MongoClient
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from app.auth.passwords import PasswordHasher
-from app.auth.tokens import issue_access_token
+from app.accounts.models import Role
+from app.accounts.passwords import PasswordHasher
+from app.accounts.tokens import issue_access_token
 from app.clock import utc_now
 from app.main import create_app
-from app.users.models import Role
 from tests.conftest import PASSWORD, make_settings
 
 FUZZ_COLLECTION = "fuzz"

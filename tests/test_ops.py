@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.db.embedded import MEMORY, EmbeddedDatabase
-from app.ops.logging import JsonFormatter
+from app.observability.logging import JsonFormatter
 from tests.conftest import (
     PASSWORD,
     Account,
@@ -355,7 +355,7 @@ async def test_metrics_token_closes_the_metrics(database_url: str) -> None:
 
 
 def _loop_lag_total() -> tuple[float, float]:
-    from app.ops.metrics import LOOP_LAG
+    from app.observability.metrics import LOOP_LAG
 
     samples = {s.name: s.value for m in LOOP_LAG.collect() for s in m.samples}
     return samples["docstore_event_loop_lag_seconds_count"], samples[

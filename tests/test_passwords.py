@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.auth.passwords import HASH_THREAD_NICENESS
+from app.accounts.passwords import HASH_THREAD_NICENESS
 from app.container import Container
 from tests.conftest import PASSWORD, Account, http_client, make_settings, running_app
 

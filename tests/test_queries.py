@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.accounts.models import Role
 from app.container import Container
 from app.db.embedded import MEMORY, EmbeddedDatabase
 from app.documents.filters import compile_sort
-from app.users.models import Role
 from tests.conftest import (
     Account,
     assert_problem,

@@ -16,7 +16,8 @@ from bson import ObjectId
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
-from app.auth.tokens import (
+from app.accounts.models import Role
+from app.accounts.tokens import (
     AccessTokenVerifier,
     TokenExpired,
     TokenInvalid,
@@ -25,7 +26,6 @@ from app.auth.tokens import (
 from app.clock import utc_now
 from app.container import Container
 from app.db.change_feed import ChangeFeed, ReadCache
-from app.users.models import Role
 from tests.conftest import (
     Account,
     assert_problem,

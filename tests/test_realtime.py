@@ -20,9 +20,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.accounts.models import Role
 from app.accounts.principal import Principal
 from app.realtime.hub import Change, Subscriber, network_of
-from app.users.models import Role
 from tests.conftest import Account, api_server, assert_problem
 from tests.test_docs_browser import BROWSER_ARGS, CHROMIUM
 

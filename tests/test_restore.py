@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 from bson import ObjectId
 
+from app.accounts.models import Role
 from app.config import Settings
 from app.container import Container
-from app.users.models import Role
 from tests.conftest import Account, http_client, running_app, sign_in
 from tests.test_scripts import script
 

@@ -18,7 +18,8 @@ from app.accounts.auth_schemas import (
     TokenPair,
 )
 from app.accounts.user_schemas import UserOut
-from app.deps import (
+from app.errors import BadRequest
+from app.http.deps import (
     AuthServiceDep,
     ClientDep,
     CurrentUser,
@@ -27,9 +28,8 @@ from app.deps import (
     UserServiceDep,
     no_store,
 )
-from app.errors import BadRequest
 from app.http.problems import problem_responses
-from app.strict_json import StrictJSONRoute
+from app.http.strict_route import StrictJSONRoute
 
 router = APIRouter(
     prefix="/v1/auth",

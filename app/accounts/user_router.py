@@ -23,7 +23,7 @@ from app.accounts.user_schemas import (
     UserOut,
     UserPage,
 )
-from app.deps import (
+from app.http.deps import (
     AdminUser,
     AuthServiceDep,
     CurrentUser,
@@ -32,7 +32,7 @@ from app.deps import (
     no_store,
 )
 from app.http.problems import problem_responses
-from app.strict_json import StrictJSONRoute
+from app.http.strict_route import StrictJSONRoute
 
 router = APIRouter(prefix="/v1/users", tags=["users"], route_class=StrictJSONRoute)
 

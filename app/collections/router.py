@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from app.collections.schemas import CollectionIn, CollectionList, CollectionOut, CollectionPatch
-from app.deps import AdminUser, CollectionServiceDep, CurrentUser
+from app.http.deps import AdminUser, CollectionServiceDep, CurrentUser
 from app.http.problems import problem_responses
-from app.strict_json import StrictJSONRoute
+from app.http.strict_route import StrictJSONRoute
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"], route_class=StrictJSONRoute)
 

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Header, Request, Response
 
 from app.collections.models import CollectionSpec, ReadAccess
 from app.contract.live import add_collections
-from app.deps import CollectionServiceDep, OptionalUser, SettingsDep
+from app.http.deps import CollectionServiceDep, OptionalUser, SettingsDep
+from app.http.openapi import build_openapi
 from app.http.problems import problem_responses
-from app.openapi import build_openapi
 
 router = APIRouter(prefix="/v1/schema", tags=["schema"])
 

@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 
 from app.bounded import put_bounded
 from app.db.client import Db
-from app.ops.metrics import CHANGE_STREAM_FAILURES, READ_CACHE_ON
+from app.observability.metrics import CHANGE_STREAM_FAILURES, READ_CACHE_ON
 from app.tasks import cancel_and_wait
 
 log = logging.getLogger("docstore.cache")

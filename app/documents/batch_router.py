@@ -7,13 +7,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.deps import BatchServiceDep, OptionalUser
 from app.documents.batch import MAX_OPERATIONS, Operation
 from app.documents.router import etag_versions
 from app.documents.schemas import DocId, DocumentOut, DocumentUpdate
 from app.documents.service import Preconditions, envelope
+from app.http.deps import BatchServiceDep, OptionalUser
 from app.http.problems import problem_responses
-from app.strict_json import StrictJSONRoute
+from app.http.strict_route import StrictJSONRoute
 
 router = APIRouter(prefix="/v1/batch", tags=["batch"], route_class=StrictJSONRoute)
 

@@ -9,8 +9,6 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, 
 from fastapi.responses import JSONResponse
 from starlette.convertors import Convertor, register_url_convertor
 
-from app.deps import DocumentServiceDep, OptionalUser
-from app.documents.encoding import encode_document, encode_page
 from app.documents.models import StoredDocument
 from app.documents.schemas import (
     BulkChangeIn,
@@ -29,8 +27,10 @@ from app.documents.schemas import (
 )
 from app.documents.service import ANY, RESERVED_IDS, BulkChange, Preconditions
 from app.errors import FieldError, ValidationFailed
+from app.http.deps import DocumentServiceDep, OptionalUser
+from app.http.encoding import encode_document, encode_page
 from app.http.problems import problem_responses
-from app.strict_json import StrictJSONRoute
+from app.http.strict_route import StrictJSONRoute
 
 router = APIRouter(
     prefix="/v1/collections/{name}/documents", tags=["documents"], route_class=StrictJSONRoute

@@ -38,7 +38,7 @@ from app.documents.operators import apply_update, parse_update
 from app.documents.repository import DocumentExistsError, DocumentRepository
 from app.documents.validation import DataLimits, check_data
 from app.errors import AppError, ErrorCode, FieldError, Forbidden, ValidationFailed
-from app.ops.metrics import WRITE_RETRIES
+from app.observability.metrics import WRITE_RETRIES
 from app.pagination import CursorCodec
 
 ANY = "*"

@@ -25,7 +25,7 @@ from gridfs import AsyncGridFSBucket
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from app.db.client import Db
-from app.ops.metrics import FILE_BYTES
+from app.observability.metrics import FILE_BYTES
 
 BUCKET = "files"
 CHUNK_BYTES = 255 * 1024

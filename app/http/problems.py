@@ -30,8 +30,8 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from app.errors import AppError, ErrorCode, FieldError
-from app.ops.context import current_request_id, note_problem_code
-from app.ops.metrics import CLIENT_DISCONNECTS, DATABASE_ERRORS, UNMATCHED_ROUTE
+from app.observability.context import current_request_id, note_problem_code
+from app.observability.metrics import CLIENT_DISCONNECTS, DATABASE_ERRORS, UNMATCHED_ROUTE
 
 log = logging.getLogger("docstore.errors")
 

@@ -33,7 +33,7 @@ from app.accounts.principal import Principal
 from app.collections.models import STORAGE_PREFIX
 from app.db.client import Db
 from app.errors import AppError, ErrorCode
-from app.ops.metrics import REALTIME_ENDED, REALTIME_FEED_FAILURES, REALTIME_STREAMS
+from app.observability.metrics import REALTIME_ENDED, REALTIME_FEED_FAILURES, REALTIME_STREAMS
 from app.tasks import cancel_and_wait
 
 log = logging.getLogger("docstore.realtime")

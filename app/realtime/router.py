@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
-from app.deps import ClientDep, CurrentUser, OptionalUser, RealtimeServiceDep, no_store
+from app.http.deps import ClientDep, CurrentUser, OptionalUser, RealtimeServiceDep, no_store
 from app.http.problems import problem_responses
 from app.realtime.service import TICKET_TTL
 

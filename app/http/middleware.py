@@ -18,8 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ErrorCode
 from app.http.problems import problem_response
-from app.ops.context import collect_problem_codes, set_request_id
-from app.ops.metrics import IN_PROGRESS, observe_request
+from app.observability.context import collect_problem_codes, set_request_id
+from app.observability.metrics import IN_PROGRESS, observe_request
 
 access_log = logging.getLogger("docstore.access")
 error_log = logging.getLogger("docstore.errors")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
-from app.ops.context import current_request_id
+from app.observability.context import current_request_id
 
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 # LogRecord.__init__ sets the same attributes, in the same order, on every record; what

@@ -26,10 +26,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.documents.encoding import encode_document
 from app.documents.models import StoredDocument
 from app.documents.router import etag_versions, router
 from app.documents.service import ANY, RESERVED_IDS
+from app.http.encoding import encode_document
 
 _PATH = re.compile(r"^/v1/collections/([^/]+)/documents/([^/]+)$")
 # FastAPI's Header(max_length=1024) on the route: longer values get its 422, so decline.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.ops.metrics import LOOP_LAG
+from app.observability.metrics import LOOP_LAG
 from app.tasks import cancel_and_wait
 
 

@@ -67,7 +67,7 @@ WRITE_RETRIES = Counter(
 
 LOOP_LAG = Histogram(
     "docstore_event_loop_lag_seconds",
-    "How much later than asked the event loop woke a sleeping task (app/ops/loop_lag.py)",
+    "How much later than asked the event loop woke a sleeping task (app/observability/loop_lag.py)",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
     registry=REGISTRY,
 )

@@ -10,10 +10,10 @@ from pydantic import BaseModel
 from pymongo.errors import PyMongoError
 
 from app.config import Settings
-from app.deps import ContainerDep, SettingsDep
 from app.errors import DatabaseUnavailable, ErrorCode, Unauthorized
+from app.http.deps import ContainerDep, SettingsDep
 from app.http.problems import problem_responses
-from app.ops.metrics import render
+from app.observability.metrics import render
 
 router = APIRouter(tags=["ops"])
 

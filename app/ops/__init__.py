@@ -1,1 +1,0 @@
-"""Operations: request ids, access logs, health and readiness, metrics."""
