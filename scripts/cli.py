@@ -10,7 +10,7 @@ from typing import TypeVar
 from pydantic import TypeAdapter, ValidationError
 from tqdm import tqdm
 
-from app.auth.schemas import Email
+from app.accounts.auth_schemas import Email
 from app.config import Settings, get_settings
 from app.container import Container, open_container
 from app.errors import AppError

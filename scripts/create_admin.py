@@ -11,9 +11,9 @@ import asyncio
 import getpass
 import sys
 
+from app.accounts.models import Role
 from app.container import Container, open_container
 from app.errors import AppError
-from app.users.models import Role
 from scripts.cli import email_argument, script_settings
 
 

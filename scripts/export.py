@@ -28,11 +28,11 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
+from app.accounts.models import User
 from app.clock import rfc3339
 from app.collections.models import CollectionSpec
 from app.container import Container
 from app.documents.models import StoredDocument
-from app.users.models import User
 from scripts.cli import ScriptError, guarded, plural, progress, run
 from scripts.files import MANIFEST, export_files
 

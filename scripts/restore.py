@@ -40,13 +40,13 @@ from pydantic import (
     field_validator,
 )
 
-from app.auth.schemas import Email, Name
+from app.accounts.auth_schemas import Email, Name
+from app.accounts.models import Role, User
 from app.collections.models import CollectionSpec
 from app.container import Container
 from app.documents.models import StoredDocument
 from app.documents.schemas import DocId
 from app.errors import AppError
-from app.users.models import Role, User
 from scripts.cli import ScriptError, guarded, plural, progress, run
 from scripts.export import COLLECTIONS_FILE, USERS_FILE
 from scripts.files import MANIFEST, import_files

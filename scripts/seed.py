@@ -30,15 +30,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from app.accounts.auth_schemas import Email, Name, Password
+from app.accounts.models import Role
 from app.accounts.principal import Principal
-from app.auth.schemas import Email, Name, Password
 from app.collections.models import CollectionSpec
 from app.collections.schemas import CollectionIn, CollectionPatch
 from app.container import Container
 from app.documents.schemas import DocId
 from app.documents.service import Preconditions
 from app.errors import AppError
-from app.users.models import Role
 from scripts.cli import ScriptError, guarded, plural, progress, run
 from scripts.files import attach, sha256_of
 
