@@ -22,13 +22,13 @@ from app.documents.schemas import (
     DocumentCount,
     DocumentOut,
     DocumentPage,
-    DocumentPathId,
     DocumentUpdate,
 )
 from app.documents.service import ANY, RESERVED_IDS, BulkChange, Preconditions
 from app.errors import FieldError, ValidationFailed
 from app.http.deps import DocumentServiceDep, OptionalUser
 from app.http.encoding import encode_document, encode_page
+from app.http.params import DocumentPathId
 from app.http.problems import problem_responses
 from app.http.strict_route import StrictJSONRoute
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from app.clock import Timestamp
@@ -14,19 +13,14 @@ from app.errors import ErrorCode, FieldError
 # route's path convertor refuses them. The published patterns say so exactly; pydantic's
 # regex engine has no look-ahead, so validation uses the plain pattern.
 DOC_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-_NOT_RESERVED = r"(?!(?:bulk|bulk-update|bulk-delete|count)$)"
+NOT_RESERVED = r"(?!(?:bulk|bulk-update|bulk-delete|count)$)"
 DocId = Annotated[
     str,
     Field(
         pattern=DOC_ID_PATTERN,
-        json_schema_extra={"pattern": f"^{_NOT_RESERVED}[A-Za-z0-9_-]{{1,64}}$"},
+        json_schema_extra={"pattern": f"^{NOT_RESERVED}[A-Za-z0-9_-]{{1,64}}$"},
         description="1 to 64 of A-Z a-z 0-9 _ -, but not count, bulk, bulk-update or bulk-delete",
     ),
-]
-# Any id a document may have (server-made ids included), in a path.
-DocumentPathId = Annotated[
-    str,
-    Path(json_schema_extra={"pattern": f"^{_NOT_RESERVED}[^/]+$"}, description="A document's id"),
 ]
 
 

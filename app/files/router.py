@@ -10,11 +10,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.clock import Timestamp
-from app.documents.schemas import DocumentPathId
 from app.files.names import byte_range, content_disposition, is_inline, media_type
 from app.files.service import FilePreconditions
 from app.files.store import StoredFile
 from app.http.deps import FileServiceDep, OptionalUser
+from app.http.params import DocumentPathId
 from app.http.problems import problem_responses
 
 router = APIRouter(prefix="/v1/collections/{name}/documents/{doc_id:doc_id}/files", tags=["files"])

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, Header, Query, status
 from pydantic import BaseModel, Field
-from sse_starlette import EventSourceResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
 from app.http.deps import ClientDep, CurrentUser, OptionalUser, RealtimeServiceDep, no_store
+from app.http.encoding import encode_document
 from app.http.problems import problem_responses
-from app.realtime.service import TICKET_TTL
+from app.observability.metrics import REALTIME_EVENTS
+from app.realtime.service import TICKET_TTL, StreamEvent
 
 router = APIRouter(tags=["realtime"])
 
@@ -103,6 +107,29 @@ _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _frame(collection: str, event: StreamEvent) -> ServerSentEvent:
+    REALTIME_EVENTS.labels(event.kind).inc()
+    if event.document is not None:
+        data = encode_document(collection, event.document).decode()
+    elif event.doc_id is not None:
+        data = json.dumps({"id": event.doc_id})
+    elif event.reason is not None:
+        data = json.dumps({"reason": event.reason})
+    else:
+        data = "{}"
+    return ServerSentEvent(data=data, event=event.kind, id=event.event_id)
+
+
+async def _framed(
+    collection: str, events: AsyncGenerator[StreamEvent]
+) -> AsyncGenerator[ServerSentEvent]:
+    try:
+        async for event in events:
+            yield _frame(collection, event)
+    finally:
+        await events.aclose()  # its `finally` frees the stream's slot now, not at GC
+
+
 @router.get(
     "/v1/collections/{name}/events",
     operation_id="documents_events",
@@ -139,7 +166,7 @@ async def stream_events(
     sub = realtime.open(stream, client.address)
     shutdown = anyio.Event()
     return EventSourceResponse(
-        realtime.events(stream, sub, shutdown),
+        _framed(name, realtime.events(stream, sub, shutdown)),
         ping=realtime.heartbeat_seconds,
         shutdown_event=shutdown,
         shutdown_grace_period=1.0,

@@ -1,6 +1,7 @@
 """Event streams for callers: tickets, resume, access rules and filters on each change.
 
-A stream is a generator of server-sent events over one `Subscriber` of the hub:
+A stream is a generator of `StreamEvent`s over one `Subscriber` of the hub (the router
+frames them as server-sent events):
 `ready` (its id marks where the stream starts), then `created` / `updated` / `deleted`
 for the documents the caller may read (created/updated only when they match the
 filter), `reset` when the stream cannot tell what happened (resume point too old, no
@@ -15,14 +16,13 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.errors import PyMongoError
-from sse_starlette import ServerSentEvent
 
 from app.accounts.api_keys import COLLECTION as API_KEYS
 from app.accounts.auth_service import AuthService
@@ -37,8 +37,6 @@ from app.documents.filters import compile_filter
 from app.documents.models import StoredDocument
 from app.documents.service import parse_filter
 from app.errors import AppError, ErrorCode, Unauthorized
-from app.http.encoding import encode_document
-from app.observability.metrics import REALTIME_EVENTS
 from app.pagination import CursorCodec, InvalidCursor
 from app.realtime.hub import Change, RealtimeHub, Subscriber
 
@@ -100,17 +98,31 @@ class StreamRequest:
     resume_refused: bool
 
 
-def _sse(kind: str, data: str, event_id: str | None = None) -> ServerSentEvent:
-    REALTIME_EVENTS.labels(kind).inc()
-    return ServerSentEvent(data=data, event=kind, id=event_id)
+EventKind = Literal["ready", "created", "updated", "deleted", "reset", "end"]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One event of a stream: `document` for created/updated, `id` of the deleted document,
+    `reason` for reset and end; `event_id` is the resume point it carries, if any."""
+
+    kind: EventKind
+    event_id: str | None = None
+    document: StoredDocument | None = None
+    doc_id: str | None = None
+    reason: str | None = None
 
 
 def _caller(sub: Subscriber) -> Principal:
     return sub.caller or ANONYMOUS
 
 
-def end_event(reason: str) -> ServerSentEvent:
-    return _sse("end", json.dumps({"reason": reason}))
+def _reset(reason: str, event_id: str | None) -> StreamEvent:
+    return StreamEvent("reset", event_id, reason=reason)
+
+
+def _deleted(doc_id: str, event_id: str | None) -> StreamEvent:
+    return StreamEvent("deleted", event_id, doc_id=doc_id)
 
 
 class RealtimeService:
@@ -206,14 +218,14 @@ class RealtimeService:
 
     async def events(
         self, request: StreamRequest, sub: Subscriber, shutdown: asyncio.Event | Any
-    ) -> AsyncIterator[ServerSentEvent]:
+    ) -> AsyncGenerator[StreamEvent]:
         watcher = asyncio.create_task(self._end_on(shutdown, sub))
         start = self._event_id(request.collection, sub.start)
         try:
             if request.resume is not None:
                 # No id: the client's own stays its resume point until the replay moves it
                 # (an id here would skip what the replay has yet to send).
-                yield _sse("ready", "{}")
+                yield StreamEvent("ready")
                 try:
                     async for change in self.hub.replay(sub, request.resume):
                         event = await self._event(request, sub, change)
@@ -221,11 +233,11 @@ class RealtimeService:
                             yield event
                 except PyMongoError as exc:
                     log.info("cannot resume a stream", extra={"error": str(exc)})
-                    yield _sse("reset", json.dumps({"reason": "history_lost"}), start)
+                    yield _reset("history_lost", start)
             else:
-                yield _sse("ready", "{}", start)
+                yield StreamEvent("ready", start)
                 if request.resume_refused:
-                    yield _sse("reset", json.dumps({"reason": "unknown_event_id"}), start)
+                    yield _reset("unknown_event_id", start)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.max_stream_seconds
             check_at = loop.time() + self.heartbeat_seconds
@@ -247,7 +259,7 @@ class RealtimeService:
                     if reason is not None:
                         sub.end(reason)
                 if sub.end_reason is not None:
-                    yield end_event(sub.end_reason)
+                    yield StreamEvent("end", reason=sub.end_reason)
                     return
         finally:
             watcher.cancel()
@@ -290,7 +302,7 @@ class RealtimeService:
 
     async def _event(
         self, request: StreamRequest, sub: Subscriber, change: Change
-    ) -> ServerSentEvent | None:
+    ) -> StreamEvent | None:
         if change.kind == "gone":
             sub.end("collection_deleted")
             return None
@@ -311,19 +323,20 @@ class RealtimeService:
         if not access.can_read(spec, request.caller, doc):
             return None
         if change.kind == "deleted":
-            return _sse("deleted", json.dumps({"id": doc.id}), event_id)
+            return _deleted(doc.id, event_id)
         if request.query is not None:
             verdict = await self._matches(change, request.query_key, request.query)
             if verdict is None:
-                return _sse("reset", json.dumps({"reason": "filter_unavailable"}), event_id)
+                return _reset("filter_unavailable", event_id)
             if not verdict:
                 return None
-        return _sse(change.kind, encode_document(request.collection, doc).decode(), event_id)
+        kind: EventKind = "created" if change.kind == "created" else "updated"
+        return StreamEvent(kind, event_id, document=doc)
 
     @staticmethod
     def _without_image(
         spec: CollectionSpec, request: StreamRequest, change: Change, event_id: str | None
-    ) -> ServerSentEvent:
+    ) -> StreamEvent:
         """No image of the document (images off for the collection; on SecantusDB, an
         update whose document was deleted before the stream read it): a deletion everyone
         may read is still told; anything else resets rather than leak or lose."""
@@ -331,8 +344,8 @@ class RealtimeService:
             request.caller is not None and request.caller.is_admin
         )
         if change.kind == "deleted" and not owner_only:
-            return _sse("deleted", json.dumps({"id": change.doc_id}), event_id)
-        return _sse("reset", json.dumps({"reason": "no_image"}), event_id)
+            return _deleted(change.doc_id, event_id)
+        return _reset("no_image", event_id)
 
     async def _matches(self, change: Change, key: str, query: dict[str, Any]) -> bool | None:
         """Whether the change's document matches the filter, evaluated by the database
