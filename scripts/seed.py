@@ -36,8 +36,8 @@ from app.accounts.principal import Principal
 from app.collections.models import CollectionSpec
 from app.collections.schemas import CollectionIn, CollectionPatch
 from app.container import Container
+from app.documents.core import Preconditions
 from app.documents.schemas import DocId
-from app.documents.service import Preconditions
 from app.errors import AppError
 from scripts.cli import ScriptError, guarded, plural, progress, run
 from scripts.files import attach, sha256_of

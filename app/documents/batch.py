@@ -19,8 +19,9 @@ from pymongo.errors import OperationFailure, PyMongoError
 from app.accounts.principal import Principal
 from app.db import transaction
 from app.db.client import Db
+from app.documents.core import Preconditions, WriteConflict
 from app.documents.models import StoredDocument
-from app.documents.service import DocumentService, Preconditions, WriteConflict
+from app.documents.service import DocumentService
 from app.errors import AppError, ErrorCode, FieldError
 
 MAX_OPERATIONS = 100

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, 
 from fastapi.responses import JSONResponse
 from starlette.convertors import Convertor, register_url_convertor
 
+from app.documents.bulk import BulkChange
+from app.documents.core import ANY, RESERVED_IDS, Preconditions
 from app.documents.models import StoredDocument
 from app.documents.schemas import (
     BulkChangeIn,
@@ -24,7 +26,6 @@ from app.documents.schemas import (
     DocumentPage,
     DocumentUpdate,
 )
-from app.documents.service import ANY, RESERVED_IDS, BulkChange, Preconditions
 from app.errors import FieldError, ValidationFailed
 from app.http.deps import DocumentServiceDep, OptionalUser
 from app.http.encoding import encode_document, encode_page

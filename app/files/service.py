@@ -16,7 +16,8 @@ from app.clock import Clock
 from app.collections.models import CollectionSpec
 from app.collections.service import CollectionService
 from app.documents import access
-from app.documents.service import DocumentService, PreconditionFailed
+from app.documents.core import PreconditionFailed
+from app.documents.service import DocumentService
 from app.errors import AppError, ErrorCode, Forbidden, NotFound
 from app.files.names import check_filename, check_sniff
 from app.files.store import Abandoned, FileStore, StoredFile, TooLarge

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 
 from app.clock import rfc3339
+from app.documents.core import envelope
 from app.documents.models import StoredDocument
 from app.documents.schemas import DocumentOut
-from app.documents.service import envelope
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 

@@ -26,9 +26,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.documents.core import ANY, RESERVED_IDS
 from app.documents.models import StoredDocument
 from app.documents.router import etag_versions, router
-from app.documents.service import ANY, RESERVED_IDS
 from app.http.encoding import encode_document
 
 _PATH = re.compile(r"^/v1/collections/([^/]+)/documents/([^/]+)$")

@@ -33,9 +33,9 @@ from app.collections.models import CollectionSpec, ReadAccess
 from app.collections.service import CollectionService
 from app.db.client import Db
 from app.documents import access
+from app.documents.core import parse_filter
 from app.documents.filters import compile_filter
 from app.documents.models import StoredDocument
-from app.documents.service import parse_filter
 from app.errors import AppError, ErrorCode, Unauthorized
 from app.pagination import CursorCodec, InvalidCursor
 from app.realtime.hub import Change, RealtimeHub, Subscriber

@@ -1,0 +1,186 @@
+"""Many documents per request: bulk create, and update or delete by filter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from app.accounts.principal import Principal
+from app.collections.models import CollectionSpec
+from app.documents import access
+from app.documents.core import (
+    MAX_UPDATE_ATTEMPTS,
+    Preconditions,
+    TooManyDocuments,
+    check_outcome,
+    is_heavy,
+    new_document_id,
+)
+from app.documents.crud import DocumentCrud
+from app.documents.filters import compile_sort
+from app.documents.models import StoredDocument
+from app.documents.offload import checked_each
+from app.documents.operators import apply_update, parse_update
+from app.errors import AppError, ErrorCode, FieldError, ValidationFailed
+
+
+@dataclass(slots=True)
+class BulkItem:
+    index: int
+    status: int
+    id: str | None = None
+    version: int | None = None
+    code: ErrorCode | None = None
+    detail: str | None = None
+    errors: list[FieldError] = field(default_factory=list)
+
+
+@dataclass
+class BulkFailure:
+    id: str
+    status: int
+    code: ErrorCode
+    detail: str
+
+
+@dataclass
+class BulkChange:
+    matched: int
+    more: bool
+    modified: int = 0
+    failed: list[BulkFailure] = field(default_factory=list)
+
+
+class BulkDocuments(DocumentCrud):
+    async def bulk_create(
+        self, name: str, documents: Sequence[Any], caller: Principal | None
+    ) -> list[BulkItem]:
+        """Create many documents; each item succeeds or fails on its own."""
+        spec = await self.collections.get(name)
+        owner = access.check_create(spec, caller)
+        limit = self.settings.bulk_max_documents
+        if len(documents) > limit:
+            raise TooManyDocuments(f"At most {limit} documents per bulk request")
+        results: list[BulkItem] = []
+        valid: list[StoredDocument] = []
+        positions: list[int] = []
+        if is_heavy(documents):  # many or big items: checked in a worker process
+            outcomes = await self.work.run(
+                checked_each, list(documents), self.limits, spec.json_schema
+            )
+        else:
+            outcomes = [check_outcome(partial(self.check_data, spec, data)) for data in documents]
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, AppError):
+                exc = outcome
+                results.append(
+                    BulkItem(
+                        index,
+                        exc.status,
+                        code=exc.code,
+                        detail=exc.detail,
+                        errors=_relocate(exc.errors, index),
+                    )
+                )
+                continue
+            doc = self._new(new_document_id(), owner, outcome)
+            valid.append(doc)
+            positions.append(index)
+            results.append(BulkItem(index, 201, id=doc.id, version=1))
+        failures = await self._repository(spec).insert_many(valid)
+        for position, error in failures.items():
+            item = results[positions[position]]
+            pattern = ", ".join((error.details or {}).get("keyPattern", {}) or ["a unique field"])
+            item.status, item.id, item.version = 409, None, None
+            item.code = ErrorCode.DUPLICATE_KEY
+            item.detail = f"Another document already has this value for {pattern}"
+        return results
+
+    async def _changeable(
+        self, spec: CollectionSpec, caller: Principal | None, parsed_filter: Any, limit: int
+    ) -> tuple[list[str], bool]:
+        """Ids (creation order) of up to `limit` documents matching the filter that the
+        caller may read and change; and whether more match."""
+        query = self._compile_query(
+            spec, caller, parsed_filter, scope=self._change_scope(spec, caller)
+        )
+        rows = await self._repository(spec).find_page(
+            query, sort=compile_sort(""), limit=limit + 1, projection={"_id": 1}
+        )
+        ids = [row["_id"] for row in rows]
+        return ids[:limit], len(ids) > limit
+
+    def _bulk_limit(self, limit: int | None) -> int:
+        cap = self.settings.bulk_max_documents
+        if limit is not None and not 1 <= limit <= cap:
+            raise ValidationFailed(
+                f"limit is 1 to {cap} (BULK_MAX_DOCUMENTS)",
+                errors=[FieldError(loc=["body", "limit"], msg=f"1 to {cap}", type="limit")],
+            )
+        return limit or cap
+
+    async def bulk_update(
+        self,
+        name: str,
+        filter_: Any,
+        body: Any,
+        caller: Principal | None,
+        *,
+        dry_run: bool = False,
+        limit: int | None = None,
+    ) -> BulkChange:
+        """Apply update operators to each matching document the caller may change, each
+        atomically (validated, version bumped); not all-or-nothing (that is /v1/batch)."""
+        operations = parse_update(body)
+        spec = await self.collections.get(name)
+        access.check_create(spec, caller)
+        ids, more = await self._changeable(spec, caller, filter_, self._bulk_limit(limit))
+        result = BulkChange(matched=len(ids), more=more)
+        if dry_run:
+            return result
+        transform = partial(apply_update, operations=operations, max_bytes=self.limits.max_bytes)
+
+        async def updated(data: dict[str, Any]) -> dict[str, Any]:
+            return await self._checked(spec, data, transform, weight=body)
+
+        for doc_id in ids:
+            try:
+                await self._change(
+                    spec, caller, doc_id, Preconditions(), updated, attempts=MAX_UPDATE_ATTEMPTS
+                )
+                result.modified += 1
+            except AppError as exc:
+                if exc.status == 404:  # deleted meanwhile: no longer matches
+                    result.matched -= 1
+                    continue
+                result.failed.append(BulkFailure(doc_id, exc.status, exc.code, exc.detail))
+        return result
+
+    async def bulk_delete(
+        self,
+        name: str,
+        filter_: Any,
+        caller: Principal | None,
+        *,
+        dry_run: bool = False,
+        limit: int | None = None,
+    ) -> BulkChange:
+        spec = await self.collections.get(name)
+        access.check_create(spec, caller)
+        ids, more = await self._changeable(spec, caller, filter_, self._bulk_limit(limit))
+        result = BulkChange(matched=len(ids), more=more)
+        if dry_run or not ids:
+            return result
+        repo = self._repository(spec)
+        result.modified = await repo.delete_ids(ids, conditions=self._change_scope(spec, caller))
+        remaining = {doc.id for doc in await repo.get_many(ids)}
+        await self.delete_files(name, [i for i in ids if i not in remaining])
+        return result
+
+
+def _relocate(errors: list[FieldError], index: int) -> list[FieldError]:
+    return [
+        FieldError(loc=["documents", index, *e.loc[1:]], msg=e.msg, type=e.type) for e in errors
+    ]

@@ -1,0 +1,249 @@
+"""What every part of the document service shares: settings, repositories, checks.
+
+The service is split by what callers do (`crud.py`, `bulk.py`, `queries.py`,
+`maintenance.py`); `service.py` puts them together as `DocumentService`.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from app import strict_json
+from app.accounts.principal import Principal
+from app.clock import Clock
+from app.collections.models import CollectionSpec
+from app.collections.service import CollectionService
+from app.collections.validation import validate_data
+from app.config import Settings
+from app.db.client import Db
+from app.documents import access
+from app.documents.budget import json_cost
+from app.documents.filters import InvalidFilter, compile_filter
+from app.documents.idempotency import IdempotencyStore
+from app.documents.models import StoredDocument
+from app.documents.offload import Transform, WorkPool, checked
+from app.documents.repository import DocumentRepository
+from app.documents.validation import DataLimits, check_data
+from app.errors import AppError, ErrorCode
+from app.pagination import CursorCodec
+
+ANY = "*"
+# Without If-Match a write re-reads and re-applies itself when another write slipped in
+# between; this bounds the retries under extreme contention.
+MAX_WRITE_ATTEMPTS = 10
+# Counters and sets see crowds (a like button): more rounds before 409 write_conflict.
+MAX_UPDATE_ATTEMPTS = 100
+# Pauses between write retries (not a secret; its own instance, not the shared generator).
+WRITE_JITTER = random.Random()  # noqa: S311
+
+
+def new_write_id() -> int:
+    """A random id for one write (63 bits: a BSON int64)."""
+    return secrets.randbits(63)
+
+
+# A change whose request or stored document is bigger than this (JSON bytes, measured no
+# further) is applied and checked in a worker process (offload.py); smaller ones are
+# cheaper to do in place than to hand over.
+OFFLOAD_BYTES = 64 * 1024
+
+
+def is_heavy(value: Any) -> bool:
+    return value is not None and json_cost(value, OFFLOAD_BYTES) > OFFLOAD_BYTES
+
+
+def check_outcome(check: Callable[[], dict[str, Any]]) -> dict[str, Any] | AppError:
+    try:
+        return check()
+    except AppError as exc:
+        return exc
+
+
+async def write_landed(
+    repo: DocumentRepository, doc_id: str, write_id: int
+) -> StoredDocument | None:
+    """The document, if the write `write_id` is among its last writes (it landed)."""
+    current = await repo.get(doc_id)
+    return current if current is not None and write_id in current.writes else None
+
+
+# `GET .../documents/count` is a route: no document may take that id.
+RESERVED_IDS = frozenset({"count", "bulk", "bulk-update", "bulk-delete"})
+
+
+class PreconditionFailed(AppError):
+    code, status = ErrorCode.PRECONDITION_FAILED, 412
+
+
+class PreconditionRequired(AppError):
+    code, status = ErrorCode.PRECONDITION_REQUIRED, 428
+
+
+class WriteConflict(AppError):
+    code, status = ErrorCode.WRITE_CONFLICT, 409
+
+
+class TooManyDocuments(AppError):
+    code, status = ErrorCode.PAYLOAD_TOO_LARGE, 413
+
+
+@dataclass(frozen=True, slots=True)
+class Preconditions:
+    """Parsed conditional-request headers. `if_match` None means the header was absent;
+    an empty tuple means it named no version that can exist (so it never matches)."""
+
+    if_match: tuple[int, ...] | Literal["*"] | None = None
+    if_none_match_any: bool = False
+
+    def matches(self, version: int) -> bool:
+        return self.if_match is None or self.if_match == ANY or version in self.if_match
+
+    def version_condition(self) -> dict[str, Any]:
+        if self.if_match is None or self.if_match == ANY:
+            return {}
+        return {"version": {"$in": list(self.if_match)}}
+
+
+# Document repositories kept at once (one per collection in use).
+MAX_REPOSITORIES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[StoredDocument]
+    next_cursor: str | None
+
+
+def envelope(collection: str, doc: StoredDocument) -> dict[str, Any]:
+    """The JSON shape clients see (as stored for idempotent replays)."""
+    return {
+        "id": doc.id,
+        "collection": collection,
+        "owner": doc.owner,
+        "version": doc.version,
+        "created_at": doc.created_at,
+        "updated_at": doc.updated_at,
+        "data": doc.data,
+    }
+
+
+class DocumentCore:
+    def __init__(
+        self,
+        *,
+        db: Db,
+        settings: Settings,
+        collections: CollectionService,
+        idempotency: IdempotencyStore,
+        cursors: CursorCodec,
+        clock: Clock,
+        work: WorkPool | None = None,
+    ) -> None:
+        # Told (collection, ids) once documents are deleted: their files go with them
+        # (set by the container, as CollectionService.on_delete is; documents know no
+        # file store).
+        self.on_delete: Callable[[str, list[str]], Awaitable[object]] | None = None
+        self.work = work or WorkPool(settings.work_processes)
+        self.db = db
+        self.settings = settings
+        self.collections = collections
+        self.idempotency = idempotency
+        self.cursors = cursors
+        self.clock = clock
+        self._repositories: dict[str, DocumentRepository] = {}
+        self.limits = DataLimits(
+            max_bytes=settings.document_max_bytes, max_depth=settings.document_max_depth
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _repository(self, spec: CollectionSpec) -> DocumentRepository:
+        # One per storage collection, built on first use: a repository holds only the
+        # driver's collection handle and settings, so sharing it is safe.
+        repository = self._repositories.get(spec.storage_name)
+        if repository is None:
+            if len(self._repositories) >= MAX_REPOSITORIES:
+                self._repositories.clear()
+            repository = DocumentRepository(
+                self.db, spec.storage_name, max_time_ms=self.settings.query_max_time_ms
+            )
+            self._repositories[spec.storage_name] = repository
+        return repository
+
+    async def find_any(self, spec: CollectionSpec, doc_id: str) -> StoredDocument | None:
+        """A document whoever owns it (operator scripts; no caller to check)."""
+        return await self._repository(spec).get(doc_id)
+
+    def check_data(self, spec: CollectionSpec, data: Any) -> dict[str, Any]:
+        """`data` if it may be stored in `spec` (shape, limits, schema), else the 4xx error."""
+        check_data(data, self.limits)
+        validator = self.collections.validator(spec)
+        if validator is not None:
+            validate_data(validator, data)
+        assert isinstance(data, dict)
+        return data
+
+    async def _checked(
+        self,
+        spec: CollectionSpec,
+        data: Any,
+        transform: Transform | None = None,
+        *,
+        weight: Any = None,
+    ) -> dict[str, Any]:
+        """`transform(data)` (or `data`) if it may be stored in `spec`; a big one is worked
+        out in a worker process, so the event loop keeps serving other requests."""
+        if is_heavy(weight) or is_heavy(data):
+            return await self.work.run(checked, data, transform, self.limits, spec.json_schema)
+        return self.check_data(spec, data if transform is None else transform(data))
+
+    def _new(self, doc_id: str, owner: Principal, data: dict[str, Any]) -> StoredDocument:
+        now = self.clock()
+        return StoredDocument(
+            id=doc_id, owner=owner.id, version=1, created_at=now, updated_at=now, data=data
+        )
+
+    async def delete_files(self, name: str, doc_ids: list[str]) -> None:
+        """The files of deleted documents go with them."""
+        if self.on_delete is not None:
+            await self.on_delete(name, doc_ids)
+
+    @staticmethod
+    def _change_scope(spec: CollectionSpec, caller: Principal | None) -> dict[str, Any]:
+        """The documents `caller` may change: both scopes, so a document the caller may
+        not read stays untouched (and looks absent) even where the write rule allows."""
+        return {**access.write_scope(spec, caller), **access.read_scope(spec, caller)}
+
+    def _compile_query(
+        self,
+        spec: CollectionSpec,
+        caller: Principal | None,
+        parsed_filter: Any,
+        *,
+        scope: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The client's filter limited to `scope` (default: what `caller` may read)."""
+        if scope is None:
+            scope = access.read_scope(spec, caller)
+        client = compile_filter(parsed_filter) if parsed_filter is not None else {}
+        parts = [p for p in (client, scope) if p]
+        return parts[0] if len(parts) == 1 else ({"$and": parts} if parts else {})
+
+
+def new_document_id() -> str:
+    """A server-chosen id: 128 bits from the OS's CSPRNG, URL-safe (22 characters), so one
+    id tells nothing about any other (ObjectIds are a timestamp plus a counter)."""
+    return secrets.token_urlsafe(16)
+
+
+def parse_filter(raw: str) -> Any:
+    try:
+        return strict_json.loads(raw)
+    except ValueError as exc:
+        raise InvalidFilter(f"filter is not valid JSON: {exc}") from None
+    except RecursionError:  # deeper than the parser goes: far past the depth limit anyway
+        raise InvalidFilter("filter nests too deeply") from None

@@ -1,0 +1,322 @@
+"""One document at a time: create, get, replace, merge patch, JSON Patch, operators, delete."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, Literal, NoReturn
+
+from app.accounts.principal import Principal
+from app.collections.models import CollectionSpec
+from app.db import transaction
+from app.documents import access
+from app.documents.core import (
+    MAX_UPDATE_ATTEMPTS,
+    MAX_WRITE_ATTEMPTS,
+    RESERVED_IDS,
+    WRITE_JITTER,
+    DocumentCore,
+    PreconditionFailed,
+    PreconditionRequired,
+    Preconditions,
+    WriteConflict,
+    envelope,
+    new_document_id,
+    new_write_id,
+    write_landed,
+)
+from app.documents.idempotency import Replay, request_fingerprint
+from app.documents.json_patch import apply_json_patch, parse_json_patch
+from app.documents.merge_patch import merge_patch
+from app.documents.models import StoredDocument
+from app.documents.offload import Transform
+from app.documents.operators import apply_update, parse_update
+from app.documents.repository import DocumentExistsError, DocumentRepository
+from app.errors import FieldError, Forbidden, ValidationFailed
+from app.observability.metrics import WRITE_RETRIES
+
+
+class DocumentCrud(DocumentCore):
+    def _require_precondition(self, pre: Preconditions, *, creating_allowed: bool) -> None:
+        if not self.settings.require_if_match or pre.if_match is not None:
+            return
+        if creating_allowed and pre.if_none_match_any:
+            return
+        raise PreconditionRequired(
+            "This server requires If-Match (the document's ETag) on changes; GET the document first"
+        )
+
+    async def _explain_failed_write(
+        self,
+        spec: CollectionSpec,
+        repo: DocumentRepository,
+        caller: Principal | None,
+        doc_id: str,
+        pre: Preconditions,
+    ) -> NoReturn:
+        """A conditional write matched nothing: say why, exposing nothing unreadable."""
+        existing = await repo.get(doc_id)
+        if existing is None or not access.can_read(spec, caller, existing):
+            raise access.document_not_found(spec.id, doc_id)
+        if not access.can_write(spec, caller, existing):
+            raise Forbidden(f"You may read {spec.id}/{doc_id} but not change it")
+        if not pre.matches(existing.version):
+            raise PreconditionFailed(
+                f"Document {spec.id}/{doc_id} is at version {existing.version}, "
+                f"not {_shown(pre.if_match)}"
+            )
+        raise PreconditionFailed(
+            f"Document {spec.id}/{doc_id} changed while this request ran; retry"
+        )
+
+    # -- single documents ------------------------------------------------------------------
+
+    async def create(
+        self,
+        name: str,
+        data: Any,
+        caller: Principal | None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> tuple[StoredDocument | None, Replay | None]:
+        """A new document with a server-chosen id; or, for a repeated Idempotency-Key, the
+        first response to replay."""
+        spec = await self.collections.get(name)
+        owner = access.check_create(spec, caller)
+        data = await self._checked(spec, data)
+        if idempotency_key is None:
+            doc = self._new(new_document_id(), owner, data)
+            await self._insert_new(spec, doc)
+            return doc, None
+
+        record = self.idempotency.record_id(owner.id, name, idempotency_key)
+        replay = await self.idempotency.claim(record, request_fingerprint(data), now=self.clock())
+        if replay is not None:
+            return None, replay
+        try:
+            doc = self._new(new_document_id(), owner, data)
+            await self._insert_new(spec, doc)
+        except BaseException:
+            await self.idempotency.release(record)
+            raise
+        await self.idempotency.complete(record, body=envelope(name, doc))
+        return doc, None
+
+    async def _insert_new(self, spec: CollectionSpec, doc: StoredDocument) -> None:
+        """Insert a document under a fresh random id. The id can only clash with this very
+        insert, landed once already when the driver retried it after a lost answer."""
+        repo = self._repository(spec)
+        doc.writes = (write_id := new_write_id(),)
+        try:
+            await repo.insert(doc)
+        except DocumentExistsError:
+            if await write_landed(repo, doc.id, write_id) is None:
+                raise
+
+    async def get(self, name: str, doc_id: str, caller: Principal | None) -> StoredDocument:
+        spec = await self.collections.get(name)
+        scope = access.read_scope(spec, caller)
+        doc = await self._repository(spec).get(doc_id, scope=scope)
+        if doc is None:
+            raise access.document_not_found(name, doc_id)
+        return doc
+
+    async def put(
+        self,
+        name: str,
+        doc_id: str,
+        data: Any,
+        caller: Principal | None,
+        pre: Preconditions,
+    ) -> tuple[StoredDocument, bool]:
+        """Replace a document's data, or create it with this id. Returns (doc, created)."""
+        spec = await self.collections.get(name)
+        owner = access.check_create(spec, caller)
+        if doc_id in RESERVED_IDS:
+            raise ValidationFailed(
+                f"{doc_id} is reserved and cannot be a document id",
+                errors=[FieldError(loc=["path", "doc_id"], msg="reserved id", type="reserved")],
+            )
+        self._require_precondition(pre, creating_allowed=True)
+        replacement = await self._checked(spec, data)
+
+        async def replace(_current: dict[str, Any]) -> dict[str, Any]:
+            return replacement
+
+        return await self._change(
+            spec,
+            caller,
+            doc_id,
+            pre,
+            replace,
+            create=lambda: self._new(doc_id, owner, replacement),
+        )
+
+    async def patch(
+        self,
+        name: str,
+        doc_id: str,
+        patch: Any,
+        caller: Principal | None,
+        pre: Preconditions,
+    ) -> StoredDocument:
+        """Apply an RFC 7396 merge patch to `data`; never loses a concurrent update."""
+        return await self._modify(
+            name, doc_id, caller, pre, partial(merge_patch, patch=patch), weight=patch
+        )
+
+    async def _modify(
+        self,
+        name: str,
+        doc_id: str,
+        caller: Principal | None,
+        pre: Preconditions,
+        transform: Transform,
+        *,
+        attempts: int = MAX_WRITE_ATTEMPTS,
+        weight: Any = None,
+    ) -> StoredDocument:
+        """Change an existing document's data by `transform` (a module-level function or
+        a partial of one: it may run in a worker process), validated and written
+        atomically (see `_change`); `weight` is what the request brought (its size
+        decides where the work runs)."""
+        spec = await self.collections.get(name)
+        access.check_create(spec, caller)
+        self._require_precondition(pre, creating_allowed=False)
+        doc, _ = await self._change(
+            spec,
+            caller,
+            doc_id,
+            pre,
+            lambda data: self._checked(spec, data, transform, weight=weight),
+            attempts=attempts,
+        )
+        return doc
+
+    async def _change(
+        self,
+        spec: CollectionSpec,
+        caller: Principal | None,
+        doc_id: str,
+        pre: Preconditions,
+        new_data: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+        *,
+        create: Callable[[], StoredDocument] | None = None,
+        attempts: int = MAX_WRITE_ATTEMPTS,
+    ) -> tuple[StoredDocument, bool]:
+        """Read, check, and write conditioned on the version read: the precondition check
+        and the version bump are one database operation. Without If-Match, a write that
+        lost a race re-reads and re-applies itself (no update is ever lost), after a short
+        random pause that grows with each loss, so a crowd of writers spreads out."""
+        repo = self._repository(spec)
+        # This write's id, whichever attempt lands it: see DocumentRepository.update_data.
+        write_id = new_write_id()
+        inserting = False  # what the last attempt tried: an insert, or an update
+        for attempt in range(attempts):
+            if attempt:
+                WRITE_RETRIES.inc()
+                await asyncio.sleep(WRITE_JITTER.uniform(0, 0.002 * min(attempt, 25)))
+            current = await repo.get(doc_id)
+            if current is not None and write_id in current.writes:
+                # An earlier attempt did land (its answer was lost, the driver's retry
+                # found the version moved on): done, not to be applied twice.
+                return current, inserting
+            if current is None and create is not None and pre.if_match is None:
+                doc = create()
+                doc.writes = (write_id,)
+                inserting = True
+                try:
+                    await repo.insert(doc)
+                except DocumentExistsError:
+                    if pre.if_none_match_any and not await write_landed(repo, doc_id, write_id):
+                        raise self._exists(spec, doc_id) from None
+                    continue  # created meanwhile (or by us): the next read tells
+                return doc, True
+            inserting = False
+            if current is None or not access.can_read(spec, caller, current):
+                raise access.document_not_found(spec.id, doc_id)
+            if pre.if_none_match_any:
+                raise self._exists(spec, doc_id)
+            if not access.can_write(spec, caller, current):
+                raise Forbidden(f"You may read {spec.id}/{doc_id} but not change it")
+            if not pre.matches(current.version):
+                raise PreconditionFailed(
+                    f"Document {spec.id}/{doc_id} is at version {current.version}, "
+                    f"not {_shown(pre.if_match)}"
+                )
+            changed = await new_data(current.data)
+            updated = await repo.update_data(current, changed, now=self.clock(), write_id=write_id)
+            if updated is not None:
+                return updated, False
+            if pre.if_match is not None:
+                landed = await write_landed(repo, doc_id, write_id)
+                if landed is not None:
+                    return landed, False
+                raise PreconditionFailed(
+                    f"Document {spec.id}/{doc_id} changed while this request ran; "
+                    "GET it again for the new ETag"
+                )
+        raise WriteConflict(f"Document {spec.id}/{doc_id} is changing too fast; retry")
+
+    async def json_patch(
+        self,
+        name: str,
+        doc_id: str,
+        operations: Any,
+        caller: Principal | None,
+        pre: Preconditions,
+    ) -> StoredDocument:
+        """Apply an RFC 6902 JSON Patch to `data` (app/documents/json_patch.py)."""
+        patch = parse_json_patch(operations)
+        return await self._modify(
+            name,
+            doc_id,
+            caller,
+            pre,
+            partial(apply_json_patch, patch=patch, max_bytes=self.limits.max_bytes),
+            weight=operations,
+        )
+
+    async def update(
+        self,
+        name: str,
+        doc_id: str,
+        body: Any,
+        caller: Principal | None,
+        pre: Preconditions,
+    ) -> StoredDocument:
+        """Apply update operators (app/documents/operators.py) to `data`: validated like any
+        write, atomic per document, retried (not lost) when another write comes first."""
+        operations = parse_update(body)
+        return await self._modify(
+            name,
+            doc_id,
+            caller,
+            pre,
+            partial(apply_update, operations=operations, max_bytes=self.limits.max_bytes),
+            attempts=MAX_UPDATE_ATTEMPTS,
+            weight=body,
+        )
+
+    @staticmethod
+    def _exists(spec: CollectionSpec, doc_id: str) -> PreconditionFailed:
+        return PreconditionFailed(f"Document {spec.id}/{doc_id} already exists (If-None-Match: *)")
+
+    async def delete(
+        self, name: str, doc_id: str, caller: Principal | None, pre: Preconditions
+    ) -> None:
+        spec = await self.collections.get(name)
+        self._require_precondition(pre, creating_allowed=False)
+        conditions = {**self._change_scope(spec, caller), **pre.version_condition()}
+        repo = self._repository(spec)
+        if not await repo.delete(doc_id, conditions=conditions):
+            await self._explain_failed_write(spec, repo, caller, doc_id, pre)
+        if transaction.current() is None:  # a batch deletes files once it has committed
+            await self.delete_files(name, [doc_id])
+
+
+def _shown(if_match: tuple[int, ...] | Literal["*"] | None) -> str:
+    if isinstance(if_match, tuple):
+        return " or ".join(str(v) for v in if_match) or "any version that can exist"
+    return str(if_match)

@@ -1,0 +1,63 @@
+"""Reading many documents: pages with keyset cursors, counts, whole-collection streams."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from app.accounts.principal import Principal
+from app.collections.models import CollectionSpec
+from app.documents.core import DocumentCore, Page, parse_filter
+from app.documents.filters import compile_fields, compile_sort
+from app.documents.keyset import (
+    after_clause,
+    decode_cursor,
+    encode_cursor,
+    query_scope,
+    sort_values,
+)
+from app.documents.models import StoredDocument
+
+
+class DocumentQueries(DocumentCore):
+    async def list_page(
+        self,
+        name: str,
+        caller: Principal | None,
+        *,
+        filter_raw: str | None,
+        sort_raw: str | None,
+        fields_raw: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page:
+        spec = await self.collections.get(name)
+        parsed_filter = parse_filter(filter_raw) if filter_raw else None
+        query = self._compile_query(spec, caller, parsed_filter)
+        sort = compile_sort(sort_raw or "")
+        projection = compile_fields(fields_raw) if fields_raw else None
+        scope = f"{name}:{query_scope(parsed_filter, sort)}"
+        if cursor:
+            after = after_clause(sort, decode_cursor(self.cursors, cursor, scope))
+            query = {"$and": [query, after]} if query else after
+        repo = self._repository(spec)
+        rows = await repo.find_page(query, sort=sort, limit=limit + 1, projection=projection)
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            if projection is not None:
+                # The page may not carry every sort key; read them for the last row only.
+                last = await repo.fields_of(last["_id"], [path for path, _ in sort]) or last
+            next_cursor = encode_cursor(self.cursors, sort_values(last, sort), scope)
+        return Page(items=[StoredDocument.from_mongo(row) for row in rows], next_cursor=next_cursor)
+
+    def stream(
+        self, spec: CollectionSpec, *, batch_size: int = 1000
+    ) -> AsyncIterator[StoredDocument]:
+        """Every document of a collection in id order, fetched in batches (exports)."""
+        return self._repository(spec).stream(batch_size=batch_size)
+
+    async def count(self, name: str, caller: Principal | None, filter_raw: str | None) -> int:
+        spec = await self.collections.get(name)
+        parsed_filter = parse_filter(filter_raw) if filter_raw else None
+        return await self._repository(spec).count(self._compile_query(spec, caller, parsed_filter))
