@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.documents.batch import MAX_OPERATIONS, Operation
 from app.documents.core import Preconditions, envelope
-from app.documents.router import etag_versions
 from app.documents.schemas import DocId, DocumentOut, DocumentUpdate
+from app.http.conditional import etag_versions
 from app.http.deps import BatchServiceDep, OptionalUser
 from app.http.problems import problem_responses
 from app.http.strict_route import StrictJSONRoute

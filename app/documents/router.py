@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from starlette.convertors import Convertor, register_url_convertor
 
 from app.documents.bulk import BulkChange
-from app.documents.core import ANY, RESERVED_IDS, Preconditions
+from app.documents.core import RESERVED_IDS
 from app.documents.models import StoredDocument
 from app.documents.schemas import (
     BulkChangeIn,
@@ -27,7 +26,9 @@ from app.documents.schemas import (
     DocumentUpdate,
 )
 from app.errors import FieldError, ValidationFailed
+from app.http.conditional import PreconditionsDep
 from app.http.deps import DocumentServiceDep, OptionalUser
+from app.http.document_get import read_document
 from app.http.encoding import encode_document, encode_page
 from app.http.params import DocumentPathId
 from app.http.problems import problem_responses
@@ -61,35 +62,6 @@ _WRITE_ERRORS = problem_responses(401, 403, 404, 409, 412, 413, 415, 422, 428)
 _ONE_DOCUMENT = problem_responses(405)
 
 
-_ETAG = re.compile(r'^(W/)?"([0-9]{1,18})"$')
-
-
-def etag_versions(value: str | None, *, weak: bool) -> tuple[int, ...] | Literal["*"] | None:
-    """Parse an If-Match / If-None-Match list into versions. Tags that are not ours never
-    match; weak tags (W/"3") only count where weak comparison applies (If-None-Match)."""
-    if value is None:
-        return None
-    if value.strip() == "*":
-        return "*"
-    versions = []
-    for tag in value.split(","):
-        match = _ETAG.match(tag.strip())
-        if match and (weak or not match.group(1)):
-            versions.append(int(match.group(2)))
-    return tuple(versions)
-
-
-async def get_preconditions(
-    if_match: Annotated[str | None, Header(max_length=1024)] = None,
-    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
-) -> Preconditions:
-    return Preconditions(
-        if_match=etag_versions(if_match, weak=False),
-        if_none_match_any=etag_versions(if_none_match, weak=True) == ANY,
-    )
-
-
-PreconditionsDep = Annotated[Preconditions, Depends(get_preconditions)]
 Filter = Annotated[
     str | None,
     Query(
@@ -275,11 +247,10 @@ async def get_document(
     documents: DocumentServiceDep,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Response:
-    doc = await documents.get(name, doc_id, caller)
-    seen = etag_versions(if_none_match, weak=True)
-    if seen == ANY or (isinstance(seen, tuple) and doc.version in seen):
-        return Response(status_code=304, headers={"ETag": doc.etag})
-    return _document(name, doc, with_location=False)
+    answer = await read_document(documents, name, doc_id, caller, if_none_match)
+    if answer.status == 304:
+        return Response(status_code=304, headers={"ETag": answer.etag})
+    return Response(answer.body, headers={"ETag": answer.etag}, media_type="application/json")
 
 
 @router.put(

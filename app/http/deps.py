@@ -6,7 +6,7 @@ Every dependency is `async def`, even the ones that do no I/O: FastAPI runs a pl
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
 from fastapi.security import OAuth2PasswordBearer
@@ -101,15 +101,30 @@ BatchServiceDep = Annotated[BatchService, Depends(get_batch_service)]
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """`OAuth2PasswordBearer`'s rule, for the paths that read the header themselves."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+async def authenticate(
+    auth: AuthService, token: str | None, state: dict[str, Any]
+) -> Principal | None:
+    """The caller a bearer token stands for (None: anonymous), noted for the access log."""
+    if not token:
+        return None
+    principal = await auth.authenticate(token)
+    state["user_id"] = principal.id
+    return principal
+
+
 async def get_optional_user(
     request: Request,
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> Principal | None:
-    if not token:
-        return None
-    principal = await _container(request).auth.authenticate(token)
-    request.state.user_id = principal.id
-    return principal
+    state = request.scope.setdefault("state", {})  # what request.state reads and writes
+    return await authenticate(_container(request).auth, token, state)
 
 
 async def get_current_user(

@@ -7,11 +7,11 @@ the API spent 4x the raw driver's CPU per GET; a bare FastAPI route, 2x). This m
 answers exactly that request shape itself, with the same services and the same error
 handlers, and hands everything else to FastAPI untouched:
 
-- the same token extraction as `OAuth2PasswordBearer` and the same
-  `AuthService.authenticate` (revocation at once, disabled users, sessions);
-- the same `DocumentService.get` (access rules, 404 for what the caller may not read);
+- the same token extraction as `OAuth2PasswordBearer` and the same `deps.authenticate`
+  as `OptionalUser` (revocation at once, disabled users, sessions);
 - the same exception handlers, looked up the way Starlette's ExceptionMiddleware does;
-- the same envelope, ETag and 304 rules as the FastAPI route, which stays registered: it
+- the same answer as the FastAPI route (`document_get.read_document`: access, envelope,
+  ETag and 304), which stays registered: it
   documents the operation in OpenAPI and serves any request this path declines (an
   `If-None-Match` FastAPI would refuse as too long, a reserved id).
 
@@ -26,10 +26,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.documents.core import ANY, RESERVED_IDS
-from app.documents.models import StoredDocument
-from app.documents.router import etag_versions, router
-from app.http.encoding import encode_document
+from app.documents.core import RESERVED_IDS
+from app.documents.router import router
+from app.http.deps import authenticate, bearer_token
+from app.http.document_get import read_document
 
 _PATH = re.compile(r"^/v1/collections/([^/]+)/documents/([^/]+)$")
 # FastAPI's Header(max_length=1024) on the route: longer values get its 422, so decline.
@@ -38,12 +38,6 @@ _MAX_HEADER = 1024
 
 # What the access log and metrics read from scope["route"] (its template): the route's own.
 _ROUTE = next(r for r in router.routes if getattr(r, "operation_id", None) == "documents_get")
-
-
-def _not_modified(if_none_match: str | None, version: int) -> bool:
-    """The route's If-None-Match rule (weak comparison, RFC 9110 §13.1.2)."""
-    seen = etag_versions(if_none_match, weak=True)
-    return seen == ANY or (isinstance(seen, tuple) and version in seen)
 
 
 class DocumentGetFastPath:
@@ -91,27 +85,21 @@ class DocumentGetFastPath:
         if_none_match: str | None,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         container = scope["app"].state.container
-        caller = None
-        # OAuth2PasswordBearer(auto_error=False): "Bearer <token>", else anonymous.
-        if authorization:
-            scheme, _, token = authorization.partition(" ")
-            token = token.strip()
-            if scheme.lower() == "bearer" and token:
-                caller = await container.auth.authenticate(token)
-                scope.setdefault("state", {})["user_id"] = caller.id
-        doc: StoredDocument = await container.documents.get(name, doc_id, caller)
-        etag = doc.etag.encode()
-        if _not_modified(if_none_match, doc.version):
+        caller = await authenticate(
+            container.auth, bearer_token(authorization), scope.setdefault("state", {})
+        )
+        answer = await read_document(container.documents, name, doc_id, caller, if_none_match)
+        etag = answer.etag.encode()
+        if answer.status == 304:
             return 304, [(b"etag", etag)], b""
-        body = encode_document(name, doc)
         return (
             200,
             [
-                (b"content-length", str(len(body)).encode()),
+                (b"content-length", str(len(answer.body)).encode()),
                 (b"content-type", b"application/json"),
                 (b"etag", etag),
             ],
-            body,
+            answer.body,
         )
 
 
