@@ -2,7 +2,8 @@
 another; access rules, filters, resume, tickets, caps and sign-out all hold.
 
 Process A is the in-process app (`client`); process B is `python -m app` in a child
-process on the same database. Streams are read from B over real HTTP.
+process on the same database, started once for the module. Streams are read from B over
+real HTTP.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import asyncio
 import dataclasses
 import json
 import signal
+import subprocess
+import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -22,8 +25,9 @@ from fastapi import FastAPI
 
 from app.accounts.models import Role
 from app.accounts.principal import Principal
+from app.collections.schemas import CollectionIn
 from app.realtime.hub import Change, Subscriber, network_of
-from tests.conftest import Account, api_server, assert_problem
+from tests.conftest import PASSWORD, Account, api_server, assert_problem
 from tests.test_docs_browser import BROWSER_ARGS, CHROMIUM
 
 # A guard against a hang, not a measurement: every wait below ends on an event.
@@ -69,19 +73,78 @@ class EventReader:
         return event
 
 
+@dataclass
+class ProcessB:
+    """Process B, kept for the module: starting uvicorn costs about a second a test."""
+
+    stack: ExitStack = field(default_factory=ExitStack)
+    url: str = ""
+    process: subprocess.Popen[bytes] | None = None
+    # The shared app (process A) B was started beside: the same one means the same
+    # database, never dropped in between.
+    app: FastAPI | None = None
+
+
+@pytest.fixture(scope="module")
+def process_b() -> Iterator[ProcessB]:
+    b = ProcessB()
+    with b.stack:  # stops B after the module's last test
+        yield b
+
+
 @pytest.fixture
-def server_b(settings: Any, app: FastAPI) -> Iterator[str]:
-    """Process B, started once process A (the `app` fixture) has made the database."""
-    env = {
-        "JWT_SECRET": settings.jwt_secret,
-        "ARGON2_TIME_COST": "1",
-        "ARGON2_MEMORY_KIB": "64",
-        "REALTIME_MAX_STREAMS_PER_USER": "2",
-        "REALTIME_MAX_STREAMS_PER_ADDRESS": "2",
-    }
-    assert settings.mongodb_url is not None
-    with api_server(settings.mongodb_url, settings.mongodb_db, **env) as (url, _):
-        yield url
+async def server_b(settings: Any, app: FastAPI, process_b: ProcessB) -> str:
+    """Process B's URL. The first test that asks starts it, once process A (the `app`
+    fixture) has made the database; every later one first waits for B to catch up with
+    the wipe that ended the test before (`caught_up`)."""
+    if process_b.process is None:
+        env = {
+            "JWT_SECRET": settings.jwt_secret,
+            "ARGON2_TIME_COST": "1",
+            "ARGON2_MEMORY_KIB": "64",
+            "REALTIME_MAX_STREAMS_PER_USER": "2",
+            "REALTIME_MAX_STREAMS_PER_ADDRESS": "2",
+        }
+        assert settings.mongodb_url is not None
+        server = api_server(settings.mongodb_url, settings.mongodb_db, **env)
+        # In a thread: process A (this loop) keeps serving while B starts.
+        url, process = await asyncio.to_thread(process_b.stack.enter_context, server)
+        process_b.url, process_b.process, process_b.app = url, process, app
+        return url
+    assert app is process_b.app, "process B serves the shared app's database only"
+    if process_b.process.poll() is not None:
+        assert process_b.process.stderr is not None
+        pytest.fail(f"process B exited: {process_b.process.stderr.read().decode()[-2000:]}")
+    await caught_up(app, process_b.url)
+    return process_b.url
+
+
+async def caught_up(app: FastAPI, base: str) -> None:
+    """Return once process B has applied every change made to the database so far.
+
+    The wipe between tests deletes and drops through process A. B's read caches forget
+    what it removed only as B's change stream delivers it, a moment later (a database's
+    stream reports each deletion and collection drop in order and goes on; no
+    `invalidate`), so a test could otherwise meet the last one's declarations in B. A
+    change stream delivers in order: once B has acted on a change made now, it has
+    applied the wipe. The change: deleting a user whose stream on B then ends
+    (`user_deleted` is decided after B's cache has forgotten the user). What it makes
+    it removes; its names are its own, so whatever B still holds of them is never read.
+    """
+    container = app.state.container
+    tag = uuid.uuid4().hex[:12]
+    user = await container.auth.create_user(
+        email=f"sentinel-{tag}@example.com", password=PASSWORD, name="Sentinel", role=Role.USER
+    )
+    name = f"sentinel_{tag}"
+    await container.collections.create(CollectionIn(name=name))
+    principal = await container.auth.users.get_principal(user.id)
+    ticket = await container.realtime.issue_ticket(principal)
+    async with stream(base, name, None, ticket=ticket) as events:
+        assert await container.auth.users.delete(user.id)
+        end = await events.next_change()
+        assert (end.event, end.data) == ("end", {"reason": "user_deleted"})
+    await container.collections.delete(name)
 
 
 @asynccontextmanager
