@@ -23,17 +23,11 @@ from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
 from app.config import Settings
-from tests.conftest import (
-    PASSWORD,
-    ROOT,
-    api_server,
-    assert_problem,
-    free_port,
-    http_client,
-    make_settings,
-    running_app,
-)
-from tests.test_read_cache import applied, feed_of
+from tests.support.accounts import PASSWORD
+from tests.support.apps import ROOT, http_client, make_settings, running_app
+from tests.support.feeds import applied, feed_of
+from tests.support.problems import assert_problem
+from tests.support.servers import api_server, free_port
 
 NEW_PASSWORD = "a brand new passphrase"
 NOTES = "/v1/collections/notes/documents"

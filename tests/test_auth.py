@@ -8,7 +8,9 @@ from bson import ObjectId
 
 from app.accounts.models import Role
 from app.container import Container
-from tests.conftest import PASSWORD, Account, assert_problem, make_settings, running_app
+from tests.support.accounts import PASSWORD, Account
+from tests.support.apps import make_settings, running_app
+from tests.support.problems import assert_problem
 
 
 async def register(

@@ -18,7 +18,8 @@ import pytest
 from app.accounts.models import Role
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import PASSWORD, Account, MakeAccount, shared_settings, sign_in
+from tests.support.accounts import PASSWORD, Account, MakeAccount, sign_in
+from tests.support.apps import shared_settings
 
 ANON, USER, OTHER, ADMIN = "anonymous", "user", "other user", "admin"
 PRINCIPALS = (ANON, OTHER, USER, ADMIN)

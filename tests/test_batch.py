@@ -10,7 +10,8 @@ import pytest
 from fastapi import FastAPI
 from pymongo.errors import OperationFailure
 
-from tests.conftest import Account, assert_problem
+from tests.support.accounts import Account
+from tests.support.problems import assert_problem
 
 SCHEMA = {"type": "object", "properties": {"items": {"type": "array", "maxItems": 3}}}
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Account, assert_problem
+from tests.support.accounts import Account
+from tests.support.problems import assert_problem
 
 DOCS = "/v1/collections/inbox/documents"
 SCHEMA = {"type": "object", "properties": {"n": {"type": "integer", "maximum": 3}}}

@@ -24,8 +24,10 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from tests.conftest import PASSWORD, api_server, make_settings
-from tests.test_live_contract import NOTES_SCHEMA, TASKS_SCHEMA
+from tests.support.accounts import PASSWORD
+from tests.support.apps import make_settings
+from tests.support.schemas import NOTES_SCHEMA, TASKS_SCHEMA
+from tests.support.servers import api_server
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = ROOT / "tests" / "clients"

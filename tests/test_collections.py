@@ -9,7 +9,9 @@ import pytest
 
 from app.collections.schemas import CollectionIn
 from app.container import Container
-from tests.conftest import Account, assert_problem, make_settings, running_app
+from tests.support.accounts import Account
+from tests.support.apps import make_settings, running_app
+from tests.support.problems import assert_problem
 
 NOTES: dict[str, Any] = {
     "name": "notes",

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from app.config import Settings
 from app.dev_secret import SECRET_FILE
-from tests.conftest import ROOT, assert_problem, http_client, make_settings, running_app
+from tests.support.apps import ROOT, http_client, make_settings, running_app
+from tests.support.problems import assert_problem
 
 
 def settings(**values: object) -> Settings:

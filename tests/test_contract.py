@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from app.accounts.models import Role
 from scripts.clients import for_python_generator
 from scripts.openapi import CONTRACT, current_contract, render
-from tests.conftest import PASSWORD, signed_in
+from tests.support.accounts import PASSWORD, signed_in
 
 
 def test_openapi_json_is_committed_and_up_to_date() -> None:

@@ -12,7 +12,9 @@ import httpx
 from app.accounts.models import Role
 from app.config import Settings
 from app.container import Container
-from tests.conftest import PASSWORD, ROOT, Account, assert_problem, sign_in
+from tests.support.accounts import PASSWORD, Account, sign_in
+from tests.support.apps import ROOT
+from tests.support.problems import assert_problem
 
 
 def run_script(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

@@ -12,14 +12,9 @@ import pytest
 
 from app.accounts.models import Role
 from app.container import Container
-from tests.conftest import (
-    Account,
-    assert_problem,
-    http_client,
-    make_settings,
-    running_app,
-    signed_in,
-)
+from tests.support.accounts import Account, signed_in
+from tests.support.apps import http_client, make_settings, running_app
+from tests.support.problems import assert_problem
 
 SCHEMA = {
     "type": "object",

@@ -21,7 +21,9 @@ from app.config import Settings
 from app.http import encoding, fast_get
 from app.main import create_app
 from app.observability.metrics import render
-from tests.conftest import Account, assert_problem, http_client, signed_in
+from tests.support.accounts import Account, signed_in
+from tests.support.apps import http_client
+from tests.support.problems import assert_problem
 
 HEADERS = ("content-type", "etag", "www-authenticate", "cache-control", "location")
 

@@ -16,16 +16,11 @@ from pymongo import MongoClient
 
 from app.accounts.models import Role
 from app.db.embedded import EmbeddedDatabase
-from tests.conftest import (
-    SharedApps,
-    api_server,
-    assert_problem,
-    http_client,
-    make_settings,
-    running_app,
-    signed_in,
-)
-from tests.wire_proxy import LosingProxy
+from tests.support.accounts import signed_in
+from tests.support.apps import SharedApps, http_client, make_settings, running_app
+from tests.support.problems import assert_problem
+from tests.support.servers import api_server
+from tests.support.wire_proxy import LosingProxy
 
 
 @pytest.fixture(autouse=True)

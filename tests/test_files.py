@@ -20,7 +20,9 @@ from app.config import Settings
 from app.files.names import RangeNotSatisfiable, byte_range, check_filename, content_disposition
 from app.files.store import CHUNK_BYTES, CHUNKS_PER_WRITE, Abandoned, FileStore, StoredFile
 from app.observability.metrics import REGISTRY
-from tests.conftest import Account, MakeAccount, assert_problem, shared_settings
+from tests.support.accounts import Account, MakeAccount
+from tests.support.apps import shared_settings
+from tests.support.problems import assert_problem
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 

@@ -18,7 +18,8 @@ from app.accounts.passwords import PasswordHasher
 from app.accounts.tokens import issue_access_token
 from app.clock import utc_now
 from app.main import create_app
-from tests.conftest import PASSWORD, make_settings
+from tests.support.accounts import PASSWORD
+from tests.support.apps import make_settings
 
 FUZZ_COLLECTION = "fuzz"
 

@@ -7,7 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Account, assert_problem
+from tests.support.accounts import Account
+from tests.support.problems import assert_problem
 
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}
 SCHEMA = {

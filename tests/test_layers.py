@@ -75,3 +75,14 @@ def test_the_rules_see_the_code() -> None:
     assert ("app.http.deps", "ContainerDep") in set(_imports(modules["app.http.health"]))
     assert _is_edge("app.documents.router") and _is_edge("app.http.deps")
     assert not _is_edge("app.documents.service") and not _is_edge("app.accounts.models")
+
+
+def test_tests_import_helpers_from_support_never_from_conftest_or_each_other() -> None:
+    tests = Path(__file__).resolve().parent
+    crossing = [
+        f"{path.name} imports {target}"
+        for path in sorted(tests.glob("*.py"))
+        for target, _ in _imports(ast.parse(path.read_text(), str(path)))
+        if target == "tests.conftest" or target.startswith("tests.test_")
+    ]
+    assert crossing == []

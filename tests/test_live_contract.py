@@ -14,55 +14,11 @@ from referencing.jsonschema import DRAFT202012
 from app.contract.live import pascal, patch_schema
 from app.contract.operators import MAX_PATHS, update_schema
 from scripts.openapi import current_contract
-from tests.conftest import Account, assert_problem
+from tests.support.accounts import Account
+from tests.support.problems import assert_problem
+from tests.support.schemas import NOTES_SCHEMA, TASKS_SCHEMA
 
 # Nested objects, arrays of objects, enums, $defs/$ref (also recursive), required, formats.
-TASKS_SCHEMA = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "required": ["title", "status"],
-    "properties": {
-        "title": {"type": "string", "minLength": 1, "maxLength": 200},
-        "status": {"enum": ["todo", "doing", "done"]},
-        "due": {"type": "string", "format": "date-time"},
-        "owner_email": {"type": "string", "format": "email"},
-        "assignee": {"$ref": "#/$defs/person"},
-        "checklist": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["text"],
-                "properties": {"text": {"type": "string"}, "done": {"type": "boolean"}},
-            },
-        },
-        "subtask": {"$ref": "#/$defs/sub-task"},
-        "meta": {
-            "type": "object",
-            "properties": {"priority": {"type": "integer", "minimum": 1, "maximum": 5}},
-        },
-    },
-    "$defs": {
-        "person": {
-            "type": "object",
-            "required": ["name"],
-            "properties": {"name": {"type": "string"}, "email": {"type": "string"}},
-        },
-        "sub-task": {
-            "type": "object",
-            "properties": {"title": {"type": "string"}, "next": {"$ref": "#/$defs/sub-task"}},
-        },
-    },
-}
-NOTES_SCHEMA = {
-    "type": "object",
-    "required": ["title"],
-    "properties": {
-        "title": {"type": "string"},
-        "tags": {"type": "array", "items": {"type": "string"}},
-        "same_as_title": {"$ref": "#/properties/title"},
-    },
-    "additionalProperties": False,
-}
 
 
 async def declare(client: httpx.AsyncClient, admin: Account, body: dict[str, Any]) -> None:

@@ -15,14 +15,9 @@ from fastapi import FastAPI
 
 from app.db.embedded import MEMORY, EmbeddedDatabase
 from app.observability.logging import JsonFormatter
-from tests.conftest import (
-    PASSWORD,
-    Account,
-    assert_problem,
-    http_client,
-    make_settings,
-    running_app,
-)
+from tests.support.accounts import PASSWORD, Account
+from tests.support.apps import http_client, make_settings, running_app
+from tests.support.problems import assert_problem
 
 
 async def test_healthz_answers_without_a_database_round_trip(client: httpx.AsyncClient) -> None:

@@ -12,7 +12,8 @@ from fastapi import FastAPI
 
 from app.accounts.passwords import HASH_THREAD_NICENESS
 from app.container import Container
-from tests.conftest import PASSWORD, Account, http_client, make_settings, running_app
+from tests.support.accounts import PASSWORD, Account
+from tests.support.apps import http_client, make_settings, running_app
 
 
 async def test_requests_are_served_while_a_password_hash_runs(

@@ -14,14 +14,9 @@ from app.accounts.models import Role
 from app.container import Container
 from app.db.embedded import MEMORY, EmbeddedDatabase
 from app.documents.filters import compile_sort
-from tests.conftest import (
-    Account,
-    assert_problem,
-    http_client,
-    make_settings,
-    running_app,
-    signed_in,
-)
+from tests.support.accounts import Account, signed_in
+from tests.support.apps import http_client, make_settings, running_app
+from tests.support.problems import assert_problem
 
 URL = "/v1/collections/items/documents"
 

@@ -6,14 +6,10 @@ import httpx
 import pytest
 
 from app.config import Settings
-from tests.conftest import (
-    PASSWORD,
-    api_server,
-    assert_problem,
-    http_client,
-    make_settings,
-    running_app,
-)
+from tests.support.accounts import PASSWORD
+from tests.support.apps import http_client, make_settings, running_app
+from tests.support.problems import assert_problem
+from tests.support.servers import api_server
 
 # A day-long fixed window: a test's attempts never straddle two windows.
 WINDOW = 86400

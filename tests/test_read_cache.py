@@ -24,35 +24,13 @@ from app.accounts.tokens import (
     issue_access_token,
 )
 from app.clock import utc_now
-from app.container import Container
 from app.db.change_feed import ChangeFeed, ReadCache
-from tests.conftest import (
-    Account,
-    assert_problem,
-    http_client,
-    make_settings,
-    running_app,
-    signed_in,
-)
+from tests.support.accounts import Account, signed_in
+from tests.support.apps import http_client, make_settings, running_app
+from tests.support.feeds import applied, container_of, feed_of
+from tests.support.problems import assert_problem
 
 OWNED = {"name": "notes", "access": {"read": "owner", "write": "owner"}}
-
-
-def container_of(app: FastAPI) -> Container:
-    container: Container = app.state.container
-    return container
-
-
-def feed_of(app: FastAPI) -> ChangeFeed:
-    feed = container_of(app).feed
-    assert feed is not None and feed.trusted(), "the read cache should be on"
-    return feed
-
-
-async def applied(app: FastAPI, since: int) -> None:
-    """Wait until app's change feed has applied one more event than `since`."""
-    feed = feed_of(app)
-    await asyncio.wait_for(feed.wait_for(lambda: feed.applied > since), timeout=10)
 
 
 async def note_of(client: httpx.AsyncClient, owner: Account) -> str:

@@ -27,8 +27,10 @@ from app.accounts.models import Role
 from app.accounts.principal import Principal
 from app.collections.schemas import CollectionIn
 from app.realtime.hub import Change, Subscriber, network_of
-from tests.conftest import PASSWORD, Account, api_server, assert_problem
-from tests.test_docs_browser import BROWSER_ARGS, CHROMIUM
+from tests.support.accounts import PASSWORD, Account
+from tests.support.browser import BROWSER_ARGS, CHROMIUM
+from tests.support.problems import assert_problem
+from tests.support.servers import api_server
 
 # A guard against a hang, not a measurement: every wait below ends on an event.
 HANG_GUARD = 30

@@ -17,8 +17,9 @@ from bson import ObjectId
 from app.accounts.models import Role
 from app.config import Settings
 from app.container import Container
-from tests.conftest import Account, http_client, running_app, sign_in
-from tests.test_scripts import script
+from tests.support.accounts import Account, sign_in
+from tests.support.apps import http_client, running_app
+from tests.support.scripts import script
 
 ADA_PASSWORD = "ada's own passphrase"
 GRACE_PASSWORD = "grace's other passphrase"

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import io
 import json
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,68 +11,13 @@ from typing import Any
 import httpx
 
 from app.collections.schemas import CollectionIn
-from app.config import Settings, get_settings
+from app.config import Settings
 from app.container import Container
-from tests.conftest import ROOT, sign_in
+from tests.support.accounts import sign_in
+from tests.support.apps import ROOT
+from tests.support.scripts import script
 
 DEMO = ROOT / "fixtures" / "demo"
-
-
-def script(settings: Settings, *args: str, wait: bool = True) -> Any:
-    """`python -m <args>` against the test database: in this process (a script is a
-    `main(argv) -> int`; no interpreter to start), or as a child process when `wait` is
-    False (a test that kills it half-way)."""
-    env = {
-        "MONGODB_URL": str(settings.mongodb_url),
-        "MONGODB_DB": settings.mongodb_db,
-        "ARGON2_TIME_COST": "1",
-        "ARGON2_MEMORY_KIB": "64",
-        "ARGON2_PARALLELISM": "1",
-    }
-    if not wait:
-        return subprocess.Popen(
-            [sys.executable, "-m", *args],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-    return in_process(args[0], list(args[1:]), env)
-
-
-def in_process(module: str, argv: list[str], env: dict[str, str]) -> Any:
-    """Run `module.main(argv)` with `env` set, its output captured, as `subprocess.run`
-    reports it. In a thread: scripts run their own event loop (asyncio.run), and the
-    test's loop is blocked meanwhile, as it was by subprocess.run."""
-    main = importlib.import_module(module).main
-    out, err = io.StringIO(), io.StringIO()
-    codes: list[int] = []
-
-    def run() -> None:
-        try:
-            codes.append(main(argv))
-        except SystemExit as exc:  # argparse's usage errors, sys.exit("message")
-            if isinstance(exc.code, str):
-                print(exc.code, file=sys.stderr)
-            codes.append(exc.code if isinstance(exc.code, int) else int(exc.code is not None))
-
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    get_settings.cache_clear()  # a process reads its settings once; each run is a process
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            worker = threading.Thread(target=run)
-            worker.start()
-            worker.join(300)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        get_settings.cache_clear()
-    assert codes, f"{module} {argv} did not finish within 300 s"
-    return subprocess.CompletedProcess([module, *argv], codes[0], out.getvalue(), err.getvalue())
 
 
 async def test_seed_loads_the_demo_once_and_it_is_readable_through_the_api(
@@ -297,7 +235,8 @@ def test_make_clients_says_what_to_do_when_it_cannot_fetch_the_contract(
     database_url: str, tmp_path: Path, capsys: Any
 ) -> None:
     from scripts import clients
-    from tests.conftest import api_server, free_port, make_settings
+    from tests.support.apps import make_settings
+    from tests.support.servers import api_server, free_port
 
     unreachable = f"http://127.0.0.1:{free_port()}"
     assert clients.main(["--url", unreachable, "--out", str(tmp_path)]) == 1

@@ -12,7 +12,8 @@ import jwt
 import pytest
 
 from app.config import Settings
-from tests.conftest import Account, assert_problem
+from tests.support.accounts import Account
+from tests.support.problems import assert_problem
 
 
 def claims_of(account: Account) -> dict[str, Any]:

@@ -11,7 +11,8 @@ import pytest
 
 from app.documents.operators import apply_update, parse_update
 from app.errors import AppError, ValidationFailed
-from tests.conftest import Account, assert_problem
+from tests.support.accounts import Account
+from tests.support.problems import assert_problem
 
 COUNTERS = {
     "type": "object",

@@ -6,17 +6,9 @@ import httpx
 import pytest
 
 from app.container import Container
-from tests.conftest import (
-    PASSWORD,
-    Account,
-    MakeAccount,
-    assert_problem,
-    http_client,
-    make_settings,
-    running_app,
-    sign_in,
-    signed_in,
-)
+from tests.support.accounts import PASSWORD, Account, MakeAccount, sign_in, signed_in
+from tests.support.apps import http_client, make_settings, running_app
+from tests.support.problems import assert_problem
 
 
 async def test_me_shows_the_callers_account(client: httpx.AsyncClient, user: Account) -> None:

@@ -21,7 +21,8 @@ from app.documents.offload import WorkPool, checked
 from app.documents.operators import apply_update, parse_update
 from app.documents.validation import DataLimits
 from app.errors import FieldError
-from tests.conftest import Account, assert_problem
+from tests.support.accounts import Account
+from tests.support.problems import assert_problem
 
 SCHEMA = {
     "type": "object",
