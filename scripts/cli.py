@@ -11,6 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 from tqdm import tqdm
 
 from app.accounts.auth_schemas import Email
+from app.backup import BackupError
 from app.config import Settings, get_settings
 from app.container import Container, open_container
 from app.errors import AppError
@@ -54,7 +55,7 @@ def guarded(entry: Callable[[], int]) -> int:
     """Run a script's entry point, turning expected failures into one-line errors."""
     try:
         return entry()
-    except (ScriptError, AppError) as exc:
+    except (ScriptError, BackupError, AppError) as exc:
         return fail(exc.detail if isinstance(exc, AppError) else str(exc))
     except KeyboardInterrupt:
         return fail("interrupted; running the command again resumes or re-checks safely")
