@@ -26,19 +26,20 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-from app.accounts.models import User
-from app.clock import rfc3339
+from app.backup.format import (
+    COLLECTIONS_FILE,
+    MANIFEST,
+    USERS_FILE,
+    declaration,
+    to_line,
+    user_line,
+)
 from app.collections.models import CollectionSpec
 from app.container import Container
-from app.documents.models import StoredDocument
 from scripts.cli import ScriptError, guarded, plural, progress, run
-from scripts.files import MANIFEST, export_files
-
-COLLECTIONS_FILE = "collections.json"
-# "users" is a reserved collection name, so no collection's file can clash with this one.
-USERS_FILE = "users.ndjson"
+from scripts.files import export_files
 
 
 def private_file(path: Path) -> IO[str]:
@@ -48,47 +49,6 @@ def private_file(path: Path) -> IO[str]:
     if stat.S_ISREG(os.fstat(fd).st_mode):  # not /dev/stdout, a pipe...
         os.fchmod(fd, 0o600)
     return os.fdopen(fd, "w", encoding="utf-8")
-
-
-def to_line(doc: StoredDocument) -> str:
-    body = {
-        "id": doc.id,
-        "owner": doc.owner,
-        "version": doc.version,
-        "created_at": rfc3339(doc.created_at),
-        "updated_at": rfc3339(doc.updated_at),
-        "data": doc.data,
-    }
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\n"
-
-
-def user_line(user: User) -> str:
-    body: dict[str, Any] = {
-        "id": str(user.id),
-        "email": user.email,
-        "name": user.name,
-        "role": user.role.value,
-        "disabled": user.disabled,
-        "email_verified": user.email_verified,
-    }
-    body |= {
-        "created_at": rfc3339(user.created_at),
-        "updated_at": rfc3339(user.updated_at),
-        "password_hash": user.password_hash,
-    }
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\n"
-
-
-def declaration(spec: CollectionSpec) -> dict[str, Any]:
-    """A collection as a seed record, so `scripts.seed` or `scripts.restore --all` recreate it."""
-    return {
-        "kind": "collection",
-        "name": spec.id,
-        "description": spec.description,
-        "schema": spec.json_schema,
-        "indexes": [i.model_dump() for i in spec.indexes],
-        "access": spec.access.model_dump(mode="json"),
-    }
 
 
 async def export_one(container: Container, spec: CollectionSpec, out: IO[str]) -> int:

@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from app.clock import rfc3339, utc_now
+from app.backup.format import BLOBS, MANIFEST, SHA256, manifest_line, manifest_time
+from app.clock import utc_now
 from app.container import Container
 from app.files.names import check_filename, check_sniff, media_type
-from app.files.store import StoredFile
 from scripts.cli import ScriptError, progress
 
-MANIFEST = "files.ndjson"
-BLOBS = "files"
 PIECE = 1024 * 1024
-SHA256 = re.compile(r"[0-9a-f]{64}")  # a blob name, never a path
 
 
 async def read_pieces(path: Path) -> AsyncIterator[bytes]:
@@ -77,27 +73,6 @@ async def attach(
     )
     await files.store.drop_older(collection, document, name, keep=stored.id)
     return "created" if current is None else "updated"
-
-
-def _when(value: str) -> datetime:
-    """An RFC 3339 time with its zone (a manifest's created_at)."""
-    moment = datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        raise ValueError(f"created_at {value!r} has no time zone")
-    return moment
-
-
-def manifest_line(collection: str, document: str, stored: StoredFile) -> str:
-    body = {
-        "collection": collection,
-        "document": document,
-        "name": stored.name,
-        "content_type": stored.content_type,
-        "sha256": stored.sha256,
-        "size": stored.size,
-        "created_at": rfc3339(stored.created_at),
-    }
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 async def export_files(container: Container, folder: Path, manifest: IO[str]) -> int:
@@ -163,7 +138,9 @@ async def import_files(container: Container, folder: Path) -> dict[str, int]:
                     blob,
                     sha256=entry["sha256"],
                     # The export's time, not the import's (older exports have none).
-                    created_at=_when(entry["created_at"]) if "created_at" in entry else None,
+                    created_at=manifest_time(entry["created_at"])
+                    if "created_at" in entry
+                    else None,
                 )
             except (KeyError, ValueError, TypeError) as exc:
                 raise ScriptError(f"{manifest}:{number}: not a file entry ({exc})") from None

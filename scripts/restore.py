@@ -21,145 +21,33 @@ email another account in the target database has (reported, never merged).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import os
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from beanie import PydanticObjectId
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
+from pydantic import ValidationError
+
+from app.accounts.models import User
+from app.backup.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from app.backup.format import (
+    COLLECTIONS_FILE,
+    MANIFEST,
+    USERS_FILE,
+    Line,
+    UserLine,
+    read_declarations,
 )
-
-from app.accounts.auth_schemas import Email, Name
-from app.accounts.models import Role, User
 from app.collections.models import CollectionSpec
 from app.container import Container
 from app.documents.models import StoredDocument
-from app.documents.schemas import DocId
 from app.errors import AppError
 from scripts.cli import ScriptError, guarded, plural, progress, run
-from scripts.export import COLLECTIONS_FILE, USERS_FILE
-from scripts.files import MANIFEST, import_files
+from scripts.files import import_files
 from scripts.seed import Record, Seeder
 
 T = TypeVar("T")
 USERS_KEY = "users"  # the checkpoint's name for users.ndjson (a reserved collection name)
-
-
-class Line(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    id: DocId
-    owner: str | None
-    version: int = Field(ge=1)
-    created_at: AwareDatetime
-    updated_at: AwareDatetime
-    data: dict[str, Any]
-
-    def stored(self) -> StoredDocument:
-        return StoredDocument(
-            id=self.id,
-            owner=self.owner,
-            version=self.version,
-            created_at=_millis(self.created_at),
-            updated_at=_millis(self.updated_at),
-            data=self.data,
-        )
-
-
-class UserLine(BaseModel):
-    """One account of users.ndjson. The email is normalised as the API does it."""
-
-    model_config = ConfigDict(extra="ignore")
-    id: str = Field(pattern=r"^[0-9a-fA-F]{24}$")
-    email: Email
-    name: Name
-    role: Role = Role.USER
-    disabled: bool = False
-    email_verified: bool | None = None
-    created_at: AwareDatetime
-    updated_at: AwareDatetime | None = None
-    password_hash: str
-
-    @field_validator("password_hash")
-    @classmethod
-    def _argon2(cls, value: str) -> str:
-        if not value.startswith("$argon2"):
-            raise ValueError("must be an argon2 hash as scripts.export writes it, not a password")
-        return value
-
-    def user(self) -> User:
-        fields: dict[str, Any] = {
-            "id": PydanticObjectId(self.id),
-            "email": self.email,
-            "name": self.name,
-            "role": self.role,
-            "disabled": self.disabled,
-            "password_hash": self.password_hash,
-            "created_at": _millis(self.created_at),
-            "updated_at": _millis(self.updated_at or self.created_at),
-        }
-        if self.email_verified is not None:
-            fields["email_verified"] = self.email_verified
-        return User(**fields)
-
-
-def _millis(value: datetime) -> datetime:
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
-
-
-def checkpoint_path(source: Path) -> Path:
-    return source.with_name(source.name + ".import-progress")
-
-
-def _prefix_digest(source: Path, length: int) -> str:
-    """A hash of the part already imported: lines after it may be fixed before resuming."""
-    digest = hashlib.sha256()
-    with source.open("rb") as stream:
-        while length > 0:
-            chunk = stream.read(min(length, 1 << 20))
-            if not chunk:
-                break
-            digest.update(chunk)
-            length -= len(chunk)
-    return digest.hexdigest()
-
-
-def _save_checkpoint(source: Path, collection: str, offset: int) -> None:
-    # Write then rename: a kill mid-write leaves the previous checkpoint, never half of one.
-    path = checkpoint_path(source)
-    partial = path.with_name(path.name + ".tmp")
-    state = {"collection": collection, "offset": offset, "sha256": _prefix_digest(source, offset)}
-    partial.write_text(json.dumps(state))
-    os.replace(partial, path)
-
-
-def _load_checkpoint(source: Path, collection: str) -> int:
-    path = checkpoint_path(source)
-    if not path.exists():
-        return 0
-    try:
-        saved = json.loads(path.read_text())
-        offset = int(saved.get("offset", 0))
-    except (ValueError, AttributeError):
-        raise ScriptError(f"{path} is unreadable; delete it or pass --restart") from None
-    if saved.get("collection") != collection or saved.get("sha256") != _prefix_digest(
-        source, offset
-    ):
-        raise ScriptError(
-            f"{path} belongs to another import (other collection, or the imported part of "
-            "the file changed); delete it or pass --restart"
-        )
-    return offset
 
 
 async def import_lines(
@@ -176,7 +64,7 @@ async def import_lines(
     marker = checkpoint_path(source)
     if restart:
         marker.unlink(missing_ok=True)
-    offset = _load_checkpoint(source, key)
+    offset = load_checkpoint(source, key)
     if offset:
         print(f"resuming {source} at byte {offset}", file=sys.stderr)
     inserted = skipped = 0
@@ -199,7 +87,7 @@ async def import_lines(
                     ) from None
                 inserted, skipped = inserted + added, skipped + present
                 batch = []
-            _save_checkpoint(source, key, position)
+            save_checkpoint(source, key, position)
 
         for number, raw in enumerate(lines, 1):
             if raw.strip():
@@ -291,7 +179,7 @@ async def declare_from_export(container: Container, name: str, source: Path) -> 
     )
     if not declarations.is_file():
         raise ScriptError(f"collection {name} is not declared in database {database}: {advice}")
-    records = _read_declarations(declarations)
+    records = read_declarations(declarations)
     for index, body in enumerate(records):
         if isinstance(body, dict) and body.get("name") == name:
             await Seeder(container, dry_run=False).apply(Record(f"{declarations}[{index}]", body))
@@ -303,16 +191,6 @@ async def declare_from_export(container: Container, name: str, source: Path) -> 
     raise ScriptError(
         f"collection {name} is not declared in database {database}, nor in {declarations}: {advice}"
     )
-
-
-def _read_declarations(path: Path) -> list[Any]:
-    try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ScriptError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(loaded, list):
-        raise ScriptError(f"{path}: expected a list of collection declarations")
-    return loaded
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -370,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             lines.append("  users: none (no users.ndjson)")
         seeder = Seeder(container, dry_run=False)
-        for index, body in enumerate(_read_declarations(declarations)):
+        for index, body in enumerate(read_declarations(declarations)):
             await seeder.apply(Record(f"{declarations}[{index}]", body))
         changes = seeder.changes
         lines.append(

@@ -1,0 +1,178 @@
+"""The export directory's layout and the shape of its lines.
+
+users.ndjson        one account a line (user_line; read back as UserLine)
+collections.json    the collection declarations, as seed records (declaration)
+NAME.ndjson         one document a line, per collection (to_line; read back as Line)
+files.ndjson        one file a line (manifest_line): collection, document, name,
+                    content_type, sha256, size, created_at
+files/<sha256>      the blobs, each content once, named by its hash (so no file or
+                    document name ever becomes a path)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from beanie import PydanticObjectId
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from app.accounts.auth_schemas import Email, Name
+from app.accounts.models import Role, User
+from app.backup import BackupError
+from app.clock import rfc3339
+from app.collections.models import CollectionSpec
+from app.documents.models import StoredDocument
+from app.documents.schemas import DocId
+from app.files.store import StoredFile
+
+COLLECTIONS_FILE = "collections.json"
+# "users" is a reserved collection name, so no collection's file can clash with this one.
+USERS_FILE = "users.ndjson"
+MANIFEST = "files.ndjson"
+BLOBS = "files"
+SHA256 = re.compile(r"[0-9a-f]{64}")  # a blob name, never a path
+
+
+def _compact(body: dict[str, Any]) -> str:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def to_line(doc: StoredDocument) -> str:
+    body = {
+        "id": doc.id,
+        "owner": doc.owner,
+        "version": doc.version,
+        "created_at": rfc3339(doc.created_at),
+        "updated_at": rfc3339(doc.updated_at),
+        "data": doc.data,
+    }
+    return _compact(body)
+
+
+def user_line(user: User) -> str:
+    body: dict[str, Any] = {
+        "id": str(user.id),
+        "email": user.email,
+        "name": user.name,
+        "role": user.role.value,
+        "disabled": user.disabled,
+        "email_verified": user.email_verified,
+    }
+    body |= {
+        "created_at": rfc3339(user.created_at),
+        "updated_at": rfc3339(user.updated_at),
+        "password_hash": user.password_hash,
+    }
+    return _compact(body)
+
+
+def declaration(spec: CollectionSpec) -> dict[str, Any]:
+    """A collection as a seed record, so `scripts.seed` or `scripts.restore --all` recreate it."""
+    return {
+        "kind": "collection",
+        "name": spec.id,
+        "description": spec.description,
+        "schema": spec.json_schema,
+        "indexes": [i.model_dump() for i in spec.indexes],
+        "access": spec.access.model_dump(mode="json"),
+    }
+
+
+def read_declarations(path: Path) -> list[Any]:
+    """collections.json: a list of seed records (each checked when it is applied)."""
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise BackupError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(loaded, list):
+        raise BackupError(f"{path}: expected a list of collection declarations")
+    return loaded
+
+
+def manifest_line(collection: str, document: str, stored: StoredFile) -> str:
+    body = {
+        "collection": collection,
+        "document": document,
+        "name": stored.name,
+        "content_type": stored.content_type,
+        "sha256": stored.sha256,
+        "size": stored.size,
+        "created_at": rfc3339(stored.created_at),
+    }
+    return _compact(body)
+
+
+def manifest_time(value: str) -> datetime:
+    """An RFC 3339 time with its zone (a manifest's created_at)."""
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError(f"created_at {value!r} has no time zone")
+    return moment
+
+
+def millis(value: datetime) -> datetime:
+    """`value` cut to the millisecond, as MongoDB stores it."""
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+class Line(BaseModel):
+    """One document of NAME.ndjson."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: DocId
+    owner: str | None
+    version: int = Field(ge=1)
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    data: dict[str, Any]
+
+    def stored(self) -> StoredDocument:
+        return StoredDocument(
+            id=self.id,
+            owner=self.owner,
+            version=self.version,
+            created_at=millis(self.created_at),
+            updated_at=millis(self.updated_at),
+            data=self.data,
+        )
+
+
+class UserLine(BaseModel):
+    """One account of users.ndjson. The email is normalised as the API does it."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: str = Field(pattern=r"^[0-9a-fA-F]{24}$")
+    email: Email
+    name: Name
+    role: Role = Role.USER
+    disabled: bool = False
+    email_verified: bool | None = None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime | None = None
+    password_hash: str
+
+    @field_validator("password_hash")
+    @classmethod
+    def _argon2(cls, value: str) -> str:
+        if not value.startswith("$argon2"):
+            raise ValueError("must be an argon2 hash as scripts.export writes it, not a password")
+        return value
+
+    def user(self) -> User:
+        fields: dict[str, Any] = {
+            "id": PydanticObjectId(self.id),
+            "email": self.email,
+            "name": self.name,
+            "role": self.role,
+            "disabled": self.disabled,
+            "password_hash": self.password_hash,
+            "created_at": millis(self.created_at),
+            "updated_at": millis(self.updated_at or self.created_at),
+        }
+        if self.email_verified is not None:
+            fields["email_verified"] = self.email_verified
+        return User(**fields)
