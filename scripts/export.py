@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
+from app.backup.export import export_files
 from app.backup.format import (
     COLLECTIONS_FILE,
     MANIFEST,
@@ -39,7 +40,6 @@ from app.backup.format import (
 from app.collections.models import CollectionSpec
 from app.container import Container
 from scripts.cli import ScriptError, guarded, plural, progress, run
-from scripts.files import export_files
 
 
 def private_file(path: Path) -> IO[str]:
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{spec.id}: {plural(await export_one(container, spec, out), 'document')}"
                 )
         with private_file(folder / MANIFEST) as out:
-            files = await export_files(container, folder, out)
+            files = await export_files(container, folder, out, bars=progress)
         return (
             f"exported {plural(users, 'user')} and {plural(len(specs), 'collection')} to "
             f"{folder} ({', '.join(counts) or 'no documents'}; {plural(files, 'file')})\n"

@@ -38,12 +38,12 @@ from app.backup.format import (
     UserLine,
     read_declarations,
 )
+from app.backup.restore import import_files
 from app.collections.models import CollectionSpec
 from app.container import Container
 from app.documents.models import StoredDocument
 from app.errors import AppError
 from scripts.cli import ScriptError, guarded, plural, progress, run
-from scripts.files import import_files
 from scripts.seed import Record, Seeder
 
 T = TypeVar("T")
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  documents: {plural(total, 'document')} imported ({'; '.join(parts) or 'none'})"
         )
         if (args.source / MANIFEST).is_file():
-            files = await import_files(container, args.source)
+            files = await import_files(container, args.source, bars=progress)
             lines.append(
                 f"  files: {files['created']} new, {files['updated']} replaced, "
                 f"{files['unchanged']} unchanged"

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from app.accounts.auth_schemas import Email, Name, Password
 from app.accounts.models import Role
 from app.accounts.principal import Principal
+from app.backup.files import attach, sha256_of
 from app.collections.models import CollectionSpec
 from app.collections.schemas import CollectionIn, CollectionPatch
 from app.container import Container
@@ -40,7 +41,6 @@ from app.documents.core import Preconditions
 from app.documents.schemas import DocId
 from app.errors import AppError
 from scripts.cli import ScriptError, guarded, plural, progress, run
-from scripts.files import attach, sha256_of
 
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "demo"
 
