@@ -30,6 +30,11 @@ def progress(total: int | None, what: str) -> tqdm:
     )
 
 
+def note(message: str) -> None:
+    """A remark for the operator (a warning, where an import resumes), on stderr."""
+    print(message, file=sys.stderr)
+
+
 def script_settings() -> Settings:
     """The server's settings, minus the read cache: a script's requests are few, and its
     writes reach running servers through their change streams all the same."""

@@ -6,13 +6,25 @@ attacked offline, and the documents are private data.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from app.backup import Bars, no_bars
-from app.backup.format import BLOBS, manifest_line
+from app.backup import BackupError, Bars, Note, no_bars, no_notes
+from app.backup.format import (
+    BLOBS,
+    COLLECTIONS_FILE,
+    MANIFEST,
+    USERS_FILE,
+    declaration,
+    manifest_line,
+    to_line,
+    user_line,
+)
+from app.collections.models import CollectionSpec
 from app.container import Container
 
 
@@ -23,6 +35,74 @@ def private_file(path: Path) -> IO[str]:
     if stat.S_ISREG(os.fstat(fd).st_mode):  # not /dev/stdout, a pipe...
         os.fchmod(fd, 0o600)
     return os.fdopen(fd, "w", encoding="utf-8")
+
+
+def prepare_directory(folder: Path, *, note: Note = no_notes) -> None:
+    """A new directory is created 0700; an existing one readable by others draws a warning."""
+    if folder.exists() and not folder.is_dir():
+        raise BackupError(f"{folder} is a file; --all writes into a directory: name a new one")
+    if not folder.exists():
+        folder.mkdir(parents=True, mode=0o700)
+        folder.chmod(0o700)  # mkdir's mode is filtered by the umask
+    elif stat.S_IMODE(folder.stat().st_mode) & 0o077:
+        note(
+            f"warning: {folder} can be read by other users, and the export holds password "
+            f"hashes; run chmod 700 {folder}"
+        )
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What export_all wrote: accounts, documents per collection (in order), files."""
+
+    users: int
+    documents: list[tuple[str, int]]
+    files: int
+
+
+async def export_all(
+    container: Container, folder: Path, *, bars: Bars = no_bars, note: Note = no_notes
+) -> Exported:
+    """A full backup into `folder`: declarations, accounts, each collection, files."""
+    prepare_directory(folder, note=note)
+    specs = await container.collections.list_all()
+    with private_file(folder / COLLECTIONS_FILE) as out:
+        out.write(json.dumps([declaration(s) for s in specs], indent=2))
+    with private_file(folder / USERS_FILE) as out:
+        users = await export_users(container, out, bars=bars)
+    documents = []
+    for spec in specs:
+        with private_file(folder / f"{spec.id}.ndjson") as out:
+            documents.append((spec.id, await export_one(container, spec, out, bars=bars)))
+    with private_file(folder / MANIFEST) as out:
+        files = await export_files(container, folder, out, bars=bars)
+    return Exported(users, documents, files)
+
+
+async def export_one(
+    container: Container, spec: CollectionSpec, out: IO[str], *, bars: Bars = no_bars
+) -> int:
+    """The documents of one collection, a line each. (how many)"""
+    total = await container.documents.count_all(spec)
+    written = 0
+    with bars(total, f"exporting {spec.id}") as bar:
+        async for doc in container.documents.stream(spec):
+            out.write(to_line(doc))
+            written += 1
+            bar.update()
+    return written
+
+
+async def export_users(container: Container, out: IO[str], *, bars: Bars = no_bars) -> int:
+    """Every account, password hash included, a line each. (how many)"""
+    total = await container.users.count_all()
+    written = 0
+    with bars(total, "exporting users") as bar:
+        async for user in container.users.stream_all():
+            out.write(user_line(user))
+            written += 1
+            bar.update()
+    return written
 
 
 async def export_files(
