@@ -22,133 +22,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
-from pydantic import ValidationError
-
-from app.accounts.models import User
-from app.backup.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from app.backup.format import (
     COLLECTIONS_FILE,
     MANIFEST,
     USERS_FILE,
-    Line,
-    UserLine,
     read_declarations,
 )
-from app.backup.restore import import_files
+from app.backup.restore import import_file, import_files, import_users
 from app.collections.models import CollectionSpec
 from app.container import Container
-from app.documents.models import StoredDocument
-from app.errors import AppError
-from scripts.cli import ScriptError, guarded, plural, progress, run
+from scripts.cli import ScriptError, guarded, note, plural, progress, run
 from scripts.seed import Record, Seeder
-
-T = TypeVar("T")
-USERS_KEY = "users"  # the checkpoint's name for users.ndjson (a reserved collection name)
-
-
-async def import_lines(
-    source: Path,
-    key: str,
-    parse: Callable[[bytes], T],
-    insert: Callable[[list[T]], Awaitable[tuple[int, int]]],
-    *,
-    batch_size: int,
-    restart: bool,
-) -> tuple[int, int]:
-    """Parse and insert `source` line by line in batches, checkpointing after each one.
-    `key` names what the file goes into (a collection, or users). (inserted, present)"""
-    marker = checkpoint_path(source)
-    if restart:
-        marker.unlink(missing_ok=True)
-    offset = load_checkpoint(source, key)
-    if offset:
-        print(f"resuming {source} at byte {offset}", file=sys.stderr)
-    inserted = skipped = 0
-    size = source.stat().st_size
-    with source.open("rb") as lines, progress(size, f"importing {key}") as bar:
-        lines.seek(offset)
-        bar.update(offset)
-        batch: list[T] = []
-        position = offset
-
-        async def flush() -> None:
-            nonlocal inserted, skipped, batch
-            if batch:
-                try:
-                    added, present = await insert(batch)
-                except AppError as exc:
-                    raise ScriptError(
-                        f"{source}: a batch ending at byte {position} was refused: {exc.detail}. "
-                        "Fix the file and run the same command to resume"
-                    ) from None
-                inserted, skipped = inserted + added, skipped + present
-                batch = []
-            save_checkpoint(source, key, position)
-
-        for number, raw in enumerate(lines, 1):
-            if raw.strip():
-                try:
-                    batch.append(parse(raw))
-                except ValidationError as exc:
-                    first = exc.errors()[0]
-                    field = ".".join(str(p) for p in first["loc"]) or "line"
-                    await flush()  # keep what came before; resume from this line
-                    raise ScriptError(
-                        f"{source}: line {number} after byte {position}: {field}: "
-                        f"{first['msg']}. Fix it and run the same command to resume"
-                    ) from None
-            position += len(raw)
-            bar.update(len(raw))
-            if len(batch) >= batch_size:
-                await flush()
-        await flush()
-    marker.unlink(missing_ok=True)
-    return inserted, skipped
-
-
-async def import_file(
-    container: Container, spec: CollectionSpec, source: Path, *, batch_size: int, restart: bool
-) -> tuple[int, int]:
-    """Documents of one collection. (inserted, already present)"""
-
-    async def insert(batch: list[StoredDocument]) -> tuple[int, int]:
-        return await container.documents.import_documents(spec, batch)
-
-    return await import_lines(
-        source,
-        spec.id,
-        lambda raw: Line.model_validate_json(raw).stored(),
-        insert,
-        batch_size=batch_size,
-        restart=restart,
-    )
-
-
-async def import_users(
-    container: Container, source: Path, *, batch_size: int, restart: bool
-) -> tuple[int, int, list[str]]:
-    """Accounts, ids and password hashes kept. (inserted, already present, emails skipped
-    because another account in this database has them)"""
-    taken: list[str] = []
-
-    async def insert(batch: list[User]) -> tuple[int, int]:
-        outcome = await container.user_service.import_users(batch)
-        taken.extend(outcome.email_taken)
-        return outcome.inserted, outcome.present
-
-    added, present = await import_lines(
-        source,
-        USERS_KEY,
-        lambda raw: UserLine.model_validate_json(raw).user(),
-        insert,
-        batch_size=batch_size,
-        restart=restart,
-    )
-    return added, present, taken
 
 
 def _users_summary(added: int, present: int, taken: list[str], database: str) -> str:
@@ -220,7 +106,13 @@ def main(argv: list[str] | None = None) -> int:
                 )
             spec = await declare_from_export(container, args.collection, args.source)
             added, present = await import_file(
-                container, spec, args.source, batch_size=args.batch_size, restart=args.restart
+                container,
+                spec,
+                args.source,
+                batch_size=args.batch_size,
+                restart=args.restart,
+                bars=progress,
+                note=note,
             )
             return (
                 f"imported {plural(added, 'document')} into {spec.id} in database {database} "
@@ -236,7 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         users_file = args.source / USERS_FILE
         if users_file.is_file():
             added, present, taken = await import_users(
-                container, users_file, batch_size=args.batch_size, restart=args.restart
+                container,
+                users_file,
+                batch_size=args.batch_size,
+                restart=args.restart,
+                bars=progress,
+                note=note,
             )
             lines.append(f"  users: {_users_summary(added, present, taken, database)}")
         else:
@@ -261,7 +158,13 @@ def main(argv: list[str] | None = None) -> int:
             source = args.source / f"{spec.id}.ndjson"
             if source.exists():
                 added, present = await import_file(
-                    container, spec, source, batch_size=args.batch_size, restart=args.restart
+                    container,
+                    spec,
+                    source,
+                    batch_size=args.batch_size,
+                    restart=args.restart,
+                    bars=progress,
+                    note=note,
                 )
                 total += added
                 parts.append(f"{spec.id}: {added} new, {present} present")

@@ -3,7 +3,8 @@
 The code here reads and writes the export directory and drives the services; the
 scripts around it parse arguments, draw progress bars and print. So nothing here prints:
 progress goes to a `Bars` the caller passes in, remarks to a `Note`, and a problem with
-the input is a `BackupError` whose message says what to do next.
+the input is a `BackupError` whose message says what to do next. It blocks on local
+files (no threads): it runs from operator scripts, never while the server answers requests.
 """
 
 from __future__ import annotations

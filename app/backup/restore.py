@@ -3,13 +3,145 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from app.backup import BackupError, Bars, no_bars
+from pydantic import ValidationError
+
+from app.accounts.models import User
+from app.backup import BackupError, Bars, Note, no_bars, no_notes
+from app.backup.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from app.backup.files import attach, sha256_of
-from app.backup.format import BLOBS, MANIFEST, SHA256, manifest_time
+from app.backup.format import BLOBS, MANIFEST, SHA256, Line, UserLine, manifest_time
+from app.collections.models import CollectionSpec
 from app.container import Container
+from app.documents.models import StoredDocument
+from app.errors import AppError
+
+T = TypeVar("T")
+USERS_KEY = "users"  # the checkpoint's name for users.ndjson (a reserved collection name)
+
+
+async def import_lines(
+    source: Path,
+    key: str,
+    parse: Callable[[bytes], T],
+    insert: Callable[[list[T]], Awaitable[tuple[int, int]]],
+    *,
+    batch_size: int,
+    restart: bool,
+    bars: Bars = no_bars,
+    note: Note = no_notes,
+) -> tuple[int, int]:
+    """Parse and insert `source` line by line in batches, checkpointing after each one.
+    `key` names what the file goes into (a collection, or users). (inserted, present)"""
+    marker = checkpoint_path(source)
+    if restart:
+        marker.unlink(missing_ok=True)
+    offset = load_checkpoint(source, key)
+    if offset:
+        note(f"resuming {source} at byte {offset}")
+    inserted = skipped = 0
+    # Blocking on a local file, as this whole module does: it runs from operator scripts.
+    size = source.stat().st_size  # noqa: ASYNC240
+    with source.open("rb") as lines, bars(size, f"importing {key}") as bar:
+        lines.seek(offset)
+        bar.update(offset)
+        batch: list[T] = []
+        position = offset
+
+        async def flush() -> None:
+            nonlocal inserted, skipped, batch
+            if batch:
+                try:
+                    added, present = await insert(batch)
+                except AppError as exc:
+                    raise BackupError(
+                        f"{source}: a batch ending at byte {position} was refused: {exc.detail}. "
+                        "Fix the file and run the same command to resume"
+                    ) from None
+                inserted, skipped = inserted + added, skipped + present
+                batch = []
+            save_checkpoint(source, key, position)
+
+        for number, raw in enumerate(lines, 1):
+            if raw.strip():
+                try:
+                    batch.append(parse(raw))
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    field = ".".join(str(p) for p in first["loc"]) or "line"
+                    await flush()  # keep what came before; resume from this line
+                    raise BackupError(
+                        f"{source}: line {number} after byte {position}: {field}: "
+                        f"{first['msg']}. Fix it and run the same command to resume"
+                    ) from None
+            position += len(raw)
+            bar.update(len(raw))
+            if len(batch) >= batch_size:
+                await flush()
+        await flush()
+    marker.unlink(missing_ok=True)
+    return inserted, skipped
+
+
+async def import_file(
+    container: Container,
+    spec: CollectionSpec,
+    source: Path,
+    *,
+    batch_size: int,
+    restart: bool,
+    bars: Bars = no_bars,
+    note: Note = no_notes,
+) -> tuple[int, int]:
+    """Documents of one collection. (inserted, already present)"""
+
+    async def insert(batch: list[StoredDocument]) -> tuple[int, int]:
+        return await container.documents.import_documents(spec, batch)
+
+    return await import_lines(
+        source,
+        spec.id,
+        lambda raw: Line.model_validate_json(raw).stored(),
+        insert,
+        batch_size=batch_size,
+        restart=restart,
+        bars=bars,
+        note=note,
+    )
+
+
+async def import_users(
+    container: Container,
+    source: Path,
+    *,
+    batch_size: int,
+    restart: bool,
+    bars: Bars = no_bars,
+    note: Note = no_notes,
+) -> tuple[int, int, list[str]]:
+    """Accounts, ids and password hashes kept. (inserted, already present, emails skipped
+    because another account in this database has them)"""
+    taken: list[str] = []
+
+    async def insert(batch: list[User]) -> tuple[int, int]:
+        outcome = await container.user_service.import_users(batch)
+        taken.extend(outcome.email_taken)
+        return outcome.inserted, outcome.present
+
+    added, present = await import_lines(
+        source,
+        USERS_KEY,
+        lambda raw: UserLine.model_validate_json(raw).user(),
+        insert,
+        batch_size=batch_size,
+        restart=restart,
+        bars=bars,
+        note=note,
+    )
+    return added, present, taken
 
 
 async def import_files(
