@@ -45,7 +45,7 @@ from app.db.embedded import MEMORY, EmbeddedDatabase
 from bench.files import file_throughput
 from bench.load import Result, build_request, run, run_all, run_paced
 from bench.realtime import raise_open_files_limit, realtime_latency
-from tests.conftest import free_port
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
