@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     mail_url: SecretStr | None = None
     mail_from: str = Field(default="Docstore <no-reply@docstore.invalid>", min_length=3)
     mail_templates_dir: Path | None = None
+    # The first retry of a failed delivery, then doubling (at most an hour between tries).
+    mail_retry_seconds: float = Field(default=5.0, gt=0, le=3600)
     app_name: str = Field(default="Docstore", min_length=1, max_length=100)
     # The frontend: mail links go to {PUBLIC_URL}/verify-email?token=... and /reset-password.
     public_url: str = Field(default="http://localhost:5173", pattern=r"^https?://[^\s?#]+$")

@@ -130,7 +130,7 @@ class Container:
             cursors=cursors,
             clock=clock,
         )
-        outbox = Outbox(db)
+        outbox = Outbox(db, retry_seconds=settings.mail_retry_seconds)
         lifecycle = AccountLifecycle(
             settings=settings,
             users=users,

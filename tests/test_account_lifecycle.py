@@ -337,6 +337,7 @@ def server_env(settings: Settings, smtp_port: int) -> dict[str, str]:
         "ARGON2_TIME_COST": "1",
         "ARGON2_MEMORY_KIB": "64",
         "MAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
+        "MAIL_RETRY_SECONDS": "0.2",
         "PUBLIC_URL": "https://app.example",
     }
 

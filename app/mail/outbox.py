@@ -32,14 +32,16 @@ class OutboxMessage:
     attempts: int
 
 
-def backoff(attempts: int) -> timedelta:
-    """After the n-th failed attempt: 5 s, 10 s, 20 s ... at most an hour."""
-    return timedelta(seconds=min(3600, 5 * 2 ** max(0, attempts - 1)))
+def backoff(attempts: int, first: float = 5.0) -> timedelta:
+    """After the n-th failed attempt: `first` seconds (5 s, 10 s, 20 s ... by default),
+    doubling, at most an hour."""
+    return timedelta(seconds=min(3600.0, first * 2 ** max(0, attempts - 1)))
 
 
 class Outbox:
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: Db, *, retry_seconds: float = 5.0) -> None:
         self.collection = db[COLLECTION]
+        self.retry_seconds = retry_seconds
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_indexes(
@@ -106,18 +108,19 @@ class Outbox:
 
     async def failed(
         self, message: OutboxMessage, worker: str, *, now: datetime, error: str
-    ) -> bool:
-        """Put the message back for later; False when it has had its last attempt."""
+    ) -> datetime | None:
+        """Put the message back for later and return when it is due again; None when it
+        has had its last attempt."""
         if message.attempts >= MAX_ATTEMPTS:
             await self._finish(message, worker, {"$set": {"status": "failed", "last_error": error}})
-            return False
-        due = now + backoff(message.attempts)
+            return None
+        due = now + backoff(message.attempts, self.retry_seconds)
         await self._finish(
             message,
             worker,
             {"$set": {"due_at": due, "lease_until": due, "last_error": error}},
         )
-        return True
+        return due
 
     async def pending(self) -> int:
         return await self.collection.count_documents({"status": "pending"})
