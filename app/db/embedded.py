@@ -134,22 +134,6 @@ class EmbeddedDatabase:
             # second line says whose it is (running_url).
             self._url_file.write_text(f"{self.url}\n{self.database}\n")
 
-    def _wait_stopped(self, process: subprocess.Popen[bytes], timeout: float) -> None:
-        """Wait for a terminated server to exit. SecantusDB's SIGTERM handler closes its
-        listening socket, then waits up to 2 s for its accept thread, which a close does
-        not wake on Linux; a connection does, so a clean stop takes milliseconds. Knocked
-        until the process exits, as a knock before the handler runs is just accepted."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with contextlib.suppress(OSError):
-                socket.create_connection((self.host, self.port), 0.5).close()
-            try:
-                process.wait(max(0.0, min(0.05, deadline - time.monotonic())))
-                return
-            except subprocess.TimeoutExpired:
-                if time.monotonic() >= deadline:
-                    raise
-
     @property
     def _url_file(self) -> Path:
         return url_file(Path(self.storage))
@@ -194,7 +178,7 @@ class EmbeddedDatabase:
             return
         process.terminate()
         try:
-            self._wait_stopped(process, timeout)
+            process.wait(timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
