@@ -75,7 +75,11 @@ class FieldError(BaseModel):
 
 
 class AppError(Exception):
-    """An expected failure with a stable code. Subclasses fix the code and status."""
+    """An expected failure with a stable code. Subclasses fix the code and status.
+
+    Everything an error says is data (code, status, field errors, `retry_after` in
+    seconds); the HTTP edge (app/http/problems.py) turns it into headers and a body.
+    """
 
     code: ErrorCode = ErrorCode.INTERNAL_ERROR
     status: int = 500
@@ -87,7 +91,7 @@ class AppError(Exception):
         code: ErrorCode | None = None,
         status: int | None = None,
         errors: list[FieldError] | None = None,
-        headers: dict[str, str] | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
@@ -96,14 +100,14 @@ class AppError(Exception):
         if status is not None:
             self.status = status
         self.errors = errors or []
-        self.headers = headers or {}
+        self.retry_after = retry_after
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled as its fields (not its constructor's arguments, which subclasses narrow),
         # so an error raised in a worker process (app/documents/offload.py) arrives whole.
         return (
             _rebuild,
-            (type(self), self.detail, self.code, self.status, self.errors, self.headers),
+            (type(self), self.detail, self.code, self.status, self.errors, self.retry_after),
         )
 
 
@@ -113,10 +117,12 @@ def _rebuild(
     code: ErrorCode,
     status: int,
     errors: list[FieldError],
-    headers: dict[str, str],
+    retry_after: int | None,
 ) -> AppError:
     error = cls.__new__(cls)
-    AppError.__init__(error, detail, code=code, status=status, errors=errors, headers=headers)
+    AppError.__init__(
+        error, detail, code=code, status=status, errors=errors, retry_after=retry_after
+    )
     return error
 
 
@@ -132,7 +138,7 @@ class Unauthorized(AppError):
     code, status = ErrorCode.NOT_AUTHENTICATED, 401
 
     def __init__(self, detail: str, *, code: ErrorCode = ErrorCode.NOT_AUTHENTICATED) -> None:
-        super().__init__(detail, code=code, headers={"WWW-Authenticate": "Bearer"})
+        super().__init__(detail, code=code)
 
 
 class Forbidden(AppError):
@@ -151,7 +157,7 @@ class RateLimited(AppError):
     code, status = ErrorCode.RATE_LIMITED, 429
 
     def __init__(self, detail: str, *, retry_after: int) -> None:
-        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
+        super().__init__(detail, retry_after=max(1, retry_after))
 
 
 class DatabaseUnavailable(AppError):

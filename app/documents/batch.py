@@ -136,7 +136,7 @@ class BatchService:
                         for e in error.errors
                     ),
                 ],
-                headers=error.headers,
+                retry_after=error.retry_after,
             ) from None
         except OperationFailure as exc:
             if exc.code == _NO_TRANSACTIONS:

@@ -106,6 +106,10 @@ def content_disposition(name: str, *, inline: bool) -> str:
 class RangeNotSatisfiable(AppError):
     code, status = ErrorCode.RANGE_NOT_SATISFIABLE, 416
 
+    def __init__(self, detail: str, *, size: int) -> None:
+        super().__init__(detail)
+        self.size = size  # the file's, for Content-Range (the edge's job)
+
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """(first, last) inclusive for a single `bytes=` range; None: send the whole file.
@@ -120,7 +124,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     bad = RangeNotSatisfiable(
         f"Range {header[:100]!r} is not within the file's {size} bytes",
-        headers={"Content-Range": f"bytes */{size}"},
+        size=size,
     )
     # ASCII digits only: str.isdigit() also admits "²", which int() refuses.
     parts = _RANGE_SPEC.fullmatch(spec.strip())

@@ -30,6 +30,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from app.errors import AppError, ErrorCode, FieldError
+from app.files.names import RangeNotSatisfiable
 from app.observability.context import current_request_id, note_problem_code
 from app.observability.metrics import CLIENT_DISCONNECTS, DATABASE_ERRORS, UNMATCHED_ROUTE
 
@@ -98,10 +99,22 @@ def _field_errors(exc: RequestValidationError) -> list[FieldError]:
     return out
 
 
+def _headers_of(exc: AppError) -> dict[str, str] | None:
+    """What an error's data means in HTTP headers."""
+    headers = {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, RangeNotSatisfiable):
+        headers["Content-Range"] = f"bytes */{exc.size}"
+    return headers or None
+
+
 async def _app_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     return problem_response(
-        exc.status, exc.code, exc.detail, errors=exc.errors, headers=exc.headers
+        exc.status, exc.code, exc.detail, errors=exc.errors, headers=_headers_of(exc)
     )
 
 

@@ -47,14 +47,14 @@ class RealtimeUnavailable(AppError):
     code, status = ErrorCode.REALTIME_UNAVAILABLE, 503
 
     def __init__(self, detail: str) -> None:
-        super().__init__(detail, headers={"Retry-After": "5"})
+        super().__init__(detail, retry_after=5)
 
 
 class TooManyStreams(AppError):
     code = ErrorCode.TOO_MANY_STREAMS
 
     def __init__(self, detail: str, *, status: int) -> None:
-        super().__init__(detail, status=status, headers={"Retry-After": "10"})
+        super().__init__(detail, status=status, retry_after=10)
 
 
 @dataclass(slots=True)
