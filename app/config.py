@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     public_url: str = Field(default="http://localhost:5173", pattern=r"^https?://[^\s?#]+$")
     require_verified_email: bool = False
     verify_token_ttl_seconds: int = Field(default=2 * 24 * 3600, ge=60)
+    # Teams: how many one user may belong to, members per team, pending invitations per
+    # team, and how long an invitation stays valid.
+    teams_max_per_user: int = Field(default=100, ge=1, le=10_000)
+    team_max_members: int = Field(default=1000, ge=2, le=100_000)
+    team_max_invitations: int = Field(default=100, ge=1, le=10_000)
+    team_invitation_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     reset_token_ttl_seconds: int = Field(default=1800, ge=60)
     rate_limit_mail_per_account: int = Field(default=3, ge=1)  # reset/verify mails a window
     rate_limit_reset_per_ip: int = Field(default=10, ge=1)

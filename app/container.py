@@ -45,13 +45,15 @@ from app.documents.regex_safety import check_pattern
 from app.documents.service import DocumentService
 from app.files.service import FileService
 from app.files.store import FileStore
-from app.mail.outbox import Outbox
+from app.mail.outbox import Outbox, OutboxMessage
 from app.mail.transport import FileTransport, MailTransport, SmtpTransport
-from app.mail.worker import MailWorker
+from app.mail.worker import Composed, MailWorker
 from app.observability.loop_lag import LoopLagMonitor
 from app.pagination import CursorCodec
 from app.realtime.hub import RealtimeHub
 from app.realtime.service import RealtimeService, TicketRepository
+from app.teams.repository import TeamRepository
+from app.teams.service import INVITATION_MAIL, TeamService
 
 log = logging.getLogger("docstore.container")
 
@@ -76,6 +78,7 @@ class Container:
     batch: BatchService
     realtime: RealtimeService
     files: FileService
+    teams: TeamService
     # None when READ_CACHE is off.
     feed: ChangeFeed | None = None
     loop_lag: LoopLagMonitor = field(default_factory=LoopLagMonitor)
@@ -142,14 +145,29 @@ class Container:
             auth=auth,
             clock=clock,
         )
+
+        async def compose(message: OutboxMessage) -> Composed | None:
+            if message.kind == INVITATION_MAIL:
+                return await teams.compose(message)
+            return await lifecycle.compose(message)
+
         mail = MailWorker(
             outbox,
             mail_transport(settings),
-            lifecycle.compose,
+            compose,
             sender=settings.mail_from,
             clock=clock,
         )
         lifecycle.on_queued = mail.wake
+
+        async def queue_mail(kind: str, to: str, params: dict[str, str]) -> None:
+            await outbox.enqueue(kind, to, params, now=clock())
+            mail.wake()
+
+        async def forget_user(user_id: str) -> None:
+            await documents.delete_owned_by(user_id)
+            await teams.forget_user(user_id)
+
         user_service = UserService(
             users=users,
             sessions=sessions,
@@ -157,9 +175,16 @@ class Container:
             hasher=hasher,
             cursors=cursors,
             clock=clock,
-            on_delete=documents.delete_owned_by,
+            on_delete=forget_user,
             lifecycle=lifecycle,
             api_keys=api_keys,
+        )
+        teams = TeamService(
+            repository=TeamRepository(db),
+            users=user_service,
+            settings=settings,
+            clock=clock,
+            queue_mail=queue_mail,
         )
         collections.on_delete = file_store.delete_for
         documents.on_delete = file_store.delete_for
@@ -207,6 +232,7 @@ class Container:
             mail=mail,
             api_keys=api_keys,
             batch=BatchService(db, documents),
+            teams=teams,
             realtime=realtime,
             files=files,
             feed=feed,
@@ -252,6 +278,7 @@ async def open_container(
         await container.api_keys.ensure_indexes()
         await container.realtime.tickets.ensure_indexes()
         await container.files.store.ensure_indexes()
+        await container.teams.repository.ensure_indexes()
         lag = container.loop_lag
         try:
             lag.start()

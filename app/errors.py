@@ -66,6 +66,11 @@ class ErrorCode(StrEnum):
     RANGE_NOT_SATISFIABLE = "range_not_satisfiable"
     INVALID_LINK = "invalid_link"
     UPLOAD_TIMED_OUT = "upload_timed_out"
+    TEAM_NOT_FOUND = "team_not_found"
+    MEMBER_NOT_FOUND = "member_not_found"
+    INVITATION_NOT_FOUND = "invitation_not_found"
+    OWNER_MUST_TRANSFER = "owner_must_transfer"  # the owner leaves only after a transfer
+    TEAM_LIMIT_REACHED = "team_limit_reached"  # teams per user, members, invitations
 
 
 class FieldError(BaseModel):

@@ -22,6 +22,7 @@ from app.http.openapi import build_openapi
 from app.http.problems import install_error_handlers
 from app.lifespan import lifespan
 from app.realtime.router import router as realtime_router
+from app.teams.router import router as teams_router
 
 API_DESCRIPTION = """
 User accounts plus a queryable JSON document store on MongoDB.
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, *, fast_paths: bool = True) -> 
     app.include_router(collections_router)
     app.include_router(auth_router)
     app.include_router(users_router)
+    app.include_router(teams_router)
     app.include_router(contract_router)
     app.include_router(ops_router)
     return app

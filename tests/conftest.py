@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 
 from app.accounts.models import Role
@@ -27,6 +28,8 @@ from app.container import Container
 from app.db.embedded import MEMORY, EmbeddedDatabase
 from tests.support.accounts import PASSWORD, Account, sign_in
 from tests.support.apps import SHARED_PREFIX, SharedApps, http_client, running_app, shared_settings
+from tests.support.mail import Inbox
+from tests.support.servers import free_port
 
 
 @pytest.fixture(scope="session")
@@ -116,3 +119,14 @@ async def other_user(make_account) -> Account:  # type: ignore[no-untyped-def]
 async def admin(make_account) -> Account:  # type: ignore[no-untyped-def]
     account: Account = await make_account(role=Role.ADMIN, name="Admin")
     return account
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    inbox, port = Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()

@@ -6,12 +6,9 @@ from __future__ import annotations
 import asyncio
 import email
 import os
-import queue
-import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from email.message import EmailMessage
+from collections.abc import AsyncIterator, Awaitable, Callable
 from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
@@ -26,40 +23,12 @@ from app.config import Settings
 from tests.support.accounts import PASSWORD
 from tests.support.apps import ROOT, http_client, make_settings, running_app
 from tests.support.feeds import applied, feed_of
+from tests.support.mail import Inbox, parts, token_in
 from tests.support.problems import assert_problem
 from tests.support.servers import api_server, free_port
 
 NEW_PASSWORD = "a brand new passphrase"
 NOTES = "/v1/collections/notes/documents"
-
-
-class Inbox:
-    """What the SMTP server received, in order; waits on arrivals, never on time."""
-
-    def __init__(self) -> None:
-        self._arrived: queue.Queue[EmailMessage] = queue.Queue()
-        self.received: list[EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=default_policy)
-        assert isinstance(message, EmailMessage)
-        self.received.append(message)
-        self._arrived.put(message)
-        return "250 OK"
-
-    async def next(self, within: float = 30) -> EmailMessage:
-        return await asyncio.to_thread(self._arrived.get, True, within)
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
@@ -78,21 +47,6 @@ async def mail_app(database_url: str, smtp: tuple[Inbox, int]) -> AsyncIterator[
 async def mail_client(mail_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with http_client(mail_app) as client:
         yield client
-
-
-def parts(message: EmailMessage) -> tuple[str, str]:
-    text = message.get_body(("plain",))
-    html = message.get_body(("html",))
-    assert text is not None and html is not None, "every message has a text and an HTML part"
-    return text.get_content(), html.get_content()
-
-
-def token_in(message: EmailMessage, path: str) -> str:
-    text, html = parts(message)
-    match = re.search(rf"https://app\.example/{path}\?token=([A-Za-z0-9_%-]+)", text)
-    assert match, text
-    assert match.group(0) in html
-    return match.group(1)
 
 
 async def register(client: httpx.AsyncClient, email_address: str) -> dict[str, Any]:

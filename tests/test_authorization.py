@@ -16,7 +16,9 @@ import httpx
 import pytest
 
 from app.accounts.models import Role
+from app.clock import utc_now
 from app.config import Settings
+from app.container import Container
 from app.main import create_app
 from tests.support.accounts import PASSWORD, Account, MakeAccount, sign_in
 from tests.support.apps import shared_settings
@@ -37,6 +39,10 @@ RULES: dict[str, dict[str, int | str]] = {
     "own_credential": {ANON: 401, USER: OK, OTHER: 404, ADMIN: 404},
     # A mailed token decides, not the caller: a bogus one is 400 for everyone.
     "mailed_token": {ANON: 400, USER: 400, OTHER: 400, ADMIN: 400},
+    # The same, for signed-in callers only (a team invitation joins the caller).
+    "signed_in_token": {ANON: 401, USER: 400, OTHER: 400, ADMIN: 400},
+    # A team `user` owns: invisible to non-members, site admins included.
+    "own_team": {ANON: 401, USER: OK, OTHER: 404, ADMIN: 404},
 }
 
 
@@ -51,6 +57,9 @@ class World:
     session_id: dict[str, str]  # `user`'s; the caller `user`'s is its current one
     key_id: dict[str, str]  # API keys of `user`
     refresh_token: dict[str, str]  # anonymous callers present one of `user`'s
+    team_id: dict[str, str]  # teams `user` owns
+    member_id: dict[str, str]  # a member of that team (not `user`)
+    invitation_id: dict[str, str]  # a pending invitation to that team
 
 
 @pytest.fixture
@@ -68,6 +77,12 @@ def refresh_of(world: World, who: str) -> dict[str, Any]:
 
 
 DOCS = "/v1/collections/notes/documents"
+
+
+def team_of(world: World, who: str, tail: str = "") -> str:
+    return f"/v1/teams/{world.team_id[who]}{tail}"
+
+
 ROUTES: dict[str, tuple[str, Builder]] = {
     "ops_health": ("public", lambda w, p: ("/healthz", {})),
     "ops_ready": ("public", lambda w, p: ("/readyz", {})),
@@ -218,6 +233,40 @@ ROUTES: dict[str, tuple[str, Builder]] = {
         "own_document",
         lambda w, p: (f"{DOCS}/{w.doc_id[p]}/update", {"json": {"inc": {"t": 1}}}),
     ),
+    "teams_create": ("signed_in", lambda w, p: ("/v1/teams", {"json": {"name": "T"}})),
+    "teams_list": ("signed_in", lambda w, p: ("/v1/teams", {})),
+    "teams_accept_invitation": (
+        "signed_in_token",
+        lambda w, p: ("/v1/teams/invitations/accept", {"json": {"token": "not-a-token"}}),
+    ),
+    "teams_get": ("own_team", lambda w, p: (team_of(w, p), {})),
+    "teams_update": ("own_team", lambda w, p: (team_of(w, p), {"json": {"name": "N"}})),
+    "teams_delete": ("own_team", lambda w, p: (team_of(w, p), {})),
+    "teams_list_members": ("own_team", lambda w, p: (team_of(w, p, "/members"), {})),
+    "teams_update_member": (
+        "own_team",
+        lambda w, p: (team_of(w, p, f"/members/{w.member_id[p]}"), {"json": {"role": "editor"}}),
+    ),
+    "teams_remove_member": (
+        "own_team",
+        lambda w, p: (team_of(w, p, f"/members/{w.member_id[p]}"), {}),
+    ),
+    "teams_transfer": (
+        "own_team",
+        lambda w, p: (team_of(w, p, "/transfer"), {"json": {"user_id": w.member_id[p]}}),
+    ),
+    "teams_invite": (
+        "own_team",
+        lambda w, p: (
+            team_of(w, p, "/invitations"),
+            {"json": {"email": f"x-{p.replace(' ', '-')}@example.com"}},
+        ),
+    ),
+    "teams_list_invitations": ("own_team", lambda w, p: (team_of(w, p, "/invitations"), {})),
+    "teams_revoke_invitation": (
+        "own_team",
+        lambda w, p: (team_of(w, p, f"/invitations/{w.invitation_id[p]}"), {}),
+    ),
 }
 
 
@@ -242,7 +291,9 @@ def test_every_route_has_a_rule() -> None:
     assert not sorted(set(ROUTES) - set(routes)), "rules for routes that no longer exist"
 
 
-async def make_world(client: httpx.AsyncClient, make_account: MakeAccount) -> World:
+async def make_world(
+    client: httpx.AsyncClient, make_account: MakeAccount, container: Container
+) -> World:
     accounts = {
         USER: await make_account(),
         OTHER: await make_account(),
@@ -264,7 +315,12 @@ async def make_world(client: httpx.AsyncClient, make_account: MakeAccount) -> Wo
         refresh_token={
             who: (spare[who] if who == ANON else accounts[who]).refresh_token for who in PRINCIPALS
         },
+        team_id={},
+        member_id={},
+        invitation_id={},
     )
+    owner = await container.auth.users.get_principal(user.id)
+    assert owner is not None
     for who in PRINCIPALS:
         world.victim_id[who] = (await make_account()).id
         doc = await client.post(DOCS, json={"t": 0}, headers=user.headers)
@@ -275,16 +331,26 @@ async def make_world(client: httpx.AsyncClient, make_account: MakeAccount) -> Wo
         assert attached.status_code == 201, attached.text
         key = await client.post("/v1/users/me/api-keys", json={"name": who}, headers=user.headers)
         world.key_id[who] = key.json()["id"]
+        team = (await container.teams.create(owner, f"Team of {who}")).team.id
+        world.team_id[who] = team
+        world.member_id[who] = (await make_account()).id
+        await container.teams.repository.add_member(
+            team, world.member_id[who], "member", now=utc_now()
+        )
+        invited = await container.teams.invite(
+            owner, team, f"inv-{len(world.team_id)}@ex.com", "member"
+        )
+        world.invitation_id[who] = invited.id
     return world
 
 
 @pytest.mark.parametrize("operation", sorted(ROUTES))
 async def test_authorization_matrix(
-    operation: str, client: httpx.AsyncClient, make_account: MakeAccount
+    operation: str, client: httpx.AsyncClient, make_account: MakeAccount, container: Container
 ) -> None:
     rule, build = ROUTES[operation]
     method = METHODS[operation]
-    world = await make_world(client, make_account)
+    world = await make_world(client, make_account, container)
     wrong = []
     for principal in PRINCIPALS:  # refused callers first, `user` and `admin` last
         path, kwargs = build(world, principal)

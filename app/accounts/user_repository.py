@@ -130,6 +130,12 @@ class UserRepository:
         cursor = self.collection.find(criteria).sort("_id", 1).limit(limit)
         return [User.model_validate(raw) async for raw in cursor]
 
+    async def get_many(self, user_ids: list[str]) -> list[User]:
+        """The existing users among `user_ids` (unknown or malformed ids are skipped)."""
+        oids = [oid for oid in (parse_object_id(i) for i in user_ids) if oid is not None]
+        cursor = self.collection.find({"_id": {"$in": oids}})
+        return [User.model_validate(raw) async for raw in cursor]
+
     async def count_admins(self) -> int:
         return await self.collection.count_documents({"role": Role.ADMIN, "disabled": False})
 

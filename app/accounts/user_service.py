@@ -59,6 +59,10 @@ class UserService:
             raise user_not_found(user_id)
         return user
 
+    async def get_many(self, user_ids: list[str]) -> dict[str, User]:
+        """The existing users among `user_ids`, by id (other domains name members)."""
+        return {str(user.id): user for user in await self.users.get_many(user_ids)}
+
     async def _update(self, user_id: str, changes: dict[str, Any], *, bump: bool = False) -> User:
         try:
             user = await self.users.update(

@@ -23,6 +23,7 @@ from app.documents.service import DocumentService
 from app.errors import ErrorCode, Forbidden, Unauthorized
 from app.files.service import FileService
 from app.realtime.service import RealtimeService
+from app.teams.service import TeamService
 
 
 def _container(request: Request) -> Container:
@@ -68,6 +69,10 @@ async def get_realtime_service(request: Request) -> RealtimeService:
     return _container(request).realtime
 
 
+async def get_team_service(request: Request) -> TeamService:
+    return _container(request).teams
+
+
 async def get_batch_service(request: Request) -> BatchService:
     return _container(request).batch
 
@@ -96,6 +101,7 @@ DocumentServiceDep = Annotated[DocumentService, Depends(get_document_service)]
 FileServiceDep = Annotated[FileService, Depends(get_file_service)]
 RealtimeServiceDep = Annotated[RealtimeService, Depends(get_realtime_service)]
 BatchServiceDep = Annotated[BatchService, Depends(get_batch_service)]
+TeamServiceDep = Annotated[TeamService, Depends(get_team_service)]
 
 # tokenUrl makes Swagger UI's Authorize button work with the OAuth2 password flow.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)

@@ -1,0 +1,1 @@
+"""Teams: members with roles, invitations by mail, ownership transfer (issue 21)."""

@@ -1,0 +1,236 @@
+"""Teams: create, invite by mail, accept, roles, leave, transfer, delete (issue 21)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.support.accounts import Account, signed_in
+from tests.support.apps import http_client, make_settings, running_app
+from tests.support.mail import Inbox, parts, token_in
+from tests.support.problems import assert_problem
+
+TEAMS = "/v1/teams"
+
+
+@pytest.fixture
+async def team_app(database_url: str, smtp: tuple[Inbox, int]) -> AsyncIterator[FastAPI]:
+    settings = make_settings(
+        database_url,
+        mail_url=f"smtp://127.0.0.1:{smtp[1]}",
+        public_url="https://app.example",
+        app_name="Notely",
+        teams_max_per_user=2,
+    )
+    async with running_app(settings) as app:
+        yield app
+
+
+@pytest.fixture
+async def api(team_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with http_client(team_app) as client:
+        yield client
+
+
+@pytest.fixture
+def inbox(smtp: tuple[Inbox, int]) -> Inbox:
+    return smtp[0]
+
+
+async def new_team(api: httpx.AsyncClient, owner: Account, name: str = "Crew") -> dict[str, Any]:
+    made = await api.post(TEAMS, json={"name": name}, headers=owner.headers)
+    assert made.status_code == 201, made.text
+    assert made.headers["location"] == f"{TEAMS}/{made.json()['id']}"
+    return dict(made.json())
+
+
+async def join(
+    api: httpx.AsyncClient, inbox: Inbox, team: str, by: Account, who: Account, role: str
+) -> None:
+    invited = await api.post(
+        f"{TEAMS}/{team}/invitations", json={"email": who.email, "role": role}, headers=by.headers
+    )
+    assert invited.status_code == 201, invited.text
+    token = token_in(await inbox.next(), "accept-invitation")
+    accepted = await api.post(
+        f"{TEAMS}/invitations/accept", json={"token": token}, headers=who.headers
+    )
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["role"] == role
+
+
+async def test_an_invitation_mailed_to_an_address_lets_that_account_join_once(
+    team_app: FastAPI, api: httpx.AsyncClient, inbox: Inbox
+) -> None:
+    ada = await signed_in(team_app, api, email="ada@example.com")
+    bob = await signed_in(team_app, api, email="bob@example.com")
+    eve = await signed_in(team_app, api, email="eve@example.com")
+    team = await new_team(api, ada)
+    assert team["role"] == "owner" and team["owner_id"] == ada.id
+
+    invited = await api.post(
+        f"{TEAMS}/{team['id']}/invitations",
+        json={"email": " Bob@Example.com", "role": "editor"},
+        headers=ada.headers,
+    )
+    assert invited.status_code == 201
+    assert invited.json()["email"] == "bob@example.com"
+    mail = await inbox.next()
+    assert mail["To"] == "bob@example.com"
+    assert "Crew" in mail["Subject"] and "editor" in parts(mail)[0]
+    token = token_in(mail, "accept-invitation")
+
+    # Only the invited address's account may use it, and a refusal does not use it up.
+    wrong = await api.post(
+        f"{TEAMS}/invitations/accept", json={"token": token}, headers=eve.headers
+    )
+    assert_problem(wrong, 403, "forbidden")
+    joined = await api.post(
+        f"{TEAMS}/invitations/accept", json={"token": token}, headers=bob.headers
+    )
+    assert joined.status_code == 200
+    assert joined.json()["role"] == "editor"
+    again = await api.post(
+        f"{TEAMS}/invitations/accept", json={"token": token}, headers=bob.headers
+    )
+    assert_problem(again, 400, "invalid_token")
+
+    mine = await api.get(TEAMS, headers=bob.headers)
+    assert [(t["name"], t["role"]) for t in mine.json()["items"]] == [("Crew", "editor")]
+    members = await api.get(f"{TEAMS}/{team['id']}/members", headers=bob.headers)
+    assert [(m["name"], m["role"], m["email"]) for m in members.json()["items"]] == [
+        ("Test User", "owner", None),  # members see names; emails are for managers
+        ("Test User", "editor", None),
+    ]
+    managed = await api.get(f"{TEAMS}/{team['id']}/members", headers=ada.headers)
+    assert [m["email"] for m in managed.json()["items"]] == ["ada@example.com", "bob@example.com"]
+    assert (await api.get(f"{TEAMS}/{team['id']}", headers=eve.headers)).status_code == 404
+
+
+async def test_a_revoked_invitation_cannot_be_accepted(
+    team_app: FastAPI, api: httpx.AsyncClient, inbox: Inbox
+) -> None:
+    ada = await signed_in(team_app, api)
+    bob = await signed_in(team_app, api)
+    team = await new_team(api, ada)
+    invited = await api.post(
+        f"{TEAMS}/{team['id']}/invitations", json={"email": bob.email}, headers=ada.headers
+    )
+    token = token_in(await inbox.next(), "accept-invitation")
+    pending = await api.get(f"{TEAMS}/{team['id']}/invitations", headers=ada.headers)
+    assert [i["email"] for i in pending.json()["items"]] == [bob.email]
+    revoked = await api.delete(
+        f"{TEAMS}/{team['id']}/invitations/{invited.json()['id']}", headers=ada.headers
+    )
+    assert revoked.status_code == 204
+    late = await api.post(f"{TEAMS}/invitations/accept", json={"token": token}, headers=bob.headers)
+    assert_problem(late, 400, "invalid_token")
+    gone = await api.delete(
+        f"{TEAMS}/{team['id']}/invitations/{invited.json()['id']}", headers=ada.headers
+    )
+    assert_problem(gone, 404, "invitation_not_found")
+
+
+async def test_roles_decide_who_manages_and_the_owner_leaves_only_by_transfer(
+    team_app: FastAPI, api: httpx.AsyncClient, inbox: Inbox
+) -> None:
+    owner = await signed_in(team_app, api)
+    admin = await signed_in(team_app, api)
+    member = await signed_in(team_app, api)
+    team = (await new_team(api, owner))["id"]
+    await join(api, inbox, team, owner, admin, "admin")
+    await join(api, inbox, team, admin, member, "member")
+
+    # Members do not manage; admins do, but do not make admins or touch the owner.
+    rename = await api.patch(f"{TEAMS}/{team}", json={"name": "X"}, headers=member.headers)
+    assert_problem(rename, 403, "forbidden")
+    assert (
+        await api.patch(f"{TEAMS}/{team}", json={"name": "Crew 2"}, headers=admin.headers)
+    ).json()["name"] == "Crew 2"
+    promote = await api.patch(
+        f"{TEAMS}/{team}/members/{member.id}", json={"role": "admin"}, headers=admin.headers
+    )
+    assert_problem(promote, 403, "forbidden")
+    usurp = await api.patch(
+        f"{TEAMS}/{team}/members/{owner.id}", json={"role": "member"}, headers=admin.headers
+    )
+    assert_problem(usurp, 409, "owner_must_transfer")
+    custom = await api.patch(
+        f"{TEAMS}/{team}/members/{member.id}", json={"role": "billing"}, headers=admin.headers
+    )
+    assert custom.json()["role"] == "billing"
+    bad = await api.patch(
+        f"{TEAMS}/{team}/members/{member.id}", json={"role": "Bad Role"}, headers=owner.headers
+    )
+    assert_problem(bad, 422, "validation_failed")
+    assert_problem(
+        await api.delete(f"{TEAMS}/{team}/members/{admin.id}", headers=member.headers),
+        403,
+        "forbidden",
+    )
+
+    # The owner cannot leave; after a transfer, the new owner holds everything.
+    leave = await api.delete(f"{TEAMS}/{team}/members/{owner.id}", headers=owner.headers)
+    assert_problem(leave, 409, "owner_must_transfer")
+    moved = await api.post(
+        f"{TEAMS}/{team}/transfer", json={"user_id": admin.id}, headers=owner.headers
+    )
+    assert moved.json()["role"] == "admin"
+    assert (await api.get(f"{TEAMS}/{team}", headers=admin.headers)).json()["owner_id"] == admin.id
+    assert (
+        await api.delete(f"{TEAMS}/{team}/members/{owner.id}", headers=owner.headers)
+    ).status_code == 204
+    assert (await api.get(f"{TEAMS}/{team}", headers=owner.headers)).status_code == 404
+    assert_problem(await api.delete(f"{TEAMS}/{team}", headers=member.headers), 403, "forbidden")
+    assert (await api.delete(f"{TEAMS}/{team}", headers=admin.headers)).status_code == 204
+    assert (await api.get(TEAMS, headers=member.headers)).json()["items"] == []
+
+
+async def test_an_account_belongs_to_a_bounded_number_of_teams(
+    team_app: FastAPI, api: httpx.AsyncClient, inbox: Inbox
+) -> None:
+    ada = await signed_in(team_app, api)
+    bob = await signed_in(team_app, api)
+    await new_team(api, ada, "One")
+    await new_team(api, ada, "Two")
+    third = await api.post(TEAMS, json={"name": "Three"}, headers=ada.headers)
+    assert_problem(third, 409, "team_limit_reached")
+    team = (await new_team(api, bob))["id"]
+    await api.post(f"{TEAMS}/{team}/invitations", json={"email": ada.email}, headers=bob.headers)
+    token = token_in(await inbox.next(), "accept-invitation")
+    full = await api.post(f"{TEAMS}/invitations/accept", json={"token": token}, headers=ada.headers)
+    assert_problem(full, 409, "team_limit_reached")
+
+
+async def test_deleting_an_account_removes_its_teams_and_memberships(
+    team_app: FastAPI, api: httpx.AsyncClient, inbox: Inbox
+) -> None:
+    ada = await signed_in(team_app, api)
+    bob = await signed_in(team_app, api)
+    mine = (await new_team(api, ada, "Ada's"))["id"]
+    theirs = (await new_team(api, bob, "Bob's"))["id"]
+    await join(api, inbox, mine, ada, bob, "member")
+    await join(api, inbox, theirs, bob, ada, "member")
+    await team_app.state.container.user_service.delete(ada.id)
+    assert (await api.get(f"{TEAMS}/{mine}", headers=bob.headers)).status_code == 404
+    members = await api.get(f"{TEAMS}/{theirs}/members", headers=bob.headers)
+    assert [m["user_id"] for m in members.json()["items"]] == [bob.id]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"name": ""}, "name"), ({"name": "x" * 101}, "name"), ({"name": "A", "extra": 1}, "extra")],
+)
+async def test_bad_team_bodies_are_422_and_make_nothing(
+    team_app: FastAPI, api: httpx.AsyncClient, body: dict[str, Any], field: str
+) -> None:
+    ada = await signed_in(team_app, api)
+    refused = assert_problem(
+        await api.post(TEAMS, json=body, headers=ada.headers), 422, "validation_failed"
+    )
+    assert refused["errors"][0]["loc"] == ["body", field]
+    assert (await api.get(TEAMS, headers=ada.headers)).json()["items"] == []
