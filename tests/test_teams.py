@@ -234,3 +234,51 @@ async def test_bad_team_bodies_are_422_and_make_nothing(
     )
     assert refused["errors"][0]["loc"] == ["body", field]
     assert (await api.get(TEAMS, headers=ada.headers)).json()["items"] == []
+
+
+async def test_members_and_invitations_are_bounded_and_unknown_members_are_404(
+    database_url: str, smtp: tuple[Inbox, int]
+) -> None:
+    settings = make_settings(
+        database_url,
+        mail_url=f"smtp://127.0.0.1:{smtp[1]}",
+        public_url="https://app.example",
+        team_max_members=2,
+        team_max_invitations=2,
+    )
+    async with running_app(settings) as app, http_client(app) as api:
+        owner = await signed_in(app, api)
+        first = await signed_in(app, api)
+        second = await signed_in(app, api)
+        team = (await new_team(api, owner))["id"]
+        stranger = await api.patch(
+            f"{TEAMS}/{team}/members/{second.id}", json={"role": "x"}, headers=owner.headers
+        )
+        assert_problem(stranger, 404, "member_not_found")
+        for who in (first, second):
+            invited = await api.post(
+                f"{TEAMS}/{team}/invitations", json={"email": who.email}, headers=owner.headers
+            )
+            assert invited.status_code == 201
+        third = await api.post(
+            f"{TEAMS}/{team}/invitations", json={"email": "c@example.com"}, headers=owner.headers
+        )
+        assert_problem(third, 409, "team_limit_reached")
+        tokens = {}
+        for _ in range(2):
+            mail = await smtp[0].next()
+            tokens[mail["To"]] = token_in(mail, "accept-invitation")
+        joined = await api.post(
+            f"{TEAMS}/invitations/accept",
+            json={"token": tokens[first.email]},
+            headers=first.headers,
+        )
+        assert joined.status_code == 200
+        full = await api.post(
+            f"{TEAMS}/invitations/accept",
+            json={"token": tokens[second.email]},
+            headers=second.headers,
+        )
+        assert_problem(full, 409, "team_limit_reached")
+        members = await api.get(f"{TEAMS}/{team}/members", headers=owner.headers)
+        assert len(members.json()["items"]) == 2
