@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from app.db.embedded import EmbeddedDatabase, running_url
+from tests.support.databases import stop_later
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,4 +117,4 @@ def test_a_second_server_for_another_database_refuses_to_share_the_embedded_one(
         # The first server's database is still there, and its own data directory.
         assert running_url(data_dir, "docstore") == first.url
     finally:
-        first.stop()
+        stop_later(first)

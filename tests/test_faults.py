@@ -18,6 +18,7 @@ from app.accounts.models import Role
 from app.db.embedded import EmbeddedDatabase
 from tests.support.accounts import signed_in
 from tests.support.apps import SharedApps, http_client, make_settings, running_app
+from tests.support.databases import stop_later
 from tests.support.problems import assert_problem
 from tests.support.servers import api_server
 from tests.support.wire_proxy import LosingProxy
@@ -35,7 +36,7 @@ def database(tmp_path: Path) -> Any:
     server = EmbeddedDatabase(tmp_path / "db", test_commands=True)
     server.start()
     yield server
-    server.stop()
+    stop_later(server)
 
 
 async def eventually_ready(client: httpx.AsyncClient) -> None:

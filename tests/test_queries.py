@@ -16,6 +16,7 @@ from app.db.embedded import MEMORY, EmbeddedDatabase
 from app.documents.filters import compile_sort
 from tests.support.accounts import Account, signed_in
 from tests.support.apps import http_client, make_settings, running_app
+from tests.support.databases import stop_later
 from tests.support.problems import assert_problem
 
 URL = "/v1/collections/items/documents"
@@ -435,7 +436,7 @@ async def test_every_query_runs_with_a_time_limit() -> None:
                 await admin_db.command("configureFailPoint", "maxTimeAlwaysTimeOut", mode="off")
             assert (await client.get(url, headers=admin.headers)).status_code == 200
     finally:
-        server.stop()
+        stop_later(server)
 
 
 @pytest.mark.parametrize(
