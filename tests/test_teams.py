@@ -9,6 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.clock import utc_now
 from tests.support.accounts import Account, signed_in
 from tests.support.apps import http_client, make_settings, running_app
 from tests.support.mail import Inbox, parts, token_in
@@ -179,7 +180,11 @@ async def test_roles_decide_who_manages_and_the_owner_leaves_only_by_transfer(
     moved = await api.post(
         f"{TEAMS}/{team}/transfer", json={"user_id": admin.id}, headers=owner.headers
     )
-    assert moved.json()["role"] == "admin"
+    assert (moved.json()["role"], moved.json()["owner_id"]) == ("admin", admin.id)
+    twice = await api.post(
+        f"{TEAMS}/{team}/transfer", json={"user_id": member.id}, headers=owner.headers
+    )
+    assert_problem(twice, 403, "forbidden")  # no longer the owner
     assert (await api.get(f"{TEAMS}/{team}", headers=admin.headers)).json()["owner_id"] == admin.id
     assert (
         await api.delete(f"{TEAMS}/{team}/members/{owner.id}", headers=owner.headers)
@@ -282,3 +287,20 @@ async def test_members_and_invitations_are_bounded_and_unknown_members_are_404(
         assert_problem(full, 409, "team_limit_reached")
         members = await api.get(f"{TEAMS}/{team}/members", headers=owner.headers)
         assert len(members.json()["items"]) == 2
+
+
+async def test_the_team_record_decides_the_owner_when_a_transfer_was_cut_short(
+    team_app: FastAPI, api: httpx.AsyncClient, inbox: Inbox
+) -> None:
+    ada = await signed_in(team_app, api)
+    bob = await signed_in(team_app, api)
+    team = (await new_team(api, ada))["id"]
+    await join(api, inbox, team, ada, bob, "member")
+    repository = team_app.state.container.teams.repository
+    # The owner switch landed, the role records did not (a crash in between).
+    assert await repository.set_owner(team, bob.id, was=ada.id, now=utc_now())
+    assert not await repository.set_owner(team, ada.id, was=ada.id, now=utc_now())
+    seen_by_ada = (await api.get(f"{TEAMS}/{team}", headers=ada.headers)).json()
+    seen_by_bob = (await api.get(f"{TEAMS}/{team}", headers=bob.headers)).json()
+    assert (seen_by_ada["role"], seen_by_bob["role"]) == ("admin", "owner")
+    assert_problem(await api.delete(f"{TEAMS}/{team}", headers=ada.headers), 403, "forbidden")

@@ -136,10 +136,13 @@ class TeamRepository:
         )
         return None if raw is None else Team.from_mongo(raw)
 
-    async def set_owner(self, team_id: str, owner_id: str, *, now: datetime) -> None:
-        await self.teams.update_one(
-            {"_id": team_id}, {"$set": {"owner_id": owner_id, "updated_at": now}}
+    async def set_owner(self, team_id: str, owner_id: str, *, was: str, now: datetime) -> bool:
+        """Hand the team from `was` to `owner_id` in one conditional write: of two
+        concurrent transfers, one wins."""
+        result = await self.teams.update_one(
+            {"_id": team_id, "owner_id": was}, {"$set": {"owner_id": owner_id, "updated_at": now}}
         )
+        return result.modified_count == 1
 
     async def delete(self, team_id: str) -> bool:
         """The team, its memberships and its invitations."""

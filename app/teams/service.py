@@ -51,6 +51,13 @@ def _invalid_invitation() -> BadRequest:
     )
 
 
+def _role(team: Team, recorded: str, user_id: str) -> str:
+    """The owner is whoever the team names (a transfer cut short leaves roles to fix)."""
+    if team.owner_id == user_id:
+        return OWNER
+    return ADMIN if recorded == OWNER else recorded
+
+
 @dataclass(frozen=True, slots=True)
 class Membership:
     """A team as one of its members sees it."""
@@ -89,7 +96,7 @@ class TeamService:
         team = await self.repository.get(team_id) if member is not None else None
         if member is None or team is None:
             raise team_not_found(team_id)
-        return Membership(team, member.role)
+        return Membership(team, _role(team, member.role, caller.id))
 
     async def _managed(self, caller: Principal, team_id: str) -> Membership:
         mine = await self._membership(caller, team_id)
@@ -103,7 +110,7 @@ class TeamService:
     async def mine(self, caller: Principal) -> list[Membership]:
         roles = await self.repository.memberships(caller.id)
         teams = await self.repository.get_many(list(roles))
-        return [Membership(team, roles[team.id]) for team in teams]
+        return [Membership(team, _role(team, roles[team.id], caller.id)) for team in teams]
 
     async def teams_of(self, user_id: str) -> dict[str, str]:
         """The user's teams and their role in each (what access rules know of them)."""
@@ -204,11 +211,13 @@ class TeamService:
         if user_id == caller.id:
             return mine
         await self._target(team_id, user_id)
-        now = self.clock()
+        # The team's owner_id decides who owns it (one atomic write); the member records'
+        # roles follow it.
+        if not await self.repository.set_owner(team_id, user_id, was=caller.id, now=self.clock()):
+            raise Forbidden(f"Team {team_id} changed owner meanwhile")
         await self.repository.set_role(team_id, user_id, OWNER)
-        await self.repository.set_owner(team_id, user_id, now=now)
         await self.repository.set_role(team_id, caller.id, ADMIN)
-        return Membership(mine.team, ADMIN)
+        return Membership(await self.repository.get(team_id) or mine.team, ADMIN)
 
     async def forget_user(self, user_id: str) -> None:
         """Account deletion: the teams it owned go (with their memberships and
