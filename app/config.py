@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     team_max_members: int = Field(default=1000, ge=2, le=100_000)
     team_max_invitations: int = Field(default=100, ge=1, le=10_000)
     team_invitation_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    # Invitation mails one account may send a window, and ones one address may receive.
+    rate_limit_invitations_per_user: int = Field(default=20, ge=1)
+    rate_limit_invitations_per_address: int = Field(default=3, ge=1)
     reset_token_ttl_seconds: int = Field(default=1800, ge=60)
     rate_limit_mail_per_account: int = Field(default=3, ge=1)  # reset/verify mails a window
     rate_limit_reset_per_ip: int = Field(default=10, ge=1)

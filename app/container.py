@@ -185,6 +185,7 @@ class Container:
             settings=settings,
             clock=clock,
             queue_mail=queue_mail,
+            limiter=limiter,
         )
         collections.on_delete = file_store.delete_for
         documents.on_delete = file_store.delete_for

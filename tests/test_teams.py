@@ -304,3 +304,24 @@ async def test_the_team_record_decides_the_owner_when_a_transfer_was_cut_short(
     seen_by_bob = (await api.get(f"{TEAMS}/{team}", headers=bob.headers)).json()
     assert (seen_by_ada["role"], seen_by_bob["role"]) == ("admin", "owner")
     assert_problem(await api.delete(f"{TEAMS}/{team}", headers=ada.headers), 403, "forbidden")
+
+
+async def test_invitation_mails_to_one_address_are_rate_limited(
+    team_app: FastAPI, api: httpx.AsyncClient
+) -> None:
+    ada = await signed_in(team_app, api)
+    team = (await new_team(api, ada))["id"]
+    invite = {"email": "target@example.com"}
+    limit = team_app.state.container.settings.rate_limit_invitations_per_address
+    for _ in range(limit):  # invite, revoke, repeat: each one is a mail
+        made = await api.post(f"{TEAMS}/{team}/invitations", json=invite, headers=ada.headers)
+        assert made.status_code == 201
+        gone = await api.delete(
+            f"{TEAMS}/{team}/invitations/{made.json()['id']}", headers=ada.headers
+        )
+        assert gone.status_code == 204
+    refused = await api.post(f"{TEAMS}/{team}/invitations", json=invite, headers=ada.headers)
+    assert_problem(refused, 429, "rate_limited")
+    assert refused.headers["retry-after"]
+    pending = await api.get(f"{TEAMS}/{team}/invitations", headers=ada.headers)
+    assert pending.json()["items"] == []

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from app.accounts.models import User
 from app.accounts.principal import Principal
+from app.accounts.ratelimit import RateLimiter
 from app.accounts.user_service import UserService
 from app.clock import Clock
 from app.config import Settings
@@ -82,7 +83,9 @@ class TeamService:
         settings: Settings,
         clock: Clock,
         queue_mail: Callable[[str, str, dict[str, str]], Awaitable[None]],
+        limiter: RateLimiter,
     ) -> None:
+        self.limiter = limiter
         self.repository = repository
         self.users = users
         self.settings = settings
@@ -235,6 +238,15 @@ class TeamService:
         if role == ADMIN and mine.role != OWNER:
             raise Forbidden("Only the owner invites admins")
         now = self.clock()
+        # Invitations are mail to any address: bounded per sender and per recipient, so
+        # a team admin cannot turn Docstore into a mail cannon (invite, revoke, repeat).
+        settings = self.settings
+        await self.limiter.hit(
+            "invitation", caller.id, limit=settings.rate_limit_invitations_per_user, now=now
+        )
+        await self.limiter.hit(
+            "invitation-to", email, limit=settings.rate_limit_invitations_per_address, now=now
+        )
         limit = self.settings.team_max_invitations
         if await self.repository.count_invitations(team_id, now=now) >= limit:
             raise TeamLimitReached(
