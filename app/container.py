@@ -185,7 +185,8 @@ class Container:
             settings=settings,
             clock=clock,
             queue_mail=queue_mail,
-            limiter=limiter,
+            # Invitation mails go to any address: counted by the hour, not the minute.
+            limiter=RateLimiter(RateLimitRepository(db), window_seconds=3600),
         )
         collections.on_delete = file_store.delete_for
         documents.on_delete = file_store.delete_for

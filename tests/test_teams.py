@@ -304,6 +304,13 @@ async def test_the_team_record_decides_the_owner_when_a_transfer_was_cut_short(
     seen_by_bob = (await api.get(f"{TEAMS}/{team}", headers=bob.headers)).json()
     assert (seen_by_ada["role"], seen_by_bob["role"]) == ("admin", "owner")
     assert_problem(await api.delete(f"{TEAMS}/{team}", headers=ada.headers), 403, "forbidden")
+    # Nor can the displaced owner demote or remove the one the team record names.
+    demote = await api.patch(
+        f"{TEAMS}/{team}/members/{bob.id}", json={"role": "member"}, headers=ada.headers
+    )
+    assert_problem(demote, 409, "owner_must_transfer")
+    remove = await api.delete(f"{TEAMS}/{team}/members/{bob.id}", headers=ada.headers)
+    assert_problem(remove, 409, "owner_must_transfer")
 
 
 async def test_invitation_mails_to_one_address_are_rate_limited(
@@ -325,3 +332,49 @@ async def test_invitation_mails_to_one_address_are_rate_limited(
     assert refused.headers["retry-after"]
     pending = await api.get(f"{TEAMS}/{team}/invitations", headers=ada.headers)
     assert pending.json()["items"] == []
+
+
+async def test_an_invitation_lapses_when_replaced_or_when_its_sender_loses_the_right(
+    team_app: FastAPI, api: httpx.AsyncClient, inbox: Inbox
+) -> None:
+    owner = await signed_in(team_app, api)
+    admin = await signed_in(team_app, api)
+    bob = await signed_in(team_app, api)
+    carol = await signed_in(team_app, api)
+    team = (await new_team(api, owner))["id"]
+    await join(api, inbox, team, owner, admin, "admin")
+
+    # Inviting an address again replaces its pending invitation (and its token).
+    tokens = []
+    for role in ("admin", "member"):
+        sent = await api.post(
+            f"{TEAMS}/{team}/invitations",
+            json={"email": bob.email, "role": role},
+            headers=owner.headers,
+        )
+        assert sent.status_code == 201
+        tokens.append(token_in(await inbox.next(), "accept-invitation"))
+    first, second = tokens
+    stale = await api.post(
+        f"{TEAMS}/invitations/accept", json={"token": first}, headers=bob.headers
+    )
+    assert_problem(stale, 400, "invalid_token")
+    pending = await api.get(f"{TEAMS}/{team}/invitations", headers=owner.headers)
+    assert [(i["email"], i["role"]) for i in pending.json()["items"]] == [(bob.email, "member")]
+    assert (
+        await api.post(f"{TEAMS}/invitations/accept", json={"token": second}, headers=bob.headers)
+    ).json()["role"] == "member"
+
+    # An admin's invitation stands for the admin: removed, it lapses.
+    sent = await api.post(
+        f"{TEAMS}/{team}/invitations", json={"email": carol.email}, headers=admin.headers
+    )
+    assert sent.status_code == 201
+    token = token_in(await inbox.next(), "accept-invitation")
+    removed = await api.delete(f"{TEAMS}/{team}/members/{admin.id}", headers=owner.headers)
+    assert removed.status_code == 204
+    lapsed = await api.post(
+        f"{TEAMS}/invitations/accept", json={"token": token}, headers=carol.headers
+    )
+    assert_problem(lapsed, 400, "invalid_token")
+    assert (await api.get(f"{TEAMS}/{team}", headers=carol.headers)).status_code == 404

@@ -250,6 +250,9 @@ class TeamRepository:
         )
         return result.deleted_count == 1
 
+    async def revoke_for(self, team_id: str, email: str) -> None:
+        await self.invitations.delete_many({"team_id": team_id, "email": email})
+
     async def revoke(self, team_id: str, invitation_id: str) -> bool:
         result = await self.invitations.delete_one({"_id": invitation_id, "team_id": team_id})
         return result.deleted_count == 1

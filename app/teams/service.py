@@ -22,7 +22,7 @@ from app.accounts.ratelimit import RateLimiter
 from app.accounts.user_service import UserService
 from app.clock import Clock
 from app.config import Settings
-from app.errors import AppError, BadRequest, ErrorCode, Forbidden, NotFound
+from app.errors import AppError, BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from app.mail.outbox import OutboxMessage
 from app.mail.templates import render
 from app.mail.worker import Composed
@@ -117,7 +117,9 @@ class TeamService:
 
     async def teams_of(self, user_id: str) -> dict[str, str]:
         """The user's teams and their role in each (what access rules know of them)."""
-        return await self.repository.memberships(user_id)
+        roles = await self.repository.memberships(user_id)
+        teams = await self.repository.get_many(list(roles))
+        return {team.id: _role(team, roles[team.id], user_id) for team in teams}
 
     async def members(self, caller: Principal, team_id: str) -> list[MemberView]:
         mine = await self._membership(caller, team_id)
@@ -177,11 +179,12 @@ class TeamService:
     ) -> MemberView:
         mine = await self._managed(caller, team_id)
         target = await self._target(team_id, user_id)
-        if role == OWNER or target.role == OWNER:
+        theirs = _role(mine.team, target.role, user_id)
+        if role == OWNER or theirs == OWNER:
             raise OwnerMustTransfer(
                 "Ownership changes hands only by POST /v1/teams/{team_id}/transfer"
             )
-        if mine.role != OWNER and ADMIN in (role, target.role):
+        if mine.role != OWNER and ADMIN in (role, theirs):
             raise Forbidden("Only the owner makes or unmakes admins")
         await self.repository.set_role(team_id, user_id, role)
         person = (await self.users.get_many([user_id])).get(user_id)
@@ -194,17 +197,17 @@ class TeamService:
     async def remove(self, caller: Principal, team_id: str, user_id: str) -> None:
         """Remove a member, or leave when `user_id` is the caller's own."""
         mine = await self._membership(caller, team_id)
+        if user_id != caller.id and mine.role not in MANAGERS:
+            raise Forbidden(f"Only the owner and admins of team {team_id} remove members")
         target = await self._target(team_id, user_id)
-        if target.role == OWNER:
+        theirs = _role(mine.team, target.role, user_id)
+        if theirs == OWNER:
             raise OwnerMustTransfer(
                 "The owner leaves only after transferring ownership "
                 "(POST /v1/teams/{team_id}/transfer), or deletes the team"
             )
-        if user_id != caller.id:
-            if mine.role not in MANAGERS:
-                raise Forbidden(f"Only the owner and admins of team {team_id} remove members")
-            if mine.role != OWNER and target.role == ADMIN:
-                raise Forbidden("Only the owner removes admins")
+        if user_id != caller.id and mine.role != OWNER and theirs == ADMIN:
+            raise Forbidden("Only the owner removes admins")
         await self.repository.remove_member(team_id, user_id)
 
     async def transfer(self, caller: Principal, team_id: str, user_id: str) -> Membership:
@@ -217,8 +220,11 @@ class TeamService:
         # The team's owner_id decides who owns it (one atomic write); the member records'
         # roles follow it.
         if not await self.repository.set_owner(team_id, user_id, was=caller.id, now=self.clock()):
-            raise Forbidden(f"Team {team_id} changed owner meanwhile")
-        await self.repository.set_role(team_id, user_id, OWNER)
+            raise Conflict(f"Team {team_id} changed owner meanwhile", code=ErrorCode.WRITE_CONFLICT)
+        if not await self.repository.set_role(team_id, user_id, OWNER):
+            # They left between the check and the switch: ownership comes back.
+            await self.repository.set_owner(team_id, caller.id, was=user_id, now=self.clock())
+            await self._target(team_id, user_id)  # raises member_not_found
         await self.repository.set_role(team_id, caller.id, ADMIN)
         return Membership(await self.repository.get(team_id) or mine.team, ADMIN)
 
@@ -262,6 +268,8 @@ class TeamService:
             created_at=now,
             expires_at=now + timedelta(seconds=self.settings.team_invitation_ttl_seconds),
         )
+        # One pending invitation per address: a new one (another role, say) replaces it.
+        await self.repository.revoke_for(team_id, email)
         await self.repository.invite(invitation)
         await self.queue_mail(INVITATION_MAIL, email, {"invitation_id": invitation.id})
         return invitation
@@ -295,11 +303,25 @@ class TeamService:
             limit = self.settings.team_max_members
             if await self.repository.count_members(team.id) >= limit:
                 raise TeamLimitReached(f"Team {team.id} has its {limit} members (TEAM_MAX_MEMBERS)")
+        if not await self._inviter_may_still(team, invitation):
+            raise _invalid_invitation()
         if not await self.repository.consume(invitation.id, token):
             raise _invalid_invitation()  # used by a concurrent request
         await self.repository.add_member(team.id, caller.id, invitation.role, now=self.clock())
+        current = await self.repository.get(team.id)
         member = await self.repository.member(team.id, caller.id)
-        return Membership(team, member.role if member else invitation.role)
+        if current is None or member is None:  # the team was deleted meanwhile
+            await self.repository.remove_member(team.id, caller.id)
+            raise _invalid_invitation()
+        return Membership(current, _role(current, member.role, caller.id))
+
+    async def _inviter_may_still(self, team: Team, invitation: Invitation) -> bool:
+        """An invitation stands for its sender: removed or demoted, their invitations lapse."""
+        sender = await self.repository.member(team.id, invitation.invited_by)
+        if sender is None:
+            return False
+        role = _role(team, sender.role, invitation.invited_by)
+        return role == OWNER or (role == ADMIN and invitation.role != ADMIN)
 
     async def compose(self, message: OutboxMessage) -> Composed | None:
         """The invitation mail, with a fresh single-use token (None: revoked meanwhile)."""
