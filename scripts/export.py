@@ -9,7 +9,8 @@
 Each document line is a document as the API shows it (id, owner, version, timestamps,
 data); each users.ndjson line an account (id, email, name, role, disabled, timestamps
 and its argon2 password hash, so people sign in with their passwords after a restore).
-Sessions, refresh tokens, rate-limit counters and idempotency keys are not exported.
+_teams.ndjson holds each team with its members. Sessions, refresh tokens, rate-limit
+counters, idempotency keys and pending team invitations are not exported.
 `scripts.restore --all backup/` loads it all back unchanged, into any database
 (MONGODB_DB picks it).
 
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         counts = [f"{name}: {plural(count, 'document')}" for name, count in exported.documents]
         return (
             f"exported {plural(exported.users, 'user')} and {plural(len(counts), 'collection')} to "
-            f"{folder} ({', '.join(counts) or 'no documents'}; {plural(exported.files, 'file')})\n"
+            f"{folder} ({', '.join(counts) or 'no documents'}; {plural(exported.files, 'file')}; "
+            f"{plural(exported.teams, 'team')})\n"
             f"restore with: MONGODB_DB=<target> python -m scripts.restore --all {folder}\n"
             f"{folder} holds password hashes and private documents: keep it private"
         )

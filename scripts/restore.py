@@ -6,7 +6,8 @@
 
 --all imports users.ndjson first (accounts keep their ids and password hashes, so
 document owners match and people sign in with their passwords; sessions are not
-copied, so everyone signs in again), then declares the collections in collections.json,
+copied, so everyone signs in again), then the teams with their members (_teams.ndjson;
+pending invitations are not exported), then declares the collections in collections.json,
 then loads each NAME.ndjson, then the files (files.ndjson and files/). One collection
 into a database where it is not declared: the declaration is taken from
 collections.json beside the file, when there is one.
@@ -27,10 +28,11 @@ from pathlib import Path
 from app.backup.format import (
     COLLECTIONS_FILE,
     MANIFEST,
+    TEAMS_FILE,
     USERS_FILE,
     read_declarations,
 )
-from app.backup.restore import import_file, import_files, import_users
+from app.backup.restore import import_file, import_files, import_teams, import_users
 from app.collections.models import CollectionSpec
 from app.container import Container
 from scripts.cli import ScriptError, guarded, note, plural, progress, run
@@ -144,6 +146,17 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             lines.append("  users: none (no users.ndjson)")
+        teams_file = args.source / TEAMS_FILE
+        if teams_file.is_file():
+            added, present = await import_teams(
+                container,
+                teams_file,
+                batch_size=args.batch_size,
+                restart=args.restart,
+                bars=progress,
+                note=note,
+            )
+            lines.append(f"  teams: {added} new, {present} present")
         seeder = Seeder(container, dry_run=False)
         for index, body in enumerate(read_declarations(declarations)):
             await seeder.apply(Record(f"{declarations}[{index}]", body))

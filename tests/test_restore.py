@@ -15,6 +15,8 @@ import httpx
 from bson import ObjectId
 
 from app.accounts.models import Role
+from app.accounts.principal import Principal
+from app.clock import utc_now
 from app.config import Settings
 from app.container import Container
 from tests.support.accounts import Account, sign_in
@@ -70,6 +72,12 @@ async def declare_notes(client: httpx.AsyncClient, admin: Account) -> None:
     assert response.status_code == 201, response.text
 
 
+async def principal(container: Container, user_id: str) -> Principal:
+    found = await container.auth.users.get_principal(user_id)
+    assert found is not None
+    return found
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -91,16 +99,20 @@ async def test_a_full_export_restores_into_an_empty_database_and_people_sign_in(
     )
     assert attached.status_code == 201, attached.text
 
+    crew = (await container.teams.create(await principal(container, ada.id), "Crew")).team
+    await container.teams.repository.add_member(crew.id, grace.id, "editor", now=utc_now())
+
     backup = tmp_path / "backup"
     exported = script(settings, "scripts.export", "--all", "-o", str(backup))
     assert exported.returncode == 0, exported.stderr
     assert "exported 3 users and 1 collection to" in exported.stdout
     assert "notes: 4 documents" in exported.stdout
-    assert "1 file" in exported.stdout
+    assert "1 file; 1 team)" in exported.stdout
     assert "scripts.restore --all" in exported.stdout  # what to do next
 
     # The export holds password hashes: owner-only files in an owner-only directory.
     assert sorted(p.name for p in backup.iterdir()) == [
+        "_teams.ndjson",
         "collections.json",
         "files",
         "files.ndjson",
@@ -136,12 +148,14 @@ async def test_a_full_export_restores_into_an_empty_database_and_people_sign_in(
         imported = script(target, "scripts.restore", "--all", str(backup))
         assert imported.returncode == 0, imported.stderr
         assert "users: 3 users (0 already there)" in imported.stdout
+        assert "teams: 1 new, 0 present" in imported.stdout
         assert "collections: 1 collection created" in imported.stdout
         assert "notes: 4 new, 0 present" in imported.stdout
         assert f"MONGODB_DB={target.mongodb_db}" in imported.stdout
         again = script(target, "scripts.restore", "--all", str(backup))
         assert again.returncode == 0, again.stderr
         assert "users: 0 users (3 already there)" in again.stdout
+        assert "teams: 0 new, 1 present" in again.stdout
         assert "0 collections created, 0 updated, 1 unchanged" in again.stdout
         assert "notes: 0 new, 4 present" in again.stdout
         copy = container.db.client[target.mongodb_db]
@@ -170,6 +184,15 @@ async def test_a_full_export_restores_into_an_empty_database_and_people_sign_in(
 
             grace_there = await sign_in(api, "grace@example.com", GRACE_PASSWORD)
             assert grace_there.id == grace.id
+            teams = (await api.get("/v1/teams", headers=grace_there.headers)).json()["items"]
+            assert [(t["id"], t["name"], t["role"], t["owner_id"]) for t in teams] == [
+                (crew.id, "Crew", "editor", ada.id)
+            ]
+            crew_members = await api.get(f"/v1/teams/{crew.id}/members", headers=ada_there.headers)
+            assert [(m["user_id"], m["role"]) for m in crew_members.json()["items"]] == [
+                (ada.id, "owner"),
+                (grace.id, "editor"),
+            ]
             refused = await api.get(
                 f"/v1/collections/notes/documents/{ada_notes[0]}", headers=grace_there.headers
             )
@@ -309,5 +332,27 @@ async def test_one_collection_into_an_empty_database_is_declared_from_the_export
         assert "imported 0 documents into notes" in again.stdout
         assert "(2 already there)" in again.stdout
         assert "declared" not in again.stderr
+    finally:
+        await container.db.client.drop_database(target.mongodb_db)
+
+
+async def test_a_bad_team_line_stops_the_restore_saying_where(
+    settings: Settings, container: Container, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    ada = await account(container, client, "ada@example.com", ADA_PASSWORD)
+    await container.teams.create(await principal(container, ada.id), "Crew")
+    backup = tmp_path / "backup"
+    assert script(settings, "scripts.export", "--all", "-o", str(backup)).returncode == 0
+    teams_file = backup / "_teams.ndjson"
+    line = json.loads(teams_file.read_text())
+    line["members"][0]["role"] = "Not A Role"
+    teams_file.write_text(json.dumps(line) + "\n")
+    target = other_database(settings)
+    try:
+        refused = script(target, "scripts.restore", "--all", str(backup))
+        assert refused.returncode == 1
+        assert f"{teams_file}: line 1 after byte 0: members.0.role" in refused.stderr
+        assert "Fix it and run the same command to resume" in refused.stderr
+        assert await container.db.client[target.mongodb_db]["teams"].count_documents({}) == 0
     finally:
         await container.db.client.drop_database(target.mongodb_db)

@@ -18,9 +18,11 @@ from app.backup.format import (
     BLOBS,
     COLLECTIONS_FILE,
     MANIFEST,
+    TEAMS_FILE,
     USERS_FILE,
     declaration,
     manifest_line,
+    team_line,
     to_line,
     user_line,
 )
@@ -58,6 +60,7 @@ class Exported:
     users: int
     documents: list[tuple[str, int]]
     files: int
+    teams: int = 0
 
 
 async def export_all(
@@ -76,7 +79,21 @@ async def export_all(
             documents.append((spec.id, await export_one(container, spec, out, bars=bars)))
     with private_file(folder / MANIFEST) as out:
         files = await export_files(container, folder, out, bars=bars)
-    return Exported(users, documents, files)
+    with private_file(folder / TEAMS_FILE) as out:
+        teams = await export_teams(container, out, bars=bars)
+    return Exported(users, documents, files, teams)
+
+
+async def export_teams(container: Container, out: IO[str], *, bars: Bars = no_bars) -> int:
+    """Every team with its members, a line each. (how many)"""
+    repository = container.teams.repository
+    written = 0
+    with bars(await repository.count_all(), "exporting teams") as bar:
+        async for team, members in repository.stream_all():
+            out.write(team_line(team, members))
+            written += 1
+            bar.update()
+    return written
 
 
 async def export_one(

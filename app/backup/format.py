@@ -7,6 +7,8 @@ files.ndjson        one file a line (manifest_line): collection, document, name,
                     content_type, sha256, size, created_at
 files/<sha256>      the blobs, each content once, named by its hash (so no file or
                     document name ever becomes a path)
+_teams.ndjson       one team a line with its members (team_line; read back as TeamLine);
+                    pending invitations are not exported (like sessions)
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ from app.collections.models import CollectionSpec
 from app.documents.models import StoredDocument
 from app.documents.schemas import DocId
 from app.files.store import StoredFile
+from app.teams.repository import Member, Team
 
 COLLECTIONS_FILE = "collections.json"
 # "users" is a reserved collection name, so no collection's file can clash with this one.
 USERS_FILE = "users.ndjson"
 MANIFEST = "files.ndjson"
+# Collection names start with a letter, so no collection's file can clash with this one.
+TEAMS_FILE = "_teams.ndjson"
 BLOBS = "files"
 SHA256 = re.compile(r"[0-9a-f]{64}")  # a blob name, never a path
 
@@ -176,3 +181,49 @@ class UserLine(BaseModel):
         if self.email_verified is not None:
             fields["email_verified"] = self.email_verified
         return User(**fields)
+
+
+def team_line(team: Team, members: list[Member]) -> str:
+    return _compact(
+        {
+            "id": team.id,
+            "name": team.name,
+            "owner_id": team.owner_id,
+            "created_at": rfc3339(team.created_at),
+            "updated_at": rfc3339(team.updated_at),
+            "members": [
+                {"user_id": m.user_id, "role": m.role, "joined_at": rfc3339(m.joined_at)}
+                for m in members
+            ],
+        }
+    )
+
+
+class MemberLine(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    user_id: str = Field(min_length=1, max_length=64)
+    role: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    joined_at: AwareDatetime
+
+
+class TeamLine(BaseModel):
+    """One team of _teams.ndjson, with its members."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: str = Field(pattern=r"^team_[A-Za-z0-9_-]{1,64}$")
+    name: str = Field(min_length=1, max_length=100)
+    owner_id: str = Field(min_length=1, max_length=64)
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    members: list[MemberLine] = Field(max_length=100_000)
+
+    def team(self) -> tuple[Team, list[Member]]:
+        team = Team(
+            id=self.id,
+            name=self.name,
+            owner_id=self.owner_id,
+            created_at=millis(self.created_at),
+            updated_at=millis(self.updated_at),
+        )
+        members = [Member(self.id, m.user_id, m.role, millis(m.joined_at)) for m in self.members]
+        return team, members

@@ -13,14 +13,16 @@ from app.accounts.models import User
 from app.backup import BackupError, Bars, Note, no_bars, no_notes
 from app.backup.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from app.backup.files import attach, sha256_of
-from app.backup.format import BLOBS, MANIFEST, SHA256, Line, UserLine, manifest_time
+from app.backup.format import BLOBS, MANIFEST, SHA256, Line, TeamLine, UserLine, manifest_time
 from app.collections.models import CollectionSpec
 from app.container import Container
 from app.documents.models import StoredDocument
 from app.errors import AppError
+from app.teams.repository import Member, Team
 
 T = TypeVar("T")
 USERS_KEY = "users"  # the checkpoint's name for users.ndjson (a reserved collection name)
+TEAMS_KEY = "_teams"  # and for _teams.ndjson (no collection name starts with _)
 
 
 async def import_lines(
@@ -142,6 +144,36 @@ async def import_users(
         note=note,
     )
     return added, present, taken
+
+
+async def import_teams(
+    container: Container,
+    source: Path,
+    *,
+    batch_size: int,
+    restart: bool,
+    bars: Bars = no_bars,
+    note: Note = no_notes,
+) -> tuple[int, int]:
+    """Teams with their members, ids kept (import accounts first). (inserted, present)"""
+    repository = container.teams.repository
+
+    async def insert(batch: list[tuple[Team, list[Member]]]) -> tuple[int, int]:
+        added = 0
+        for team, members in batch:
+            added += await repository.import_team(team, members)
+        return added, len(batch) - added
+
+    return await import_lines(
+        source,
+        TEAMS_KEY,
+        lambda raw: TeamLine.model_validate_json(raw).team(),
+        insert,
+        batch_size=batch_size,
+        restart=restart,
+        bars=bars,
+        note=note,
+    )
 
 
 async def import_files(

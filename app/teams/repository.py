@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from app.db.client import Db
 
@@ -150,6 +152,35 @@ class TeamRepository:
         await self.members.delete_many({"team_id": team_id})
         await self.invitations.delete_many({"team_id": team_id})
         return result.deleted_count == 1
+
+    async def count_all(self) -> int:
+        return await self.teams.count_documents({})
+
+    async def stream_all(self) -> AsyncIterator[tuple[Team, list[Member]]]:
+        """Every team with its members, in id order (exports)."""
+        async for raw in self.teams.find({}).sort("_id", ASCENDING):
+            members = [_member(m) async for m in self.members.find({"team_id": raw["_id"]})]
+            yield Team.from_mongo(raw), sorted(members, key=lambda m: (m.joined_at, m.user_id))
+
+    async def import_team(self, team: Team, members: list[Member]) -> bool:
+        """Insert a team as exported (id, owner, members kept); False when its id exists.
+        Members are upserted, so a restore stopped half-way completes on the next run."""
+        try:
+            await self.teams.insert_one(
+                {
+                    "_id": team.id,
+                    "name": team.name,
+                    "owner_id": team.owner_id,
+                    "created_at": team.created_at,
+                    "updated_at": team.updated_at,
+                }
+            )
+            inserted = True
+        except DuplicateKeyError:
+            inserted = False
+        for member in members:
+            await self.add_member(team.id, member.user_id, member.role, now=member.joined_at)
+        return inserted
 
     async def owned_by(self, user_id: str) -> list[str]:
         return [raw["_id"] async for raw in self.teams.find({"owner_id": user_id}, {"_id": 1})]
