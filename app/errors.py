@@ -113,6 +113,7 @@ class AppError(Exception):
         return (
             _rebuild,
             (type(self), self.detail, self.code, self.status, self.errors, self.retry_after),
+            dict(self.__dict__),  # what subclasses add (a 416's size) comes along
         )
 
 

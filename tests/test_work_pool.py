@@ -7,10 +7,11 @@ How much that keeps the event loop free is a benchmark, not a test: `make bench`
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import AsyncIterator
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -20,9 +21,12 @@ from app.container import Container
 from app.documents.offload import WorkPool, checked
 from app.documents.operators import apply_update, parse_update
 from app.documents.validation import DataLimits
-from app.errors import FieldError
+from app.errors import FieldError, RateLimited, ValidationFailed
+from app.files.names import RangeNotSatisfiable
 from tests.support.accounts import Account
 from tests.support.problems import assert_problem
+
+E = TypeVar("E", bound=Exception)
 
 SCHEMA = {
     "type": "object",
@@ -123,3 +127,21 @@ async def test_big_changes_through_the_api_answer_as_small_ones_do(
     assert bulk.status_code == 200, bulk.text
     outcomes = [(item["status"], item["code"]) for item in bulk.json()["results"]]
     assert outcomes == [(201, None), (422, "schema_violation"), (201, None)]
+
+
+def round_trip(error: E) -> E:
+    """What the process pool does to an error on its way back (our own bytes)."""
+    back: E = pickle.loads(pickle.dumps(error))  # noqa: S301
+    return back
+
+
+def test_errors_cross_a_process_boundary_whole() -> None:
+    """What a worker process raises is pickled back: every part the edge turns into a
+    response must survive (a 416's size becomes Content-Range)."""
+    limited = round_trip(RateLimited("slow down", retry_after=7))
+    assert (type(limited), limited.status, limited.retry_after) == (RateLimited, 429, 7)
+    refused = round_trip(RangeNotSatisfiable("no such range", size=10))
+    assert (type(refused), refused.status, refused.size) == (RangeNotSatisfiable, 416, 10)
+    invalid = ValidationFailed("bad", errors=[FieldError(loc=["body", 0], msg="m", type="t")])
+    back = round_trip(invalid)
+    assert (back.code, back.errors) == (invalid.code, invalid.errors)

@@ -109,11 +109,11 @@ _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def _frame(collection: str, event: StreamEvent) -> ServerSentEvent:
     REALTIME_EVENTS.labels(event.kind).inc()
-    if event.document is not None:
+    if event.kind in ("created", "updated") and event.document is not None:
         data = encode_document(collection, event.document).decode()
-    elif event.doc_id is not None:
+    elif event.kind == "deleted":
         data = json.dumps({"id": event.doc_id})
-    elif event.reason is not None:
+    elif event.kind in ("reset", "end"):
         data = json.dumps({"reason": event.reason})
     else:
         data = "{}"
