@@ -8,7 +8,7 @@ import email
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from tests.support.feeds import applied, feed_of
 from tests.support.mail import Inbox, parts, token_in
 from tests.support.problems import assert_problem
 from tests.support.servers import api_server, free_port
+from tests.support.waiting import until
 
 NEW_PASSWORD = "a brand new passphrase"
 NOTES = "/v1/collections/notes/documents"
@@ -274,15 +275,6 @@ async def test_without_mail_url_messages_are_eml_files(database_url: str, tmp_pa
     message = email.message_from_bytes(files[0].read_bytes(), policy=default_policy)
     assert message["To"] == "files@example.com"
     assert oct(files[0].stat().st_mode & 0o777) == "0o600"
-
-
-async def until(condition: Callable[[], Awaitable[bool]], *, within: float = 60) -> None:
-    """Poll the database for a state another process reaches (not a stand-in for timing)."""
-    for _ in range(int(within / 0.05)):
-        if await condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not reached within {within} s")
 
 
 def server_env(settings: Settings, smtp_port: int) -> dict[str, str]:

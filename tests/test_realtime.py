@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 import signal
 import subprocess
 import uuid
@@ -31,6 +32,7 @@ from tests.support.accounts import PASSWORD, Account
 from tests.support.browser import BROWSER_ARGS, CHROMIUM
 from tests.support.problems import assert_problem
 from tests.support.servers import api_server
+from tests.support.waiting import until
 
 # A guard against a hang, not a measurement: every wait below ends on an event.
 HANG_GUARD = 30
@@ -118,7 +120,21 @@ async def server_b(settings: Any, app: FastAPI, process_b: ProcessB) -> str:
         assert process_b.process.stderr is not None
         pytest.fail(f"process B exited: {process_b.process.stderr.read().decode()[-2000:]}")
     await caught_up(app, process_b.url)
+    await no_streams_open(process_b.url)
     return process_b.url
+
+
+async def no_streams_open(base: str) -> None:
+    """Return once B has freed the slots of every stream the tests before opened (it
+    frees one when it notices the client left), so caps start from zero."""
+    async with httpx.AsyncClient(base_url=base) as http:
+
+        async def empty() -> bool:
+            metrics = (await http.get("/metrics")).text
+            open_now = re.findall(r"^docstore_realtime_streams(?:\{[^}]*\})? (\S+)$", metrics, re.M)
+            return bool(open_now) and sum(float(v) for v in open_now) == 0
+
+        await until(empty, within=30)
 
 
 async def caught_up(app: FastAPI, base: str) -> None:
