@@ -213,6 +213,9 @@ class TeamRepository:
     async def count_members(self, team_id: str) -> int:
         return await self.members.count_documents({"team_id": team_id})
 
+    async def count_memberships(self, user_id: str) -> int:
+        return await self.members.count_documents({"user_id": user_id})
+
     async def memberships(self, user_id: str) -> dict[str, str]:
         """The user's teams: team id -> their role in it."""
         cursor = self.members.find({"user_id": user_id}, {"team_id": 1, "role": 1})

@@ -115,12 +115,6 @@ class TeamService:
         teams = await self.repository.get_many(list(roles))
         return [Membership(team, _role(team, roles[team.id], caller.id)) for team in teams]
 
-    async def teams_of(self, user_id: str) -> dict[str, str]:
-        """The user's teams and their role in each (what access rules know of them)."""
-        roles = await self.repository.memberships(user_id)
-        teams = await self.repository.get_many(list(roles))
-        return {team.id: _role(team, roles[team.id], user_id) for team in teams}
-
     async def members(self, caller: Principal, team_id: str) -> list[MemberView]:
         mine = await self._membership(caller, team_id)
         members = await self.repository.members_of(team_id, limit=self.settings.team_max_members)
@@ -137,7 +131,7 @@ class TeamService:
     # -- changing ----------------------------------------------------------------------------
 
     async def _check_room(self, user_id: str) -> None:
-        if len(await self.repository.memberships(user_id)) >= self.settings.teams_max_per_user:
+        if await self.repository.count_memberships(user_id) >= self.settings.teams_max_per_user:
             raise TeamLimitReached(
                 f"An account belongs to at most {self.settings.teams_max_per_user} teams "
                 "(TEAMS_MAX_PER_USER); leave one first"
