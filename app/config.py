@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     # Documents.
     require_if_match: bool = False  # true: PUT/PATCH/DELETE without If-Match answer 428
     bulk_max_documents: int = Field(default=1000, ge=1, le=100_000)
+    # Users and teams one document is shared with.
+    document_max_shares: int = Field(default=100, ge=1, le=10_000)
     document_max_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024 - 4096)
     document_max_depth: int = Field(default=32, ge=2, le=100)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)

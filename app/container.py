@@ -52,7 +52,8 @@ from app.observability.loop_lag import LoopLagMonitor
 from app.pagination import CursorCodec
 from app.realtime.hub import RealtimeHub
 from app.realtime.service import RealtimeService, TicketRepository
-from app.teams.repository import TeamRepository
+from app.teams.repository import MEMBERS as TEAM_MEMBERS
+from app.teams.repository import TEAMS, TeamRepository
 from app.teams.service import INVITATION_MAIL, TeamService
 
 log = logging.getLogger("docstore.container")
@@ -90,11 +91,13 @@ class Container:
         specs: ReadCache[str, CollectionSpec | None] | None = None
         session_states: SessionStateCache | None = None
         key_cache: ApiKeyCache | None = None
+        team_roles: ReadCache[str, dict[str, str]] | None = None
         if settings.read_cache:
             principals = ReadCache(max_entries=settings.read_cache_max_entries)
             specs = ReadCache(max_entries=settings.read_cache_max_entries)
             session_states = ReadCache(max_entries=settings.read_cache_max_entries)
             key_cache = ReadCache(max_entries=settings.read_cache_max_entries)
+            team_roles = ReadCache(max_entries=settings.read_cache_max_entries)
             feed = ChangeFeed(
                 db,
                 {
@@ -102,7 +105,12 @@ class Container:
                     CollectionSpec.Settings.name: specs,
                     Session.Settings.name: session_states,
                     API_KEYS: key_cache,
+                    TEAM_MEMBERS: team_roles,
+                    TEAMS: team_roles,
                 },
+                # Roles are cached per user; a membership's id is "<team>:<user>". A
+                # team's change (its owner) may touch any member: forget them all.
+                keys={TEAM_MEMBERS: lambda key: key.partition(":")[2], TEAMS: lambda _: None},
             )
         users = UserRepository(db, principals=principals)
         sessions = SessionRepository(db, states=session_states)
@@ -180,14 +188,21 @@ class Container:
             api_keys=api_keys,
         )
         teams = TeamService(
-            repository=TeamRepository(db),
+            repository=TeamRepository(db, roles=team_roles),
             users=user_service,
             settings=settings,
             clock=clock,
             queue_mail=queue_mail,
             # Invitation mails go to any address: counted by the hour, not the minute.
             limiter=RateLimiter(RateLimitRepository(db), window_seconds=3600),
+            roles=team_roles,
         )
+        documents.team_roles = teams.roles_of
+
+        async def account_exists(user_id: str) -> bool:
+            return await users.get_principal(user_id) is not None
+
+        documents.account_exists = account_exists
         collections.on_delete = file_store.delete_for
         documents.on_delete = file_store.delete_for
         files = FileService(
@@ -217,6 +232,7 @@ class Container:
             heartbeat_seconds=settings.realtime_heartbeat_seconds,
             max_stream_seconds=settings.realtime_max_stream_seconds,
             clock=clock,
+            gates=documents.gate,
         )
         if feed is not None:
             feed.listeners.append(realtime.on_account_change)

@@ -71,6 +71,9 @@ class ErrorCode(StrEnum):
     INVITATION_NOT_FOUND = "invitation_not_found"
     OWNER_MUST_TRANSFER = "owner_must_transfer"  # the owner leaves only after a transfer
     TEAM_LIMIT_REACHED = "team_limit_reached"  # teams per user, members, invitations
+    FIELD_FORBIDDEN = "field_forbidden"  # a field rule forbids reading or changing a field
+    SHARE_NOT_FOUND = "share_not_found"
+    SHARE_LIMIT_REACHED = "share_limit_reached"  # DOCUMENT_MAX_SHARES
 
 
 class FieldError(BaseModel):

@@ -233,6 +233,18 @@ ROUTES: dict[str, tuple[str, Builder]] = {
         "own_document",
         lambda w, p: (f"{DOCS}/{w.doc_id[p]}/update", {"json": {"inc": {"t": 1}}}),
     ),
+    "documents_shares_list": ("own_document", lambda w, p: (f"{DOCS}/{w.doc_id[p]}/shares", {})),
+    "documents_shares_add": (
+        "own_document",
+        lambda w, p: (
+            f"{DOCS}/{w.doc_id[p]}/shares",
+            {"json": {"user": w.member_id[p], "access": "write"}},
+        ),
+    ),
+    "documents_shares_remove": (
+        "own_document",
+        lambda w, p: (f"{DOCS}/{w.doc_id[p]}/shares/users/{w.victim_id[p]}", {}),
+    ),
     "teams_create": ("signed_in", lambda w, p: ("/v1/teams", {"json": {"name": "T"}})),
     "teams_list": ("signed_in", lambda w, p: ("/v1/teams", {})),
     "teams_accept_invitation": (
@@ -325,6 +337,12 @@ async def make_world(
         world.victim_id[who] = (await make_account()).id
         doc = await client.post(DOCS, json={"t": 0}, headers=user.headers)
         world.doc_id[who] = doc.json()["id"]
+        shared = await client.post(
+            f"{DOCS}/{world.doc_id[who]}/shares",
+            json={"user": world.victim_id[who], "access": "read"},
+            headers=user.headers,
+        )
+        assert shared.status_code == 201, shared.text
         attached = await client.put(
             f"{DOCS}/{world.doc_id[who]}/files/a.txt", content=b"a", headers=user.headers
         )

@@ -13,6 +13,14 @@ from tests.support.accounts import Account
 from tests.support.apps import make_settings, running_app
 from tests.support.problems import assert_problem
 
+# What a collection declared without `access` reports: the owner presets, no rule
+# expressions, no field rules.
+DEFAULT_ACCESS: dict[str, Any] = {
+    "read": "owner",
+    "write": "owner",
+    "rules": {"list": None, "read": None, "create": None, "update": None, "delete": None},
+    "fields": [],
+}
 NOTES: dict[str, Any] = {
     "name": "notes",
     "description": "Shared notes",
@@ -42,7 +50,7 @@ async def test_create_declares_the_collection_and_its_mongodb_indexes(
     assert response.headers["location"] == "/v1/collections/notes"
     body = response.json()
     assert body["schema"] == NOTES["schema"]
-    assert body["access"] == {"read": "owner", "write": "owner"}
+    assert body["access"] == DEFAULT_ACCESS
     assert [i["name"] for i in body["indexes"]] == ["by_score", "expire", "slug"]
 
     indexes = await container.db["docs_notes"].index_information()
@@ -61,7 +69,7 @@ async def test_get_list_patch_and_delete(
     listed = (await client.get("/v1/collections", headers=admin.headers)).json()
     assert [c["name"] for c in listed["items"]] == ["articles", "notes"]
     got = (await client.get("/v1/collections/articles", headers=admin.headers)).json()
-    assert got["access"] == {"read": "owner", "write": "owner"}  # the defaults
+    assert got["access"] == DEFAULT_ACCESS
     assert got["schema"] is None
 
     patched = await client.patch(
@@ -70,7 +78,7 @@ async def test_get_list_patch_and_delete(
         headers=admin.headers,
     )
     assert patched.status_code == 200, patched.text
-    assert patched.json()["access"] == {"read": "public", "write": "admin"}
+    assert patched.json()["access"] == {**DEFAULT_ACCESS, "read": "public", "write": "admin"}
     assert patched.json()["schema"] == NOTES["schema"]  # untouched
     indexes = await container.db["docs_notes"].index_information()
     assert "by_score" in indexes and "slug" not in indexes and "expire" not in indexes

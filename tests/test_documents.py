@@ -56,8 +56,18 @@ async def test_create_returns_the_envelope_with_location_and_etag(
     response = await client.post(notes, json={"title": "Hello", "score": 7}, headers=user.headers)
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"id", "collection", "owner", "version", "created_at", "updated_at", "data"}
+    assert set(body) == {
+        "id",
+        "collection",
+        "owner",
+        "team",
+        "version",
+        "created_at",
+        "updated_at",
+        "data",
+    }
     assert body["collection"] == "notes"
+    assert body["team"] is None
     assert body["owner"] == user.id
     assert body["version"] == 1
     assert body["data"] == {"title": "Hello", "score": 7}

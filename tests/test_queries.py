@@ -179,6 +179,7 @@ async def test_fields_projects_data_but_keeps_the_envelope(
         "id",
         "collection",
         "owner",
+        "team",
         "version",
         "created_at",
         "updated_at",

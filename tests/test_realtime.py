@@ -247,6 +247,32 @@ async def test_another_users_changes_never_arrive_deletions_included(
         assert (await all_.next_change()).data["id"] == marker
 
 
+async def test_sharing_makes_a_document_appear_on_a_stream_and_revoking_makes_it_disappear(
+    client: httpx.AsyncClient, admin: Account, user: Account, other_user: Account, server_b: str
+) -> None:
+    rules = {"read": "owner == @user || @user in shared.read"}
+    body = {"name": "lists", "access": {"write": "authenticated", "rules": rules}}
+    assert (await client.post("/v1/collections", json=body, headers=admin.headers)).is_success
+    async with stream(server_b, "lists", other_user) as theirs:
+        doc = await create(client, user, "lists", {"title": "Groceries"})  # not theirs: no event
+        shares = f"/v1/collections/lists/documents/{doc}/shares"
+        grant = {"user": other_user.id, "access": "read"}
+        assert (await client.post(shares, json=grant, headers=user.headers)).status_code == 201
+        appeared = await theirs.next_change()
+        assert (appeared.event, appeared.data["id"]) == ("created", doc)
+        assert appeared.data["data"] == {"title": "Groceries"}
+        revoked = await client.delete(f"{shares}/users/{other_user.id}", headers=user.headers)
+        assert revoked.status_code == 204, revoked.text
+        gone = await theirs.next_change()
+        assert (gone.event, gone.data["id"]) == ("deleted", doc)
+        # Changes it can no longer see stay away; the next one it can, arrives.
+        url = f"/v1/collections/lists/documents/{doc}"
+        await client.patch(url, json={"title": "Secret"}, headers=user.headers)
+        theirs_now = await create(client, other_user, "lists", {"title": "Mine"})
+        seen = await theirs.next_change()
+        assert (seen.event, seen.data["id"]) == ("created", theirs_now)
+
+
 async def test_filter_selects_created_and_updated_documents(
     client: httpx.AsyncClient, admin: Account, user: Account, server_b: str
 ) -> None:

@@ -22,9 +22,30 @@ class WriteAccess(StrEnum):
     ADMIN = "admin"  # only admins write
 
 
+class ActionRules(BaseModel):
+    """Rule expressions (app/documents/rules.py) per action; an action without one
+    follows the presets (`list` follows `read`)."""
+
+    list: str | None = None
+    read: str | None = None
+    create: str | None = None
+    update: str | None = None
+    delete: str | None = None
+
+
+class FieldRule(BaseModel):
+    """A part of `data` only some callers may read or write."""
+
+    path: str  # data.<path>
+    read: str | None = None
+    write: str | None = None
+
+
 class Access(BaseModel):
     read: ReadAccess = ReadAccess.OWNER
     write: WriteAccess = WriteAccess.OWNER
+    rules: ActionRules = Field(default_factory=ActionRules)
+    fields: list[FieldRule] = Field(default_factory=list)
 
 
 class IndexSpec(BaseModel):

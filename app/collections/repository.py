@@ -11,6 +11,7 @@ from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailur
 from app.collections.models import CollectionSpec, IndexSpec
 from app.db.change_feed import ReadCache
 from app.db.client import Db
+from app.documents.access import rule_fields
 
 log = logging.getLogger("docstore.collections")
 
@@ -24,6 +25,30 @@ _INTERNAL_INDEXES = [
         [("owner", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)], name="_owner"
     ),
 ]
+# Only for collections whose access rules read these fields (team and sharing rules):
+# the rule's filter, e.g. {"team": {"$in": [...]}}, is then served by an index.
+_RULE_INDEXES = {
+    "team": IndexModel(
+        [("team", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)], name="_team"
+    ),
+    "shared.read": IndexModel(
+        [("shared.read", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)],
+        name="_shared",
+    ),
+}
+
+
+def internal_indexes(spec: CollectionSpec | None) -> list[IndexModel]:
+    """Our own indexes of a collection: always `_created` and `_owner`; `_team` and
+    `_shared` when its rules read `team` or `shared.*`."""
+    models = list(_INTERNAL_INDEXES)
+    if spec is not None:
+        read = rule_fields(spec)
+        if "team" in read:
+            models.append(_RULE_INDEXES["team"])
+        if read & {"shared.read", "shared.write"}:
+            models.append(_RULE_INDEXES["shared.read"])
+    return models
 
 
 class CollectionExistsError(Exception):
@@ -63,7 +88,7 @@ def internal_index_like(spec: IndexSpec) -> str | None:
     """The name of our own index with the same keys as `spec`, if any: MongoDB refuses a
     second index on the same keys, and that one serves the same queries already."""
     keys = list(index_model(spec).document["key"].items())
-    for internal in _INTERNAL_INDEXES:
+    for internal in [*_INTERNAL_INDEXES, *_RULE_INDEXES.values()]:
         if list(internal.document["key"].items()) == keys:
             return str(internal.document["name"])
     return None
@@ -174,7 +199,9 @@ class CollectionRepository:
         # one of them: it serves the same queries, and MongoDB refuses a second.
         declared_keys = [list(m.document["key"].items()) for m in declared]
         wanted = declared + [
-            m for m in _INTERNAL_INDEXES if list(m.document["key"].items()) not in declared_keys
+            m
+            for m in internal_indexes(spec)
+            if list(m.document["key"].items()) not in declared_keys
         ]
         wanted_by_name = {m.document["name"]: m for m in wanted}
         existing = await storage.index_information()

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from app.clock import Timestamp
 from app.collections.models import Access, CollectionSpec, IndexSpec, ReadAccess, WriteAccess
+from app.documents.rules import MAX_RULE_LENGTH
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 CollectionName = Annotated[str, Field(pattern=NAME_PATTERN, description="^[a-z][a-z0-9_]{0,62}$")]
@@ -73,10 +74,66 @@ class IndexIn(BaseModel):
     )
 
 
+RuleText = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_RULE_LENGTH,
+        description="A rule expression (README: access rules), e.g. "
+        "`owner == @user || @user in shared.read || team in @user.teams`",
+    ),
+]
+MAX_FIELD_RULES = 32
+FIELD_RULE_PATH = r"^data(\.[A-Za-z0-9_-]{1,64}){1,8}$"
+
+
+class ActionRulesIn(BaseModel):
+    """Rule expressions per action; an action without one follows the presets (`list`
+    follows `read`). Site admins pass every rule."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "read": "owner == @user || @user in shared.read || team in @user.teams",
+                    "update": "owner == @user || @user in shared.write",
+                }
+            ]
+        },
+    )
+    list: RuleText | None = None
+    read: RuleText | None = None
+    create: RuleText | None = None
+    update: RuleText | None = None
+    delete: RuleText | None = None
+
+
+class FieldRuleIn(BaseModel):
+    """A part of `data` only some callers read (others never see it: responses, events)
+    or write (others get 403 field_forbidden)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"path": "data.internal_notes", "read": '@team.role in ["owner", "admin"]'}
+            ]
+        },
+    )
+    path: Annotated[str, Field(pattern=FIELD_RULE_PATH, description="data.<field>[.<field>...]")]
+    read: RuleText | None = None
+    write: RuleText | None = None
+
+
 class AccessIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     read: ReadAccess = ReadAccess.OWNER
     write: WriteAccess = WriteAccess.OWNER
+    rules: ActionRulesIn = Field(default_factory=ActionRulesIn)
+    fields: Annotated[list[FieldRuleIn], Field(max_length=MAX_FIELD_RULES)] = Field(
+        default_factory=list
+    )
 
 
 class CollectionIn(BaseModel):

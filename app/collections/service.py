@@ -17,8 +17,9 @@ from app.collections.repository import (
     IndexBuildError,
     internal_index_like,
 )
-from app.collections.schemas import CollectionIn, CollectionPatch, IndexIn
+from app.collections.schemas import AccessIn, CollectionIn, CollectionPatch, IndexIn
 from app.collections.validation import check_schema, compile_validator
+from app.documents import rules
 from app.errors import Conflict, ErrorCode, FieldError, NotFound, ValidationFailed
 
 log = logging.getLogger("docstore.collections")
@@ -71,6 +72,52 @@ def _index_problems(indexes: list[IndexIn]) -> list[FieldError]:
     return problems
 
 
+def _access_problems(declared: AccessIn) -> list[FieldError]:
+    """Every rule that cannot be declared, each with where and why."""
+    problems: list[FieldError] = []
+
+    def check(text: str | None, *loc: str | int) -> None:
+        if text is None:
+            return
+        try:
+            rules.parse(text)
+        except rules.RuleError as exc:
+            problems.append(FieldError(loc=["body", "access", *loc], msg=str(exc), type="rule"))
+
+    for action in ("list", "read", "create", "update", "delete"):
+        check(getattr(declared.rules, action), "rules", action)
+    seen: set[str] = set()
+    for i, field in enumerate(declared.fields):
+        if field.read is None and field.write is None:
+            problems.append(
+                FieldError(
+                    loc=["body", "access", "fields", i],
+                    msg="a field rule needs a read rule, a write rule or both",
+                    type="rule",
+                )
+            )
+        if field.path in seen:
+            problems.append(
+                FieldError(
+                    loc=["body", "access", "fields", i, "path"],
+                    msg=f"{field.path} has two field rules",
+                    type="rule",
+                )
+            )
+        seen.add(field.path)
+        check(field.read, "fields", i, "read")
+        check(field.write, "fields", i, "write")
+    return problems
+
+
+def check_access(declared: AccessIn) -> None:
+    problems = _access_problems(declared)
+    if problems:
+        raise ValidationFailed(
+            "The access rules are not valid: " + problems[0].msg, errors=problems
+        )
+
+
 class CollectionService:
     def __init__(self, *, repository: CollectionRepository, clock: Clock) -> None:
         self.on_delete: Callable[[str], Awaitable[object]] | None = None
@@ -96,6 +143,7 @@ class CollectionService:
                 errors=[FieldError(loc=["body", "name"], msg="reserved name", type="reserved")],
             )
         self._check(body.json_schema, body.indexes)
+        check_access(body.access)
         now = self.clock()
         return CollectionSpec(
             id=body.name,
@@ -142,6 +190,7 @@ class CollectionService:
         if "json_schema" in given:
             changed.json_schema = patch.json_schema
         if "access" in given and patch.access is not None:
+            check_access(patch.access)
             changed.access = Access(**patch.access.model_dump())
         indexes_in = patch.indexes if "indexes" in given and patch.indexes is not None else None
         self._check(

@@ -16,7 +16,7 @@ Per collection `notes` (names made safe and distinct, see `_Names`):
     NotesBulkUpdate BulkUpdateIn with a NotesUpdate
     Notes<Def>      each of the schema's $defs
 operationIds notes_list, notes_get, notes_create, notes_replace, notes_patch,
-notes_delete, notes_bulk, notes_count.
+notes_delete, notes_bulk, notes_count, notes_shares_list, ... (see _SUFFIXES).
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ _SUFFIXES = {
     "documents_files_get": "files_get",
     "documents_files_delete": "files_delete",
     "documents_files_link": "files_link",
+    "documents_shares_list": "shares_list",
+    "documents_shares_add": "shares_add",
+    "documents_shares_remove": "shares_remove",
 }
 _REF_ROOT = "#/components/schemas/"
 _DEF_KEYWORDS = ("$defs", "definitions")

@@ -9,8 +9,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
 
-from app.collections.models import CollectionSpec, ReadAccess
+from app.collections.models import CollectionSpec
 from app.contract.live import add_collections
+from app.documents import access
 from app.http.deps import CollectionServiceDep, OptionalUser, SettingsDep
 from app.http.openapi import build_openapi
 from app.http.problems import problem_responses
@@ -74,7 +75,7 @@ async def live_contract(
     specs = [
         spec
         for spec in await collections.list_all()
-        if caller is not None or spec.access.read is ReadAccess.PUBLIC
+        if caller is not None or access.anonymous_reads(spec)
     ]
     server = settings.public_api_url or str(request.base_url).rstrip("/")
     static = build_openapi(request.app)

@@ -91,7 +91,11 @@ class ChangeFeed:
         poll_ms: int = 500,
         lease_seconds: float = 2.0,
         retry_seconds: float = 1.0,
+        keys: dict[str, Callable[[str], str | None]] | None = None,
     ) -> None:
+        # A collection whose documents are not keyed as its cache is: `keys[name]` maps a
+        # changed document's key to the cache's (None: forget everything).
+        self.keys = keys or {}
         self._stopping = False
         self.db = db
         self.caches = caches
@@ -220,7 +224,11 @@ class ChangeFeed:
             for cache in self.caches.values():
                 cache.clear()
         else:
-            entry.invalidate(str(key))
+            mapped = self.keys.get(change["ns"]["coll"], str)(str(key))
+            if mapped is None:
+                entry.clear()
+            else:
+                entry.invalidate(mapped)
         for listener in self.listeners:
             try:
                 await listener(

@@ -1,16 +1,46 @@
-"""Who may read and write which documents of a collection: pure rules, no I/O."""
+"""Who may read and write which documents of a collection, and which of their fields:
+pure decisions, no I/O.
+
+A collection's access is a preset per direction (read: public/authenticated/owner; write:
+owner/authenticated/admin) plus optional rule expressions per action (`list`, `read`,
+`create`, `update`, `delete`) and per field (app/documents/rules.py). Presets are rules
+too (`owner == @user`...), so every path asks one question: the filter this caller's
+rule compiles to. Site admins pass every rule, as with the presets.
+
+`Policy` is a declaration's rules, parsed once; `Gate` is one caller in front of one
+collection: the filters the database applies (lists, counts, bulk changes) and the same
+filters applied to one stored document (`rules.matches`: a document just read, a
+realtime event, a new document about to be created).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from app.accounts.principal import Principal
+from app.bounded import put_bounded
 from app.collections.models import CollectionSpec, ReadAccess, WriteAccess
+from app.documents import rules
 from app.documents.models import StoredDocument
 from app.errors import ErrorCode, Forbidden, NotFound, Unauthorized
 
+Action = Literal["list", "read", "create", "update", "delete"]
 
-def _sign_in_first() -> Unauthorized:
+_READ_PRESETS = {
+    ReadAccess.PUBLIC: "true",
+    ReadAccess.AUTHENTICATED: "@user != null",
+    ReadAccess.OWNER: "owner == @user",
+}
+_WRITE_PRESETS = {
+    WriteAccess.OWNER: ("@user != null", "owner == @user"),  # (create, change)
+    WriteAccess.AUTHENTICATED: ("@user != null", "@user != null"),
+    WriteAccess.ADMIN: ("false", "false"),
+}
+
+
+def sign_in_first() -> Unauthorized:
     return Unauthorized(
         "Sign in first: send 'Authorization: Bearer <access token>'",
         code=ErrorCode.NOT_AUTHENTICATED,
@@ -23,50 +53,303 @@ def document_not_found(collection: str, doc_id: str) -> NotFound:
     )
 
 
-def read_scope(spec: CollectionSpec, caller: Principal | None) -> dict[str, Any]:
-    """The query that limits reads to what `caller` may see (raises 401 for anonymous)."""
-    rule = spec.access.read
-    if rule is ReadAccess.PUBLIC:
-        return {}
-    if caller is None:
-        raise _sign_in_first()
-    if rule is ReadAccess.OWNER and not caller.is_admin:
-        return {"owner": caller.id}
-    return {}
+def both(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """A filter requiring `a` and `b` (merged when they name different keys)."""
+    if not a or not b:
+        return dict(a or b)
+    if a.keys().isdisjoint(b.keys()):
+        return {**a, **b}
+    return {"$and": [dict(a), dict(b)]}
 
 
-def can_read(spec: CollectionSpec, caller: Principal | None, doc: StoredDocument) -> bool:
-    rule = spec.access.read
-    if rule is ReadAccess.PUBLIC:
-        return True
-    if caller is None:
-        return False
-    return rule is ReadAccess.AUTHENTICATED or caller.is_admin or doc.owner == caller.id
+def _uses_teams(rule: rules.Rule) -> bool:
+    """Whether compiling `rule` needs the caller's teams (a membership lookup)."""
+    if isinstance(rule, rules.Compare):
+        sides = (rule.left, rule.right)
+        if rules.ContextRef("@user.teams") in sides or rules.ContextRef("@team.role") in sides:
+            return True
+        # `@user in shared.read`: the user or one of their teams.
+        return rule.left == rules.ContextRef("@user") and isinstance(rule.right, rules.FieldRef)
+    if isinstance(rule, rules.Not):
+        return _uses_teams(rule.part)
+    if isinstance(rule, (rules.All, rules.Any_)):
+        return any(_uses_teams(part) for part in rule.parts)
+    return False
 
 
-def check_create(spec: CollectionSpec, caller: Principal | None) -> Principal:
-    """The caller, if they may create documents here."""
-    if caller is None:
-        raise _sign_in_first()
-    if spec.access.write is WriteAccess.ADMIN and not caller.is_admin:
-        raise Forbidden(f"Only admins write to {spec.id}")
-    return caller
+@dataclass(frozen=True, slots=True)
+class FieldPolicy:
+    path: str  # data.<path>
+    read: rules.Rule | None
+    write: rules.Rule | None
 
 
-def write_scope(spec: CollectionSpec, caller: Principal | None) -> dict[str, Any]:
-    """The query that limits changes to documents `caller` may change."""
-    caller = check_create(spec, caller)
-    if spec.access.write is WriteAccess.OWNER and not caller.is_admin:
-        return {"owner": caller.id}
-    return {}
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A collection's access, parsed: one rule per action, plus field rules."""
+
+    actions: Mapping[Action, rules.Rule]
+    fields: tuple[FieldPolicy, ...] = ()
+    uses_teams: bool = False
+
+    @classmethod
+    def of(cls, spec: CollectionSpec) -> Policy:
+        declared = spec.access
+        create, change = _WRITE_PRESETS[declared.write]
+        texts: dict[Action, str] = {
+            "read": declared.rules.read or _READ_PRESETS[declared.read],
+            "create": declared.rules.create or create,
+            "update": declared.rules.update or change,
+            "delete": declared.rules.delete or change,
+        }
+        texts["list"] = declared.rules.list or texts["read"]
+        actions = {action: rules.parse(text) for action, text in texts.items()}
+        fields = tuple(
+            FieldPolicy(
+                f.path,
+                rules.parse(f.read) if f.read else None,
+                rules.parse(f.write) if f.write else None,
+            )
+            for f in declared.fields
+        )
+        every: list[rules.Rule] = [*actions.values()]
+        every += [r for f in fields for r in (f.read, f.write) if r is not None]
+        return cls(actions, fields, any(_uses_teams(r) for r in every))
 
 
-def can_write(spec: CollectionSpec, caller: Principal | None, doc: StoredDocument) -> bool:
-    if caller is None:
-        return False
-    if caller.is_admin:
-        return True
-    rule = spec.access.write
-    if rule is WriteAccess.ADMIN:
-        return False
-    return rule is WriteAccess.AUTHENTICATED or doc.owner == caller.id
+# Parsed policies, keyed by (name, updated_at): a changed declaration makes a new key.
+_POLICIES: dict[tuple[str, Any], Policy] = {}
+MAX_POLICIES = 1024
+
+
+def policy(spec: CollectionSpec) -> Policy:
+    key = (spec.id, spec.updated_at)
+    found = _POLICIES.get(key)
+    if found is None:
+        found = Policy.of(spec)
+        put_bounded(_POLICIES, key, found, MAX_POLICIES)
+    return found
+
+
+@dataclass
+class Gate:
+    """One caller in front of one collection."""
+
+    spec: CollectionSpec
+    principal: Principal | None
+    policy: Policy
+    caller: rules.Caller
+    _filters: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def bypass(self) -> bool:
+        return self.principal is not None and self.principal.is_admin
+
+    def filter(self, action: Action) -> dict[str, Any]:
+        """The documents the caller may `action` ({} for all)."""
+        if self.bypass:
+            return {}
+        compiled = self._filters.get(action)
+        if compiled is None:
+            compiled = self._filters[action] = rules.compile_rule(
+                self.policy.actions[action], self.caller
+            )
+        return compiled
+
+    def allows(self, action: Action, doc: StoredDocument | Mapping[str, Any]) -> bool:
+        """Whether the caller may `action` this stored document."""
+        query = self.filter(action)
+        if not query:
+            return True
+        raw = doc.to_mongo() if isinstance(doc, StoredDocument) else doc
+        return rules.matches(query, raw)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def read_scope(self, action: Literal["list", "read"] = "read") -> dict[str, Any]:
+        """The query that limits reads to what the caller may see; 401 for an anonymous
+        caller whom the rule shows nothing."""
+        query = self.filter(action)
+        if self.principal is None and query == rules.NOTHING:
+            raise sign_in_first()
+        return query
+
+    def can_read(self, doc: StoredDocument | Mapping[str, Any]) -> bool:
+        return self.allows("read", doc)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def writer(self) -> Principal:
+        """The caller, if they may write here at all (401 anonymous; 403 when no
+        document could ever pass their create, update or delete rule)."""
+        if self.principal is None:
+            raise sign_in_first()
+        if not self.bypass and all(
+            self.filter(action) == rules.NOTHING for action in ("create", "update", "delete")
+        ):
+            raise Forbidden(f"You may not write to {self.spec.id}")
+        return self.principal
+
+    def check_create(self, doc: StoredDocument) -> Principal:
+        """The caller, if they may create `doc` (its owner, team and data as they would be
+        stored)."""
+        principal = self.writer()
+        if not self.allows("create", doc):
+            raise Forbidden(f"The create rule of {self.spec.id} does not allow this document")
+        return principal
+
+    def change_scope(self, action: Literal["update", "delete"]) -> dict[str, Any]:
+        """The documents the caller may change: readable too, so a document the caller
+        may not read stays untouched (and looks absent) whatever the write rule says."""
+        self.writer()
+        return both(self.filter(action), self.filter("read"))
+
+    def can_change(self, action: Literal["update", "delete"], doc: StoredDocument) -> bool:
+        return self.principal is not None and self.allows(action, doc)
+
+    # -- fields ----------------------------------------------------------------------------
+
+    def _field_allows(self, rule: rules.Rule | None, raw: Mapping[str, Any]) -> bool:
+        if rule is None or self.bypass:
+            return True
+        query = rules.compile_rule(rule, self.caller)
+        return not query or rules.matches(query, raw)
+
+    def hidden(self, doc: StoredDocument) -> list[str]:
+        """Paths under `data` this caller may not read in `doc` (without the `data.`)."""
+        if not self.policy.fields or self.bypass:
+            return []
+        raw = doc.to_mongo()
+        return [
+            f.path.removeprefix("data.")
+            for f in self.policy.fields
+            if not self._field_allows(f.read, raw)
+        ]
+
+    def shown(self, doc: StoredDocument) -> StoredDocument:
+        """`doc` as the caller may see it: fields their rules hide are left out."""
+        hidden = self.hidden(doc)
+        if not hidden:
+            return doc
+        data = doc.data
+        for path in hidden:
+            data = _without(data, path.split("."))
+        return StoredDocument(
+            id=doc.id,
+            owner=doc.owner,
+            version=doc.version,
+            created_at=doc.created_at,
+            updated_at=doc.updated_at,
+            data=data,
+            team=doc.team,
+            readers=doc.readers,
+            writers=doc.writers,
+            writes=doc.writes,
+        )
+
+    def unfilterable(self, paths: Iterable[str]) -> str | None:
+        """A path among `paths` (filters, sorts) that touches a field the caller may not
+        read in every document: filtering on it would tell its values."""
+        if not self.policy.fields or self.bypass:
+            return None
+        for f in self.policy.fields:
+            if f.read is None or rules.compile_rule(f.read, self.caller) == {}:
+                continue
+            for path in paths:
+                if _overlap(path, f.path):
+                    return path
+        return None
+
+    def check_field_writes(
+        self,
+        before: StoredDocument | None,
+        data: dict[str, Any],
+        *,
+        new: StoredDocument | None = None,
+    ) -> dict[str, Any]:
+        """`data` as it may be stored, once every field rule allows the change from
+        `before` (None: `new` is being created; rules judge it). The caller changed what
+        they see (`shown`): a field hidden from them that `data` lacks keeps its stored
+        value; one it has is their write, allowed by the field's write rule like any
+        other change."""
+        if not self.policy.fields or self.bypass:
+            return data
+        subject = before if before is not None else new
+        judged = subject.to_mongo() if subject is not None else {"data": data}
+        for f in self.policy.fields:
+            segments = f.path.removeprefix("data.").split(".")
+            old = _at(before.data, segments) if before is not None else _ABSENT
+            value = _at(data, segments)
+            if before is not None and value is _ABSENT and not self._field_allows(f.read, judged):
+                data = _with(data, segments, old)
+                continue
+            if value != old and not self._field_allows(f.write, judged):
+                raise Forbidden(
+                    f"You may not change {f.path} in {self.spec.id}",
+                    code=ErrorCode.FIELD_FORBIDDEN,
+                )
+        return data
+
+
+def _fields_of(rule: rules.Rule) -> set[str]:
+    if isinstance(rule, rules.Compare):
+        read = {side.path for side in (rule.left, rule.right) if isinstance(side, rules.FieldRef)}
+        if rules.ContextRef("@team.role") in (rule.left, rule.right):
+            read.add("team")
+        return read
+    if isinstance(rule, rules.Not):
+        return _fields_of(rule.part)
+    if isinstance(rule, (rules.All, rules.Any_)):
+        return set().union(*(_fields_of(part) for part in rule.parts))
+    return set()
+
+
+def rule_fields(spec: CollectionSpec) -> set[str]:
+    """The stored paths the collection's document rules read (indexes to keep)."""
+    actions = policy(spec).actions
+    return set().union(*(_fields_of(actions[a]) for a in ("list", "read", "update", "delete")))
+
+
+def anonymous_reads(spec: CollectionSpec) -> bool:
+    """Whether callers without a token may read some documents of `spec`."""
+    return rules.compile_rule(policy(spec).actions["list"], rules.Caller(None)) != rules.NOTHING
+
+
+_ABSENT = object()
+
+
+def _overlap(path: str, protected: str) -> bool:
+    """Whether `path` reads any part of `protected` (itself, inside, or a parent)."""
+    return path == protected or path.startswith(protected + ".") or protected.startswith(path + ".")
+
+
+def _at(data: Any, segments: list[str]) -> Any:
+    for segment in segments:
+        if not isinstance(data, dict) or segment not in data:
+            return _ABSENT
+        data = data[segment]
+    return data
+
+
+def _without(data: dict[str, Any], segments: list[str]) -> dict[str, Any]:
+    """A copy of `data` without the value at `segments` (copies only the way down)."""
+    head, rest = segments[0], segments[1:]
+    if head not in data:
+        return data
+    if not rest:
+        return {k: v for k, v in data.items() if k != head}
+    inner = data[head]
+    if not isinstance(inner, dict):
+        return data
+    return {**data, head: _without(inner, rest)}
+
+
+def _with(data: dict[str, Any], segments: list[str], value: Any) -> dict[str, Any]:
+    """A copy of `data` with `value` at `segments` (_ABSENT: removed)."""
+    if value is _ABSENT:
+        return _without(data, segments)
+    head, rest = segments[0], segments[1:]
+    if not rest:
+        return {**data, head: value}
+    inner = data.get(head)
+    return {**data, head: _with(inner if isinstance(inner, dict) else {}, rest, value)}

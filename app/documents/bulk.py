@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 from app.accounts.principal import Principal
-from app.collections.models import CollectionSpec
-from app.documents import access
+from app.documents.access import Gate
 from app.documents.core import (
     MAX_UPDATE_ATTEMPTS,
     Preconditions,
@@ -59,7 +58,8 @@ class BulkDocuments(DocumentCrud):
     ) -> list[BulkItem]:
         """Create many documents; each item succeeds or fails on its own."""
         spec = await self.collections.get(name)
-        owner = access.check_create(spec, caller)
+        gate = await self.gate(spec, caller)
+        owner = gate.writer()
         limit = self.settings.bulk_max_documents
         if len(documents) > limit:
             raise TooManyDocuments(f"At most {limit} documents per bulk request")
@@ -86,6 +86,13 @@ class BulkDocuments(DocumentCrud):
                 )
                 continue
             doc = self._new(new_document_id(), owner, outcome)
+            try:
+                self._admitted(gate, doc)
+            except AppError as refused:  # a create or field rule
+                results.append(
+                    BulkItem(index, refused.status, code=refused.code, detail=refused.detail)
+                )
+                continue
             valid.append(doc)
             positions.append(index)
             results.append(BulkItem(index, 201, id=doc.id, version=1))
@@ -99,14 +106,16 @@ class BulkDocuments(DocumentCrud):
         return results
 
     async def _changeable(
-        self, spec: CollectionSpec, caller: Principal | None, parsed_filter: Any, limit: int
+        self,
+        gate: Gate,
+        action: Literal["update", "delete"],
+        parsed_filter: Any,
+        limit: int,
     ) -> tuple[list[str], bool]:
         """Ids (creation order) of up to `limit` documents matching the filter that the
         caller may read and change; and whether more match."""
-        query = self._compile_query(
-            spec, caller, parsed_filter, scope=self._change_scope(spec, caller)
-        )
-        rows = await self._repository(spec).find_page(
+        query = self._compile_query(gate, parsed_filter, gate.change_scope(action))
+        rows = await self._repository(gate.spec).find_page(
             query, sort=compile_sort(""), limit=limit + 1, projection={"_id": 1}
         )
         ids = [row["_id"] for row in rows]
@@ -135,8 +144,8 @@ class BulkDocuments(DocumentCrud):
         atomically (validated, version bumped); not all-or-nothing (that is /v1/batch)."""
         operations = parse_update(body)
         spec = await self.collections.get(name)
-        access.check_create(spec, caller)
-        ids, more = await self._changeable(spec, caller, filter_, self._bulk_limit(limit))
+        gate = await self.gate(spec, caller)
+        ids, more = await self._changeable(gate, "update", filter_, self._bulk_limit(limit))
         result = BulkChange(matched=len(ids), more=more)
         if dry_run:
             return result
@@ -148,7 +157,7 @@ class BulkDocuments(DocumentCrud):
         for doc_id in ids:
             try:
                 await self._change(
-                    spec, caller, doc_id, Preconditions(), updated, attempts=MAX_UPDATE_ATTEMPTS
+                    gate, doc_id, Preconditions(), updated, attempts=MAX_UPDATE_ATTEMPTS
                 )
                 result.modified += 1
             except AppError as exc:
@@ -168,13 +177,13 @@ class BulkDocuments(DocumentCrud):
         limit: int | None = None,
     ) -> BulkChange:
         spec = await self.collections.get(name)
-        access.check_create(spec, caller)
-        ids, more = await self._changeable(spec, caller, filter_, self._bulk_limit(limit))
+        gate = await self.gate(spec, caller)
+        ids, more = await self._changeable(gate, "delete", filter_, self._bulk_limit(limit))
         result = BulkChange(matched=len(ids), more=more)
         if dry_run or not ids:
             return result
         repo = self._repository(spec)
-        result.modified = await repo.delete_ids(ids, conditions=self._change_scope(spec, caller))
+        result.modified = await repo.delete_ids(ids, conditions=gate.change_scope("delete"))
         remaining = {doc.id for doc in await repo.get_many(ids)}
         await self.delete_files(name, [i for i in ids if i not in remaining])
         return result

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,7 +20,7 @@ from app.collections.service import CollectionService
 from app.collections.validation import validate_data
 from app.config import Settings
 from app.db.client import Db
-from app.documents import access
+from app.documents import access, rules
 from app.documents.budget import json_cost
 from app.documents.filters import InvalidFilter, compile_filter
 from app.documents.idempotency import IdempotencyStore
@@ -28,7 +28,7 @@ from app.documents.models import StoredDocument
 from app.documents.offload import Transform, WorkPool, checked
 from app.documents.repository import DocumentRepository
 from app.documents.validation import DataLimits, check_data
-from app.errors import AppError, ErrorCode
+from app.errors import AppError, ErrorCode, Forbidden
 from app.pagination import CursorCodec
 
 ANY = "*"
@@ -124,6 +124,7 @@ def envelope(collection: str, doc: StoredDocument) -> dict[str, Any]:
         "id": doc.id,
         "collection": collection,
         "owner": doc.owner,
+        "team": doc.team,
         "version": doc.version,
         "created_at": doc.created_at,
         "updated_at": doc.updated_at,
@@ -147,6 +148,9 @@ class DocumentCore:
         # (set by the container, as CollectionService.on_delete is; documents know no
         # file store).
         self.on_delete: Callable[[str, list[str]], Awaitable[object]] | None = None
+        # A user's teams and their role in each (TeamService.roles_of), for rules that
+        # name @user.teams, @team.role or shares; set by the container.
+        self.team_roles: Callable[[str], Awaitable[Mapping[str, str]]] | None = None
         self.work = work or WorkPool(settings.work_processes)
         self.db = db
         self.settings = settings
@@ -201,10 +205,18 @@ class DocumentCore:
             return await self.work.run(checked, data, transform, self.limits, spec.json_schema)
         return self.check_data(spec, data if transform is None else transform(data))
 
-    def _new(self, doc_id: str, owner: Principal, data: dict[str, Any]) -> StoredDocument:
+    def _new(
+        self, doc_id: str, owner: Principal, data: dict[str, Any], team: str | None = None
+    ) -> StoredDocument:
         now = self.clock()
         return StoredDocument(
-            id=doc_id, owner=owner.id, version=1, created_at=now, updated_at=now, data=data
+            id=doc_id,
+            owner=owner.id,
+            version=1,
+            created_at=now,
+            updated_at=now,
+            data=data,
+            team=team,
         )
 
     async def delete_files(self, name: str, doc_ids: list[str]) -> None:
@@ -212,26 +224,46 @@ class DocumentCore:
         if self.on_delete is not None:
             await self.on_delete(name, doc_ids)
 
-    @staticmethod
-    def _change_scope(spec: CollectionSpec, caller: Principal | None) -> dict[str, Any]:
-        """The documents `caller` may change: both scopes, so a document the caller may
-        not read stays untouched (and looks absent) even where the write rule allows."""
-        return {**access.write_scope(spec, caller), **access.read_scope(spec, caller)}
+    async def gate(self, spec: CollectionSpec, principal: Principal | None) -> access.Gate:
+        """`principal` in front of `spec`: what its rules let them read and write."""
+        policy = access.policy(spec)
+        if principal is None:
+            return access.Gate(spec, None, policy, rules.Caller(None))
+        teams: Mapping[str, str] = {}
+        if policy.uses_teams and not principal.is_admin and self.team_roles is not None:
+            teams = await self.team_roles(principal.id)
+        return access.Gate(
+            spec, principal, policy, rules.Caller(principal.id, principal.role.value, teams)
+        )
 
+    @staticmethod
     def _compile_query(
-        self,
-        spec: CollectionSpec,
-        caller: Principal | None,
-        parsed_filter: Any,
-        *,
-        scope: dict[str, Any] | None = None,
+        gate: access.Gate, parsed_filter: Any, scope: dict[str, Any], sort: Any = ()
     ) -> dict[str, Any]:
-        """The client's filter limited to `scope` (default: what `caller` may read)."""
-        if scope is None:
-            scope = access.read_scope(spec, caller)
+        """The client's filter limited to `scope`; refused when it (or the sort) names a
+        field the caller may not read everywhere."""
         client = compile_filter(parsed_filter) if parsed_filter is not None else {}
-        parts = [p for p in (client, scope) if p]
-        return parts[0] if len(parts) == 1 else ({"$and": parts} if parts else {})
+        named = [*filter_paths(client), *(path for path, _ in sort)]
+        hidden = gate.unfilterable(named)
+        if hidden is not None:
+            raise Forbidden(
+                f"{hidden} is readable only in some documents: it cannot filter or sort",
+                code=ErrorCode.FIELD_FORBIDDEN,
+            )
+        return access.both(client, scope)
+
+
+def filter_paths(query: Any) -> Iterator[str]:
+    """The stored paths a compiled filter reads."""
+    if isinstance(query, dict):
+        for key, value in query.items():
+            if key.startswith("$"):
+                yield from filter_paths(value)
+            else:
+                yield key
+    elif isinstance(query, list):
+        for part in query:
+            yield from filter_paths(part)
 
 
 def new_document_id() -> str:

@@ -54,13 +54,15 @@ class DocumentCrud(DocumentCore):
         caller: Principal | None,
         doc_id: str,
         pre: Preconditions,
+        action: Literal["update", "delete"],
     ) -> NoReturn:
         """A conditional write matched nothing: say why, exposing nothing unreadable."""
         existing = await repo.get(doc_id)
-        if existing is None or not access.can_read(spec, caller, existing):
+        gate = await self.gate(spec, caller)
+        if existing is None or not gate.can_read(existing):
             raise access.document_not_found(spec.id, doc_id)
-        if not access.can_write(spec, caller, existing):
-            raise Forbidden(f"You may read {spec.id}/{doc_id} but not change it")
+        if not gate.can_change(action, existing):
+            raise Forbidden(f"You may read {spec.id}/{doc_id} but not {action} it")
         if not pre.matches(existing.version):
             raise PreconditionFailed(
                 f"Document {spec.id}/{doc_id} is at version {existing.version}, "
@@ -79,29 +81,73 @@ class DocumentCrud(DocumentCore):
         caller: Principal | None,
         *,
         idempotency_key: str | None = None,
+        team: str | None = None,
     ) -> tuple[StoredDocument | None, Replay | None]:
         """A new document with a server-chosen id; or, for a repeated Idempotency-Key, the
         first response to replay."""
         spec = await self.collections.get(name)
-        owner = access.check_create(spec, caller)
+        gate = await self.gate(spec, caller)
+        owner = gate.writer()
         data = await self._checked(spec, data)
+        await self._check_team(owner, team)
         if idempotency_key is None:
-            doc = self._new(new_document_id(), owner, data)
+            doc = self._admitted(gate, self._new(new_document_id(), owner, data, team))
             await self._insert_new(spec, doc)
-            return doc, None
+            return gate.shown(doc), None
 
         record = self.idempotency.record_id(owner.id, name, idempotency_key)
-        replay = await self.idempotency.claim(record, request_fingerprint(data), now=self.clock())
+        fingerprint = request_fingerprint({"data": data, "team": team} if team else data)
+        replay = await self.idempotency.claim(record, fingerprint, now=self.clock())
         if replay is not None:
-            return None, replay
+            return None, await self._replayable(spec, gate, replay)
         try:
-            doc = self._new(new_document_id(), owner, data)
+            doc = self._admitted(gate, self._new(new_document_id(), owner, data, team))
             await self._insert_new(spec, doc)
         except BaseException:
             await self.idempotency.release(record)
             raise
         await self.idempotency.complete(record, body=envelope(name, doc))
-        return doc, None
+        return gate.shown(doc), None
+
+    async def _check_team(self, owner: Principal, team: str | None) -> None:
+        """A new document's team must be one of its creator's (site admins: any)."""
+        if team is None or owner.is_admin:
+            return
+        roles = await self.team_roles(owner.id) if self.team_roles is not None else {}
+        if team not in roles:
+            raise ValidationFailed(
+                f"You are not a member of team {team}",
+                errors=[FieldError(loc=["query", "team"], msg="not your team", type="team")],
+            )
+
+    @staticmethod
+    def _admitted(gate: access.Gate, doc: StoredDocument) -> StoredDocument:
+        """`doc`, once the create rule and the field rules allow it."""
+        gate.check_create(doc)
+        gate.check_field_writes(None, doc.data, new=doc)
+        return doc
+
+    async def _replayable(self, spec: CollectionSpec, gate: access.Gate, replay: Replay) -> Replay:
+        """A first response replayed as the caller may see it now: 404 once they may no
+        longer read the document, without the fields their rules now hide."""
+        doc_id = replay.body.get("id") if isinstance(replay.body, dict) else None
+        if not isinstance(doc_id, str):
+            return replay
+        current = await self._repository(spec).get(doc_id)
+        if current is None or not gate.can_read(current):
+            raise access.document_not_found(spec.id, doc_id)
+        if not gate.hidden(current):
+            return replay
+        stored = StoredDocument(
+            id=doc_id,
+            owner=current.owner,
+            version=1,
+            created_at=current.created_at,
+            updated_at=current.updated_at,
+            data=replay.body.get("data", {}),
+            team=current.team,
+        )
+        return Replay(body={**replay.body, "data": gate.shown(stored).data})
 
     async def _insert_new(self, spec: CollectionSpec, doc: StoredDocument) -> None:
         """Insert a document under a fresh random id. The id can only clash with this very
@@ -116,11 +162,11 @@ class DocumentCrud(DocumentCore):
 
     async def get(self, name: str, doc_id: str, caller: Principal | None) -> StoredDocument:
         spec = await self.collections.get(name)
-        scope = access.read_scope(spec, caller)
-        doc = await self._repository(spec).get(doc_id, scope=scope)
+        gate = await self.gate(spec, caller)
+        doc = await self._repository(spec).get(doc_id, scope=gate.read_scope())
         if doc is None:
             raise access.document_not_found(name, doc_id)
-        return doc
+        return gate.shown(doc)
 
     async def put(
         self,
@@ -129,10 +175,14 @@ class DocumentCrud(DocumentCore):
         data: Any,
         caller: Principal | None,
         pre: Preconditions,
+        *,
+        team: str | None = None,
     ) -> tuple[StoredDocument, bool]:
-        """Replace a document's data, or create it with this id. Returns (doc, created)."""
+        """Replace a document's data, or create it with this id (in `team`, if given).
+        Returns (doc, created)."""
         spec = await self.collections.get(name)
-        owner = access.check_create(spec, caller)
+        gate = await self.gate(spec, caller)
+        owner = gate.writer()
         if doc_id in RESERVED_IDS:
             raise ValidationFailed(
                 f"{doc_id} is reserved and cannot be a document id",
@@ -140,17 +190,17 @@ class DocumentCrud(DocumentCore):
             )
         self._require_precondition(pre, creating_allowed=True)
         replacement = await self._checked(spec, data)
+        await self._check_team(owner, team)
 
         async def replace(_current: dict[str, Any]) -> dict[str, Any]:
             return replacement
 
         return await self._change(
-            spec,
-            caller,
+            gate,
             doc_id,
             pre,
             replace,
-            create=lambda: self._new(doc_id, owner, replacement),
+            create=lambda: self._admitted(gate, self._new(doc_id, owner, replacement, team)),
         )
 
     async def patch(
@@ -182,11 +232,11 @@ class DocumentCrud(DocumentCore):
         atomically (see `_change`); `weight` is what the request brought (its size
         decides where the work runs)."""
         spec = await self.collections.get(name)
-        access.check_create(spec, caller)
+        gate = await self.gate(spec, caller)
+        gate.writer()
         self._require_precondition(pre, creating_allowed=False)
         doc, _ = await self._change(
-            spec,
-            caller,
+            gate,
             doc_id,
             pre,
             lambda data: self._checked(spec, data, transform, weight=weight),
@@ -196,8 +246,7 @@ class DocumentCrud(DocumentCore):
 
     async def _change(
         self,
-        spec: CollectionSpec,
-        caller: Principal | None,
+        gate: access.Gate,
         doc_id: str,
         pre: Preconditions,
         new_data: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
@@ -209,6 +258,7 @@ class DocumentCrud(DocumentCore):
         and the version bump are one database operation. Without If-Match, a write that
         lost a race re-reads and re-applies itself (no update is ever lost), after a short
         random pause that grows with each loss, so a crowd of writers spreads out."""
+        spec = gate.spec
         repo = self._repository(spec)
         # This write's id, whichever attempt lands it: see DocumentRepository.update_data.
         write_id = new_write_id()
@@ -221,7 +271,7 @@ class DocumentCrud(DocumentCore):
             if current is not None and write_id in current.writes:
                 # An earlier attempt did land (its answer was lost, the driver's retry
                 # found the version moved on): done, not to be applied twice.
-                return current, inserting
+                return gate.shown(current), inserting
             if current is None and create is not None and pre.if_match is None:
                 doc = create()
                 doc.writes = (write_id,)
@@ -232,27 +282,29 @@ class DocumentCrud(DocumentCore):
                     if pre.if_none_match_any and not await write_landed(repo, doc_id, write_id):
                         raise self._exists(spec, doc_id) from None
                     continue  # created meanwhile (or by us): the next read tells
-                return doc, True
+                return gate.shown(doc), True
             inserting = False
-            if current is None or not access.can_read(spec, caller, current):
+            if current is None or not gate.can_read(current):
                 raise access.document_not_found(spec.id, doc_id)
             if pre.if_none_match_any:
                 raise self._exists(spec, doc_id)
-            if not access.can_write(spec, caller, current):
+            if not gate.can_change("update", current):
                 raise Forbidden(f"You may read {spec.id}/{doc_id} but not change it")
             if not pre.matches(current.version):
                 raise PreconditionFailed(
                     f"Document {spec.id}/{doc_id} is at version {current.version}, "
                     f"not {_shown(pre.if_match)}"
                 )
-            changed = await new_data(current.data)
+            # The change applies to what the caller sees; fields hidden from them stay.
+            changed = await new_data(gate.shown(current).data)
+            changed = gate.check_field_writes(current, changed)
             updated = await repo.update_data(current, changed, now=self.clock(), write_id=write_id)
             if updated is not None:
-                return updated, False
+                return gate.shown(updated), False
             if pre.if_match is not None:
                 landed = await write_landed(repo, doc_id, write_id)
                 if landed is not None:
-                    return landed, False
+                    return gate.shown(landed), False
                 raise PreconditionFailed(
                     f"Document {spec.id}/{doc_id} changed while this request ran; "
                     "GET it again for the new ETag"
@@ -307,11 +359,12 @@ class DocumentCrud(DocumentCore):
         self, name: str, doc_id: str, caller: Principal | None, pre: Preconditions
     ) -> None:
         spec = await self.collections.get(name)
+        gate = await self.gate(spec, caller)
         self._require_precondition(pre, creating_allowed=False)
-        conditions = {**self._change_scope(spec, caller), **pre.version_condition()}
+        conditions = access.both(gate.change_scope("delete"), pre.version_condition())
         repo = self._repository(spec)
         if not await repo.delete(doc_id, conditions=conditions):
-            await self._explain_failed_write(spec, repo, caller, doc_id, pre)
+            await self._explain_failed_write(spec, repo, caller, doc_id, pre, "delete")
         if transaction.current() is None:  # a batch deletes files once it has committed
             await self.delete_files(name, [doc_id])
 

@@ -50,6 +50,7 @@ ALLOWED_OPERATORS = FIELD_OPERATORS | LOGICAL
 ENVELOPE_PATHS = {
     "id": "_id",
     "owner": "owner",
+    "team": "team",
     "version": "version",
     "created_at": "created_at",
     "updated_at": "updated_at",
@@ -61,7 +62,14 @@ MAX_SORT_KEYS = 8
 MAX_ARRAY_SIZE = 2**31 - 1
 DEFAULT_SORT = (("created_at", 1), ("_id", 1))
 MAX_FIELDS = 50
-PROJECTION_ENVELOPE = {"_id": 1, "owner": 1, "version": 1, "created_at": 1, "updated_at": 1}
+PROJECTION_ENVELOPE = {
+    "_id": 1,
+    "owner": 1,
+    "team": 1,
+    "version": 1,
+    "created_at": 1,
+    "updated_at": 1,
+}
 
 
 def _bad_segment(segment: str) -> bool:

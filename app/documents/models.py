@@ -19,6 +19,11 @@ class StoredDocument:
     created_at: datetime
     updated_at: datetime
     data: dict[str, Any]
+    # The team the document belongs to (set at creation), and who it is shared with:
+    # user and team ids; a writer is a reader too (so `@user in shared.read` covers both).
+    team: str | None = None
+    readers: tuple[str, ...] = ()
+    writers: tuple[str, ...] = ()
     # Ids of the last writes applied (WRITES_KEPT): a write whose answer was lost, and
     # that the driver retried, finds its own id here instead of applying itself twice.
     writes: tuple[int, ...] = ()
@@ -32,12 +37,17 @@ class StoredDocument:
             "updated_at": self.updated_at,
             "data": self.data,
         }
+        if self.team is not None:
+            raw["team"] = self.team
+        if self.readers:
+            raw["shared"] = {"read": list(self.readers), "write": list(self.writers)}
         if self.writes:
             raw["writes"] = list(self.writes)
         return raw
 
     @classmethod
     def from_mongo(cls, raw: dict[str, Any]) -> StoredDocument:
+        shared = raw.get("shared") or {}
         return cls(
             id=raw["_id"],
             owner=raw.get("owner"),
@@ -45,6 +55,9 @@ class StoredDocument:
             created_at=raw["created_at"],
             updated_at=raw["updated_at"],
             data=raw.get("data", {}),
+            team=raw.get("team"),
+            readers=tuple(shared.get("read", ())),
+            writers=tuple(shared.get("write", ())),
             writes=tuple(raw.get("writes", ())),
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from app.accounts.principal import Principal
 from app.collections.models import CollectionSpec
@@ -18,6 +19,31 @@ from app.documents.keyset import (
 from app.documents.models import StoredDocument
 
 
+def projected(data: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+    """Only the `data.<path>`s listed (as a MongoDB inclusion projection keeps them)."""
+    if "data" in paths:
+        return data
+    out: dict[str, Any] = {}
+    for path in paths:
+        segments = path.split(".")[1:]
+        source: Any = data
+        target = out
+        for i, segment in enumerate(segments):
+            if isinstance(source, list):
+                break  # arrays of objects: kept whole, as far as they were reached
+            if not isinstance(source, dict) or segment not in source:
+                break
+            source = source[segment]
+            if i == len(segments) - 1:
+                target[segment] = source
+            else:
+                nxt = target.setdefault(segment, {})
+                if not isinstance(nxt, dict):
+                    break
+                target = nxt
+    return out
+
+
 class DocumentQueries(DocumentCore):
     async def list_page(
         self,
@@ -31,10 +57,16 @@ class DocumentQueries(DocumentCore):
         cursor: str | None,
     ) -> Page:
         spec = await self.collections.get(name)
+        gate = await self.gate(spec, caller)
         parsed_filter = parse_filter(filter_raw) if filter_raw else None
-        query = self._compile_query(spec, caller, parsed_filter)
         sort = compile_sort(sort_raw or "")
+        query = self._compile_query(gate, parsed_filter, gate.read_scope("list"), sort)
         projection = compile_fields(fields_raw) if fields_raw else None
+        # Field rules judge whole documents (a projection could drop what they read):
+        # read them whole, hide, then keep the fields asked for.
+        kept = None
+        if projection is not None and gate.policy.fields:
+            kept, projection = [p for p in projection if p.startswith("data")], None
         scope = f"{name}:{query_scope(parsed_filter, sort)}"
         if cursor:
             after = after_clause(sort, decode_cursor(self.cursors, cursor, scope))
@@ -49,7 +81,11 @@ class DocumentQueries(DocumentCore):
                 # The page may not carry every sort key; read them for the last row only.
                 last = await repo.fields_of(last["_id"], [path for path, _ in sort]) or last
             next_cursor = encode_cursor(self.cursors, sort_values(last, sort), scope)
-        return Page(items=[StoredDocument.from_mongo(row) for row in rows], next_cursor=next_cursor)
+        items = [gate.shown(StoredDocument.from_mongo(row)) for row in rows]
+        if kept is not None:
+            for item in items:
+                item.data = projected(item.data, kept)
+        return Page(items=items, next_cursor=next_cursor)
 
     def stream(
         self, spec: CollectionSpec, *, batch_size: int = 1000
@@ -59,5 +95,7 @@ class DocumentQueries(DocumentCore):
 
     async def count(self, name: str, caller: Principal | None, filter_raw: str | None) -> int:
         spec = await self.collections.get(name)
+        gate = await self.gate(spec, caller)
         parsed_filter = parse_filter(filter_raw) if filter_raw else None
-        return await self._repository(spec).count(self._compile_query(spec, caller, parsed_filter))
+        query = self._compile_query(gate, parsed_filter, gate.read_scope("list"))
+        return await self._repository(spec).count(query)

@@ -81,7 +81,7 @@ class DocumentRepository:
 
     async def get(self, doc_id: str, *, scope: Conditions | None = None) -> StoredDocument | None:
         raw = await self.collection.find_one(
-            {"_id": doc_id, **(scope or {})},
+            _and({"_id": doc_id}, scope or {}),
             max_time_ms=self.max_time_ms,
             session=transaction.current(),
         )
@@ -116,14 +116,44 @@ class DocumentRepository:
             current, data=data, version=current.version + 1, updated_at=now, writes=writes
         )
 
+    async def set_shares(
+        self,
+        current: StoredDocument,
+        readers: tuple[str, ...],
+        writers: tuple[str, ...],
+        *,
+        now: datetime,
+    ) -> StoredDocument | None:
+        """Set who the document is shared with, bumping `version` (an ETag a client holds
+        no longer describes who may see it), only if it is still at the version read."""
+        change: dict[str, Any] = {"$set": {"updated_at": now}, "$inc": {"version": 1}}
+        if readers:
+            change["$set"]["shared"] = {"read": list(readers), "write": list(writers)}
+        else:
+            change["$unset"] = {"shared": ""}
+        result = await self.collection.update_one(
+            {"_id": current.id, "version": current.version},
+            change,
+            session=transaction.current(),
+        )
+        if result.matched_count != 1:
+            return None
+        return dataclasses.replace(
+            current,
+            readers=readers,
+            writers=writers,
+            version=current.version + 1,
+            updated_at=now,
+        )
+
     async def delete(self, doc_id: str, *, conditions: Conditions) -> bool:
         result = await self.collection.delete_one(
-            {"_id": doc_id, **conditions}, session=transaction.current()
+            _and({"_id": doc_id}, conditions), session=transaction.current()
         )
         return result.deleted_count == 1
 
     async def delete_ids(self, ids: list[str], *, conditions: Conditions) -> int:
-        result = await self.collection.delete_many({"_id": {"$in": ids}, **conditions})
+        result = await self.collection.delete_many(_and({"_id": {"$in": ids}}, conditions))
         return result.deleted_count
 
     async def get_many(self, ids: list[str]) -> list[StoredDocument]:
@@ -161,3 +191,10 @@ class DocumentRepository:
 
     async def count(self, query: dict[str, Any]) -> int:
         return await self.collection.count_documents(query, maxTimeMS=self.max_time_ms)
+
+
+def _and(query: Conditions, conditions: Conditions) -> Conditions:
+    """Both filters: merged when their keys differ (the common case), else `$and`."""
+    if query.keys().isdisjoint(conditions.keys()):
+        return {**query, **conditions}
+    return {"$and": [query, conditions]}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from starlette.convertors import Convertor, register_url_convertor
 
@@ -24,7 +24,12 @@ from app.documents.schemas import (
     DocumentOut,
     DocumentPage,
     DocumentUpdate,
+    ShareIn,
+    ShareList,
+    ShareOut,
+    UserShareIn,
 )
+from app.documents.sharing import Share
 from app.errors import FieldError, ValidationFailed
 from app.http.conditional import PreconditionsDep
 from app.http.deps import DocumentServiceDep, OptionalUser
@@ -71,6 +76,18 @@ Filter = Annotated[
 ]
 
 
+TeamParam = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=64,
+        pattern=r"^team_[A-Za-z0-9_-]+$",
+        description="The team the new document belongs to (one of yours); ignored when "
+        "the document exists already",
+    ),
+]
+
+
 def location(collection: str, doc_id: str) -> str:
     return f"/v1/collections/{collection}/documents/{doc_id}"
 
@@ -107,8 +124,11 @@ async def create_document(
     caller: OptionalUser,
     documents: DocumentServiceDep,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
+    team: TeamParam = None,
 ) -> Response:
-    doc, replay = await documents.create(name, data, caller, idempotency_key=idempotency_key)
+    doc, replay = await documents.create(
+        name, data, caller, idempotency_key=idempotency_key, team=team
+    )
     if replay is not None:
         # The first request's answer: the same document, status and headers.
         first = DocumentOut.model_validate(replay.body)
@@ -273,8 +293,9 @@ async def put_document(
     caller: OptionalUser,
     documents: DocumentServiceDep,
     pre: PreconditionsDep,
+    team: TeamParam = None,
 ) -> Response:
-    doc, created = await documents.put(name, doc_id, data, caller, pre)
+    doc, created = await documents.put(name, doc_id, data, caller, pre, team=team)
     return _document(name, doc, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
@@ -393,3 +414,73 @@ async def delete_document(
     pre: PreconditionsDep,
 ) -> None:
     await documents.delete(name, doc_id, caller, pre)
+
+
+# -- shares ---------------------------------------------------------------------------------
+
+
+def _share_out(share: Share) -> ShareOut:
+    return ShareOut(kind=share.kind, id=share.id, access=share.access)
+
+
+@router.get(
+    "/{doc_id:doc_id}/shares",
+    operation_id="documents_shares_list",
+    summary="Who else the document is shared with",
+    description="Anyone who may read the document may list its shares.",
+    responses={**_READ_ERRORS, **_ONE_DOCUMENT},
+)
+async def list_shares(
+    name: str, doc_id: DocumentPathId, caller: OptionalUser, documents: DocumentServiceDep
+) -> ShareList:
+    return ShareList(items=[_share_out(s) for s in await documents.shares(name, doc_id, caller)])
+
+
+@router.post(
+    "/{doc_id:doc_id}/shares",
+    response_model=ShareOut,
+    operation_id="documents_shares_add",
+    summary="Share the document with a user or a team, or change their access",
+    description="By the document's owner, the owner and admins of its team, or a site "
+    "admin; a team must be one of yours. Answers 201 for a new share, 200 for a changed or "
+    "repeated one. Rules decide what a share grants: `@user in shared.read` reads, "
+    "`@user in shared.write` writes (README: access rules).",
+    responses={
+        201: {"model": ShareOut, "description": "Shared"},
+        **problem_responses(401, 403, 404, 409, 422),
+        **_ONE_DOCUMENT,
+    },
+)
+async def add_share(
+    name: str,
+    doc_id: DocumentPathId,
+    body: ShareIn,
+    caller: OptionalUser,
+    documents: DocumentServiceDep,
+) -> Response:
+    kind: Literal["user", "team"] = "user" if isinstance(body, UserShareIn) else "team"
+    grantee = body.user if isinstance(body, UserShareIn) else body.team
+    share, new = await documents.share(name, doc_id, caller, kind, grantee, body.access)
+    return JSONResponse(
+        _share_out(share).model_dump(mode="json"),
+        status_code=status.HTTP_201_CREATED if new else status.HTTP_200_OK,
+    )
+
+
+@router.delete(
+    "/{doc_id:doc_id}/shares/{kind}/{grantee}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="documents_shares_remove",
+    summary="Stop sharing the document with a user or a team",
+    description="By whoever may share it; anyone may remove their own share (leave).",
+    responses={**problem_responses(401, 403, 404), **_ONE_DOCUMENT},
+)
+async def remove_share(
+    name: str,
+    doc_id: DocumentPathId,
+    kind: Literal["users", "teams"],
+    grantee: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")],
+    caller: OptionalUser,
+    documents: DocumentServiceDep,
+) -> None:
+    await documents.unshare(name, doc_id, caller, "user" if kind == "users" else "team", grantee)

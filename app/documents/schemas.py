@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
@@ -28,6 +28,9 @@ class DocumentOut(BaseModel):
     id: str
     collection: str
     owner: str | None
+    team: str | None = Field(
+        default=None, description="The team the document belongs to (set when created)"
+    )
     version: int = Field(description="Bumped by exactly 1 on every write; the ETag is its value")
     created_at: Timestamp
     updated_at: Timestamp
@@ -155,3 +158,43 @@ class BulkChangeOut(BaseModel):
     failed: list[BulkFailureOut] = Field(
         default_factory=list, description="Documents the update could not apply to, and why"
     )
+
+
+# -- shares ---------------------------------------------------------------------------------
+
+ShareLevel = Literal["read", "write"]
+GranteeId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class UserShareIn(BaseModel):
+    """Share with one user (by id)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"user": "6650c0ffee", "access": "read"}]}
+    )
+    user: GranteeId
+    access: ShareLevel = Field(description="`write` includes `read`")
+
+
+class TeamShareIn(BaseModel):
+    """Share with every member of a team you belong to."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"team": "team_Q2x9c0", "access": "write"}]},
+    )
+    team: GranteeId
+    access: ShareLevel = Field(description="`write` includes `read`")
+
+
+ShareIn = UserShareIn | TeamShareIn
+
+
+class ShareOut(BaseModel):
+    kind: Literal["user", "team"]
+    id: str
+    access: ShareLevel
+
+
+class ShareList(BaseModel):
+    items: list[ShareOut]

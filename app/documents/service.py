@@ -5,6 +5,7 @@ modules of their own by what callers do:
 
 - `core.py`: settings, repositories per collection, data checks, access scopes;
 - `crud.py`: one document at a time (create, get, replace, patch, operators, delete);
+- `sharing.py`: who else a document is shared with;
 - `bulk.py`: many documents per request (bulk create, update and delete by filter);
 - `queries.py`: pages, counts and streams;
 - `maintenance.py`: imports and account deletion, for scripts and the account lifecycle.
@@ -15,7 +16,8 @@ from __future__ import annotations
 from app.documents.bulk import BulkDocuments
 from app.documents.maintenance import DocumentMaintenance
 from app.documents.queries import DocumentQueries
+from app.documents.sharing import DocumentSharing
 
 
-class DocumentService(BulkDocuments, DocumentQueries, DocumentMaintenance):
+class DocumentService(BulkDocuments, DocumentSharing, DocumentQueries, DocumentMaintenance):
     """Everything documents do (see the module docstring for where each part lives)."""

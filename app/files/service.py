@@ -80,7 +80,8 @@ class FileService:
         """The collection's declaration, once the caller may change the document."""
         doc = await self.documents.get(name, doc_id, caller)
         spec = await self.collections.get(name)
-        if not access.can_write(spec, caller, doc):
+        gate = await self.documents.gate(spec, caller)
+        if not gate.can_change("update", doc):
             raise Forbidden(f"You may read {name}/{doc_id} but not change it or its files")
         return spec
 

@@ -26,6 +26,7 @@ def encode_document(collection: str, doc: StoredDocument) -> bytes:
                 "id": doc.id,
                 "collection": collection,
                 "owner": doc.owner,
+                "team": doc.team,
                 "version": doc.version,
                 "created_at": rfc3339(doc.created_at),
                 "updated_at": rfc3339(doc.updated_at),

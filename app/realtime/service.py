@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -29,10 +29,10 @@ from app.accounts.auth_service import AuthService
 from app.accounts.models import Role, Session, User
 from app.accounts.principal import Principal
 from app.clock import Clock
-from app.collections.models import CollectionSpec, ReadAccess
+from app.collections.models import CollectionSpec
 from app.collections.service import CollectionService
 from app.db.client import Db
-from app.documents import access
+from app.documents.access import Gate
 from app.documents.core import parse_filter
 from app.documents.filters import compile_filter
 from app.documents.models import StoredDocument
@@ -138,7 +138,10 @@ class RealtimeService:
         heartbeat_seconds: float,
         max_stream_seconds: float,
         clock: Clock,
+        gates: Callable[[CollectionSpec, Principal | None], Awaitable[Gate]],
     ) -> None:
+        # A caller in front of a collection (DocumentService.gate): its rules per event.
+        self.gates = gates
         self.max_stream_seconds = max_stream_seconds
         self.db = db
         self.hub = hub
@@ -195,7 +198,8 @@ class RealtimeService:
     ) -> StreamRequest:
         """Check everything a stream needs before its response starts (errors are 4xx)."""
         spec = await self.collections.get(name)
-        access.read_scope(spec, caller)  # 401 for anonymous callers of a private collection
+        # 401 for anonymous callers of a collection that shows them nothing.
+        (await self.gates(spec, caller)).read_scope()
         query = compile_filter(parse_filter(filter_raw)) if filter_raw else None
         resume = None
         refused = False
@@ -308,42 +312,42 @@ class RealtimeService:
             return None
         try:
             spec = await self.collections.get(request.collection)
-            access.read_scope(spec, request.caller)
+            gate = await self.gates(spec, request.caller)
+            gate.read_scope()
         except AppError:
             sub.end("forbidden")  # the collection went away or its read rule changed
             return None
         event_id = self._event_id(request.collection, change.token)
         if change.image is None:
-            if change.before is not None and not access.can_read(
-                spec, request.caller, StoredDocument.from_mongo(change.before)
-            ):
+            if change.before is not None and not gate.can_read(change.before):
                 return None  # not the caller's, whatever the change did
-            return self._without_image(spec, request, change, event_id)
+            return self._without_image(gate, change, event_id)
         doc = StoredDocument.from_mongo(change.image)
-        if not access.can_read(spec, request.caller, doc):
-            return None
         if change.kind == "deleted":
-            return _deleted(doc.id, event_id)
+            return _deleted(doc.id, event_id) if gate.can_read(doc) else None
+        # Sharing, revoking, a field a rule reads: an update may move the document into
+        # or out of the caller's sight, which they see as a creation or a deletion.
+        was_visible = None
+        if change.kind == "updated" and change.before is not None:
+            was_visible = gate.can_read(change.before)
+        if not gate.can_read(doc):
+            return _deleted(doc.id, event_id) if was_visible else None
         if request.query is not None:
             verdict = await self._matches(change, request.query_key, request.query)
             if verdict is None:
                 return _reset("filter_unavailable", event_id)
             if not verdict:
                 return None
-        kind: EventKind = "created" if change.kind == "created" else "updated"
-        return StreamEvent(kind, event_id, document=doc)
+        appeared = change.kind == "created" or was_visible is False
+        kind: EventKind = "created" if appeared else "updated"
+        return StreamEvent(kind, event_id, document=gate.shown(doc))
 
     @staticmethod
-    def _without_image(
-        spec: CollectionSpec, request: StreamRequest, change: Change, event_id: str | None
-    ) -> StreamEvent:
+    def _without_image(gate: Gate, change: Change, event_id: str | None) -> StreamEvent:
         """No image of the document (images off for the collection; on SecantusDB, an
         update whose document was deleted before the stream read it): a deletion everyone
         may read is still told; anything else resets rather than leak or lose."""
-        owner_only = spec.access.read is ReadAccess.OWNER and not (
-            request.caller is not None and request.caller.is_admin
-        )
-        if change.kind == "deleted" and not owner_only:
+        if change.kind == "deleted" and not gate.filter("read"):
             return _deleted(change.doc_id, event_id)
         return _reset("no_image", event_id)
 

@@ -18,6 +18,7 @@ from typing import Any
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from app.db.change_feed import ReadCache
 from app.db.client import Db
 
 TEAMS = "teams"
@@ -88,7 +89,10 @@ def _invitation(raw: dict[str, Any]) -> Invitation:
 
 
 class TeamRepository:
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: Db, *, roles: ReadCache[str, dict[str, str]] | None = None) -> None:
+        # Users' cached teams and roles (TeamService.roles_of): each write here forgets
+        # what it changed at once; other processes hear of it through the change feed.
+        self.roles = roles
         self.teams = db[TEAMS]
         self.members = db[MEMBERS]
         self.invitations = db[INVITATIONS]
@@ -107,6 +111,13 @@ class TeamRepository:
                 IndexModel([("token_hash", ASCENDING)], name="by_token", sparse=True),
             ]
         )
+
+    def _forget(self, user_id: str | None = None) -> None:
+        if self.roles is not None:
+            if user_id is None:
+                self.roles.clear()
+            else:
+                self.roles.invalidate(user_id)
 
     # -- teams -------------------------------------------------------------------------------
 
@@ -144,6 +155,7 @@ class TeamRepository:
         result = await self.teams.update_one(
             {"_id": team_id, "owner_id": was}, {"$set": {"owner_id": owner_id, "updated_at": now}}
         )
+        self._forget()
         return result.modified_count == 1
 
     async def delete(self, team_id: str) -> bool:
@@ -151,6 +163,7 @@ class TeamRepository:
         result = await self.teams.delete_one({"_id": team_id})
         await self.members.delete_many({"team_id": team_id})
         await self.invitations.delete_many({"team_id": team_id})
+        self._forget()
         return result.deleted_count == 1
 
     async def count_all(self) -> int:
@@ -201,6 +214,7 @@ class TeamRepository:
             },
             upsert=True,
         )
+        self._forget(user_id)
 
     async def member(self, team_id: str, user_id: str) -> Member | None:
         raw = await self.members.find_one({"_id": f"{team_id}:{user_id}"})
@@ -225,14 +239,17 @@ class TeamRepository:
         result = await self.members.update_one(
             {"_id": f"{team_id}:{user_id}"}, {"$set": {"role": role}}
         )
+        self._forget(user_id)
         return result.matched_count == 1
 
     async def remove_member(self, team_id: str, user_id: str) -> bool:
         result = await self.members.delete_one({"_id": f"{team_id}:{user_id}"})
+        self._forget(user_id)
         return result.deleted_count == 1
 
     async def remove_user(self, user_id: str) -> None:
         await self.members.delete_many({"user_id": user_id})
+        self._forget(user_id)
 
     # -- invitations -------------------------------------------------------------------------
 

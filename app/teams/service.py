@@ -22,6 +22,7 @@ from app.accounts.ratelimit import RateLimiter
 from app.accounts.user_service import UserService
 from app.clock import Clock
 from app.config import Settings
+from app.db.change_feed import ReadCache
 from app.errors import AppError, BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from app.mail.outbox import OutboxMessage
 from app.mail.templates import render
@@ -84,7 +85,11 @@ class TeamService:
         clock: Clock,
         queue_mail: Callable[[str, str, dict[str, str]], Awaitable[None]],
         limiter: RateLimiter,
+        roles: ReadCache[str, dict[str, str]] | None = None,
     ) -> None:
+        # Each user's teams and roles, read by access rules on every request that needs
+        # them; the change feed forgets an entry when a membership or team changes.
+        self.roles = roles
         self.limiter = limiter
         self.repository = repository
         self.users = users
@@ -114,6 +119,19 @@ class TeamService:
         roles = await self.repository.memberships(caller.id)
         teams = await self.repository.get_many(list(roles))
         return [Membership(team, _role(team, roles[team.id], caller.id)) for team in teams]
+
+    async def roles_of(self, user_id: str) -> dict[str, str]:
+        """The user's teams and their role in each (what rules know as @user.teams and
+        @team.role)."""
+
+        async def load() -> dict[str, str]:
+            recorded = await self.repository.memberships(user_id)
+            teams = await self.repository.get_many(list(recorded))
+            return {team.id: _role(team, recorded[team.id], user_id) for team in teams}
+
+        if self.roles is None:
+            return await load()
+        return await self.roles.load(user_id, load)
 
     async def members(self, caller: Principal, team_id: str) -> list[MemberView]:
         mine = await self._membership(caller, team_id)
