@@ -265,6 +265,22 @@ async def test_an_index_like_the_built_in_ones_is_refused_with_a_reason(
     assert response.status_code == 201, response.text
 
 
+async def test_two_indexes_on_the_same_fields_are_refused_not_a_server_error(
+    client: httpx.AsyncClient, admin: Account
+) -> None:
+    twins = [{"name": "a", "fields": ["data.x"]}, {"name": "b", "fields": ["data.x"]}]
+    created = await create(client, admin, {"name": "notes", "indexes": twins})
+    body = assert_problem(created, 422, "validation_failed")
+    assert body["errors"][0]["loc"] == ["body", "indexes", 1, "fields"]
+    assert (await create(client, admin, {"name": "notes"})).status_code == 201
+    patched = await client.patch(
+        "/v1/collections/notes", json={"access": None, "indexes": twins}, headers=admin.headers
+    )
+    assert_problem(patched, 422, "validation_failed")
+    got = await client.get("/v1/collections/notes", headers=admin.headers)
+    assert got.json()["indexes"] == []
+
+
 async def test_an_older_declaration_on_built_in_keys_still_starts(database_url: str) -> None:
     """Declared before the built-in indexes existed: start-up keeps it instead of failing."""
     settings = make_settings(database_url)

@@ -44,10 +44,15 @@ def _index_problems(indexes: list[IndexIn]) -> list[FieldError]:
         problems.append(FieldError(loc=["body", "indexes", i, where], msg=msg, type="index"))
 
     names: set[str] = set()
+    keys: dict[tuple[str, ...], str] = {}
     for i, index in enumerate(indexes):
         if index.name in names:
             problem(i, "name", f"index name {index.name} is used twice")
         names.add(index.name)
+        # MongoDB refuses a second index on the same keys under another name.
+        same = keys.setdefault(tuple(index.fields), index.name)
+        if same != index.name:
+            problem(i, "fields", f"index {same} has the same fields; declare each key once")
         paths = [f.removeprefix("-") for f in index.fields]
         for path in paths:
             if path not in ENVELOPE_INDEX_PATHS and not _DATA_PATH.match(path):
