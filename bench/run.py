@@ -31,7 +31,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,8 @@ AIMS = {
     "create_cpu_ratio": ("<=", 2.5),
     "patch_cpu_ratio": ("<=", 2.5),
     "list50_cpu_ratio": ("<=", 2.5),
+    # List 50 of 10,000 under a team rule over the same under the owner preset (issue 21).
+    "team_rule_list_cpu_ratio": ("<=", 1.2),
     "login_storm_p99_ratio": ("<=", 1.5),
     "login_storm_p99_ratio_saturated": (None, None),
     "login_storm_db_p99_ratio": (None, None),
@@ -346,6 +348,54 @@ async def list_latency(
     return table
 
 
+def always(request: bytes) -> Callable[[int], bytes]:
+    return lambda i: request
+
+
+async def rule_lists(
+    bench: Bench, http: httpx.AsyncClient, url: str, db: str, auth: dict[str, str]
+) -> float:
+    """List 50 of 10,000 documents as a signed-in user who may read 1,000 of them: under
+    the `owner` preset (they own them) and under a team rule (their team's). The CPU
+    ratio team/owner is the cost of rules beyond the preset (issue 21 aim: <= 1.2)."""
+    user = {"email": "rules@bench.example", "password": ADMIN_PASSWORD, "name": "R"}
+    assert (await http.post("/v1/auth/register", json=user)).is_success
+    login = await http.post("/v1/auth/login", json={k: user[k] for k in ("email", "password")})
+    me = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    user_id = (await http.get("/v1/users/me", headers=me)).json()["id"]
+    team = (await http.post("/v1/teams", json={"name": "Bench"}, headers=me)).json()["id"]
+    team_rule = {"write": "authenticated", "rules": {"read": "team in @user.teams"}}
+    for name, access in (("owned", {"read": "owner"}), ("teamed", team_rule)):
+        declared = await http.post(
+            "/v1/collections", headers=auth, json={"name": name, "access": access}
+        )
+        assert declared.is_success, declared.text
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, tz_aware=True)
+    base = datetime.now(UTC)
+    try:
+        for start in range(0, 10_000, 2_000):
+            owned, teamed = [], []
+            for i in range(start, start + 2_000):
+                when = base + timedelta(milliseconds=i)
+                mine = i % 10 == 0
+                doc = stored({"n": i}, when)
+                owned.append({**doc, "owner": user_id if mine else f"someone-{i % 97}"})
+                teamed.append({**doc, "team": team if mine else f"team_other{i % 97}"})
+            await client[db][storage_name("owned")].insert_many(owned)
+            await client[db][storage_name("teamed")].insert_many(teamed)
+    finally:
+        await client.close()
+    rows = {}
+    for name in ("owned", "teamed"):
+        request = build_request("GET", f"/v1/collections/{name}/documents?limit=50", headers=me)
+        check = await http.get(f"/v1/collections/{name}/documents?limit=50", headers=me)
+        assert len(check.json()["items"]) == 50, check.text
+        label = "owner preset" if name == "owned" else "team rule"
+        rows[name], _ = await bench.api(f"list 50 of 10,000, {label} (API)", always(request))
+    ratio: float = rows["teamed"]["cpu_ms_per_request"] / rows["owned"]["cpu_ms_per_request"]
+    return ratio
+
+
 def get_requests(paths: list[str], headers: dict[str, str]) -> Callable[[int], bytes]:
     prebuilt = [build_request("GET", p, headers=headers) for p in paths]
     return lambda i: prebuilt[i % len(prebuilt)]
@@ -552,6 +602,7 @@ async def main(args: argparse.Namespace) -> int:
         api_row, _ = await bench.api("list 50 of 1,000 (API)", lambda i: list50)
         raw_row = await bench.raw("list50", url, db, storage_name("page"))
         ratios["list50_cpu_ratio"] = api_row["cpu_ms_per_request"] / raw_row["cpu_ms_per_request"]
+        ratios["team_rule_list_cpu_ratio"] = await rule_lists(bench, http, url, db, auth)
 
         # 4. GET p99 while logins (argon2) run. Closed loop (16 connections flat out, as
         # above) the machine is saturated, so any extra work shows in latency; paced at a
