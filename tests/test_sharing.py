@@ -331,3 +331,98 @@ async def test_a_rule_that_cannot_work_is_refused_when_declared(
         404,
         "collection_not_found",
     )
+
+
+# -- the other paths: bulk changes, batch, keyset pages, idempotency replays ---------------
+
+
+async def test_bulk_changes_and_batches_reach_only_what_the_rules_allow(
+    client: httpx.AsyncClient, admin: Account, make_account: MakeAccount
+) -> None:
+    await declare(client, admin, "todos", rules=TODO_RULES)
+    alice, bob = await make_account(), await make_account()
+    shared_ids = []
+    for i in range(4):
+        doc = await create(client, alice, "todos", {"n": i, "done": False})
+        if i % 2 == 0:
+            grant = {"user": bob.id, "access": "write" if i == 0 else "read"}
+            added = await client.post(
+                f"{docs('todos')}/{doc['id']}/shares", json=grant, headers=alice.headers
+            )
+            assert added.status_code == 201, added.text
+            shared_ids.append(doc["id"])
+
+    updated = await client.post(
+        f"{docs('todos')}/bulk-update",
+        json={"filter": {}, "update": {"set": {"done": True}}},
+        headers=bob.headers,
+    )
+    assert updated.status_code == 200, updated.text
+    assert (updated.json()["matched"], updated.json()["modified"]) == (1, 1)
+    deleted = await client.post(
+        f"{docs('todos')}/bulk-delete", json={"filter": {}}, headers=bob.headers
+    )
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["matched"] == 0  # only owners delete
+    everything = (await client.get(docs("todos"), headers=alice.headers)).json()["items"]
+    assert sorted(d["data"]["n"] for d in everything if d["data"]["done"]) == [0]
+    assert len(everything) == 4
+
+    # A batch touching a read-only share fails whole, naming the operation.
+    writable, readable = shared_ids
+    batch = await client.post(
+        "/v1/batch",
+        json={
+            "operations": [
+                {"op": "patch", "collection": "todos", "id": writable, "patch": {"n": 10}},
+                {"op": "patch", "collection": "todos", "id": readable, "patch": {"n": 20}},
+            ]
+        },
+        headers=bob.headers,
+    )
+    problem = assert_problem(batch, 403, "forbidden")
+    assert problem["errors"][0]["loc"][:2] == ["body", "operations"]
+    first = await client.get(f"{docs('todos')}/{writable}", headers=alice.headers)
+    assert first.json()["data"]["n"] == 0
+
+
+async def test_keyset_pages_and_replays_follow_the_rules(
+    client: httpx.AsyncClient, admin: Account, make_account: MakeAccount, container: Container
+) -> None:
+    await declare(client, admin, "pages", rules=WORKSPACE_RULES)
+    lead, member = await make_account(), await make_account()
+    team = await team_with(container, lead, {"member": member})
+    own_team = await team_with(container, lead, {})  # the lead's alone
+    for i in range(6):  # odd ones in the shared team, even ones in the lead's own
+        await create(client, lead, "pages", {"n": i}, team=team if i % 2 else own_team)
+    seen, cursor = [], None
+    while True:
+        params = {"limit": "1", "sort": "data.n", **({"cursor": cursor} if cursor else {})}
+        page = (await client.get(docs("pages"), params=params, headers=member.headers)).json()
+        seen += [item["data"]["n"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [1, 3, 5]
+
+    key = {"Idempotency-Key": "create-once"}
+    first = await client.post(
+        docs("pages"), json={"n": 7}, params={"team": team}, headers={**member.headers, **key}
+    )
+    assert first.status_code == 201, first.text
+    replay = await client.post(
+        docs("pages"), json={"n": 7}, params={"team": team}, headers={**member.headers, **key}
+    )
+    assert replay.status_code == 201 and replay.json() == first.json()
+    # Once a rule change hides it, the member's replay no longer shows it.
+    narrowed = {**WORKSPACE_RULES, "read": "team in @user.teams && data.n < 7"}
+    changed = await client.patch(
+        "/v1/collections/pages",
+        json={"access": {"write": "authenticated", "rules": narrowed}},
+        headers=admin.headers,
+    )
+    assert changed.status_code == 200, changed.text
+    gone = await client.post(
+        docs("pages"), json={"n": 7}, params={"team": team}, headers={**member.headers, **key}
+    )
+    assert_problem(gone, 404, "document_not_found")
