@@ -182,6 +182,30 @@ async def test_anonymous_callers_see_public_collections_only(
     assert "/v1/collections/tasks/documents" not in spec["paths"]
 
 
+async def test_fields_a_rule_may_hide_are_optional_in_documents_but_not_in_bodies(
+    client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    schema = {
+        "type": "object",
+        "required": ["title", "internal_notes"],
+        "properties": {"title": {"type": "string"}, "internal_notes": {"type": "string"}},
+    }
+    managers = '@team.role in ["owner", "admin"]'
+    access = {
+        "read": "authenticated",
+        "fields": [{"path": "data.internal_notes", "read": managers}],
+    }
+    await declare(client, admin, {"name": "pages", "schema": schema, "access": access})
+    spec = (await client.get("/v1/schema/openapi.json", headers=user.headers)).json()
+    validate(spec)
+    schemas = spec["components"]["schemas"]
+    assert schemas["PagesDocument"]["properties"]["data"] == {
+        "$ref": "#/components/schemas/PagesReadable"
+    }
+    assert schemas["PagesReadable"]["required"] == ["title"]
+    assert schemas["PagesData"]["required"] == ["title", "internal_notes"]  # create bodies
+
+
 async def test_the_etag_follows_the_declarations(
     client: httpx.AsyncClient, user: Account, admin: Account, declared: None
 ) -> None:

@@ -8,7 +8,8 @@ contract cannot drift from the static one: change a route and both change.
 Per collection `notes` (names made safe and distinct, see `_Names`):
     NotesData       the collection's JSON Schema (refs re-rooted, $defs hoisted), or an
                     open object when it has none
-    NotesDocument   DocumentOut with `data: NotesData`
+    NotesDocument   DocumentOut with `data: NotesData` (or NotesReadable: NotesData with
+                    the fields a field rule may hide no longer required)
     NotesPage       DocumentPage of NotesDocument
     NotesPatch      NotesData with every property optional and nullable (merge patch)
     NotesBulkCreate BulkCreate of NotesData
@@ -246,6 +247,27 @@ def patch_schema(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def readable_schema(data: dict[str, Any], hidden: list[str]) -> dict[str, Any] | None:
+    """`data` as some callers receive it: the fields a read rule may hide (`data.<path>`)
+    no longer required, where the path runs through inline `properties`. None when that
+    changes nothing (the document type keeps the collection's own schema)."""
+    out = copy.deepcopy(data)
+    changed = False
+    for path in hidden:
+        *parents, last = path.removeprefix("data.").split(".")
+        node: Any = out
+        for segment in parents:
+            properties = node.get("properties") if isinstance(node, dict) else None
+            node = properties.get(segment) if isinstance(properties, dict) else None
+        required = node.get("required") if isinstance(node, dict) else None
+        if isinstance(required, list) and last in required:
+            node["required"] = [r for r in required if r != last]
+            if not node["required"]:
+                del node["required"]
+            changed = True
+    return out if changed else None
+
+
 def _replace_refs(node: Any, replacements: dict[str, str]) -> Any:
     return _walk_refs(node, lambda ref: replacements.get(ref, ref))
 
@@ -282,6 +304,15 @@ def add_collections(
         document = copy.deepcopy(static["components"]["schemas"]["DocumentOut"])
         document["title"] = f"{prefix}Document"
         document["properties"]["data"] = {"$ref": f"{_REF_ROOT}{prefix}Data"}
+        # Field rules may leave fields out of what a caller receives: optional there,
+        # still required in what they send.
+        hidden = [f.path for f in collection.access.fields if f.read is not None]
+        readable = readable_schema(data, hidden)
+        if readable is not None:
+            readable_name = names.component(f"{prefix}Readable")
+            readable["title"] = readable_name
+            schemas[readable_name] = readable
+            document["properties"]["data"] = {"$ref": f"{_REF_ROOT}{readable_name}"}
         schemas[f"{prefix}Document"] = document
         page = copy.deepcopy(static["components"]["schemas"]["DocumentPage"])
         page["title"] = f"{prefix}Page"
