@@ -32,6 +32,7 @@ MANAGERS_ONLY = '@team.role in ["owner", "admin"]'
 BLOG_RULES = {
     "read": 'data.status == "published" || owner == @user',
     "create": '@user.role == "admin" || data.status == "draft"',
+    "update": 'owner == @user && data.status == "draft"',
 }
 
 
@@ -267,9 +268,15 @@ async def test_field_rules_hide_and_guard_a_field(
     )
     assert_problem(by_it, 403, "field_forbidden")
 
-    # Writing it is refused; replacing what they see keeps it.
-    wrote = await client.patch(url, json={"internal_notes": "mine"}, headers=member.headers)
-    assert_problem(wrote, 403, "field_forbidden")
+    # Writing it is refused, even its stored value (else answers would confirm guesses).
+    for guess in ("mine", "budget 10k"):
+        wrote = await client.patch(url, json={"internal_notes": guess}, headers=member.headers)
+        assert_problem(wrote, 403, "field_forbidden")
+    stream = await client.get(
+        "/v1/collections/pages/events", params={"filter": guessed}, headers=member.headers
+    )
+    assert_problem(stream, 403, "field_forbidden")  # which events arrive would tell
+    # Replacing what they see keeps it.
     replaced = await client.put(url, json={"title": "Plan C"}, headers=member.headers)
     assert replaced.status_code == 200, replaced.text
     assert replaced.json()["data"] == {"title": "Plan C"}
@@ -300,6 +307,15 @@ async def test_a_blog_shows_published_posts_to_everyone_and_drafts_to_their_auth
     assert sorted(await listed(client, author, "posts")) == sorted([draft["id"], post["id"]])
     hidden = await client.get(f"{docs('posts')}/{draft['id']}", headers=reader.headers)
     assert_problem(hidden, 404, "document_not_found")
+    # The update rule holds after the change too: an author edits a draft, never
+    # publishes it.
+    url = f"{docs('posts')}/{draft['id']}"
+    edited = await client.patch(url, json={"title": "Sooner"}, headers=author.headers)
+    assert edited.status_code == 200, edited.text
+    publish = await client.patch(url, json={"status": "published"}, headers=author.headers)
+    assert_problem(publish, 403, "forbidden")
+    still = await client.get(url, headers=author.headers)
+    assert still.json()["data"] == {"status": "draft", "title": "Sooner"}
 
 
 # -- declaring rules -----------------------------------------------------------------------
@@ -312,6 +328,8 @@ async def test_a_blog_shows_published_posts_to_everyone_and_drafts_to_their_auth
         ({"rules": {"update": "__import__('os')"}}, ["body", "access", "rules", "update"]),
         ({"rules": {"list": "@nobody == 1"}}, ["body", "access", "rules", "list"]),
         ({"rules": {"delete": "data.a == data.b"}}, ["body", "access", "rules", "delete"]),
+        ({"rules": {"read": "5 in @user"}}, ["body", "access", "rules", "read"]),
+        ({"rules": {"read": 'data.x == "\\ud800"'}}, ["body", "access", "rules", "read"]),
         ({"fields": [{"path": "data.x"}]}, ["body", "access", "fields", 0]),
         (
             {"fields": [{"path": "data.x", "read": "true"}, {"path": "data.x", "read": "true"}]},
@@ -426,3 +444,60 @@ async def test_keyset_pages_and_replays_follow_the_rules(
         docs("pages"), json={"n": 7}, params={"team": team}, headers={**member.headers, **key}
     )
     assert_problem(gone, 404, "document_not_found")
+
+
+async def test_field_rules_compare_strictly_and_reach_into_arrays(
+    client: httpx.AsyncClient, admin: Account, make_account: MakeAccount
+) -> None:
+    only_admins = '@user.role == "admin"'
+    await declare(
+        client,
+        admin,
+        "profiles",
+        read="authenticated",
+        fields=[
+            {"path": "data.banned", "write": only_admins},
+            {"path": "data.reviews.approved", "write": only_admins},
+            {"path": "data.private.note", "read": only_admins, "write": only_admins},
+        ],
+    )
+    alice, bob = await make_account(), await make_account()
+    made = await client.post(docs("profiles"), json={"banned": True}, headers=alice.headers)
+    assert_problem(made, 403, "field_forbidden")
+    mine = await create(client, admin, "profiles", {"banned": True})
+    url = f"{docs('profiles')}/{mine['id']}"
+    # `1` is not `true`: a change, refused.
+    assert_problem(
+        await client.patch(url, json={"banned": 1}, headers=alice.headers), 403, "field_forbidden"
+    )
+    # A guarded path inside array elements is guarded in every element.
+    approved = await client.post(
+        docs("profiles"), json={"reviews": [{"approved": True}]}, headers=alice.headers
+    )
+    assert_problem(approved, 403, "field_forbidden")
+    # A hidden path through an array hides the array; filters through it are refused.
+    notes = await create(client, admin, "profiles", {"private": [{"note": "n1"}], "x": 1})
+    seen = await client.get(f"{docs('profiles')}/{notes['id']}", headers=bob.headers)
+    assert seen.json()["data"] == {"x": 1}
+    by_index = json.dumps({"data.private.0.note": "n1"})
+    listed_by = await client.get(docs("profiles"), params={"filter": by_index}, headers=bob.headers)
+    assert_problem(listed_by, 403, "field_forbidden")
+
+
+async def test_the_list_rule_bounds_bulk_changes(
+    client: httpx.AsyncClient, admin: Account, make_account: MakeAccount
+) -> None:
+    # Readable by id (a link), listed only by their owner; anyone signed in may update.
+    rules = {"list": "owner == @user", "read": "true", "update": "@user != null"}
+    await declare(client, admin, "links", rules=rules)
+    alice, bob = await make_account(), await make_account()
+    doc = await create(client, alice, "links", {"n": 1})
+    assert (await client.get(f"{docs('links')}/{doc['id']}", headers=bob.headers)).is_success
+    assert await listed(client, bob, "links") == []
+    bulk = await client.post(
+        f"{docs('links')}/bulk-update",
+        json={"filter": {}, "update": {"inc": {"n": 1}}},
+        headers=bob.headers,
+    )
+    assert bulk.status_code == 200, bulk.text
+    assert (bulk.json()["matched"], bulk.json()["failed"]) == (0, [])

@@ -15,6 +15,7 @@ realtime event, a new document about to be created).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -177,6 +178,11 @@ class Gate:
     def can_read(self, doc: StoredDocument | Mapping[str, Any]) -> bool:
         return self.allows("read", doc)
 
+    def can_list(self, doc: StoredDocument | Mapping[str, Any]) -> bool:
+        """Whether `doc` belongs in what the caller sees of the collection as a whole
+        (a list, a stream, a bulk change): both the list and the read rule hold."""
+        return self.allows("list", doc) and self.allows("read", doc)
+
     # -- writing -------------------------------------------------------------------------
 
     def writer(self) -> Principal:
@@ -209,10 +215,19 @@ class Gate:
 
     # -- fields ----------------------------------------------------------------------------
 
+    def _compiled(self, rule: rules.Rule) -> dict[str, Any]:
+        """A field rule compiled for this caller, once per gate (a page judges every
+        document against every field rule)."""
+        key = f"field:{id(rule)}"
+        compiled = self._filters.get(key)
+        if compiled is None:
+            compiled = self._filters[key] = rules.compile_rule(rule, self.caller)
+        return compiled
+
     def _field_allows(self, rule: rules.Rule | None, raw: Mapping[str, Any]) -> bool:
         if rule is None or self.bypass:
             return True
-        query = rules.compile_rule(rule, self.caller)
+        query = self._compiled(rule)
         return not query or rules.matches(query, raw)
 
     def hidden(self, doc: StoredDocument) -> list[str]:
@@ -253,7 +268,7 @@ class Gate:
         if not self.policy.fields or self.bypass:
             return None
         for f in self.policy.fields:
-            if f.read is None or rules.compile_rule(f.read, self.caller) == {}:
+            if f.read is None or self._compiled(f.read) == {}:
                 continue
             for path in paths:
                 if _overlap(path, f.path):
@@ -280,10 +295,15 @@ class Gate:
             segments = f.path.removeprefix("data.").split(".")
             old = _at(before.data, segments) if before is not None else _ABSENT
             value = _at(data, segments)
-            if before is not None and value is _ABSENT and not self._field_allows(f.read, judged):
-                data = _with(data, segments, old)
+            readable = self._field_allows(f.read, judged)
+            if before is not None and value is _ABSENT and not readable:
+                data = _restored(data, segments, old)
                 continue
-            if value != old and not self._field_allows(f.write, judged):
+            # Unreadable: whatever they send is a write (accepting an equal value would
+            # let them guess the stored one). Readable: sending back what they see is
+            # no change; `1` for `true`, or `1.0` for `1`, is one.
+            changed = value is not _ABSENT if not readable else not _same(value, old)
+            if changed and not self._field_allows(f.write, judged):
                 raise Forbidden(
                     f"You may not change {f.path} in {self.spec.id}",
                     code=ErrorCode.FIELD_FORBIDDEN,
@@ -319,26 +339,62 @@ _ABSENT = object()
 
 
 def _overlap(path: str, protected: str) -> bool:
-    """Whether `path` reads any part of `protected` (itself, inside, or a parent)."""
+    """Whether `path` reads any part of `protected` (itself, inside, or a parent).
+    Array indexes (`data.p.0.secret`) read what the path without them names."""
+    path = ".".join(segment for segment in path.split(".") if not segment.isdigit())
     return path == protected or path.startswith(protected + ".") or protected.startswith(path + ".")
 
 
+@dataclass(frozen=True, slots=True)
+class _Through:
+    """A field-rule path that runs through an array at `depth`: the array, whole, stands
+    for the field (a filter or rule reaches into every element)."""
+
+    depth: int
+    array: list[Any]
+
+
 def _at(data: Any, segments: list[str]) -> Any:
-    for segment in segments:
+    for depth, segment in enumerate(segments):
+        if isinstance(data, list):
+            return _Through(depth - 1, data)
         if not isinstance(data, dict) or segment not in data:
             return _ABSENT
         data = data[segment]
     return data
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal as stored JSON: `true` is not `1`, `1` is not `1.0`."""
+    if a is _ABSENT or b is _ABSENT:
+        return a is b
+    if isinstance(a, _Through) or isinstance(b, _Through):
+        if not (isinstance(a, _Through) and isinstance(b, _Through)):
+            return False
+        a, b = a.array, b.array
+    return _canonical(a) == _canonical(b)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
+def _restored(data: dict[str, Any], segments: list[str], old: Any) -> dict[str, Any]:
+    """`data` with the stored value of a field hidden from the caller put back."""
+    if isinstance(old, _Through):
+        return _with(data, segments[: old.depth + 1], old.array)
+    return _with(data, segments, old)
+
+
 def _without(data: dict[str, Any], segments: list[str]) -> dict[str, Any]:
-    """A copy of `data` without the value at `segments` (copies only the way down)."""
+    """A copy of `data` without the value at `segments` (copies only the way down). An
+    array on the way goes whole: the field may be in any of its elements."""
     head, rest = segments[0], segments[1:]
     if head not in data:
         return data
-    if not rest:
-        return {k: v for k, v in data.items() if k != head}
     inner = data[head]
+    if not rest or isinstance(inner, list):
+        return {k: v for k, v in data.items() if k != head}
     if not isinstance(inner, dict):
         return data
     return {**data, head: _without(inner, rest)}

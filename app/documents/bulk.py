@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any, Literal
 
 from app.accounts.principal import Principal
+from app.documents import access
 from app.documents.access import Gate
 from app.documents.core import (
     MAX_UPDATE_ATTEMPTS,
@@ -113,8 +114,9 @@ class BulkDocuments(DocumentCrud):
         limit: int,
     ) -> tuple[list[str], bool]:
         """Ids (creation order) of up to `limit` documents matching the filter that the
-        caller may read and change; and whether more match."""
-        query = self._compile_query(gate, parsed_filter, gate.change_scope(action))
+        caller may list, read and change; and whether more match."""
+        scope = access.both(gate.change_scope(action), gate.filter("list"))
+        query = self._compile_query(gate, parsed_filter, scope)
         rows = await self._repository(gate.spec).find_page(
             query, sort=compile_sort(""), limit=limit + 1, projection={"_id": 1}
         )

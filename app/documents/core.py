@@ -240,17 +240,23 @@ class DocumentCore:
     def _compile_query(
         gate: access.Gate, parsed_filter: Any, scope: dict[str, Any], sort: Any = ()
     ) -> dict[str, Any]:
-        """The client's filter limited to `scope`; refused when it (or the sort) names a
-        field the caller may not read everywhere."""
-        client = compile_filter(parsed_filter) if parsed_filter is not None else {}
-        named = [*filter_paths(client), *(path for path, _ in sort)]
-        hidden = gate.unfilterable(named)
-        if hidden is not None:
-            raise Forbidden(
-                f"{hidden} is readable only in some documents: it cannot filter or sort",
-                code=ErrorCode.FIELD_FORBIDDEN,
-            )
-        return access.both(client, scope)
+        return limited_query(gate, parsed_filter, scope, sort)
+
+
+def limited_query(
+    gate: access.Gate, parsed_filter: Any, scope: dict[str, Any], sort: Any = ()
+) -> dict[str, Any]:
+    """The client's filter limited to `scope`; refused when it (or the sort) names a
+    field the caller may not read everywhere (lists, counts, bulk changes, streams)."""
+    client = compile_filter(parsed_filter) if parsed_filter is not None else {}
+    named = [*filter_paths(client), *(path for path, _ in sort)]
+    hidden = gate.unfilterable(named)
+    if hidden is not None:
+        raise Forbidden(
+            f"{hidden} is readable only in some documents: it cannot filter or sort",
+            code=ErrorCode.FIELD_FORBIDDEN,
+        )
+    return access.both(client, scope)
 
 
 def filter_paths(query: Any) -> Iterator[str]:

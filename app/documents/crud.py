@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any, Literal, NoReturn
 
@@ -298,6 +299,10 @@ class DocumentCrud(DocumentCore):
             # The change applies to what the caller sees; fields hidden from them stay.
             changed = await new_data(gate.shown(current).data)
             changed = gate.check_field_writes(current, changed)
+            # The update rule holds after the change too: a draft-only rule cannot be
+            # escaped by publishing in the same write.
+            if not gate.can_change("update", replace(current, data=changed)):
+                raise Forbidden(f"The update rule of {spec.id} does not allow {doc_id} as changed")
             updated = await repo.update_data(current, changed, now=self.clock(), write_id=write_id)
             if updated is not None:
                 return gate.shown(updated), False

@@ -280,6 +280,11 @@ def _scalar(token: _Token) -> Any:
         raise RuleError(f"{token.text} is not a JSON value", token.position) from None
     if isinstance(value, float) and not math.isfinite(value):
         raise RuleError(f"{token.text} is not a finite number", token.position)
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (\ud800): no BSON string holds it
+            raise RuleError(f"{token.text} is not valid text", token.position) from None
     return value
 
 
@@ -311,6 +316,8 @@ def _checked(node: Compare, position: int) -> Compare:
     if op == "in" and isinstance(left, Value) and isinstance(left.value, tuple):
         raise RuleError("a list goes on the right of 'in'", position)
     if op == "in" and isinstance(right, Value) and not isinstance(right.value, tuple):
+        raise RuleError("the right of 'in' is a list, a field or @user.teams", position)
+    if op == "in" and isinstance(right, ContextRef) and right != ContextRef("@user.teams"):
         raise RuleError("the right of 'in' is a list, a field or @user.teams", position)
     if ContextRef("@team.role") == right or (
         ContextRef("@team.role") == left and not isinstance(right, Value)

@@ -33,8 +33,7 @@ from app.collections.models import CollectionSpec
 from app.collections.service import CollectionService
 from app.db.client import Db
 from app.documents.access import Gate
-from app.documents.core import parse_filter
-from app.documents.filters import compile_filter
+from app.documents.core import limited_query, parse_filter
 from app.documents.models import StoredDocument
 from app.errors import AppError, ErrorCode, Unauthorized
 from app.pagination import CursorCodec, InvalidCursor
@@ -199,8 +198,11 @@ class RealtimeService:
         """Check everything a stream needs before its response starts (errors are 4xx)."""
         spec = await self.collections.get(name)
         # 401 for anonymous callers of a collection that shows them nothing.
-        (await self.gates(spec, caller)).read_scope()
-        query = compile_filter(parse_filter(filter_raw)) if filter_raw else None
+        gate = await self.gates(spec, caller)
+        gate.read_scope("list")
+        # A filter on a field some documents hide from the caller would tell its values
+        # by which changes arrive: refused, as for lists.
+        query = limited_query(gate, parse_filter(filter_raw), {}) if filter_raw else None
         resume = None
         refused = False
         if last_event_id:
@@ -319,18 +321,18 @@ class RealtimeService:
             return None
         event_id = self._event_id(request.collection, change.token)
         if change.image is None:
-            if change.before is not None and not gate.can_read(change.before):
+            if change.before is not None and not gate.can_list(change.before):
                 return None  # not the caller's, whatever the change did
             return self._without_image(gate, change, event_id)
         doc = StoredDocument.from_mongo(change.image)
         if change.kind == "deleted":
-            return _deleted(doc.id, event_id) if gate.can_read(doc) else None
+            return _deleted(doc.id, event_id) if gate.can_list(doc) else None
         # Sharing, revoking, a field a rule reads: an update may move the document into
         # or out of the caller's sight, which they see as a creation or a deletion.
         was_visible = None
         if change.kind == "updated" and change.before is not None:
-            was_visible = gate.can_read(change.before)
-        if not gate.can_read(doc):
+            was_visible = gate.can_list(change.before)
+        if not gate.can_list(doc):
             return _deleted(doc.id, event_id) if was_visible else None
         if request.query is not None:
             verdict = await self._matches(change, request.query_key, request.query)
