@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     rate_limit_refresh_per_ip: int = Field(default=60, ge=1)
     # Current-password checks (password change, email change, account deletion).
     rate_limit_reauth_per_account: int = Field(default=10, ge=1)
+    # Second-factor codes (TOTP or recovery) per account, and per sign-in challenge.
+    rate_limit_mfa_per_account: int = Field(default=10, ge=1)
+    mfa_max_attempts: int = Field(default=5, ge=1, le=20)
+    mfa_challenge_ttl_seconds: int = Field(default=300, ge=30, le=3600)
 
     # Documents.
     require_if_match: bool = False  # true: PUT/PATCH/DELETE without If-Match answer 428

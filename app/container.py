@@ -19,7 +19,9 @@ from app.accounts.api_keys import COLLECTION as API_KEYS
 from app.accounts.api_keys import ApiKeyCache, ApiKeyRepository
 from app.accounts.auth_service import AuthService
 from app.accounts.lifecycle import AccountLifecycle
-from app.accounts.models import RateLimitCounter, Session, User
+from app.accounts.mfa import MfaService
+from app.accounts.mfa_challenges import MfaChallenges
+from app.accounts.models import MfaChallenge, RateLimitCounter, Session, User
 from app.accounts.passwords import PasswordHasher
 from app.accounts.principal import Principal
 from app.accounts.ratelimit import RateLimiter
@@ -59,7 +61,14 @@ from app.teams.service import INVITATION_MAIL, TeamService
 log = logging.getLogger("docstore.container")
 
 # Every Beanie document; init_beanie creates their declared indexes.
-DOCUMENT_MODELS = [User, Session, RateLimitCounter, CollectionSpec, IdempotencyRecord]
+DOCUMENT_MODELS = [
+    User,
+    Session,
+    RateLimitCounter,
+    MfaChallenge,
+    CollectionSpec,
+    IdempotencyRecord,
+]
 
 
 @dataclass
@@ -80,6 +89,7 @@ class Container:
     realtime: RealtimeService
     files: FileService
     teams: TeamService
+    mfa: MfaService
     # None when READ_CACHE is off.
     feed: ChangeFeed | None = None
     loop_lag: LoopLagMonitor = field(default_factory=LoopLagMonitor)
@@ -128,6 +138,19 @@ class Container:
             hasher=hasher,
             clock=clock,
             api_keys=api_keys,
+        )
+        auth.challenges = MfaChallenges(
+            db,
+            ttl_seconds=settings.mfa_challenge_ttl_seconds,
+            max_attempts=settings.mfa_max_attempts,
+        )
+        mfa = MfaService(
+            settings=settings,
+            users=users,
+            auth=auth,
+            challenges=auth.challenges,
+            limiter=limiter,
+            clock=clock,
         )
         collections = CollectionService(
             repository=CollectionRepository(db, cache=specs), clock=clock
@@ -251,6 +274,7 @@ class Container:
             api_keys=api_keys,
             batch=BatchService(db, documents),
             teams=teams,
+            mfa=mfa,
             realtime=realtime,
             files=files,
             feed=feed,

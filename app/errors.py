@@ -30,6 +30,10 @@ class ErrorCode(StrEnum):
     INVALID_TOKEN = "invalid_token"  # a mailed verification/reset token: used, expired, unknown
     EMAIL_NOT_VERIFIED = "email_not_verified"
     API_KEY_NOT_ALLOWED = "api_key_not_allowed"
+    MFA_REQUIRED = "mfa_required"  # a grant that cannot ask for the second factor
+    MFA_CODE_INVALID = "mfa_code_invalid"  # wrong, used or expired TOTP/recovery code
+    MFA_ALREADY_ENABLED = "mfa_already_enabled"
+    MFA_NOT_ENABLED = "mfa_not_enabled"
     SESSION_NOT_FOUND = "session_not_found"
     API_KEY_NOT_FOUND = "api_key_not_found"
     FORBIDDEN = "forbidden"

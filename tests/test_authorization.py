@@ -43,6 +43,10 @@ RULES: dict[str, dict[str, int | str]] = {
     "mailed_token": {ANON: 400, USER: 400, OTHER: 400, ADMIN: 400},
     # The same, for signed-in callers only (a team invitation joins the caller).
     "signed_in_token": {ANON: 401, USER: 400, OTHER: 400, ADMIN: 400},
+    # Routes that act on the caller's own second factor, which nobody has turned on.
+    "own_mfa_off": {ANON: 401, USER: 409, OTHER: 409, ADMIN: 409},
+    # A sign-in challenge decides, not the caller: a bogus one is 401 for everyone.
+    "mfa_token": {ANON: 401, USER: 401, OTHER: 401, ADMIN: 401},
     # A team `user` owns: invisible to non-members, site admins included.
     "own_team": {ANON: 401, USER: OK, OTHER: 404, ADMIN: 404},
 }
@@ -170,6 +174,33 @@ ROUTES: dict[str, tuple[str, Builder]] = {
     "users_revoke_api_key": (
         "own_credential",
         lambda w, p: (f"/v1/users/me/api-keys/{w.key_id[p]}", {}),
+    ),
+    "users_mfa_status": ("signed_in", lambda w, p: ("/v1/users/me/mfa", {})),
+    "users_mfa_totp_start": (
+        "signed_in",
+        lambda w, p: ("/v1/users/me/mfa/totp", {"json": {"current_password": PASSWORD}}),
+    ),
+    "users_mfa_totp_confirm": (
+        "own_mfa_off",
+        lambda w, p: ("/v1/users/me/mfa/totp/confirm", {"json": {"code": "123456"}}),
+    ),
+    "users_mfa_totp_disable": (
+        "own_mfa_off",
+        lambda w, p: ("/v1/users/me/mfa/totp", {"json": {"current_password": PASSWORD}}),
+    ),
+    "users_mfa_recovery_codes": (
+        "own_mfa_off",
+        lambda w, p: (
+            "/v1/users/me/mfa/recovery-codes",
+            {"json": {"current_password": PASSWORD}},
+        ),
+    ),
+    "auth_mfa_verify": (
+        "mfa_token",
+        lambda w, p: (
+            "/v1/auth/mfa/verify",
+            {"json": {"mfa_token": "mfa_not-a-token", "code": "123456"}},
+        ),
     ),
     "users_list": ("admin", lambda w, p: ("/v1/users", {})),
     "users_get": ("admin", lambda w, p: (f"/v1/users/{w.victim_id[p]}", {})),

@@ -11,19 +11,24 @@ from app.accounts.auth_schemas import (
     Accepted,
     EmailVerification,
     LoginRequest,
+    MfaRequired,
+    MfaVerify,
     PasswordReset,
     PasswordResetRequest,
+    RecoveryVerify,
     RefreshRequest,
     RegisterRequest,
     TokenPair,
+    TotpVerify,
 )
 from app.accounts.user_schemas import UserOut
-from app.errors import BadRequest
+from app.errors import BadRequest, ErrorCode, Forbidden
 from app.http.deps import (
     AuthServiceDep,
     ClientDep,
     CurrentUser,
     LifecycleDep,
+    MfaServiceDep,
     Person,
     UserServiceDep,
     no_store,
@@ -79,10 +84,35 @@ async def register(
     "/login",
     operation_id="auth_login",
     summary="Sign in with email and password",
+    description="The token pair; or, for an account with two-step sign-in on, "
+    "`{mfa_required: true, mfa_token, ...}`: send a code with the token to "
+    "`POST /v1/auth/mfa/verify`.",
     responses=problem_responses(401, 403, 422, 429),
 )
-async def login(body: LoginRequest, auth: AuthServiceDep, client: ClientDep) -> TokenPair:
+async def login(
+    body: LoginRequest, auth: AuthServiceDep, client: ClientDep
+) -> TokenPair | MfaRequired:
     return await auth.login(email=body.email, password=body.password, client=client)
+
+
+@router.post(
+    "/mfa/verify",
+    operation_id="auth_mfa_verify",
+    summary="Finish a two-step sign-in with a TOTP or recovery code",
+    description="`{mfa_token, code}` (the authenticator app's 6 digits) or `{mfa_token, "
+    "recovery_code}` (single use). A code works once; after `MFA_MAX_ATTEMPTS` wrong "
+    "codes the token dies and the sign-in starts again; codes are rate-limited per "
+    "account (`RATE_LIMIT_MFA_PER_ACCOUNT`).",
+    responses=problem_responses(401, 422, 429),
+    dependencies=[Depends(no_store)],
+)
+async def mfa_verify(body: MfaVerify, mfa: MfaServiceDep, client: ClientDep) -> TokenPair:
+    return await mfa.verify(
+        mfa_token=body.mfa_token,
+        code=body.code if isinstance(body, TotpVerify) else None,
+        recovery_code=body.recovery_code if isinstance(body, RecoveryVerify) else None,
+        client=client,
+    )
 
 
 @router.post(
@@ -105,7 +135,16 @@ async def token(
     if grant_type == "password":
         if not username or not password:
             raise BadRequest("The password grant needs `username` and `password`")
-        return await auth.login(email=username.strip().lower(), password=password, client=client)
+        signed_in = await auth.login(
+            email=username.strip().lower(), password=password, client=client
+        )
+        if isinstance(signed_in, MfaRequired):
+            raise Forbidden(
+                "This account has two-step sign-in: use POST /v1/auth/login, then "
+                "POST /v1/auth/mfa/verify with a code",
+                code=ErrorCode.MFA_REQUIRED,
+            )
+        return signed_in
     if not refresh_token:
         raise BadRequest("The refresh_token grant needs `refresh_token`")
     return await auth.refresh(refresh_token=refresh_token, client=client)

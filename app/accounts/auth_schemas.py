@@ -75,6 +75,31 @@ class TokenPair(BaseModel):
     refresh_token: str
 
 
+class MfaRequired(BaseModel):
+    """The password was right and the account has a second factor: redeem `mfa_token`
+    with a code at `POST /v1/auth/mfa/verify` for the token pair."""
+
+    mfa_required: Literal[True] = True
+    mfa_token: str
+    methods: list[Literal["totp", "recovery_code"]]
+    expires_in: int = Field(description="Seconds until `mfa_token` expires")
+
+
+class TotpVerify(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mfa_token: Annotated[str, Field(min_length=1, max_length=200)]
+    code: Annotated[str, Field(min_length=1, max_length=12, description="The app's 6 digits")]
+
+
+class RecoveryVerify(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mfa_token: Annotated[str, Field(min_length=1, max_length=200)]
+    recovery_code: Annotated[str, Field(min_length=1, max_length=40)]
+
+
+MfaVerify = TotpVerify | RecoveryVerify
+
+
 class Accepted(BaseModel):
     """A request taken on: what happens next happens by mail."""
 

@@ -9,7 +9,8 @@ from bson import ObjectId
 
 from app.accounts.api_keys import PREFIX as API_KEY_PREFIX
 from app.accounts.api_keys import ApiKey, ApiKeyRepository
-from app.accounts.auth_schemas import TokenPair
+from app.accounts.auth_schemas import MfaRequired, TokenPair
+from app.accounts.mfa_challenges import MfaChallenges
 from app.accounts.models import Role, Session, User
 from app.accounts.passwords import PasswordHasher
 from app.accounts.principal import Principal
@@ -83,6 +84,8 @@ class AuthService:
     ) -> None:
         self.settings = settings
         self.api_keys = api_keys
+        # Sign-in challenges for accounts with a second factor (set by the container).
+        self.challenges: MfaChallenges | None = None
         self.users = users
         self.sessions = sessions
         self.limiter = limiter
@@ -168,7 +171,9 @@ class AuthService:
 
     # -- sign-in ---------------------------------------------------------------------------
 
-    async def login(self, *, email: str, password: str, client: ClientInfo) -> TokenPair:
+    async def login(
+        self, *, email: str, password: str, client: ClientInfo
+    ) -> TokenPair | MfaRequired:
         now = self.clock()
         limits = self.settings
         pair = f"{email}\n{client.address}"
@@ -205,6 +210,15 @@ class AuthService:
         await self.limiter.remember(
             "login-ok", pair, until=expires_at(now, limits.refresh_token_ttl_seconds)
         )
+        if user.totp_secret is not None and self.challenges is not None:
+            token = await self.challenges.create(
+                user, address=client.address, user_agent=client.user_agent, now=now
+            )
+            return MfaRequired(
+                mfa_token=token,
+                methods=["totp", "recovery_code"],
+                expires_in=limits.mfa_challenge_ttl_seconds,
+            )
         return await self.start_session(user, client)
 
     async def start_session(self, user: User, client: ClientInfo | None = None) -> TokenPair:

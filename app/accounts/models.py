@@ -1,4 +1,5 @@
-"""Persistence models of accounts: users, refresh sessions and rate-limit counters."""
+"""Persistence models of accounts: users, refresh sessions, rate-limit counters and MFA
+challenges."""
 
 from __future__ import annotations
 
@@ -28,6 +29,13 @@ class User(Document):
     # Bumped by logout-all, password change, disabling and role changes: access
     # tokens carry the version they were issued at and die when it moves on.
     token_version: int = 0
+    # Second factor (app/accounts/mfa.py): the TOTP secret, AES-GCM encrypted; one being
+    # enrolled until its first code confirms it; the last time step a code was accepted
+    # for (a code works once); SHA-256 of the unused recovery codes.
+    totp_secret: str | None = None
+    totp_pending: str | None = None
+    totp_last_step: int = 0
+    recovery_code_hashes: list[str] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
 
@@ -76,6 +84,26 @@ class RateLimitCounter(Document):
 
     class Settings:
         name = "rate_limits"
+        indexes = [
+            IndexModel([("expires_at", pymongo.ASCENDING)], name="expire", expireAfterSeconds=0),
+        ]
+
+
+class MfaChallenge(Document):
+    """A password accepted for an account with a second factor: the short-lived token
+    that `POST /v1/auth/mfa/verify` redeems with a code (only its SHA-256 is stored)."""
+
+    id: str  # type: ignore[assignment]  # sha256 of the token
+    user_id: ObjectId
+    attempts: int = 0
+    user_agent: str | None = None
+    address: str | None = None
+    expires_at: datetime
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    class Settings:
+        name = "mfa_challenges"
         indexes = [
             IndexModel([("expires_at", pymongo.ASCENDING)], name="expire", expireAfterSeconds=0),
         ]

@@ -107,6 +107,24 @@ class UserRepository:
             return None
         return self._to_model(await self.collection.find_one({"_id": oid}))
 
+    async def advance_totp_step(self, user_id: str, step: int) -> bool:
+        """Record that a TOTP code for `step` was used: False when one for this step or a
+        later one already was (a code works once)."""
+        oid = parse_object_id(user_id)
+        result = await self.collection.update_one(
+            {"_id": oid, "totp_last_step": {"$lt": step}}, {"$set": {"totp_last_step": step}}
+        )
+        return result.modified_count == 1
+
+    async def use_recovery_code(self, user_id: str, code_hash: str) -> bool:
+        """Use up a recovery code: True for the one request that does."""
+        oid = parse_object_id(user_id)
+        result = await self.collection.update_one(
+            {"_id": oid, "recovery_code_hashes": code_hash},
+            {"$pull": {"recovery_code_hashes": code_hash}},
+        )
+        return result.modified_count == 1
+
     async def delete(self, user_id: str) -> bool:
         oid = parse_object_id(user_id)
         if oid is None:

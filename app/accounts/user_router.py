@@ -15,10 +15,15 @@ from app.accounts.user_schemas import (
     ApiKeyList,
     ApiKeyOut,
     MeUpdate,
+    MfaStatusOut,
+    NewRecoveryCodes,
     PageLimit,
     PasswordChange,
+    Reauthentication,
     SessionList,
     SessionOut,
+    TotpConfirm,
+    TotpEnrolmentOut,
     UserAdminUpdate,
     UserOut,
     UserPage,
@@ -27,6 +32,7 @@ from app.http.deps import (
     AdminUser,
     AuthServiceDep,
     CurrentUser,
+    MfaServiceDep,
     Person,
     UserServiceDep,
     no_store,
@@ -85,6 +91,71 @@ async def change_password(body: PasswordChange, me: Person, users: UserServiceDe
 )
 async def delete_me(body: AccountDeletion, me: Person, users: UserServiceDep) -> None:
     await users.delete_me(me, current_password=body.current_password)
+
+
+@router.get(
+    "/me/mfa",
+    operation_id="users_mfa_status",
+    summary="Whether two-step sign-in is on, and the recovery codes left",
+    responses=problem_responses(401, 403),
+)
+async def mfa_status(me: Person, mfa: MfaServiceDep) -> MfaStatusOut:
+    found = await mfa.status(me)
+    return MfaStatusOut(totp=found.totp, recovery_codes_left=found.recovery_codes_left)
+
+
+@router.post(
+    "/me/mfa/totp",
+    operation_id="users_mfa_totp_start",
+    summary="Start two-step sign-in with an authenticator app (TOTP)",
+    description="Needs `current_password`. Answers the secret, its otpauth URI and a QR "
+    "code; nothing changes at sign-in until `POST /v1/users/me/mfa/totp/confirm` with a "
+    "first code. Starting again replaces an unconfirmed secret.",
+    responses=problem_responses(401, 403, 409, 422, 429),
+    dependencies=[Depends(no_store)],
+)
+async def mfa_totp_start(
+    body: Reauthentication, me: Person, mfa: MfaServiceDep
+) -> TotpEnrolmentOut:
+    enrolment = await mfa.start_totp(me, body.current_password)
+    return TotpEnrolmentOut(
+        secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri, qr_svg=enrolment.qr_svg
+    )
+
+
+@router.post(
+    "/me/mfa/totp/confirm",
+    operation_id="users_mfa_totp_confirm",
+    summary="Turn two-step sign-in on with a first code; get 10 recovery codes",
+    responses=problem_responses(401, 403, 409, 422, 429),
+    dependencies=[Depends(no_store)],
+)
+async def mfa_totp_confirm(body: TotpConfirm, me: Person, mfa: MfaServiceDep) -> NewRecoveryCodes:
+    return NewRecoveryCodes(recovery_codes=await mfa.confirm_totp(me, body.code))
+
+
+@router.delete(
+    "/me/mfa/totp",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="users_mfa_totp_disable",
+    summary="Turn two-step sign-in off (needs `current_password`)",
+    responses=problem_responses(401, 403, 409, 422, 429),
+)
+async def mfa_totp_disable(body: Reauthentication, me: Person, mfa: MfaServiceDep) -> None:
+    await mfa.disable_totp(me, body.current_password)
+
+
+@router.post(
+    "/me/mfa/recovery-codes",
+    operation_id="users_mfa_recovery_codes",
+    summary="Replace the recovery codes (the old ones stop working)",
+    responses=problem_responses(401, 403, 409, 422, 429),
+    dependencies=[Depends(no_store)],
+)
+async def mfa_recovery_codes(
+    body: Reauthentication, me: Person, mfa: MfaServiceDep
+) -> NewRecoveryCodes:
+    return NewRecoveryCodes(recovery_codes=await mfa.new_recovery_codes(me, body.current_password))
 
 
 @router.get(

@@ -67,6 +67,41 @@ class AccountDeletion(BaseModel):
     current_password: Password
 
 
+class Reauthentication(BaseModel):
+    """The account's current password, for a change to how it signs in."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"current_password": "correct horse battery"}]},
+    )
+    current_password: Password
+
+
+class TotpEnrolmentOut(BaseModel):
+    """Add `secret` to an authenticator app (scan `qr_svg`, or open `otpauth_uri` on the
+    device), then confirm a first code."""
+
+    secret: str = Field(description="Base32, for typing in by hand")
+    otpauth_uri: str
+    qr_svg: str = Field(description="The otpauth URI as a QR code, an SVG document")
+
+
+class TotpConfirm(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"code": "123456"}]})
+    code: Annotated[str, Field(min_length=1, max_length=12)]
+
+
+class NewRecoveryCodes(BaseModel):
+    """Single-use codes for when the authenticator is lost: shown once, keep them safe."""
+
+    recovery_codes: list[str]
+
+
+class MfaStatusOut(BaseModel):
+    totp: bool = Field(description="Two-step sign-in with an authenticator app is on")
+    recovery_codes_left: int
+
+
 class PasswordChange(BaseModel):
     model_config = ConfigDict(
         extra="forbid",

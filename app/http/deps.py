@@ -13,6 +13,7 @@ from fastapi.security import OAuth2PasswordBearer
 
 from app.accounts.auth_service import AuthService, ClientInfo, refuse_api_key
 from app.accounts.lifecycle import AccountLifecycle
+from app.accounts.mfa import MfaService
 from app.accounts.principal import Principal
 from app.accounts.user_service import UserService
 from app.collections.service import CollectionService
@@ -51,6 +52,10 @@ async def get_auth_service(request: Request) -> AuthService:
 
 async def get_user_service(request: Request) -> UserService:
     return _container(request).user_service
+
+
+async def get_mfa_service(request: Request) -> MfaService:
+    return _container(request).mfa
 
 
 async def get_collection_service(request: Request) -> CollectionService:
@@ -95,6 +100,7 @@ async def no_store(response: Response) -> None:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 UserServiceDep = Annotated[UserService, Depends(get_user_service)]
+MfaServiceDep = Annotated[MfaService, Depends(get_mfa_service)]
 ClientDep = Annotated[ClientInfo, Depends(get_client_info)]
 CollectionServiceDep = Annotated[CollectionService, Depends(get_collection_service)]
 DocumentServiceDep = Annotated[DocumentService, Depends(get_document_service)]

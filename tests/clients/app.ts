@@ -24,6 +24,8 @@ async function main(): Promise<void> {
 
   const login = await api.POST("/v1/auth/login", { body: { email, password } });
   if (!login.data) fail(`login: ${login.error?.code}`);
+  // A union: an account with two-step sign-in answers a challenge instead of tokens.
+  if (!("access_token" in login.data)) fail("login: two-step sign-in is on");
   const authed = createClient<paths>({
     baseUrl,
     headers: { Authorization: `Bearer ${login.data.access_token}` },

@@ -1,0 +1,274 @@
+"""Second factors: TOTP codes (RFC 6238, pyotp) with single-use recovery codes.
+
+Enrolment: `start_totp` (current password) keeps an encrypted pending secret and answers
+the otpauth URI and its QR code (segno, SVG); `confirm_totp` with a first code turns it
+on and hands out 10 recovery codes, shown once (only their SHA-256 is kept). From then on
+a password sign-in answers a challenge (app/accounts/mfa_challenges.py) that `verify`
+redeems with a TOTP or recovery code for a session.
+
+A TOTP code is accepted for the current 30-second step or the one on either side, and
+once: each account remembers the last step a code was accepted for. Secrets are sealed
+with AES-GCM under a key derived from JWT_SECRET (HKDF), bound to the account id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import io
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyotp
+import segno
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from app.accounts.auth_schemas import TokenPair
+from app.accounts.auth_service import AuthService, ClientInfo
+from app.accounts.mfa_challenges import MfaChallenges
+from app.accounts.models import User
+from app.accounts.principal import Principal
+from app.accounts.ratelimit import RateLimiter
+from app.accounts.user_repository import UserRepository
+from app.clock import Clock
+from app.config import Settings
+from app.errors import AppError, Conflict, ErrorCode, FieldError, NotFound, Unauthorized
+
+RECOVERY_CODES = 10
+_RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i
+_CODE = re.compile(r"^[0-9]{6}$")
+
+
+class SecretBox:
+    """AES-GCM sealing of TOTP secrets, each bound to its account id."""
+
+    def __init__(self, key_material: str) -> None:
+        key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"docstore totp secrets"
+        ).derive(key_material.encode())
+        self._aead = AESGCM(key)
+
+    def seal(self, plain: str, user_id: str) -> str:
+        nonce = os.urandom(12)
+        sealed = nonce + self._aead.encrypt(nonce, plain.encode(), user_id.encode())
+        return base64.urlsafe_b64encode(sealed).decode()
+
+    def open(self, sealed: str, user_id: str) -> str | None:
+        try:
+            raw = base64.urlsafe_b64decode(sealed.encode())
+            return self._aead.decrypt(raw[:12], raw[12:], user_id.encode()).decode()
+        except (InvalidTag, ValueError):
+            return None  # JWT_SECRET changed since enrolment: recovery codes still work
+
+
+def new_recovery_codes() -> list[str]:
+    """Ten codes of 12 characters (about 59 bits each), grouped by four."""
+    codes = []
+    for _ in range(RECOVERY_CODES):
+        raw = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(12))
+        codes.append(f"{raw[:4]}-{raw[4:8]}-{raw[8:]}")
+    return codes
+
+
+def recovery_hash(code: str) -> str:
+    normal = re.sub(r"[\s-]", "", code).lower()
+    return hashlib.sha256(normal.encode()).hexdigest()
+
+
+def matching_step(secret: str, code: str, now: datetime) -> int | None:
+    """The time step `code` is right for: now's, or the one on either side."""
+    if not _CODE.match(code):
+        return None
+    totp = pyotp.TOTP(secret)
+    step = totp.timecode(now)
+    for candidate in (step, step - 1, step + 1):
+        if hmac.compare_digest(totp.generate_otp(candidate), code):
+            return candidate
+    return None
+
+
+def qr_svg(uri: str) -> str:
+    out = io.BytesIO()
+    segno.make(uri, error="m").save(out, kind="svg", xmldecl=False, scale=4, border=2)
+    return out.getvalue().decode()
+
+
+@dataclass(frozen=True, slots=True)
+class TotpEnrolment:
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+
+
+@dataclass(frozen=True, slots=True)
+class MfaStatus:
+    totp: bool
+    recovery_codes_left: int
+
+
+def _wrong_code(field: str, detail: str) -> AppError:
+    return AppError(
+        detail,
+        code=ErrorCode.MFA_CODE_INVALID,
+        status=422,
+        errors=[FieldError(loc=["body", field], msg=detail, type="mfa_code")],
+    )
+
+
+class MfaService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        users: UserRepository,
+        auth: AuthService,
+        challenges: MfaChallenges,
+        limiter: RateLimiter,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.users = users
+        self.auth = auth
+        self.challenges = challenges
+        self.limiter = limiter
+        self.clock = clock
+        self.box = SecretBox(settings.jwt_secret)
+
+    async def _user(self, me: Principal) -> User:
+        user = await self.users.get(me.id)
+        if user is None:
+            raise NotFound("Account not found", code=ErrorCode.USER_NOT_FOUND)
+        return user
+
+    async def _count_attempt(self, user_id: str) -> None:
+        await self.limiter.hit(
+            "mfa", user_id, limit=self.settings.rate_limit_mfa_per_account, now=self.clock()
+        )
+
+    async def status(self, me: Principal) -> MfaStatus:
+        user = await self._user(me)
+        return MfaStatus(user.totp_secret is not None, len(user.recovery_code_hashes))
+
+    async def start_totp(self, me: Principal, current_password: str) -> TotpEnrolment:
+        user = await self._user(me)
+        await self.auth.confirm_password(user, current_password)
+        if user.totp_secret is not None:
+            raise Conflict(
+                "Two-step sign-in is already on; turn it off first to enrol another device",
+                code=ErrorCode.MFA_ALREADY_ENABLED,
+            )
+        secret = pyotp.random_base32()
+        await self.users.update(
+            me.id, {"totp_pending": self.box.seal(secret, me.id)}, now=self.clock()
+        )
+        uri = pyotp.TOTP(secret).provisioning_uri(
+            name=user.email, issuer_name=self.settings.app_name
+        )
+        return TotpEnrolment(secret, uri, await asyncio.to_thread(qr_svg, uri))
+
+    async def confirm_totp(self, me: Principal, code: str) -> list[str]:
+        user = await self._user(me)
+        if user.totp_secret is not None:
+            raise Conflict("Two-step sign-in is already on", code=ErrorCode.MFA_ALREADY_ENABLED)
+        pending = self.box.open(user.totp_pending, me.id) if user.totp_pending else None
+        if pending is None:
+            raise Conflict(
+                "Start with POST /v1/users/me/mfa/totp, then confirm its first code",
+                code=ErrorCode.MFA_NOT_ENABLED,
+            )
+        await self._count_attempt(me.id)
+        step = matching_step(pending, code, self.clock())
+        if step is None:
+            raise _wrong_code(
+                "code", "The code does not match: check the device's clock and try the next one"
+            )
+        codes = new_recovery_codes()
+        await self.users.update(
+            me.id,
+            {
+                "totp_secret": user.totp_pending,
+                "totp_pending": None,
+                "totp_last_step": step,
+                "recovery_code_hashes": [recovery_hash(c) for c in codes],
+            },
+            now=self.clock(),
+        )
+        return codes
+
+    async def disable_totp(self, me: Principal, current_password: str) -> None:
+        user = await self._user(me)
+        await self.auth.confirm_password(user, current_password)
+        if user.totp_secret is None and user.totp_pending is None:
+            raise Conflict("Two-step sign-in is not on", code=ErrorCode.MFA_NOT_ENABLED)
+        await self.users.update(
+            me.id,
+            {
+                "totp_secret": None,
+                "totp_pending": None,
+                "totp_last_step": 0,
+                "recovery_code_hashes": [],
+            },
+            now=self.clock(),
+        )
+
+    async def new_recovery_codes(self, me: Principal, current_password: str) -> list[str]:
+        """Replace the recovery codes (the old ones stop working)."""
+        user = await self._user(me)
+        await self.auth.confirm_password(user, current_password)
+        if user.totp_secret is None:
+            raise Conflict("Two-step sign-in is not on", code=ErrorCode.MFA_NOT_ENABLED)
+        codes = new_recovery_codes()
+        await self.users.update(
+            me.id, {"recovery_code_hashes": [recovery_hash(c) for c in codes]}, now=self.clock()
+        )
+        return codes
+
+    async def verify(
+        self,
+        *,
+        mfa_token: str,
+        code: str | None,
+        recovery_code: str | None,
+        client: ClientInfo,
+    ) -> TokenPair:
+        """A session for the challenge `mfa_token`, once a code proves the second factor."""
+        now = self.clock()
+        invalid = Unauthorized(
+            "The MFA token is not valid: it expired, was used, or too many codes were "
+            "tried; sign in again",
+            code=ErrorCode.TOKEN_INVALID,
+        )
+        challenge = await self.challenges.get(mfa_token, now=now)
+        if challenge is None:
+            raise invalid
+        user_id = str(challenge.user_id)
+        await self._count_attempt(user_id)
+        user = await self.users.get(user_id)
+        if user is None or user.disabled or user.totp_secret is None:
+            await self.challenges.take(mfa_token)
+            raise invalid
+        accepted = False
+        if code is not None:
+            secret = self.box.open(user.totp_secret, user_id)
+            step = matching_step(secret, code, now) if secret is not None else None
+            accepted = step is not None and await self.users.advance_totp_step(user_id, step)
+        elif recovery_code is not None:
+            accepted = await self.users.use_recovery_code(user_id, recovery_hash(recovery_code))
+        if not accepted:
+            left = await self.challenges.failed(mfa_token)
+            raise Unauthorized(
+                "Wrong or already used code; "
+                + (f"{left} more tries with this sign-in" if left else "sign in again"),
+                code=ErrorCode.MFA_CODE_INVALID,
+            )
+        if not await self.challenges.take(mfa_token):
+            raise invalid  # redeemed meanwhile by another request
+        return await self.auth.start_session(user, client)
