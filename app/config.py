@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     # Second-factor codes (TOTP or recovery) per account, and per sign-in challenge.
     rate_limit_mfa_per_account: int = Field(default=10, ge=1)
     mfa_max_attempts: int = Field(default=5, ge=1, le=20)
+    mfa_max_per_day: int = Field(default=50, ge=1)
     mfa_challenge_ttl_seconds: int = Field(default=300, ge=30, le=3600)
 
     # Documents.

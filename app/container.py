@@ -148,8 +148,10 @@ class Container:
             settings=settings,
             users=users,
             auth=auth,
+            sessions=sessions,
             challenges=auth.challenges,
             limiter=limiter,
+            daily=RateLimiter(RateLimitRepository(db), window_seconds=86_400),
             clock=clock,
         )
         collections = CollectionService(

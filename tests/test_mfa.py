@@ -79,6 +79,12 @@ async def test_a_password_alone_no_longer_signs_in_once_totp_is_on(
         "/v1/users/me", headers={"Authorization": f"Bearer {signed.json()['access_token']}"}
     )
     assert me.status_code == 200 and me.json()["id"] == account.id
+    sessions = await client.get(
+        "/v1/users/me/sessions",
+        headers={"Authorization": f"Bearer {signed.json()['access_token']}"},
+    )
+    current = next(s for s in sessions.json()["items"] if s["current"])
+    assert current["method"] == "password+totp"
     # The challenge is used up, and a code works once.
     assert_problem(await verify(client, token, code=totp.at(now + STEP)), 401, "token_invalid")
     again = await challenge(client, account)
@@ -98,11 +104,25 @@ async def test_recovery_codes_work_once_and_can_be_replaced(
     assert first.status_code == 200, first.text
     status = await client.get(MFA, headers=account.headers)
     assert status.json()["recovery_codes_left"] == 9
+    methods = [
+        s["method"]
+        for s in (await client.get("/v1/users/me/sessions", headers=account.headers)).json()[
+            "items"
+        ]
+    ]
+    assert sorted(methods) == ["password", "password+recovery_code"]
     reused = await verify(client, await challenge(client, account), recovery_code=codes[0])
     assert_problem(reused, 401, "mfa_code_invalid")
 
-    fresh = await client.post(
+    # Replacing them takes the password and a current code: the password alone is refused.
+    alone = await client.post(
         f"{MFA}/recovery-codes", json={"current_password": PASSWORD}, headers=account.headers
+    )
+    assert_problem(alone, 422, "mfa_code_invalid")
+    fresh = await client.post(
+        f"{MFA}/recovery-codes",
+        json={"current_password": PASSWORD, "code": codes[5]},
+        headers=account.headers,
     )
     assert fresh.status_code == 200, fresh.text
     new_codes = fresh.json()["recovery_codes"]
@@ -167,8 +187,15 @@ async def test_enrolment_errors_change_nothing(
     assert_problem(both, 422, "validation_failed")
     assert_problem(await verify(client, "mfa_unknown", code="123456"), 401, "token_invalid")
 
-    off = await client.request(
+    without_code = await client.request(
         "DELETE", f"{MFA}/totp", json={"current_password": PASSWORD}, headers=account.headers
+    )
+    assert_problem(without_code, 422, "mfa_code_invalid")
+    off = await client.request(
+        "DELETE",
+        f"{MFA}/totp",
+        json={"current_password": PASSWORD, "code": totp.at(now + STEP)},
+        headers=account.headers,
     )
     assert off.status_code == 204, off.text
     plain = await client.post("/v1/auth/login", json={"email": account.email, "password": PASSWORD})
@@ -181,3 +208,33 @@ async def test_enrolment_errors_change_nothing(
         "totp": False,
         "recovery_codes_left": 0,
     }
+
+
+async def test_turning_totp_on_ends_the_sessions_that_signed_in_with_the_password_alone(
+    client: httpx.AsyncClient, make_account: MakeAccount, now: datetime
+) -> None:
+    account = await make_account()
+    elsewhere = await client.post(
+        "/v1/auth/login", json={"email": account.email, "password": PASSWORD}
+    )
+    other_refresh = elsewhere.json()["refresh_token"]
+    await enrol(client, account, now)
+    # The enrolling session stays; the other one (perhaps a phished password's) ends.
+    assert (await client.get(MFA, headers=account.headers)).status_code == 200
+    refused = await client.post("/v1/auth/refresh", json={"refresh_token": other_refresh})
+    assert refused.status_code == 401, refused.text
+
+
+async def test_a_new_password_ends_a_pending_two_step_sign_in(
+    client: httpx.AsyncClient, make_account: MakeAccount, now: datetime
+) -> None:
+    account = await make_account()
+    totp, _ = await enrol(client, account, now)
+    token = await challenge(client, account)  # someone with the old password
+    changed = await client.post(
+        "/v1/users/me/password",
+        json={"current_password": PASSWORD, "new_password": "a brand new passphrase"},
+        headers=account.headers,
+    )
+    assert changed.status_code == 200, changed.text
+    assert_problem(await verify(client, token, code=totp.at(now)), 401, "token_invalid")

@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 import httpx
+import pyotp
 from bson import ObjectId
 
 from app.accounts.models import Role
@@ -354,5 +355,64 @@ async def test_a_bad_team_line_stops_the_restore_saying_where(
         assert f"{teams_file}: line 1 after byte 0: members.0.role" in refused.stderr
         assert "Fix it and run the same command to resume" in refused.stderr
         assert await container.db.client[target.mongodb_db]["teams"].count_documents({}) == 0
+    finally:
+        await container.db.client.drop_database(target.mongodb_db)
+
+
+async def test_shares_teams_and_a_second_factor_survive_export_and_restore(
+    settings: Settings, container: Container, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    admin = await account(container, client, "admin@example.com", ADMIN_PASSWORD, role=Role.ADMIN)
+    ada = await account(container, client, "ada@example.com", ADA_PASSWORD)
+    grace = await account(container, client, "grace@example.com", GRACE_PASSWORD)
+    rules = {"read": "owner == @user || @user in shared.read", "update": "owner == @user"}
+    declared = await client.post(
+        "/v1/collections",
+        json={"name": "notes", "access": {"write": "authenticated", "rules": rules}},
+        headers=admin.headers,
+    )
+    assert declared.status_code == 201, declared.text
+    crew = (await container.teams.create(await principal(container, ada.id), "Crew")).team
+    made = await client.post(
+        "/v1/collections/notes/documents",
+        json={"title": "shared"},
+        params={"team": crew.id},
+        headers=ada.headers,
+    )
+    note = made.json()["id"]
+    shared = await client.post(
+        f"/v1/collections/notes/documents/{note}/shares",
+        json={"user": grace.id, "access": "read"},
+        headers=ada.headers,
+    )
+    assert shared.status_code == 201, shared.text
+    ada_principal = await principal(container, ada.id)
+    enrolment = await container.mfa.start_totp(ada_principal, ADA_PASSWORD)
+    codes = await container.mfa.confirm_totp(
+        ada_principal, pyotp.TOTP(enrolment.secret).at(utc_now())
+    )
+
+    backup = tmp_path / "backup"
+    assert script(settings, "scripts.export", "--all", "-o", str(backup)).returncode == 0
+    target = other_database(settings)
+    try:
+        assert script(target, "scripts.restore", "--all", str(backup)).returncode == 0
+        async with running_app(target) as restored, http_client(restored) as api:
+            grace_there = await sign_in(api, "grace@example.com", GRACE_PASSWORD)
+            got = await api.get(
+                f"/v1/collections/notes/documents/{note}", headers=grace_there.headers
+            )
+            assert got.status_code == 200, got.text
+            assert got.json()["team"] == crew.id
+            # Ada's second factor is still on: her password alone is not enough.
+            login = await api.post(
+                "/v1/auth/login", json={"email": "ada@example.com", "password": ADA_PASSWORD}
+            )
+            assert login.json()["mfa_required"] is True
+            verified = await api.post(
+                "/v1/auth/mfa/verify",
+                json={"mfa_token": login.json()["mfa_token"], "recovery_code": codes[0]},
+            )
+            assert verified.status_code == 200, verified.text
     finally:
         await container.db.client.drop_database(target.mongodb_db)

@@ -221,7 +221,9 @@ class AuthService:
             )
         return await self.start_session(user, client)
 
-    async def start_session(self, user: User, client: ClientInfo | None = None) -> TokenPair:
+    async def start_session(
+        self, user: User, client: ClientInfo | None = None, *, method: str = "password"
+    ) -> TokenPair:
         now = self.clock()
         session_id = ObjectId()
         refresh_token, token_hash = new_refresh_token(str(session_id))
@@ -235,6 +237,7 @@ class AuthService:
                 expires_at=expires_at(now, self.settings.refresh_token_ttl_seconds),
                 user_agent=client.user_agent if client else None,
                 address=client.address if client else None,
+                method=method,
             )
         )
         return self._pair(user, str(session_id), refresh_token)

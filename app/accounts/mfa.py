@@ -37,6 +37,7 @@ from app.accounts.mfa_challenges import MfaChallenges
 from app.accounts.models import User
 from app.accounts.principal import Principal
 from app.accounts.ratelimit import RateLimiter
+from app.accounts.session_repository import SessionRepository
 from app.accounts.user_repository import UserRepository
 from app.clock import Clock
 from app.config import Settings
@@ -130,15 +131,19 @@ class MfaService:
         settings: Settings,
         users: UserRepository,
         auth: AuthService,
+        sessions: SessionRepository,
         challenges: MfaChallenges,
         limiter: RateLimiter,
+        daily: RateLimiter,
         clock: Clock,
     ) -> None:
         self.settings = settings
         self.users = users
         self.auth = auth
+        self.sessions = sessions
         self.challenges = challenges
         self.limiter = limiter
+        self.daily = daily
         self.clock = clock
         self.box = SecretBox(settings.jwt_secret)
 
@@ -149,9 +154,38 @@ class MfaService:
         return user
 
     async def _count_attempt(self, user_id: str) -> None:
+        """Codes per account: per rate-limit window, and per day (a 6-digit code guessed
+        at the window's pace would otherwise come right within weeks)."""
+        now = self.clock()
         await self.limiter.hit(
-            "mfa", user_id, limit=self.settings.rate_limit_mfa_per_account, now=self.clock()
+            "mfa", user_id, limit=self.settings.rate_limit_mfa_per_account, now=now
         )
+        await self.daily.hit("mfa-day", user_id, limit=self.settings.mfa_max_per_day, now=now)
+
+    async def _second_factor(
+        self, user: User, *, code: str | None, recovery_code: str | None
+    ) -> bool:
+        """Whether `code` (TOTP) or `recovery_code` proves the second factor; either is
+        used up when it does."""
+        user_id = str(user.id)
+        if code is not None and user.totp_secret is not None:
+            secret = self.box.open(user.totp_secret, user_id)
+            step = matching_step(secret, code, self.clock()) if secret is not None else None
+            return step is not None and await self.users.advance_totp_step(user_id, step)
+        if recovery_code is not None:
+            return await self.users.use_recovery_code(user_id, recovery_hash(recovery_code))
+        return False
+
+    async def _reauthenticate(self, user: User, current_password: str, code: str) -> None:
+        """The password and a current code (TOTP or recovery): what changing the second
+        factor takes, so a password alone (phished, or an old session's) cannot."""
+        await self.auth.confirm_password(user, current_password)
+        await self._count_attempt(str(user.id))
+        digits = _CODE.match(code) is not None
+        if not await self._second_factor(
+            user, code=code if digits else None, recovery_code=None if digits else code
+        ):
+            raise _wrong_code("code", "The code does not match: use the app's current code")
 
     async def status(self, me: Principal) -> MfaStatus:
         user = await self._user(me)
@@ -191,8 +225,9 @@ class MfaService:
                 "code", "The code does not match: check the device's clock and try the next one"
             )
         codes = new_recovery_codes()
-        await self.users.update(
+        turned_on = await self.users.update_if(
             me.id,
+            {"totp_secret": None, "totp_pending": user.totp_pending},
             {
                 "totp_secret": user.totp_pending,
                 "totp_pending": None,
@@ -201,13 +236,25 @@ class MfaService:
             },
             now=self.clock(),
         )
+        if not turned_on:  # another confirmation, a restart or a disable got there first
+            raise Conflict(
+                "The enrolment changed meanwhile; check GET /v1/users/me/mfa",
+                code=ErrorCode.MFA_ALREADY_ENABLED,
+            )
+        # Sessions that signed in with the password alone (perhaps a phished one) end;
+        # this one, which just proved the app, stays.
+        await self.sessions.revoke_all_for_user(me.id, now=self.clock(), keep=me.session_id)
         return codes
 
-    async def disable_totp(self, me: Principal, current_password: str) -> None:
+    async def disable_totp(self, me: Principal, current_password: str, code: str | None) -> None:
         user = await self._user(me)
-        await self.auth.confirm_password(user, current_password)
         if user.totp_secret is None and user.totp_pending is None:
+            await self.auth.confirm_password(user, current_password)
             raise Conflict("Two-step sign-in is not on", code=ErrorCode.MFA_NOT_ENABLED)
+        if user.totp_secret is None:  # only an unconfirmed enrolment: the password will do
+            await self.auth.confirm_password(user, current_password)
+        else:
+            await self._reauthenticate(user, current_password, code or "")
         await self.users.update(
             me.id,
             {
@@ -219,12 +266,15 @@ class MfaService:
             now=self.clock(),
         )
 
-    async def new_recovery_codes(self, me: Principal, current_password: str) -> list[str]:
+    async def new_recovery_codes(
+        self, me: Principal, current_password: str, code: str | None
+    ) -> list[str]:
         """Replace the recovery codes (the old ones stop working)."""
         user = await self._user(me)
-        await self.auth.confirm_password(user, current_password)
         if user.totp_secret is None:
+            await self.auth.confirm_password(user, current_password)
             raise Conflict("Two-step sign-in is not on", code=ErrorCode.MFA_NOT_ENABLED)
+        await self._reauthenticate(user, current_password, code or "")
         codes = new_recovery_codes()
         await self.users.update(
             me.id, {"recovery_code_hashes": [recovery_hash(c) for c in codes]}, now=self.clock()
@@ -246,24 +296,22 @@ class MfaService:
             "tried; sign in again",
             code=ErrorCode.TOKEN_INVALID,
         )
-        challenge = await self.challenges.get(mfa_token, now=now)
+        challenge = await self.challenges.attempt(mfa_token, now=now)
         if challenge is None:
             raise invalid
         user_id = str(challenge.user_id)
         await self._count_attempt(user_id)
         user = await self.users.get(user_id)
-        if user is None or user.disabled or user.totp_secret is None:
+        if (
+            user is None
+            or user.disabled
+            or user.totp_secret is None
+            or user.token_version != challenge.token_version
+        ):
             await self.challenges.take(mfa_token)
             raise invalid
-        accepted = False
-        if code is not None:
-            secret = self.box.open(user.totp_secret, user_id)
-            step = matching_step(secret, code, now) if secret is not None else None
-            accepted = step is not None and await self.users.advance_totp_step(user_id, step)
-        elif recovery_code is not None:
-            accepted = await self.users.use_recovery_code(user_id, recovery_hash(recovery_code))
-        if not accepted:
-            left = await self.challenges.failed(mfa_token)
+        if not await self._second_factor(user, code=code, recovery_code=recovery_code):
+            left = await self.challenges.failed(challenge)
             raise Unauthorized(
                 "Wrong or already used code; "
                 + (f"{left} more tries with this sign-in" if left else "sign in again"),
@@ -271,4 +319,5 @@ class MfaService:
             )
         if not await self.challenges.take(mfa_token):
             raise invalid  # redeemed meanwhile by another request
-        return await self.auth.start_session(user, client)
+        method = "password+totp" if code is not None else "password+recovery_code"
+        return await self.auth.start_session(user, client, method=method)

@@ -32,6 +32,7 @@ class MfaChallenges:
         challenge = MfaChallenge(
             id=_digest(token),
             user_id=user.id,
+            token_version=user.token_version,
             address=address,
             user_agent=user_agent,
             expires_at=now + self.ttl,
@@ -39,24 +40,27 @@ class MfaChallenges:
         await self.collection.insert_one(challenge.model_dump(by_alias=True))
         return token
 
-    async def get(self, token: str, *, now: datetime) -> MfaChallenge | None:
-        """The live challenge `token` names (the TTL index removes expired ones lazily,
-        so expiry is checked here too)."""
-        raw = await self.collection.find_one({"_id": _digest(token), "expires_at": {"$gt": now}})
-        return MfaChallenge.model_validate(raw) if raw is not None else None
-
-    async def failed(self, token: str) -> int:
-        """Count a wrong code; the attempts left (0: the challenge is gone)."""
+    async def attempt(self, token: str, *, now: datetime) -> MfaChallenge | None:
+        """The live challenge `token` names, with one more attempt counted, atomically:
+        however many requests race, at most `max_attempts` codes are ever judged. None:
+        unknown, expired (the TTL index removes those lazily) or out of attempts."""
         raw = await self.collection.find_one_and_update(
-            {"_id": _digest(token)},
+            {
+                "_id": _digest(token),
+                "expires_at": {"$gt": now},
+                "attempts": {"$lt": self.max_attempts},
+            },
             {"$inc": {"attempts": 1}},
             return_document=ReturnDocument.AFTER,
         )
-        attempts = int(raw["attempts"]) if raw is not None else self.max_attempts
-        if attempts >= self.max_attempts:
-            await self.collection.delete_one({"_id": _digest(token)})
-            return 0
-        return self.max_attempts - attempts
+        return MfaChallenge.model_validate(raw) if raw is not None else None
+
+    async def failed(self, challenge: MfaChallenge) -> int:
+        """After a wrong code: the attempts left (0: the challenge is gone)."""
+        left = self.max_attempts - challenge.attempts
+        if left <= 0:
+            await self.collection.delete_one({"_id": challenge.id})
+        return max(left, 0)
 
     async def take(self, token: str) -> bool:
         """Use the challenge up: True for the one caller that does."""

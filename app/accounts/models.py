@@ -63,6 +63,9 @@ class Session(Document):
     # The device, as last seen signing in or refreshing (for the sessions list).
     user_agent: str | None = None
     address: str | None = None
+    # How it signed in (the sessions list): "password", "password+totp",
+    # "password+recovery_code".
+    method: str = "password"
 
     model_config = {"arbitrary_types_allowed": True}
 
@@ -95,6 +98,9 @@ class MfaChallenge(Document):
 
     id: str  # type: ignore[assignment]  # sha256 of the token
     user_id: ObjectId
+    # The account's token version when the password was accepted: a new password or
+    # signing out everywhere since then ends the challenge too.
+    token_version: int = 0
     attempts: int = 0
     user_agent: str | None = None
     address: str | None = None

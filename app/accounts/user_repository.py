@@ -107,6 +107,17 @@ class UserRepository:
             return None
         return self._to_model(await self.collection.find_one({"_id": oid}))
 
+    async def update_if(
+        self, user_id: str, conditions: dict[str, Any], changes: dict[str, Any], *, now: datetime
+    ) -> bool:
+        """Apply `changes` only while the account still matches `conditions`."""
+        oid = parse_object_id(user_id)
+        result = await self.collection.update_one(
+            {"_id": oid, **conditions}, {"$set": {**changes, "updated_at": now}}
+        )
+        self._forget(user_id)
+        return result.modified_count == 1
+
     async def advance_totp_step(self, user_id: str, step: int) -> bool:
         """Record that a TOTP code for `step` was used: False when one for this step or a
         later one already was (a code works once)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, Path, Query, status
 
@@ -20,8 +20,10 @@ from app.accounts.user_schemas import (
     PageLimit,
     PasswordChange,
     Reauthentication,
+    SecondFactorChange,
     SessionList,
     SessionOut,
+    SignInMethod,
     TotpConfirm,
     TotpEnrolmentOut,
     UserAdminUpdate,
@@ -138,24 +140,26 @@ async def mfa_totp_confirm(body: TotpConfirm, me: Person, mfa: MfaServiceDep) ->
     "/me/mfa/totp",
     status_code=status.HTTP_204_NO_CONTENT,
     operation_id="users_mfa_totp_disable",
-    summary="Turn two-step sign-in off (needs `current_password`)",
+    summary="Turn two-step sign-in off (needs `current_password` and a current `code`)",
     responses=problem_responses(401, 403, 409, 422, 429),
 )
-async def mfa_totp_disable(body: Reauthentication, me: Person, mfa: MfaServiceDep) -> None:
-    await mfa.disable_totp(me, body.current_password)
+async def mfa_totp_disable(body: SecondFactorChange, me: Person, mfa: MfaServiceDep) -> None:
+    await mfa.disable_totp(me, body.current_password, body.code)
 
 
 @router.post(
     "/me/mfa/recovery-codes",
     operation_id="users_mfa_recovery_codes",
     summary="Replace the recovery codes (the old ones stop working)",
+    description="Needs `current_password` and a current `code` (TOTP, or a recovery code).",
     responses=problem_responses(401, 403, 409, 422, 429),
     dependencies=[Depends(no_store)],
 )
 async def mfa_recovery_codes(
-    body: Reauthentication, me: Person, mfa: MfaServiceDep
+    body: SecondFactorChange, me: Person, mfa: MfaServiceDep
 ) -> NewRecoveryCodes:
-    return NewRecoveryCodes(recovery_codes=await mfa.new_recovery_codes(me, body.current_password))
+    codes = await mfa.new_recovery_codes(me, body.current_password, body.code)
+    return NewRecoveryCodes(recovery_codes=codes)
 
 
 @router.get(
@@ -174,6 +178,7 @@ async def list_sessions(me: Person, auth: AuthServiceDep) -> SessionList:
                 user_agent=s.user_agent,
                 address=s.address,
                 current=str(s.id) == me.session_id,
+                method=cast(SignInMethod, s.method),
             )
             for s in await auth.list_sessions(me)
         ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -77,6 +77,24 @@ class Reauthentication(BaseModel):
     current_password: Password
 
 
+class SecondFactorChange(BaseModel):
+    """The current password and a current code: what turning two-step sign-in off, or
+    replacing the recovery codes, takes."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"current_password": "correct horse battery", "code": "123456"}]
+        },
+    )
+    current_password: Password
+    code: Annotated[str, Field(min_length=1, max_length=40)] | None = Field(
+        default=None,
+        description="The app's current code or a recovery code (which it uses up); needed "
+        "once two-step sign-in is on",
+    )
+
+
 class TotpEnrolmentOut(BaseModel):
     """Add `secret` to an authenticator app (scan `qr_svg`, or open `otpauth_uri` on the
     device), then confirm a first code."""
@@ -128,6 +146,9 @@ class UserAdminUpdate(BaseModel):
 PageLimit = Annotated[int, Field(ge=1, le=100, description="Page size, 1 to 100")]
 
 
+SignInMethod = Literal["password", "password+totp", "password+recovery_code"]
+
+
 class SessionOut(BaseModel):
     id: str
     created_at: Timestamp
@@ -135,6 +156,7 @@ class SessionOut(BaseModel):
     user_agent: str | None = Field(description="The device's User-Agent when it signed in")
     address: str | None = Field(description="The client address it signed in from")
     current: bool = Field(description="The session of the access token of this request")
+    method: SignInMethod = Field(description="How it signed in")
 
 
 class SessionList(BaseModel):

@@ -17,7 +17,7 @@ import json
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from beanie import PydanticObjectId
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
@@ -55,6 +55,11 @@ def to_line(doc: StoredDocument) -> str:
         "updated_at": rfc3339(doc.updated_at),
         "data": doc.data,
     }
+    # Teams and shares (issue 21), only where set: older exports read the same.
+    if doc.team is not None:
+        body["team"] = doc.team
+    if doc.readers:
+        body["shared"] = {"read": list(doc.readers), "write": list(doc.writers)}
     return _compact(body)
 
 
@@ -72,6 +77,14 @@ def user_line(user: User) -> str:
         "updated_at": rfc3339(user.updated_at),
         "password_hash": user.password_hash,
     }
+    # A second factor (issue 22), only where on: a restore must not switch it off. The
+    # secret stays sealed: it opens only under the same JWT_SECRET.
+    if user.totp_secret is not None:
+        body |= {
+            "totp_secret": user.totp_secret,
+            "totp_last_step": user.totp_last_step,
+            "recovery_code_hashes": user.recovery_code_hashes,
+        }
     return _compact(body)
 
 
@@ -134,6 +147,8 @@ class Line(BaseModel):
     created_at: AwareDatetime
     updated_at: AwareDatetime
     data: dict[str, Any]
+    team: str | None = Field(default=None, max_length=64)
+    shared: SharedLine | None = None
 
     def stored(self) -> StoredDocument:
         return StoredDocument(
@@ -143,7 +158,16 @@ class Line(BaseModel):
             created_at=millis(self.created_at),
             updated_at=millis(self.updated_at),
             data=self.data,
+            team=self.team,
+            readers=tuple(self.shared.read) if self.shared else (),
+            writers=tuple(self.shared.write) if self.shared else (),
         )
+
+
+class SharedLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    read: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=1000)
+    write: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=1000)
 
 
 class UserLine(BaseModel):
@@ -159,6 +183,11 @@ class UserLine(BaseModel):
     created_at: AwareDatetime
     updated_at: AwareDatetime | None = None
     password_hash: str
+    totp_secret: str | None = Field(default=None, max_length=500)
+    totp_last_step: int = Field(default=0, ge=0)
+    recovery_code_hashes: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(
+        default_factory=list, max_length=100
+    )
 
     @field_validator("password_hash")
     @classmethod
@@ -180,6 +209,12 @@ class UserLine(BaseModel):
         }
         if self.email_verified is not None:
             fields["email_verified"] = self.email_verified
+        if self.totp_secret is not None:
+            fields |= {
+                "totp_secret": self.totp_secret,
+                "totp_last_step": self.totp_last_step,
+                "recovery_code_hashes": self.recovery_code_hashes,
+            }
         return User(**fields)
 
 
