@@ -129,6 +129,7 @@ class Settings(BaseSettings):
     rate_limit_invitations_per_user: int = Field(default=20, ge=1)
     rate_limit_invitations_per_address: int = Field(default=3, ge=1)
     reset_token_ttl_seconds: int = Field(default=1800, ge=60)
+    magic_link_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
     rate_limit_mail_per_account: int = Field(default=3, ge=1)  # reset/verify mails a window
     rate_limit_reset_per_ip: int = Field(default=10, ge=1)
     # The API's public base URL (https://api.example.com), named in the live contract's

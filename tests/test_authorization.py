@@ -195,6 +195,17 @@ ROUTES: dict[str, tuple[str, Builder]] = {
             {"json": {"current_password": PASSWORD}},
         ),
     ),
+    "auth_magic_link_request": (
+        "public",
+        lambda w, p: (
+            "/v1/auth/magic-link/request",
+            {"json": {"email": f"m-{p.replace(' ', '-')}@example.com"}},
+        ),
+    ),
+    "auth_magic_link": (
+        "mailed_token",
+        lambda w, p: ("/v1/auth/magic-link", {"json": {"token": "not-a-token"}}),
+    ),
     "auth_mfa_verify": (
         "mfa_token",
         lambda w, p: (

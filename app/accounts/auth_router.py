@@ -230,6 +230,40 @@ async def request_password_reset(
 
 
 @router.post(
+    "/magic-link/request",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="auth_magic_link_request",
+    summary="Mail a single-use sign-in link",
+    description="Answers the same whether or not an account has this address (no account "
+    "is created). The link (`PUBLIC_URL/sign-in?token=…`) works once, for "
+    "`MAGIC_LINK_TTL_SECONDS`; the frontend sends its token to `POST "
+    "/v1/auth/magic-link`. Rate-limited per client address and per address.",
+    responses=problem_responses(422, 429),
+)
+async def request_magic_link(
+    body: PasswordResetRequest, lifecycle: LifecycleDep, client: ClientDep
+) -> Accepted:
+    await lifecycle.request_magic_link(body.email, client)
+    return Accepted(detail="If an account has this address, a sign-in link is on its way")
+
+
+@router.post(
+    "/magic-link",
+    operation_id="auth_magic_link",
+    summary="Sign in with the token from a mailed sign-in link",
+    description="The token pair, or `mfa_required` for an account with two-step sign-in "
+    "(as `POST /v1/auth/login`). Tokens are single-use; a used, expired or unknown one "
+    "answers 400 `invalid_token`. The address counts as verified.",
+    responses=problem_responses(400, 422, 429),
+    dependencies=[Depends(no_store)],
+)
+async def magic_link(
+    body: EmailVerification, lifecycle: LifecycleDep, client: ClientDep
+) -> TokenPair | MfaRequired:
+    return await lifecycle.sign_in_with_link(body.token, client)
+
+
+@router.post(
     "/password-reset",
     status_code=status.HTTP_204_NO_CONTENT,
     operation_id="auth_password_reset",

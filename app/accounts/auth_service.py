@@ -210,16 +210,27 @@ class AuthService:
         await self.limiter.remember(
             "login-ok", pair, until=expires_at(now, limits.refresh_token_ttl_seconds)
         )
+        return await self.signed_in(user, client, first_factor="password")
+
+    async def signed_in(
+        self, user: User, client: ClientInfo, *, first_factor: str
+    ) -> TokenPair | MfaRequired:
+        """After a first factor (a password, a mailed link): a session, or for an account
+        with a second factor the challenge `POST /v1/auth/mfa/verify` redeems."""
         if user.totp_secret is not None and self.challenges is not None:
             token = await self.challenges.create(
-                user, address=client.address, user_agent=client.user_agent, now=now
+                user,
+                address=client.address,
+                user_agent=client.user_agent,
+                first_factor=first_factor,
+                now=self.clock(),
             )
             return MfaRequired(
                 mfa_token=token,
                 methods=["totp", "recovery_code"],
-                expires_in=limits.mfa_challenge_ttl_seconds,
+                expires_in=self.settings.mfa_challenge_ttl_seconds,
             )
-        return await self.start_session(user, client)
+        return await self.start_session(user, client, method=first_factor)
 
     async def start_session(
         self, user: User, client: ClientInfo | None = None, *, method: str = "password"

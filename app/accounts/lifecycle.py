@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from app.accounts.action_tokens import ActionTokenRepository
+from app.accounts.auth_schemas import MfaRequired, TokenPair
 from app.accounts.auth_service import AuthService, ClientInfo
 from app.accounts.models import User
 from app.accounts.passwords import PasswordHasher
@@ -30,6 +31,7 @@ from app.mail.templates import render
 from app.mail.worker import Composed
 
 VERIFY, RESET, EMAIL_CHANGED = "verify_email", "reset_password", "email_changed"
+MAGIC_LINK = "magic_link"
 ACCOUNT_EXISTS = "account_exists"
 
 
@@ -132,7 +134,34 @@ class AccountLifecycle:
         )
         await self._queue(RESET, email, {})
 
+    async def request_magic_link(self, email: str, client: ClientInfo) -> None:
+        """Mail a single-use sign-in link, if an account has this address (the answer is
+        the same either way); limited per client address and per address, as resets."""
+        now = self.clock()
+        await self.limiter.hit(
+            "magic", client.address, limit=self.settings.rate_limit_reset_per_ip, now=now
+        )
+        await self.limiter.hit(
+            "magic-account", email, limit=self.settings.rate_limit_mail_per_account, now=now
+        )
+        await self._queue(MAGIC_LINK, email, {})
+
     # -- confirmations ---------------------------------------------------------------------
+
+    async def sign_in_with_link(self, token: str, client: ClientInfo) -> TokenPair | MfaRequired:
+        """A session for the account a sign-in link was mailed to (or its second-factor
+        challenge). Following the link proves the mailbox: the address is verified."""
+        now = self.clock()
+        await self.limiter.hit(
+            "token", client.address, limit=self.settings.rate_limit_reset_per_ip, now=now
+        )
+        user = await self._redeem("magic", token, now=now)
+        if user.disabled:
+            raise _invalid()
+        if not user.email_verified:
+            verified = await self.users.update(str(user.id), {"email_verified": True}, now=now)
+            user = verified or user
+        return await self.auth.signed_in(user, client, first_factor="magic_link")
 
     async def confirm_verification(self, token: str, client: ClientInfo) -> User:
         now = self.clock()
@@ -196,7 +225,7 @@ class AccountLifecycle:
                 name=owner.name,
                 link=self.settings.public_url.rstrip("/"),
             )
-        elif message.kind in (VERIFY, RESET):
+        elif message.kind in (VERIFY, RESET, MAGIC_LINK):
             if message.kind == VERIFY:
                 user = await self.users.get(message.params.get("user_id", ""))
                 if user is None or user.email != message.to or user.email_verified:
@@ -211,9 +240,9 @@ class AccountLifecycle:
                 if user is None or user.disabled:
                     return None  # no such account: the request answered the same anyway
                 purpose, path, ttl = (
-                    "reset",
-                    "reset-password",
-                    self.settings.reset_token_ttl_seconds,
+                    ("reset", "reset-password", self.settings.reset_token_ttl_seconds)
+                    if message.kind == RESET
+                    else ("magic", "sign-in", self.settings.magic_link_ttl_seconds)
                 )
             token, token_id = await self.tokens.create(
                 purpose,

@@ -319,5 +319,6 @@ class MfaService:
             )
         if not await self.challenges.take(mfa_token):
             raise invalid  # redeemed meanwhile by another request
-        method = "password+totp" if code is not None else "password+recovery_code"
+        second = "totp" if code is not None else "recovery_code"
+        method = f"{challenge.first_factor}+{second}"
         return await self.auth.start_session(user, client, method=method)

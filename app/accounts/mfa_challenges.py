@@ -26,13 +26,20 @@ class MfaChallenges:
         self.max_attempts = max_attempts
 
     async def create(
-        self, user: User, *, address: str | None, user_agent: str | None, now: datetime
+        self,
+        user: User,
+        *,
+        address: str | None,
+        user_agent: str | None,
+        first_factor: str,
+        now: datetime,
     ) -> str:
         token = "mfa_" + secrets.token_urlsafe(32)
         challenge = MfaChallenge(
             id=_digest(token),
             user_id=user.id,
             token_version=user.token_version,
+            first_factor=first_factor,
             address=address,
             user_agent=user_agent,
             expires_at=now + self.ttl,

@@ -63,8 +63,8 @@ class Session(Document):
     # The device, as last seen signing in or refreshing (for the sessions list).
     user_agent: str | None = None
     address: str | None = None
-    # How it signed in (the sessions list): "password", "password+totp",
-    # "password+recovery_code".
+    # How it signed in (the sessions list): "password" or "magic_link", with "+totp" or
+    # "+recovery_code" after a second factor.
     method: str = "password"
 
     model_config = {"arbitrary_types_allowed": True}
@@ -101,6 +101,7 @@ class MfaChallenge(Document):
     # The account's token version when the password was accepted: a new password or
     # signing out everywhere since then ends the challenge too.
     token_version: int = 0
+    first_factor: str = "password"  # or "magic_link": the session's method says which
     attempts: int = 0
     user_agent: str | None = None
     address: str | None = None

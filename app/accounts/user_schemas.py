@@ -146,7 +146,14 @@ class UserAdminUpdate(BaseModel):
 PageLimit = Annotated[int, Field(ge=1, le=100, description="Page size, 1 to 100")]
 
 
-SignInMethod = Literal["password", "password+totp", "password+recovery_code"]
+SignInMethod = Literal[
+    "password",
+    "password+totp",
+    "password+recovery_code",
+    "magic_link",
+    "magic_link+totp",
+    "magic_link+recovery_code",
+]
 
 
 class SessionOut(BaseModel):

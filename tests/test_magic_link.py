@@ -1,0 +1,99 @@
+"""Sign-in by a single-use link mailed through the outbox (issue 22)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import pyotp
+import pytest
+from fastapi import FastAPI
+
+from app.clock import utc_now
+from app.container import Container
+from tests.support.accounts import Account, signed_in
+from tests.support.apps import http_client, make_settings, running_app
+from tests.support.mail import Inbox, token_in
+from tests.support.problems import assert_problem
+
+
+@pytest.fixture
+async def mail_app(database_url: str, smtp: tuple[Inbox, int]) -> AsyncIterator[FastAPI]:
+    settings = make_settings(
+        database_url, mail_url=f"smtp://127.0.0.1:{smtp[1]}", public_url="https://app.example"
+    )
+    async with running_app(settings) as app:
+        yield app
+
+
+@pytest.fixture
+async def api(mail_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with http_client(mail_app) as client:
+        yield client
+
+
+async def link_for(api: httpx.AsyncClient, inbox: Inbox, account: Account) -> str:
+    asked = await api.post("/v1/auth/magic-link/request", json={"email": account.email})
+    assert asked.status_code == 202, asked.text
+    message = await inbox.next()
+    assert message["To"] == account.email
+    assert "Sign in" in message["Subject"]
+    return token_in(message, "sign-in")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_mailed_link_signs_in_once_and_verifies_the_address(
+    api: httpx.AsyncClient, mail_app: FastAPI, smtp: tuple[Inbox, int]
+) -> None:
+    inbox = smtp[0]
+    account = await signed_in(mail_app, api)
+    # An unknown address answers the same and mails nothing: the next mail is the
+    # account's own.
+    unknown = await api.post("/v1/auth/magic-link/request", json={"email": "nobody@example.com"})
+    assert unknown.status_code == 202
+    token = await link_for(api, inbox, account)
+
+    signed = await api.post("/v1/auth/magic-link", json={"token": token})
+    assert signed.status_code == 200, signed.text
+    headers = bearer(signed.json()["access_token"])
+    me = (await api.get("/v1/users/me", headers=headers)).json()
+    assert me["id"] == account.id and me["email_verified"] is True
+    sessions = (await api.get("/v1/users/me/sessions", headers=headers)).json()["items"]
+    assert next(s for s in sessions if s["current"])["method"] == "magic_link"
+    again = await api.post("/v1/auth/magic-link", json={"token": token})
+    assert_problem(again, 400, "invalid_token")
+    assert_problem(
+        await api.post("/v1/auth/magic-link", json={"token": "made-up"}), 400, "invalid_token"
+    )
+
+
+async def test_a_link_is_a_first_factor_only(
+    api: httpx.AsyncClient, mail_app: FastAPI, smtp: tuple[Inbox, int]
+) -> None:
+    inbox = smtp[0]
+    account = await signed_in(mail_app, api)
+    container: Container = mail_app.state.container
+    me = await container.auth.users.get_principal(account.id)
+    assert me is not None
+    enrolment = await container.mfa.start_totp(me, account.password)
+    totp = pyotp.TOTP(enrolment.secret)
+    await container.mfa.confirm_totp(me, totp.at(utc_now()))
+
+    token = await link_for(api, inbox, account)
+    challenge = await api.post("/v1/auth/magic-link", json={"token": token})
+    assert challenge.status_code == 200, challenge.text
+    assert challenge.json()["mfa_required"] is True
+    next_step = utc_now() + timedelta(seconds=30)  # the confirmation used now's code
+    codes = await container.mfa.new_recovery_codes(me, account.password, totp.at(next_step))
+    verified = await api.post(
+        "/v1/auth/mfa/verify",
+        json={"mfa_token": challenge.json()["mfa_token"], "recovery_code": codes[0]},
+    )
+    assert verified.status_code == 200, verified.text
+    headers = bearer(verified.json()["access_token"])
+    sessions = (await api.get("/v1/users/me/sessions", headers=headers)).json()["items"]
+    assert next(s for s in sessions if s["current"])["method"] == "magic_link+recovery_code"
