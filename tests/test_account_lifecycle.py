@@ -91,7 +91,9 @@ async def test_a_password_reset_replaces_the_password_and_ends_every_session(
     signed_in = (await login(mail_client, "grace@example.com", PASSWORD)).json()
     old = {"Authorization": f"Bearer {signed_in['access_token']}"}
     # Whoever held the account before its owner recovered it made a key: it dies too.
-    made = await mail_client.post("/v1/users/me/api-keys", json={"name": "sync"}, headers=old)
+    made = await mail_client.post(
+        "/v1/users/me/api-keys", json={"name": "sync", "current_password": PASSWORD}, headers=old
+    )
     key = {"Authorization": f"Bearer {made.json()['key']}"}
     assert (await mail_client.get(NOTES, headers=key)).status_code != 401
 
@@ -219,7 +221,9 @@ async def test_api_keys_need_a_verified_address_when_verification_is_required(
     await client.post("/v1/auth/verify-email", json={"token": token})
     tokens = (await login(client, "keys@example.com", PASSWORD)).json()
     me = {"Authorization": f"Bearer {tokens['access_token']}"}
-    made = await client.post("/v1/users/me/api-keys", json={"name": "a"}, headers=me)
+    made = await client.post(
+        "/v1/users/me/api-keys", json={"name": "a", "current_password": PASSWORD}, headers=me
+    )
     assert made.status_code == 201, made.text
     # A new address starts unverified: no new key until it is confirmed.
     await client.patch(
@@ -227,7 +231,9 @@ async def test_api_keys_need_a_verified_address_when_verification_is_required(
         json={"email": "other@example.com", "current_password": PASSWORD},
         headers=me,
     )
-    refused = await client.post("/v1/users/me/api-keys", json={"name": "b"}, headers=me)
+    refused = await client.post(
+        "/v1/users/me/api-keys", json={"name": "b", "current_password": PASSWORD}, headers=me
+    )
     assert_problem(refused, 403, "email_not_verified")
     listed = await client.get("/v1/users/me/api-keys", headers=me)
     assert [k["name"] for k in listed.json()["items"]] == ["a"]
@@ -388,7 +394,11 @@ async def test_api_keys_act_as_their_user_but_never_on_credentials(database_url:
             user = await register(on_a, "keys@example.com")
             tokens = (await login(on_a, "keys@example.com", PASSWORD)).json()
             me = {"Authorization": f"Bearer {tokens['access_token']}"}
-            created = await on_a.post("/v1/users/me/api-keys", json={"name": "import"}, headers=me)
+            created = await on_a.post(
+                "/v1/users/me/api-keys",
+                json={"name": "import", "current_password": PASSWORD},
+                headers=me,
+            )
             assert created.status_code == 201, created.text
             key = created.json()
             assert key["key"].startswith("dsk_") and key["key"].startswith(key["prefix"])
@@ -418,7 +428,7 @@ async def test_api_keys_act_as_their_user_but_never_on_credentials(database_url:
                     "/v1/users/me/password",
                     {"current_password": PASSWORD, "new_password": NEW_PASSWORD},
                 ),
-                ("POST", "/v1/users/me/api-keys", {"name": "more"}),
+                ("POST", "/v1/users/me/api-keys", {"name": "more", "current_password": PASSWORD}),
                 ("GET", "/v1/users/me/sessions", None),
                 ("DELETE", "/v1/users/me", {"current_password": PASSWORD}),
                 ("PATCH", "/v1/users/me", {"email": "x@example.com", "current_password": PASSWORD}),

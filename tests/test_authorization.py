@@ -168,7 +168,10 @@ ROUTES: dict[str, tuple[str, Builder]] = {
     ),
     "users_create_api_key": (
         "signed_in",
-        lambda w, p: ("/v1/users/me/api-keys", {"json": {"name": "ci"}}),
+        lambda w, p: (
+            "/v1/users/me/api-keys",
+            {"json": {"name": "ci", "current_password": PASSWORD}},
+        ),
     ),
     "users_list_api_keys": ("signed_in", lambda w, p: ("/v1/users/me/api-keys", {})),
     "users_revoke_api_key": (
@@ -412,7 +415,9 @@ async def make_world(
             world.victim_id[who] = await bystander()
         if "accounts" in parts:
             key = await client.post(
-                "/v1/users/me/api-keys", json={"name": who}, headers=user.headers
+                "/v1/users/me/api-keys",
+                json={"name": who, "current_password": PASSWORD},
+                headers=user.headers,
             )
             world.key_id[who] = key.json()["id"]
         if "documents" in parts:

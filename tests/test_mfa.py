@@ -238,3 +238,29 @@ async def test_a_new_password_ends_a_pending_two_step_sign_in(
     )
     assert changed.status_code == 200, changed.text
     assert_problem(await verify(client, token, code=totp.at(now)), 401, "token_invalid")
+
+
+async def test_an_api_key_takes_the_password_and_with_totp_on_a_code(
+    client: httpx.AsyncClient, make_account: MakeAccount, now: datetime
+) -> None:
+    account = await make_account()
+    keys = "/v1/users/me/api-keys"
+    token_alone = await client.post(keys, json={"name": "k"}, headers=account.headers)
+    assert_problem(token_alone, 422, "validation_failed")  # a stolen token is not enough
+    wrong = await client.post(
+        keys, json={"name": "k", "current_password": "not it"}, headers=account.headers
+    )
+    assert_problem(wrong, 422, "validation_failed")
+    totp, _ = await enrol(client, account, now)
+    no_code = await client.post(
+        keys, json={"name": "k", "current_password": PASSWORD}, headers=account.headers
+    )
+    assert_problem(no_code, 422, "mfa_code_invalid")
+    made = await client.post(
+        keys,
+        json={"name": "k", "current_password": PASSWORD, "code": totp.at(now)},
+        headers=account.headers,
+    )
+    assert made.status_code == 201, made.text
+    listed = await client.get(keys, headers=account.headers)
+    assert [k["name"] for k in listed.json()["items"]] == ["k"]

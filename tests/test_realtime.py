@@ -407,7 +407,11 @@ async def test_a_stream_opened_with_an_api_key_ends_when_a_reset_ends_the_keys(
     app: FastAPI, client: httpx.AsyncClient, admin: Account, user: Account, server_b: str
 ) -> None:
     await declare(client, admin, "ledger", "authenticated")
-    made = await client.post("/v1/users/me/api-keys", json={"name": "n"}, headers=user.headers)
+    made = await client.post(
+        "/v1/users/me/api-keys",
+        json={"name": "n", "current_password": PASSWORD},
+        headers=user.headers,
+    )
     as_key = dataclasses.replace(user, access_token=made.json()["key"])
     async with stream(server_b, "ledger", as_key) as events:
         # What a password reset does to the account's keys (on the other process).

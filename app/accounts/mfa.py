@@ -187,6 +187,15 @@ class MfaService:
         ):
             raise _wrong_code("code", "The code does not match: use the app's current code")
 
+    async def reauthenticate(self, me: Principal, current_password: str, code: str | None) -> None:
+        """What a lasting credential (an API key) takes: the current password, and a
+        current code when two-step sign-in is on."""
+        user = await self._user(me)
+        if user.totp_secret is None:
+            await self.auth.confirm_password(user, current_password)
+        else:
+            await self._reauthenticate(user, current_password, code or "")
+
     async def status(self, me: Principal) -> MfaStatus:
         user = await self._user(me)
         return MfaStatus(user.totp_secret is not None, len(user.recovery_code_hashes))

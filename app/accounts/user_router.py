@@ -203,13 +203,18 @@ async def revoke_session(
     status_code=status.HTTP_201_CREATED,
     operation_id="users_create_api_key",
     summary="Create an API key for servers and scripts",
-    description="The secret is in this response only. Send it as `Authorization: Bearer "
-    "dsk_...`: it acts as you for collections and documents, never for your password, "
-    "email, keys or sessions.",
-    responses=problem_responses(401, 403, 422),
+    description="Needs `current_password`, and with two-step sign-in on a current `code`: "
+    "a key outlives sessions, so a stolen access token alone must not make one. The "
+    "secret is in this response only. Send it as `Authorization: Bearer dsk_...`: it acts "
+    "as you for collections and documents, never for your password, email, keys or "
+    "sessions.",
+    responses=problem_responses(401, 403, 422, 429),
     dependencies=[Depends(no_store)],
 )
-async def create_api_key(body: ApiKeyIn, me: Person, auth: AuthServiceDep) -> ApiKeyCreated:
+async def create_api_key(
+    body: ApiKeyIn, me: Person, auth: AuthServiceDep, mfa: MfaServiceDep
+) -> ApiKeyCreated:
+    await mfa.reauthenticate(me, body.current_password, body.code)
     key, secret = await auth.create_api_key(me.id, name=body.name, expires_at=body.expires_at)
     return ApiKeyCreated.model_validate({**asdict(key), "key": secret})
 

@@ -172,11 +172,21 @@ class SessionList(BaseModel):
 
 class ApiKeyIn(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"name": "nightly import"}]}
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "nightly import", "current_password": "correct horse battery"}]
+        },
     )
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     expires_at: AwareDatetime | None = Field(
         default=None, description="When the key stops working; none: until revoked"
+    )
+    current_password: Password = Field(
+        description="A key outlives sessions: a stolen access token alone must not make one"
+    )
+    code: Annotated[str, Field(min_length=1, max_length=40)] | None = Field(
+        default=None,
+        description="With two-step sign-in on: the app's current code or a recovery code",
     )
 
 
