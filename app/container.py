@@ -178,6 +178,7 @@ class Container:
             auth=auth,
             clock=clock,
         )
+        mfa.notify = lifecycle.notify
 
         async def compose(message: OutboxMessage) -> Composed | None:
             if message.kind == INVITATION_MAIL:

@@ -96,6 +96,7 @@ async def test_a_password_reset_replaces_the_password_and_ends_every_session(
     )
     key = {"Authorization": f"Bearer {made.json()['key']}"}
     assert (await mail_client.get(NOTES, headers=key)).status_code != 401
+    assert "API key" in parts(await inbox.next())[0]  # the owner is told of the key
 
     asked = await mail_client.post(
         "/v1/auth/password-reset/request", json={"email": "Grace@Example.com "}

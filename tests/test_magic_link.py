@@ -14,7 +14,7 @@ from app.clock import utc_now
 from app.container import Container
 from tests.support.accounts import Account, signed_in
 from tests.support.apps import http_client, make_settings, running_app
-from tests.support.mail import Inbox, token_in
+from tests.support.mail import Inbox, parts, token_in
 from tests.support.problems import assert_problem
 
 
@@ -82,6 +82,7 @@ async def test_a_link_is_a_first_factor_only(
     enrolment = await container.mfa.start_totp(me, account.password)
     totp = pyotp.TOTP(enrolment.secret)
     await container.mfa.confirm_totp(me, totp.at(utc_now()))
+    assert "A change" in (await inbox.next())["Subject"]  # the owner is told
 
     token = await link_for(api, inbox, account)
     challenge = await api.post("/v1/auth/magic-link", json={"token": token})
@@ -97,3 +98,37 @@ async def test_a_link_is_a_first_factor_only(
     headers = bearer(verified.json()["access_token"])
     sessions = (await api.get("/v1/users/me/sessions", headers=headers)).json()["items"]
     assert next(s for s in sessions if s["current"])["method"] == "magic_link+recovery_code"
+
+
+async def test_the_owner_is_mailed_when_how_the_account_signs_in_changes(
+    api: httpx.AsyncClient, mail_app: FastAPI, smtp: tuple[Inbox, int]
+) -> None:
+    inbox = smtp[0]
+    account = await signed_in(mail_app, api)
+    started = await api.post(
+        "/v1/users/me/mfa/totp",
+        json={"current_password": account.password},
+        headers=account.headers,
+    )
+    totp = pyotp.TOTP(started.json()["secret"])
+    confirmed = await api.post(
+        "/v1/users/me/mfa/totp/confirm", json={"code": totp.now()}, headers=account.headers
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    on = await inbox.next()
+    assert on["To"] == account.email
+    text, html = parts(on)
+    assert "Two-step sign-in was turned on" in text
+    assert "https://app.example/reset-password" in text
+
+    later = utc_now() + timedelta(seconds=30)  # the confirmation used now's code
+    made = await api.post(
+        "/v1/users/me/api-keys",
+        json={"name": "<b>ci</b>", "current_password": account.password, "code": totp.at(later)},
+        headers=account.headers,
+    )
+    assert made.status_code == 201, made.text
+    key_mail = await inbox.next()
+    text, html = parts(key_mail)
+    assert 'An API key named "<b>ci</b>" was made' in text
+    assert "&lt;b&gt;ci&lt;/b&gt;" in html  # names are escaped in the HTML part

@@ -32,6 +32,7 @@ from app.mail.worker import Composed
 
 VERIFY, RESET, EMAIL_CHANGED = "verify_email", "reset_password", "email_changed"
 MAGIC_LINK = "magic_link"
+SECURITY_NOTICE = "security_notice"  # a change to how the account signs in
 ACCOUNT_EXISTS = "account_exists"
 
 
@@ -146,6 +147,11 @@ class AccountLifecycle:
         )
         await self._queue(MAGIC_LINK, email, {})
 
+    async def notify(self, user: User, what: str) -> None:
+        """Tell the account's owner that how it signs in changed (two-step sign-in on or
+        off, new recovery codes, a new API key): if it was not them, they act at once."""
+        await self._queue(SECURITY_NOTICE, user.email, {"what": what})
+
     # -- confirmations ---------------------------------------------------------------------
 
     async def sign_in_with_link(self, token: str, client: ClientInfo) -> TokenPair | MfaRequired:
@@ -217,6 +223,15 @@ class AccountLifecycle:
         token_id: str | None = None
         if message.kind == EMAIL_CHANGED:
             values.update(message.params)
+        elif message.kind == SECURITY_NOTICE:
+            owner = await self.users.get_by_email(message.to)
+            if owner is None:
+                return None  # deleted meanwhile
+            values.update(
+                name=owner.name,
+                what=message.params.get("what", ""),
+                link=f"{self.settings.public_url.rstrip('/')}/reset-password",
+            )
         elif message.kind == ACCOUNT_EXISTS:
             owner = await self.users.get_by_email(message.to)
             if owner is None:

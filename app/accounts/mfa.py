@@ -21,6 +21,7 @@ import io
 import os
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -146,6 +147,13 @@ class MfaService:
         self.daily = daily
         self.clock = clock
         self.box = SecretBox(settings.jwt_secret)
+        # Mails the owner about a change to how the account signs in (set by the
+        # container: the mail outbox lives in the account lifecycle).
+        self.notify: Callable[[User, str], Awaitable[None]] | None = None
+
+    async def _notify(self, user: User, what: str) -> None:
+        if self.notify is not None:
+            await self.notify(user, what)
 
     async def _user(self, me: Principal) -> User:
         user = await self.users.get(me.id)
@@ -253,6 +261,7 @@ class MfaService:
         # Sessions that signed in with the password alone (perhaps a phished one) end;
         # this one, which just proved the app, stays.
         await self.sessions.revoke_all_for_user(me.id, now=self.clock(), keep=me.session_id)
+        await self._notify(user, "Two-step sign-in was turned on")
         return codes
 
     async def disable_totp(self, me: Principal, current_password: str, code: str | None) -> None:
@@ -274,6 +283,8 @@ class MfaService:
             },
             now=self.clock(),
         )
+        if user.totp_secret is not None:
+            await self._notify(user, "Two-step sign-in was turned off")
 
     async def new_recovery_codes(
         self, me: Principal, current_password: str, code: str | None
@@ -288,7 +299,11 @@ class MfaService:
         await self.users.update(
             me.id, {"recovery_code_hashes": [recovery_hash(c) for c in codes]}, now=self.clock()
         )
+        await self._notify(user, "New recovery codes were made; the old ones no longer work")
         return codes
+
+    async def api_key_made(self, me: Principal, name: str) -> None:
+        await self._notify(await self._user(me), f'An API key named "{name}" was made')
 
     async def verify(
         self,

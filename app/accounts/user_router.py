@@ -216,6 +216,7 @@ async def create_api_key(
 ) -> ApiKeyCreated:
     await mfa.reauthenticate(me, body.current_password, body.code)
     key, secret = await auth.create_api_key(me.id, name=body.name, expires_at=body.expires_at)
+    await mfa.api_key_made(me, key.name)
     return ApiKeyCreated.model_validate({**asdict(key), "key": secret})
 
 
