@@ -125,27 +125,27 @@ class AccountLifecycle:
             {"name": user.name, "old_email": old_email, "email": user.email},
         )
 
-    async def request_reset(self, email: str, client: ClientInfo) -> None:
+    async def _mail_on_request(
+        self, kind: str, action: str, email: str, client: ClientInfo
+    ) -> None:
+        """Queue a link mail anyone may ask for (a reset, a sign-in link): limited per
+        client address and per address; whether an account has it is decided when the
+        mail is composed, so the answer is the same either way."""
         now = self.clock()
         await self.limiter.hit(
-            "reset", client.address, limit=self.settings.rate_limit_reset_per_ip, now=now
+            action, client.address, limit=self.settings.rate_limit_reset_per_ip, now=now
         )
         await self.limiter.hit(
-            "reset-account", email, limit=self.settings.rate_limit_mail_per_account, now=now
+            f"{action}-account", email, limit=self.settings.rate_limit_mail_per_account, now=now
         )
-        await self._queue(RESET, email, {})
+        await self._queue(kind, email, {})
+
+    async def request_reset(self, email: str, client: ClientInfo) -> None:
+        await self._mail_on_request(RESET, "reset", email, client)
 
     async def request_magic_link(self, email: str, client: ClientInfo) -> None:
-        """Mail a single-use sign-in link, if an account has this address (the answer is
-        the same either way); limited per client address and per address, as resets."""
-        now = self.clock()
-        await self.limiter.hit(
-            "magic", client.address, limit=self.settings.rate_limit_reset_per_ip, now=now
-        )
-        await self.limiter.hit(
-            "magic-account", email, limit=self.settings.rate_limit_mail_per_account, now=now
-        )
-        await self._queue(MAGIC_LINK, email, {})
+        """Mail a single-use sign-in link, if an account has this address."""
+        await self._mail_on_request(MAGIC_LINK, "magic", email, client)
 
     async def notify(self, user: User, what: str) -> None:
         """Tell the account's owner that how it signs in changed (two-step sign-in on or

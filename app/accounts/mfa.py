@@ -184,11 +184,15 @@ class MfaService:
             return await self.users.use_recovery_code(user_id, recovery_hash(recovery_code))
         return False
 
-    async def _reauthenticate(self, user: User, current_password: str, code: str) -> None:
-        """The password and a current code (TOTP or recovery): what changing the second
-        factor takes, so a password alone (phished, or an old session's) cannot."""
+    async def _reauthenticate(self, user: User, current_password: str, code: str | None) -> None:
+        """The current password, and with two-step sign-in on a current code (TOTP or
+        recovery): what changing the second factor or making a lasting credential takes,
+        so a password alone (phished, or an old session's) cannot."""
         await self.auth.confirm_password(user, current_password)
+        if user.totp_secret is None:
+            return
         await self._count_attempt(str(user.id))
+        code = code or ""
         digits = _CODE.match(code) is not None
         if not await self._second_factor(
             user, code=code if digits else None, recovery_code=None if digits else code
@@ -196,13 +200,8 @@ class MfaService:
             raise _wrong_code("code", "The code does not match: use the app's current code")
 
     async def reauthenticate(self, me: Principal, current_password: str, code: str | None) -> None:
-        """What a lasting credential (an API key) takes: the current password, and a
-        current code when two-step sign-in is on."""
-        user = await self._user(me)
-        if user.totp_secret is None:
-            await self.auth.confirm_password(user, current_password)
-        else:
-            await self._reauthenticate(user, current_password, code or "")
+        """What a lasting credential (an API key) takes."""
+        await self._reauthenticate(await self._user(me), current_password, code)
 
     async def status(self, me: Principal) -> MfaStatus:
         user = await self._user(me)
@@ -266,13 +265,10 @@ class MfaService:
 
     async def disable_totp(self, me: Principal, current_password: str, code: str | None) -> None:
         user = await self._user(me)
+        # An unconfirmed enrolment alone: the password will do.
+        await self._reauthenticate(user, current_password, code)
         if user.totp_secret is None and user.totp_pending is None:
-            await self.auth.confirm_password(user, current_password)
             raise Conflict("Two-step sign-in is not on", code=ErrorCode.MFA_NOT_ENABLED)
-        if user.totp_secret is None:  # only an unconfirmed enrolment: the password will do
-            await self.auth.confirm_password(user, current_password)
-        else:
-            await self._reauthenticate(user, current_password, code or "")
         await self.users.update(
             me.id,
             {
@@ -291,10 +287,9 @@ class MfaService:
     ) -> list[str]:
         """Replace the recovery codes (the old ones stop working)."""
         user = await self._user(me)
+        await self._reauthenticate(user, current_password, code)
         if user.totp_secret is None:
-            await self.auth.confirm_password(user, current_password)
             raise Conflict("Two-step sign-in is not on", code=ErrorCode.MFA_NOT_ENABLED)
-        await self._reauthenticate(user, current_password, code or "")
         codes = new_recovery_codes()
         await self.users.update(
             me.id, {"recovery_code_hashes": [recovery_hash(c) for c in codes]}, now=self.clock()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from app.accounts.principal import Principal
@@ -181,7 +181,8 @@ class Gate:
     def can_list(self, doc: StoredDocument | Mapping[str, Any]) -> bool:
         """Whether `doc` belongs in what the caller sees of the collection as a whole
         (a list, a stream, a bulk change): both the list and the read rule hold."""
-        return self.allows("list", doc) and self.allows("read", doc)
+        raw = doc.to_mongo() if isinstance(doc, StoredDocument) else doc
+        return self.allows("list", raw) and self.allows("read", raw)
 
     # -- writing -------------------------------------------------------------------------
 
@@ -249,18 +250,7 @@ class Gate:
         data = doc.data
         for path in hidden:
             data = _without(data, path.split("."))
-        return StoredDocument(
-            id=doc.id,
-            owner=doc.owner,
-            version=doc.version,
-            created_at=doc.created_at,
-            updated_at=doc.updated_at,
-            data=data,
-            team=doc.team,
-            readers=doc.readers,
-            writers=doc.writers,
-            writes=doc.writes,
-        )
+        return replace(doc, data=data)
 
     def unfilterable(self, paths: Iterable[str]) -> str | None:
         """A path among `paths` (filters, sorts) that touches a field the caller may not
