@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from app.dev_secret import load_or_create_secret
@@ -17,6 +25,55 @@ MIN_PROD_SECRET_LENGTH = 32
 # m=9216 t=4, m=7168 t=5 (KiB, passes); each is about 36 MiB-passes or more.
 OWASP_MIN_MEMORY_KIB = 7168
 OWASP_MIN_MEMORY_X_PASSES = 7168 * 5
+
+
+OAuthPreset = Literal["google", "apple", "microsoft", "gitlab", "github"]
+ProviderName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+
+
+class OAuthProviderConfig(BaseModel):
+    """One sign-in provider of OAUTH_PROVIDERS (app/accounts/oauth_providers.py): a preset,
+    or any OpenID Connect provider by its issuer URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: OAuthPreset | None = None
+    # Any OpenID provider: discovery at {issuer}/.well-known/openid-configuration.
+    issuer: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
+    # The web client (the redirect flow) and the native apps' client ids, which the
+    # id-token route accepts as audiences (iOS, Android, a web One Tap button).
+    client_id: str = Field(min_length=1, max_length=500)
+    client_secret: SecretStr | None = None
+    native_client_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=500)]] = (
+        Field(default_factory=list, max_length=20)
+    )
+    scopes: list[str] | None = Field(default=None, max_length=20)
+    display_name: str | None = Field(default=None, max_length=100)
+    # Microsoft: "common", "organizations", "consumers" or a tenant id.
+    tenant: str = Field(default="common", pattern=r"^[A-Za-z0-9.-]{1,100}$")
+    # The id-token route refuses tokens without a nonce (replay protection); false only for
+    # a platform SDK that cannot pass one.
+    require_nonce: bool = True
+    # Apple: its client secret is a short-lived ES256 JWT made from a key; set these three
+    # instead of client_secret and the server makes (and renews) it.
+    apple_team_id: str | None = None
+    apple_key_id: str | None = None
+    apple_private_key: SecretStr | None = None
+    # OAuth2 endpoints of a provider without discovery (GitHub Enterprise, tests).
+    authorization_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s#]+$")
+    token_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s#]+$")
+    userinfo_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s#]+$")
+
+    @model_validator(mode="after")
+    def _complete(self) -> OAuthProviderConfig:
+        if self.preset is None and self.issuer is None:
+            raise ValueError("a provider needs a preset or an issuer URL")
+        if self.preset == "github" and self.issuer is not None:
+            raise ValueError("GitHub is OAuth2 without OpenID Connect: it takes no issuer")
+        apple = (self.apple_team_id, self.apple_key_id, self.apple_private_key)
+        if any(apple) and not all(apple):
+            raise ValueError("apple_team_id, apple_key_id and apple_private_key go together")
+        return self
 
 
 class Settings(BaseSettings):
@@ -130,6 +187,24 @@ class Settings(BaseSettings):
     rate_limit_invitations_per_address: int = Field(default=3, ge=1)
     reset_token_ttl_seconds: int = Field(default=1800, ge=60)
     magic_link_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
+    # Admin rights only for sessions that signed in with a second factor (TOTP, recovery
+    # code or passkey); admins need one to make API keys. Others act as plain users.
+    admin_mfa_required: bool = False
+    # Social sign-in (app/accounts/oauth.py). OAUTH_PROVIDERS is JSON: {"google":
+    # {"preset": "google", "client_id": "...", "client_secret": "..."}, "corp": {"issuer":
+    # "https://id.corp.example", "client_id": "..."}}. OAUTH_REDIRECT_URLS: the frontend
+    # URLs (comma-separated, exact, query aside) the web flow may return to; empty: any
+    # URL on PUBLIC_URL's origin.
+    oauth_providers: dict[ProviderName, OAuthProviderConfig] = Field(default_factory=dict)
+    oauth_redirect_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    oauth_flow_ttl_seconds: int = Field(default=600, ge=60, le=3600)
+    oauth_http_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Passkeys (WebAuthn): the relying party id (a domain, default PUBLIC_URL's host) and
+    # the origins allowed to use them (comma-separated; default PUBLIC_URL's origin; add
+    # android:apk-key-hash:... for Android apps).
+    webauthn_rp_id: str | None = Field(default=None, pattern=r"^[a-z0-9.-]{1,253}$")
+    webauthn_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    passkeys_max_per_user: int = Field(default=20, ge=1, le=100)
     rate_limit_mail_per_account: int = Field(default=3, ge=1)  # reset/verify mails a window
     rate_limit_reset_per_ip: int = Field(default=10, ge=1)
     # The API's public base URL (https://api.example.com), named in the live contract's
@@ -150,6 +225,14 @@ class Settings(BaseSettings):
         origins = values.get("cors_origins")
         if isinstance(origins, str):
             values["cors_origins"] = [o.strip() for o in origins.split(",") if o.strip()]
+        passkey_origins = values.get("webauthn_origins")
+        if isinstance(passkey_origins, str):
+            values["webauthn_origins"] = [
+                o.strip() for o in passkey_origins.split(",") if o.strip()
+            ]
+        urls = values.get("oauth_redirect_urls")
+        if isinstance(urls, str):
+            values["oauth_redirect_urls"] = [u.strip() for u in urls.split(",") if u.strip()]
         return values
 
     @model_validator(mode="after")
@@ -199,6 +282,17 @@ class Settings(BaseSettings):
                 "embedded database on the same data directory"
             )
         return self
+
+    @property
+    def passkey_rp_id(self) -> str:
+        return self.webauthn_rp_id or (urlsplit(self.public_url).hostname or "localhost")
+
+    @property
+    def passkey_origins(self) -> list[str]:
+        if self.webauthn_origins:
+            return self.webauthn_origins
+        parts = urlsplit(self.public_url)
+        return [f"{parts.scheme}://{parts.netloc}"]
 
     @property
     def uses_embedded_database(self) -> bool:

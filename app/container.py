@@ -12,16 +12,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import httpx
 from beanie import init_beanie
 
 from app.accounts.action_tokens import ActionTokenRepository
 from app.accounts.api_keys import COLLECTION as API_KEYS
 from app.accounts.api_keys import ApiKeyCache, ApiKeyRepository
 from app.accounts.auth_service import AuthService
+from app.accounts.identities import IdentityRepository
 from app.accounts.lifecycle import AccountLifecycle
 from app.accounts.mfa import MfaService
 from app.accounts.mfa_challenges import MfaChallenges
 from app.accounts.models import MfaChallenge, RateLimitCounter, Session, User
+from app.accounts.oauth import OAuthService
+from app.accounts.oauth_providers import Provider
+from app.accounts.passkeys import PasskeyRepository, PasskeyService
 from app.accounts.passwords import PasswordHasher
 from app.accounts.principal import Principal
 from app.accounts.ratelimit import RateLimiter
@@ -90,6 +95,8 @@ class Container:
     files: FileService
     teams: TeamService
     mfa: MfaService
+    oauth: OAuthService
+    passkeys: PasskeyService
     # None when READ_CACHE is off.
     feed: ChangeFeed | None = None
     loop_lag: LoopLagMonitor = field(default_factory=LoopLagMonitor)
@@ -179,6 +186,40 @@ class Container:
             clock=clock,
         )
         mfa.notify = lifecycle.notify
+        oauth = OAuthService(
+            settings=settings,
+            providers={
+                name: Provider(name, config, provider_http(settings))
+                for name, config in settings.oauth_providers.items()
+            },
+            identities=IdentityRepository(db),
+            users=users,
+            auth=auth,
+            clock=clock,
+        )
+        oauth.notify = lifecycle.notify
+        passkeys = PasskeyService(
+            settings=settings,
+            repository=PasskeyRepository(db),
+            users=users,
+            auth=auth,
+            clock=clock,
+        )
+        mfa.passkeys = passkeys
+
+        async def has_passkeys(user_id: str) -> bool:
+            return await passkeys.repository.count_for_user(user_id) > 0
+
+        async def passkey_count(user_id: str) -> int:
+            return await passkeys.repository.count_for_user(user_id)
+
+        async def password_and_identities(user: User) -> int:
+            identities = await oauth.identities.count_for_user(str(user.id))
+            return identities + (1 if user.password_hash else 0)
+
+        auth.has_passkeys = has_passkeys
+        oauth.other_methods = passkey_count
+        passkeys.other_methods = password_and_identities
 
         async def compose(message: OutboxMessage) -> Composed | None:
             if message.kind == INVITATION_MAIL:
@@ -201,6 +242,8 @@ class Container:
         async def forget_user(user_id: str) -> None:
             await documents.delete_owned_by(user_id)
             await teams.forget_user(user_id)
+            await oauth.identities.delete_for_user(user_id)
+            await passkeys.repository.delete_for_user(user_id)
 
         user_service = UserService(
             users=users,
@@ -278,10 +321,23 @@ class Container:
             batch=BatchService(db, documents),
             teams=teams,
             mfa=mfa,
+            oauth=oauth,
+            passkeys=passkeys,
             realtime=realtime,
             files=files,
             feed=feed,
         )
+
+
+def provider_http(settings: Settings) -> httpx.AsyncClient:
+    """The HTTP client that talks to sign-in providers: short timeouts, redirects not
+    followed, a few connections per provider."""
+    return httpx.AsyncClient(
+        timeout=settings.oauth_http_timeout_seconds,
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=10),
+        headers={"User-Agent": "docstore"},
+    )
 
 
 def mail_transport(settings: Settings) -> MailTransport:
@@ -324,6 +380,8 @@ async def open_container(
         await container.realtime.tickets.ensure_indexes()
         await container.files.store.ensure_indexes()
         await container.teams.repository.ensure_indexes()
+        await container.oauth.identities.ensure_indexes()
+        await container.passkeys.repository.ensure_indexes()
         lag = container.loop_lag
         try:
             lag.start()
@@ -341,6 +399,8 @@ async def open_container(
             if container.feed is not None:
                 await container.feed.stop()
             container.hasher.close()
+            for provider in container.oauth.providers.values():
+                await provider.http.aclose()
             container.documents.work.close()
     finally:
         await client.close()

@@ -78,6 +78,18 @@ class ErrorCode(StrEnum):
     FIELD_FORBIDDEN = "field_forbidden"  # a field rule forbids reading or changing a field
     SHARE_NOT_FOUND = "share_not_found"
     SHARE_LIMIT_REACHED = "share_limit_reached"  # DOCUMENT_MAX_SHARES
+    PROVIDER_NOT_FOUND = "provider_not_found"  # not in OAUTH_PROVIDERS
+    PROVIDER_UNAVAILABLE = "provider_unavailable"  # the provider could not be reached/read
+    ID_TOKEN_INVALID = "id_token_invalid"  # signature, issuer, audience, expiry, nonce, replay
+    OAUTH_STATE_INVALID = "oauth_state_invalid"  # unknown/used/expired state, other browser
+    IDENTITY_NOT_LINKED = "identity_not_linked"  # the email has an account: sign in and link
+    IDENTITY_IN_USE = "identity_in_use"  # linked to another account
+    IDENTITY_NOT_FOUND = "identity_not_found"
+    LAST_SIGN_IN_METHOD = "last_sign_in_method"  # unlinking would lock the account out
+    PASSKEY_NOT_FOUND = "passkey_not_found"
+    PASSKEY_INVALID = "passkey_invalid"  # a registration or assertion that does not verify
+    PASSKEY_LIMIT_REACHED = "passkey_limit_reached"  # PASSKEYS_MAX_PER_USER
+    MFA_SETUP_REQUIRED = "mfa_setup_required"  # ADMIN_MFA_REQUIRED: admin rights need MFA
 
 
 class FieldError(BaseModel):

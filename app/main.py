@@ -6,6 +6,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.accounts.auth_router import router as auth_router
+from app.accounts.oauth_router import identities_router
+from app.accounts.oauth_router import router as oauth_router
+from app.accounts.passkey_router import auth_router as passkey_auth_router
+from app.accounts.passkey_router import options_router as passkey_options_router
+from app.accounts.passkey_router import router as passkeys_router
 from app.accounts.user_router import router as users_router
 from app.collections.router import router as collections_router
 from app.config import Settings, get_settings
@@ -78,6 +83,11 @@ def create_app(settings: Settings | None = None, *, fast_paths: bool = True) -> 
     app.include_router(files_router)
     app.include_router(collections_router)
     app.include_router(auth_router)
+    app.include_router(oauth_router)
+    app.include_router(identities_router)
+    app.include_router(passkeys_router)
+    app.include_router(passkey_options_router)
+    app.include_router(passkey_auth_router)
     app.include_router(users_router)
     app.include_router(teams_router)
     app.include_router(contract_router)

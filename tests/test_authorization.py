@@ -47,6 +47,12 @@ RULES: dict[str, dict[str, int | str]] = {
     "own_mfa_off": {ANON: 401, USER: 409, OTHER: 409, ADMIN: 409},
     # A sign-in challenge decides, not the caller: a bogus one is 401 for everyone.
     "mfa_token": {ANON: 401, USER: 401, OTHER: 401, ADMIN: 401},
+    # Social sign-in with no provider configured here: every provider name is unknown.
+    "no_provider": {ANON: 404, USER: 404, OTHER: 404, ADMIN: 404},
+    # The same behind sign-in (linking a provider; an identity or passkey nobody has).
+    "own_identity": {ANON: 401, USER: 404, OTHER: 404, ADMIN: 404},
+    # A passkey answer decides, not the caller: one that signs no live challenge is 401.
+    "passkey_challenge": {ANON: 401, USER: 401, OTHER: 401, ADMIN: 401},
     # A team `user` owns: invisible to non-members, site admins included.
     "own_team": {ANON: 401, USER: OK, OTHER: 404, ADMIN: 404},
 }
@@ -75,6 +81,12 @@ def settings(database_url: str) -> Settings:
 
 
 Request = tuple[str, dict[str, Any]]  # path, httpx keyword arguments
+# Well-formed passkey answers that sign nothing the server asked for.
+_CREDENTIAL = {"id": "AAAA", "rawId": "AAAA", "type": "public-key"}
+REGISTRATION = _CREDENTIAL | {"response": {"clientDataJSON": "e30", "attestationObject": "oA"}}
+ASSERTION = _CREDENTIAL | {
+    "response": {"clientDataJSON": "e30", "authenticatorData": "AA", "signature": "AA"}
+}
 Builder = Callable[[World, str], Request]
 
 
@@ -215,6 +227,81 @@ ROUTES: dict[str, tuple[str, Builder]] = {
             "/v1/auth/mfa/verify",
             {"json": {"mfa_token": "mfa_not-a-token", "code": "123456"}},
         ),
+    ),
+    "auth_oauth_providers": ("public", lambda w, p: ("/v1/auth/oauth/providers", {})),
+    "auth_oauth_authorize": (
+        "no_provider",
+        lambda w, p: (
+            "/v1/auth/oauth/corp/authorize",
+            {"params": {"redirect_uri": "http://localhost:5173/done"}},
+        ),
+    ),
+    "auth_oauth_callback": (
+        "mailed_token",
+        lambda w, p: ("/v1/auth/oauth/corp/callback", {"params": {"state": "s", "code": "c"}}),
+    ),
+    "auth_oauth_callback_form": (
+        "mailed_token",
+        lambda w, p: ("/v1/auth/oauth/corp/callback", {"data": {"state": "s", "code": "c"}}),
+    ),
+    "auth_oauth_exchange": (
+        "mailed_token",
+        lambda w, p: ("/v1/auth/oauth/exchange", {"json": {"code": "not-a-code"}}),
+    ),
+    "auth_oauth_id_token": (
+        "no_provider",
+        lambda w, p: ("/v1/auth/oauth/corp/id-token", {"json": {"id_token": "a.b.c"}}),
+    ),
+    "users_list_identities": ("signed_in", lambda w, p: ("/v1/users/me/identities", {})),
+    "users_link_identity_id_token": (
+        "own_identity",
+        lambda w, p: (
+            "/v1/users/me/identities/corp/id-token",
+            {"json": {"id_token": "a.b.c", "current_password": PASSWORD}},
+        ),
+    ),
+    "users_link_identity_start": (
+        "own_identity",
+        lambda w, p: (
+            "/v1/users/me/identities/corp/authorize",
+            {"json": {"redirect_uri": "http://localhost:5173/done"}},
+        ),
+    ),
+    "users_link_identity_exchange": (
+        "signed_in_token",
+        lambda w, p: ("/v1/users/me/identities/corp/exchange", {"json": {"code": "not-a-code"}}),
+    ),
+    "users_unlink_identity": (
+        "own_identity",
+        lambda w, p: ("/v1/users/me/identities/6650c2aa0000000000000001", {}),
+    ),
+    "users_passkey_options": (
+        "signed_in",
+        lambda w, p: ("/v1/users/me/passkey-options", {"json": {"current_password": PASSWORD}}),
+    ),
+    "users_passkey_register": (
+        "passkey_challenge",
+        lambda w, p: (
+            "/v1/users/me/passkeys",
+            {"json": {"challenge_id": "nope", "credential": REGISTRATION}},
+        ),
+    ),
+    "users_passkey_list": ("signed_in", lambda w, p: ("/v1/users/me/passkeys", {})),
+    "users_passkey_remove": (
+        "own_identity",
+        lambda w, p: ("/v1/users/me/passkeys/6650c2aa0000000000000001", {}),
+    ),
+    "auth_passkey_options": ("public", lambda w, p: ("/v1/auth/passkey/options", {})),
+    "auth_passkey": (
+        "passkey_challenge",
+        lambda w, p: (
+            "/v1/auth/passkey",
+            {"json": {"challenge_id": "nope", "credential": ASSERTION}},
+        ),
+    ),
+    "auth_mfa_passkey_options": (
+        "mfa_token",
+        lambda w, p: ("/v1/auth/mfa/passkey-options", {"json": {"mfa_token": "mfa_nope"}}),
     ),
     "users_list": ("admin", lambda w, p: ("/v1/users", {})),
     "users_get": ("admin", lambda w, p: (f"/v1/users/{w.victim_id[p]}", {})),

@@ -13,6 +13,7 @@ from app.accounts.auth_schemas import (
     LoginRequest,
     MfaRequired,
     MfaVerify,
+    PasskeyVerify,
     PasswordReset,
     PasswordResetRequest,
     RecoveryVerify,
@@ -98,11 +99,12 @@ async def login(
 @router.post(
     "/mfa/verify",
     operation_id="auth_mfa_verify",
-    summary="Finish a two-step sign-in with a TOTP or recovery code",
-    description="`{mfa_token, code}` (the authenticator app's 6 digits) or `{mfa_token, "
-    "recovery_code}` (single use). A code works once; after `MFA_MAX_ATTEMPTS` wrong "
-    "codes the token dies and the sign-in starts again; codes are rate-limited per "
-    "account (`RATE_LIMIT_MFA_PER_ACCOUNT`).",
+    summary="Finish a two-step sign-in with a TOTP or recovery code, or a passkey",
+    description="`{mfa_token, code}` (the authenticator app's 6 digits), `{mfa_token, "
+    "recovery_code}` (single use) or `{mfa_token, challenge_id, credential}` (a passkey, "
+    "options from `POST /v1/auth/mfa/passkey-options`). A code works once; after "
+    "`MFA_MAX_ATTEMPTS` wrong codes the token dies and the sign-in starts again; codes "
+    "are rate-limited per account (`RATE_LIMIT_MFA_PER_ACCOUNT`).",
     responses=problem_responses(401, 422, 429),
     dependencies=[Depends(no_store)],
 )
@@ -111,6 +113,9 @@ async def mfa_verify(body: MfaVerify, mfa: MfaServiceDep, client: ClientDep) -> 
         mfa_token=body.mfa_token,
         code=body.code if isinstance(body, TotpVerify) else None,
         recovery_code=body.recovery_code if isinstance(body, RecoveryVerify) else None,
+        passkey=(body.challenge_id, body.credential.model_dump(exclude_none=True))
+        if isinstance(body, PasskeyVerify)
+        else None,
         client=client,
     )
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Literal
 
 from bson import ObjectId
 
@@ -62,6 +64,12 @@ def refuse_api_key(principal: Principal, what: str) -> None:
         )
 
 
+def proves_mfa(method: str) -> bool:
+    """Whether a session's sign-in method included a second factor: `password+totp`,
+    `oauth:google+passkey`, or a passkey (which verifies its user) alone."""
+    return "+" in method or method == "passkey"
+
+
 @dataclass(frozen=True, slots=True)
 class ClientInfo:
     """Who is knocking, for rate limits and the sessions list."""
@@ -86,6 +94,8 @@ class AuthService:
         self.api_keys = api_keys
         # Sign-in challenges for accounts with a second factor (set by the container).
         self.challenges: MfaChallenges | None = None
+        # Whether the account has passkeys (one may answer the challenge; the container).
+        self.has_passkeys: Callable[[str], Awaitable[bool]] | None = None
         self.users = users
         self.sessions = sessions
         self.limiter = limiter
@@ -113,6 +123,11 @@ class AuthService:
         """Re-authentication for sensitive changes (password, email, deleting the account):
         `password` must be the account's current one. Rate-limited per account, so a stolen
         access token cannot be used to guess the password."""
+        if user.password_hash is None:
+            # An account that signed up with a provider or a passkey has no password to
+            # confirm: being signed in (and its second factor, where the caller asks for
+            # one) is what it has. It can set a password with a password reset.
+            return
         wrong = "Does not match the current password"
         if password is not None:
             await self.limiter.hit(
@@ -204,7 +219,7 @@ class AuthService:
                 "(a password reset, which also confirms the address, sends a new link)",
                 code=ErrorCode.EMAIL_NOT_VERIFIED,
             )
-        if self.hasher.needs_rehash(user.password_hash):
+        if user.password_hash is not None and self.hasher.needs_rehash(user.password_hash):
             new_hash = await self.hasher.hash(password)
             await self.users.update(str(user.id), {"password_hash": new_hash}, now=now)
         await self.limiter.remember(
@@ -225,9 +240,12 @@ class AuthService:
                 first_factor=first_factor,
                 now=self.clock(),
             )
+            methods: list[Literal["totp", "recovery_code", "passkey"]] = ["totp", "recovery_code"]
+            if self.has_passkeys is not None and await self.has_passkeys(str(user.id)):
+                methods.append("passkey")
             return MfaRequired(
                 mfa_token=token,
-                methods=["totp", "recovery_code"],
+                methods=methods,
                 expires_in=self.settings.mfa_challenge_ttl_seconds,
             )
         return await self.start_session(user, client, method=first_factor)
@@ -251,15 +269,16 @@ class AuthService:
                 method=method,
             )
         )
-        return self._pair(user, str(session_id), refresh_token)
+        return self._pair(user, str(session_id), refresh_token, mfa=proves_mfa(method))
 
-    def _pair(self, user: User, session_id: str, refresh_token: str) -> TokenPair:
+    def _pair(self, user: User, session_id: str, refresh_token: str, *, mfa: bool) -> TokenPair:
         access = issue_access_token(
             self.settings,
             user_id=str(user.id),
             token_version=user.token_version,
             session_id=session_id,
             now=self.clock(),
+            mfa=mfa,
         )
         return TokenPair(
             access_token=access,
@@ -288,7 +307,7 @@ class AuthService:
         if user is None or user.disabled:
             await self.sessions.revoke(session_id, now=now)
             raise invalid
-        return self._pair(user, session_id, new_token)
+        return self._pair(user, session_id, new_token, mfa=proves_mfa(session.method))
 
     async def _explain_failed_rotation(self, session_id: str, token_hash: str) -> None:
         session = await self.sessions.get(session_id)
@@ -384,9 +403,10 @@ class AuthService:
                 "The session of this access token has ended; sign in again",
                 code=ErrorCode.TOKEN_INVALID,
             )
-        if claims.session_id is None:
+        elevated = claims.mfa or not self.settings.admin_mfa_required
+        if claims.session_id is None and elevated:
             return principal
-        return replace(principal, session_id=claims.session_id)
+        return replace(principal, session_id=claims.session_id, elevated=elevated)
 
     async def signed_out_reason(self, principal: Principal) -> str | None:
         """Why a sign-in that held when `principal` was authenticated no longer does

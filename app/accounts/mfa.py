@@ -24,6 +24,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import pyotp
 import segno
@@ -35,14 +36,23 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from app.accounts.auth_schemas import TokenPair
 from app.accounts.auth_service import AuthService, ClientInfo
 from app.accounts.mfa_challenges import MfaChallenges
-from app.accounts.models import User
+from app.accounts.models import Role, User
+from app.accounts.passkeys import Options, PasskeyService
 from app.accounts.principal import Principal
 from app.accounts.ratelimit import RateLimiter
 from app.accounts.session_repository import SessionRepository
 from app.accounts.user_repository import UserRepository
 from app.clock import Clock
 from app.config import Settings
-from app.errors import AppError, Conflict, ErrorCode, FieldError, NotFound, Unauthorized
+from app.errors import (
+    AppError,
+    Conflict,
+    ErrorCode,
+    FieldError,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+)
 
 RECOVERY_CODES = 10
 _RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i
@@ -150,6 +160,8 @@ class MfaService:
         # Mails the owner about a change to how the account signs in (set by the
         # container: the mail outbox lives in the account lifecycle).
         self.notify: Callable[[User, str], Awaitable[None]] | None = None
+        # Passkeys answer sign-in challenges too (set by the container).
+        self.passkeys: PasskeyService | None = None
 
     async def _notify(self, user: User, what: str) -> None:
         if self.notify is not None:
@@ -184,12 +196,20 @@ class MfaService:
             return await self.users.use_recovery_code(user_id, recovery_hash(recovery_code))
         return False
 
-    async def _reauthenticate(self, user: User, current_password: str, code: str | None) -> None:
+    async def _reauthenticate(
+        self, user: User, current_password: str | None, code: str | None
+    ) -> None:
         """The current password, and with two-step sign-in on a current code (TOTP or
         recovery): what changing the second factor or making a lasting credential takes,
         so a password alone (phished, or an old session's) cannot."""
         await self.auth.confirm_password(user, current_password)
         if user.totp_secret is None:
+            if self.settings.admin_mfa_required and user.role is Role.ADMIN:
+                raise Forbidden(
+                    "An admin account needs two-step sign-in for this (ADMIN_MFA_REQUIRED): "
+                    "turn it on first (POST /v1/users/me/mfa/totp)",
+                    code=ErrorCode.MFA_SETUP_REQUIRED,
+                )
             return
         await self._count_attempt(str(user.id))
         code = code or ""
@@ -199,8 +219,10 @@ class MfaService:
         ):
             raise _wrong_code("code", "The code does not match: use the app's current code")
 
-    async def reauthenticate(self, me: Principal, current_password: str, code: str | None) -> None:
-        """What a lasting credential (an API key) takes."""
+    async def reauthenticate(
+        self, me: Principal, current_password: str | None, code: str | None
+    ) -> None:
+        """What a lasting credential (an API key, a linked sign-in, a passkey) takes."""
         await self._reauthenticate(await self._user(me), current_password, code)
 
     async def status(self, me: Principal) -> MfaStatus:
@@ -300,6 +322,21 @@ class MfaService:
     async def api_key_made(self, me: Principal, name: str) -> None:
         await self._notify(await self._user(me), f'An API key named "{name}" was made')
 
+    async def passkey_options(self, mfa_token: str) -> Options:
+        """Options for answering the challenge `mfa_token` with one of the account's
+        passkeys (attempts are counted when the answer comes)."""
+        challenge = await self.challenges.peek(mfa_token, now=self.clock())
+        user = await self.users.get(str(challenge.user_id)) if challenge else None
+        if user is None or user.disabled or self.passkeys is None:
+            raise Unauthorized(
+                "The MFA token is not valid: it expired, was used, or too many codes were "
+                "tried; sign in again",
+                code=ErrorCode.TOKEN_INVALID,
+            )
+        if not await self.passkeys.repository.count_for_user(str(user.id)):
+            raise NotFound("The account has no passkey", code=ErrorCode.PASSKEY_NOT_FOUND)
+        return await self.passkeys.second_factor_options(user)
+
     async def verify(
         self,
         *,
@@ -307,6 +344,7 @@ class MfaService:
         code: str | None,
         recovery_code: str | None,
         client: ClientInfo,
+        passkey: tuple[str, dict[str, Any]] | None = None,
     ) -> TokenPair:
         """A session for the challenge `mfa_token`, once a code proves the second factor."""
         now = self.clock()
@@ -329,7 +367,11 @@ class MfaService:
         ):
             await self.challenges.take(mfa_token)
             raise invalid
-        if not await self._second_factor(user, code=code, recovery_code=recovery_code):
+        if passkey is not None:
+            ok = self.passkeys is not None and await self.passkeys.second_factor(user, *passkey)
+        else:
+            ok = await self._second_factor(user, code=code, recovery_code=recovery_code)
+        if not ok:
             left = await self.challenges.failed(challenge)
             raise Unauthorized(
                 "Wrong or already used code; "
@@ -338,6 +380,6 @@ class MfaService:
             )
         if not await self.challenges.take(mfa_token):
             raise invalid  # redeemed meanwhile by another request
-        second = "totp" if code is not None else "recovery_code"
+        second = "passkey" if passkey else "totp" if code is not None else "recovery_code"
         method = f"{challenge.first_factor}+{second}"
         return await self.auth.start_session(user, client, method=method)

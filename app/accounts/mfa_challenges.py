@@ -62,6 +62,17 @@ class MfaChallenges:
         )
         return MfaChallenge.model_validate(raw) if raw is not None else None
 
+    async def peek(self, token: str, *, now: datetime) -> MfaChallenge | None:
+        """The live challenge `token` names, attempts untouched (to prepare a passkey)."""
+        raw = await self.collection.find_one(
+            {
+                "_id": _digest(token),
+                "expires_at": {"$gt": now},
+                "attempts": {"$lt": self.max_attempts},
+            }
+        )
+        return MfaChallenge.model_validate(raw) if raw is not None else None
+
     async def failed(self, challenge: MfaChallenge) -> int:
         """After a wrong code: the attempts left (0: the challenge is gone)."""
         left = self.max_attempts - challenge.attempts

@@ -21,7 +21,8 @@ class Role(StrEnum):
 class User(Document):
     email: str
     name: str
-    password_hash: str
+    # None: the account signs in another way only (a provider, a passkey, a mailed link).
+    password_hash: str | None = None
     role: Role = Role.USER
     disabled: bool = False
     # Confirmed by following the verification mail; a new email starts unverified.

@@ -19,7 +19,10 @@ class Principal:
     # or the API key the request came with.
     session_id: str | None = None
     api_key_id: str | None = None
+    # False for an admin whose sign-in lacked the second factor ADMIN_MFA_REQUIRED asks
+    # for: such a caller acts as a plain user.
+    elevated: bool = True
 
     @property
     def is_admin(self) -> bool:
-        return self.role is Role.ADMIN
+        return self.role is Role.ADMIN and self.elevated

@@ -34,6 +34,8 @@ class AccessClaims:
     session_id: str | None
     issued_at: int
     expires_at: int
+    # The session's sign-in proved a second factor (or was a passkey).
+    mfa: bool = False
 
 
 def issue_access_token(
@@ -43,6 +45,7 @@ def issue_access_token(
     token_version: int,
     session_id: str | None,
     now: datetime,
+    mfa: bool = False,
 ) -> str:
     issued = int(now.timestamp())
     claims = {
@@ -55,6 +58,8 @@ def issue_access_token(
         "ver": token_version,
         "sid": session_id,
     }
+    if mfa:
+        claims["mfa"] = True
     return jwt.encode(claims, settings.jwt_secret, algorithm=ALGORITHM)
 
 
@@ -82,6 +87,7 @@ def decode_access_token(settings: Settings, token: str) -> AccessClaims:
         session_id=sid if isinstance(sid, str) else None,
         issued_at=int(claims["iat"]),
         expires_at=int(claims["exp"]),
+        mfa=claims.get("mfa") is True,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from typing import Annotated, cast
 
@@ -178,7 +179,8 @@ async def list_sessions(me: Person, auth: AuthServiceDep) -> SessionList:
                 user_agent=s.user_agent,
                 address=s.address,
                 current=str(s.id) == me.session_id,
-                method=cast(SignInMethod, s.method),
+                method=cast(SignInMethod, re.sub(r":[^+]*", "", s.method)),
+                provider=s.method.partition(":")[2].partition("+")[0] or None,
             )
             for s in await auth.list_sessions(me)
         ]

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from app.accounts.auth_schemas import Email, Name, NewPassword, Password
+from app.accounts.auth_schemas import Email, Name, NewPassword, Password, RegistrationCredential
 from app.accounts.models import Role, User
 from app.clock import Timestamp
 
@@ -150,9 +150,16 @@ SignInMethod = Literal[
     "password",
     "password+totp",
     "password+recovery_code",
+    "password+passkey",
     "magic_link",
     "magic_link+totp",
     "magic_link+recovery_code",
+    "magic_link+passkey",
+    "oauth",
+    "oauth+totp",
+    "oauth+recovery_code",
+    "oauth+passkey",
+    "passkey",
 ]
 
 
@@ -164,6 +171,9 @@ class SessionOut(BaseModel):
     address: str | None = Field(description="The client address it signed in from")
     current: bool = Field(description="The session of the access token of this request")
     method: SignInMethod = Field(description="How it signed in")
+    provider: str | None = Field(
+        default=None, description="For `oauth` sign-ins: the provider (OAUTH_PROVIDERS)"
+    )
 
 
 class SessionList(BaseModel):
@@ -205,3 +215,77 @@ class ApiKeyCreated(ApiKeyOut):
 
 class ApiKeyList(BaseModel):
     items: list[ApiKeyOut]
+
+
+# -- linked sign-ins (app/accounts/oauth.py) --------------------------------------------
+
+
+class IdentityOut(BaseModel):
+    id: str
+    provider: str
+    subject: str = Field(description="The provider's id for the person (`sub`)")
+    email: str | None
+    email_verified: bool = Field(description="As the provider said at the last sign-in")
+    created_at: Timestamp
+    last_used_at: Timestamp
+
+
+class IdentityList(BaseModel):
+    items: list[IdentityOut]
+
+
+class LinkReauthentication(BaseModel):
+    """A lasting way in needs the account's re-authentication."""
+
+    model_config = ConfigDict(extra="forbid")
+    current_password: Password | None = Field(
+        default=None, description="Required when the account has a password"
+    )
+    code: Annotated[str, Field(min_length=1, max_length=40)] | None = Field(
+        default=None,
+        description="With two-step sign-in on: the app's current code or a recovery code",
+    )
+
+
+class IdentityLinkIdToken(LinkReauthentication):
+    id_token: Annotated[str, Field(min_length=1, max_length=16_384)]
+    nonce: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
+class IdentityLinkStart(LinkReauthentication):
+    redirect_uri: Annotated[str, Field(min_length=1, max_length=2000)] = Field(
+        description="Where the browser returns (`?linked=<provider>` or `?error=`); "
+        "allowed by OAUTH_REDIRECT_URLS"
+    )
+    state: Annotated[str, Field(min_length=1, max_length=500)] | None = Field(
+        default=None, description="Returned unchanged to `redirect_uri`"
+    )
+
+
+class AuthorizeUrl(BaseModel):
+    url: str = Field(description="Send the browser here (a top-level navigation)")
+
+
+# -- passkeys (app/accounts/passkeys.py) -----------------------------------------------
+
+
+class PasskeyRegistration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    challenge_id: Annotated[str, Field(min_length=1, max_length=100)]
+    credential: RegistrationCredential
+    name: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+        | None
+    ) = Field(default=None, description="To recognise it in the list (e.g. the device)")
+
+
+class PasskeyOut(BaseModel):
+    id: str
+    name: str
+    created_at: Timestamp
+    last_used_at: Timestamp | None
+    backed_up: bool = Field(description="Synced by its provider (iCloud Keychain, Google)")
+
+
+class PasskeyList(BaseModel):
+    items: list[PasskeyOut]

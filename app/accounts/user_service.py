@@ -176,7 +176,9 @@ class UserService:
             else:
                 if user.id is None:
                     field, msg = "id", "Field required"
-                elif not user.password_hash.startswith("$argon2"):
+                elif user.password_hash is not None and not user.password_hash.startswith(
+                    "$argon2"
+                ):
                     field, msg = "password_hash", "Not an argon2 hash (as scripts.export writes)"
                 else:
                     ready.append(user.model_copy(update={"email": email, "token_version": 0}))

@@ -182,7 +182,8 @@ class UserLine(BaseModel):
     email_verified: bool | None = None
     created_at: AwareDatetime
     updated_at: AwareDatetime | None = None
-    password_hash: str
+    # None: an account that signs in with a provider, a passkey or a mailed link only.
+    password_hash: str | None = None
     totp_secret: str | None = Field(default=None, max_length=500)
     totp_last_step: int = Field(default=0, ge=0)
     recovery_code_hashes: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(
@@ -191,8 +192,8 @@ class UserLine(BaseModel):
 
     @field_validator("password_hash")
     @classmethod
-    def _argon2(cls, value: str) -> str:
-        if not value.startswith("$argon2"):
+    def _argon2(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("$argon2"):
             raise ValueError("must be an argon2 hash as scripts.export writes it, not a password")
         return value
 

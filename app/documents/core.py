@@ -233,7 +233,11 @@ class DocumentCore:
         if policy.uses_teams and not principal.is_admin and self.team_roles is not None:
             teams = await self.team_roles(principal.id)
         return access.Gate(
-            spec, principal, policy, rules.Caller(principal.id, principal.role.value, teams)
+            spec,
+            principal,
+            policy,
+            # An admin without the second factor ADMIN_MFA_REQUIRED asks for is a user.
+            rules.Caller(principal.id, "admin" if principal.is_admin else "user", teams),
         )
 
     @staticmethod

@@ -14,6 +14,9 @@ from fastapi.security import OAuth2PasswordBearer
 from app.accounts.auth_service import AuthService, ClientInfo, refuse_api_key
 from app.accounts.lifecycle import AccountLifecycle
 from app.accounts.mfa import MfaService
+from app.accounts.models import Role
+from app.accounts.oauth import OAuthService
+from app.accounts.passkeys import PasskeyService
 from app.accounts.principal import Principal
 from app.accounts.user_service import UserService
 from app.collections.service import CollectionService
@@ -56,6 +59,14 @@ async def get_user_service(request: Request) -> UserService:
 
 async def get_mfa_service(request: Request) -> MfaService:
     return _container(request).mfa
+
+
+async def get_oauth_service(request: Request) -> OAuthService:
+    return _container(request).oauth
+
+
+async def get_passkey_service(request: Request) -> PasskeyService:
+    return _container(request).passkeys
 
 
 async def get_collection_service(request: Request) -> CollectionService:
@@ -101,6 +112,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 UserServiceDep = Annotated[UserService, Depends(get_user_service)]
 MfaServiceDep = Annotated[MfaService, Depends(get_mfa_service)]
+OAuthServiceDep = Annotated[OAuthService, Depends(get_oauth_service)]
+PasskeyServiceDep = Annotated[PasskeyService, Depends(get_passkey_service)]
 ClientDep = Annotated[ClientInfo, Depends(get_client_info)]
 CollectionServiceDep = Annotated[CollectionService, Depends(get_collection_service)]
 DocumentServiceDep = Annotated[DocumentService, Depends(get_document_service)]
@@ -154,6 +167,12 @@ async def get_admin_user(
     principal: Annotated[Principal, Depends(get_current_user)],
 ) -> Principal:
     if not principal.is_admin:
+        if principal.role is Role.ADMIN:  # ADMIN_MFA_REQUIRED, signed in without one
+            raise Forbidden(
+                "Admin rights need two-step sign-in (ADMIN_MFA_REQUIRED): turn it on "
+                "(POST /v1/users/me/mfa/totp) and sign in again with a code or a passkey",
+                code=ErrorCode.MFA_SETUP_REQUIRED,
+            )
         raise Forbidden("This needs an admin account")
     return principal
 

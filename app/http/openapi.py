@@ -15,7 +15,10 @@ _PROBLEM = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
 
 # FastAPI's names for form bodies (Body_<operationId>) -> what clients should read.
-_RENAMED = {"Body_auth_token": "TokenRequest"}
+_RENAMED = {
+    "Body_auth_token": "TokenRequest",
+    "Body_auth_oauth_callback_form": "OAuthCallbackForm",
+}
 _HEADERS = {
     "X-Request-ID": {
         "description": "The request's id (yours if you sent a valid X-Request-ID); it is "

@@ -41,8 +41,9 @@ def wait_until_serving(process: subprocess.Popen[bytes], url: str) -> None:
 def api_server(
     mongodb_url: str, db_name: str, **env: str
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`python -m app` (uvicorn) on a free loopback port: (base URL, process)."""
-    port = free_port()
+    """`python -m app` (uvicorn) on a loopback port (env PORT, or a free one): (base URL,
+    process)."""
+    port = int(env.pop("PORT", "0")) or free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "app"],
         cwd=ROOT,
