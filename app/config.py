@@ -187,6 +187,10 @@ class Settings(BaseSettings):
     rate_limit_invitations_per_address: int = Field(default=3, ge=1)
     reset_token_ttl_seconds: int = Field(default=1800, ge=60)
     magic_link_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
+    # Keys sealing TOTP secrets (comma-separated, each 32+ characters): the first seals,
+    # all open (rotation: put the new one first). Unset: a key derived from JWT_SECRET,
+    # which then cannot be rotated without enrolled accounts needing recovery codes.
+    mfa_encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     # Admin rights only for sessions that signed in with a second factor (TOTP, recovery
     # code or passkey); admins need one to make API keys. Others act as plain users.
     admin_mfa_required: bool = False
@@ -230,6 +234,9 @@ class Settings(BaseSettings):
             values["webauthn_origins"] = [
                 o.strip() for o in passkey_origins.split(",") if o.strip()
             ]
+        mfa_keys = values.get("mfa_encryption_keys")
+        if isinstance(mfa_keys, str):
+            values["mfa_encryption_keys"] = [k.strip() for k in mfa_keys.split(",") if k.strip()]
         urls = values.get("oauth_redirect_urls")
         if isinstance(urls, str):
             values["oauth_redirect_urls"] = [u.strip() for u in urls.split(",") if u.strip()]
@@ -261,6 +268,17 @@ class Settings(BaseSettings):
                     "ENV=prod needs MAIL_URL (e.g. smtp://user:pass@smtp.example.com:587"
                     "?starttls=true): verification and password-reset mail must reach people"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _strong_mfa_keys(self) -> Settings:
+        if any(
+            len(k.get_secret_value()) < MIN_PROD_SECRET_LENGTH for k in self.mfa_encryption_keys
+        ):
+            raise ValueError(
+                f"each MFA_ENCRYPTION_KEYS key needs at least {MIN_PROD_SECRET_LENGTH} "
+                "characters (e.g. `openssl rand -hex 32`)"
+            )
         return self
 
     @model_validator(mode="after")

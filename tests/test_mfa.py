@@ -10,6 +10,7 @@ import pyotp
 import pytest
 from bson import ObjectId
 
+from app.accounts.mfa import SecretBox
 from app.clock import utc_now
 from app.container import Container
 from tests.support.accounts import PASSWORD, Account, MakeAccount
@@ -264,3 +265,27 @@ async def test_an_api_key_takes_the_password_and_with_totp_on_a_code(
     assert made.status_code == 201, made.text
     listed = await client.get(keys, headers=account.headers)
     assert [k["name"] for k in listed.json()["items"]] == ["k"]
+
+
+async def test_rotating_the_mfa_encryption_key_moves_secrets_on_their_next_use(
+    client: httpx.AsyncClient,
+    make_account: MakeAccount,
+    container: Container,
+    now: datetime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MFA_ENCRYPTION_KEYS: a new key goes first, the old one stays to open what it
+    sealed; a sign-in reseals with the new key, after which the old one can go."""
+    old, new = "o" * 40, "n" * 40
+    jwt_secret = container.settings.jwt_secret
+    monkeypatch.setattr(container.mfa, "box", SecretBox(old, jwt_secret))
+    account = await make_account()
+    totp, _ = await enrol(client, account, now)
+
+    monkeypatch.setattr(container.mfa, "box", SecretBox(new, old, jwt_secret))
+    signed = await verify(client, await challenge(client, account), code=totp.at(now))
+    assert signed.status_code == 200, signed.text
+
+    monkeypatch.setattr(container.mfa, "box", SecretBox(new, jwt_secret))
+    again = await verify(client, await challenge(client, account), code=totp.at(now + STEP))
+    assert again.status_code == 200, again.text

@@ -60,25 +60,46 @@ _CODE = re.compile(r"^[0-9]{6}$")
 
 
 class SecretBox:
-    """AES-GCM sealing of TOTP secrets, each bound to its account id."""
+    """AES-GCM sealing of TOTP secrets, each bound to its account id.
 
-    def __init__(self, key_material: str) -> None:
-        key = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"docstore totp secrets"
-        ).derive(key_material.encode())
-        self._aead = AESGCM(key)
+    Keys come from MFA_ENCRYPTION_KEYS (the first seals; all open, so a new key goes
+    first and old ones stay until `resealed` has moved every secret) and, last, from
+    JWT_SECRET (what sealed before that setting existed). The GCM tag tells which key
+    fits; a secret opened by another than the first is resealed on its next use.
+    """
+
+    def __init__(self, *key_materials: str) -> None:
+        self._aeads = [
+            AESGCM(
+                HKDF(
+                    algorithm=hashes.SHA256(), length=32, salt=None, info=b"docstore totp secrets"
+                ).derive(material.encode())
+            )
+            for material in key_materials
+            if material
+        ]
 
     def seal(self, plain: str, user_id: str) -> str:
         nonce = os.urandom(12)
-        sealed = nonce + self._aead.encrypt(nonce, plain.encode(), user_id.encode())
+        sealed = nonce + self._aeads[0].encrypt(nonce, plain.encode(), user_id.encode())
         return base64.urlsafe_b64encode(sealed).decode()
 
-    def open(self, sealed: str, user_id: str) -> str | None:
+    def open_with(self, sealed: str, user_id: str) -> tuple[str | None, bool]:
+        """The secret, and whether the first (current) key sealed it."""
         try:
             raw = base64.urlsafe_b64decode(sealed.encode())
-            return self._aead.decrypt(raw[:12], raw[12:], user_id.encode()).decode()
-        except (InvalidTag, ValueError):
-            return None  # JWT_SECRET changed since enrolment: recovery codes still work
+        except ValueError:
+            return None, False
+        for index, aead in enumerate(self._aeads):
+            try:
+                return aead.decrypt(raw[:12], raw[12:], user_id.encode()).decode(), index == 0
+            except (InvalidTag, ValueError):
+                continue
+        # Every key changed since enrolment: recovery codes still work.
+        return None, False
+
+    def open(self, sealed: str, user_id: str) -> str | None:
+        return self.open_with(sealed, user_id)[0]
 
 
 def new_recovery_codes() -> list[str]:
@@ -156,7 +177,10 @@ class MfaService:
         self.limiter = limiter
         self.daily = daily
         self.clock = clock
-        self.box = SecretBox(settings.jwt_secret)
+        self.box = SecretBox(
+            *(key.get_secret_value() for key in settings.mfa_encryption_keys),
+            settings.jwt_secret,
+        )
         # Mails the owner about a change to how the account signs in (set by the
         # container: the mail outbox lives in the account lifecycle).
         self.notify: Callable[[User, str], Awaitable[None]] | None = None
@@ -189,9 +213,18 @@ class MfaService:
         used up when it does."""
         user_id = str(user.id)
         if code is not None and user.totp_secret is not None:
-            secret = self.box.open(user.totp_secret, user_id)
+            secret, current = self.box.open_with(user.totp_secret, user_id)
             step = matching_step(secret, code, self.clock()) if secret is not None else None
-            return step is not None and await self.users.advance_totp_step(user_id, step)
+            if step is None or not await self.users.advance_totp_step(user_id, step):
+                return False
+            if not current and secret is not None:  # sealed by an older key: move it on
+                await self.users.update_if(
+                    user_id,
+                    {"totp_secret": user.totp_secret},
+                    {"totp_secret": self.box.seal(secret, user_id)},
+                    now=self.clock(),
+                )
+            return True
         if recovery_code is not None:
             return await self.users.use_recovery_code(user_id, recovery_hash(recovery_code))
         return False
