@@ -391,6 +391,29 @@ async def test_shares_teams_and_a_second_factor_survive_export_and_restore(
     codes = await container.mfa.confirm_totp(
         ada_principal, pyotp.TOTP(enrolment.secret).at(utc_now())
     )
+    # Other ways in: a linked provider for Grace, a passkey for Ada.
+    await container.oauth.identities.link(
+        provider="google",
+        subject="g-123",
+        user_id=grace.id,
+        email="grace@example.com",
+        email_verified=True,
+        now=utc_now(),
+    )
+    await container.passkeys.repository.insert(
+        {
+            "_id": ObjectId(),
+            "user_id": ada.id,
+            "credential_id": "Y3JlZGVudGlhbA",
+            "public_key": b"\xa5\x01\x02",
+            "sign_count": 7,
+            "transports": ["internal"],
+            "backed_up": True,
+            "name": "Phone",
+            "created_at": utc_now(),
+            "last_used_at": None,
+        }
+    )
 
     backup = tmp_path / "backup"
     assert script(settings, "scripts.export", "--all", "-o", str(backup)).returncode == 0
@@ -404,6 +427,10 @@ async def test_shares_teams_and_a_second_factor_survive_export_and_restore(
             )
             assert got.status_code == 200, got.text
             assert got.json()["team"] == crew.id
+            linked = await api.get("/v1/users/me/identities", headers=grace_there.headers)
+            assert [(i["provider"], i["subject"]) for i in linked.json()["items"]] == [
+                ("google", "g-123")
+            ]
             # Ada's second factor is still on: her password alone is not enough.
             login = await api.post(
                 "/v1/auth/login", json={"email": "ada@example.com", "password": ADA_PASSWORD}
@@ -414,5 +441,15 @@ async def test_shares_teams_and_a_second_factor_survive_export_and_restore(
                 json={"mfa_token": login.json()["mfa_token"], "recovery_code": codes[0]},
             )
             assert verified.status_code == 200, verified.text
+            keys = await api.get(
+                "/v1/users/me/passkeys",
+                headers={"Authorization": f"Bearer {verified.json()['access_token']}"},
+            )
+            assert [(k["name"], k["backed_up"]) for k in keys.json()["items"]] == [("Phone", True)]
+            stored = await restored.state.container.passkeys.repository.by_credential(
+                "Y3JlZGVudGlhbA"
+            )
+            assert stored is not None and stored["public_key"] == b"\xa5\x01\x02"
+            assert stored["sign_count"] == 7
     finally:
         await container.db.client.drop_database(target.mongodb_db)

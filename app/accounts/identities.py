@@ -14,7 +14,7 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.db.client import Db
 
@@ -132,6 +132,19 @@ class IdentityRepository:
 
     async def delete_for_user(self, user_id: str) -> None:
         await self.collection.delete_many({"user_id": user_id})
+
+    async def raw_for_users(self, user_ids: list[str]) -> list[dict[str, Any]]:
+        return [raw async for raw in self.collection.find({"user_id": {"$in": user_ids}})]
+
+    async def restore(self, raws: list[dict[str, Any]]) -> None:
+        """Insert records from a backup; ones already here (same key) are left alone."""
+        if not raws:
+            return
+        try:
+            await self.collection.insert_many(raws, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
 
     # -- one-time records ------------------------------------------------------------------
 

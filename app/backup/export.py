@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from app.accounts.models import User
 from app.backup import BackupError, Bars, Note, no_bars, no_notes
 from app.backup.format import (
     BLOBS,
@@ -110,15 +111,39 @@ async def export_one(
     return written
 
 
+EXPORT_PAGE = 500
+
+
 async def export_users(container: Container, out: IO[str], *, bars: Bars = no_bars) -> int:
     """Every account, password hash included, a line each. (how many)"""
     total = await container.users.count_all()
     written = 0
+    page: list[User] = []
+
+    async def flush() -> None:
+        # Linked providers and passkeys, one query each per page of accounts.
+        ids = [str(user.id) for user in page]
+        identities = await container.oauth.identities.raw_for_users(ids)
+        passkeys = await container.passkeys.repository.raw_for_users(ids)
+        for user in page:
+            user_id = str(user.id)
+            out.write(
+                user_line(
+                    user,
+                    [raw for raw in identities if raw["user_id"] == user_id],
+                    [raw for raw in passkeys if raw["user_id"] == user_id],
+                )
+            )
+        bar.update(len(page))
+        page.clear()
+
     with bars(total, "exporting users") as bar:
         async for user in container.users.stream_all():
-            out.write(user_line(user))
+            page.append(user)
             written += 1
-            bar.update()
+            if len(page) == EXPORT_PAGE:
+                await flush()
+        await flush()
     return written
 
 

@@ -13,6 +13,7 @@ _teams.ndjson       one team a line with its members (team_line; read back as Te
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from datetime import datetime
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from beanie import PydanticObjectId
+from bson import ObjectId
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from app.accounts.auth_schemas import Email, Name
@@ -63,7 +65,33 @@ def to_line(doc: StoredDocument) -> str:
     return _compact(body)
 
 
-def user_line(user: User) -> str:
+def identity_entry(raw: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "provider": raw["provider"],
+        "subject": raw["subject"],
+        "email": raw.get("email"),
+        "email_verified": bool(raw.get("email_verified")),
+        "created_at": rfc3339(raw["created_at"]),
+    }
+
+
+def passkey_entry(raw: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "credential_id": raw["credential_id"],
+        "public_key": base64.urlsafe_b64encode(raw["public_key"]).decode(),
+        "sign_count": raw["sign_count"],
+        "transports": raw.get("transports", []),
+        "backed_up": bool(raw.get("backed_up")),
+        "name": raw["name"],
+        "created_at": rfc3339(raw["created_at"]),
+    }
+
+
+def user_line(
+    user: User,
+    identities: list[dict[str, Any]] | None = None,
+    passkeys: list[dict[str, Any]] | None = None,
+) -> str:
     body: dict[str, Any] = {
         "id": str(user.id),
         "email": user.email,
@@ -85,6 +113,12 @@ def user_line(user: User) -> str:
             "totp_last_step": user.totp_last_step,
             "recovery_code_hashes": user.recovery_code_hashes,
         }
+    # Other ways in (issue 22): linked providers and passkeys, so an account without a
+    # password can still sign in after a restore.
+    if identities:
+        body["identities"] = [identity_entry(raw) for raw in identities]
+    if passkeys:
+        body["passkeys"] = [passkey_entry(raw) for raw in passkeys]
     return _compact(body)
 
 
@@ -170,6 +204,54 @@ class SharedLine(BaseModel):
     write: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=1000)
 
 
+class IdentityEntry(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    provider: str = Field(min_length=1, max_length=32)
+    subject: str = Field(min_length=1, max_length=500)
+    email: str | None = Field(default=None, max_length=320)
+    email_verified: bool = False
+    created_at: AwareDatetime
+
+    def raw(self, user_id: str) -> dict[str, Any]:
+        return {
+            "_id": ObjectId(),
+            "provider": self.provider,
+            "subject": self.subject,
+            "user_id": user_id,
+            "email": self.email,
+            "email_verified": self.email_verified,
+            "created_at": millis(self.created_at),
+            "last_used_at": millis(self.created_at),
+        }
+
+
+class PasskeyEntry(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    credential_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,1400}$")
+    public_key: str = Field(max_length=4000)
+    sign_count: int = Field(ge=0)
+    transports: list[Annotated[str, Field(max_length=30)]] = Field(
+        default_factory=list, max_length=10
+    )
+    backed_up: bool = False
+    name: str = Field(min_length=1, max_length=100)
+    created_at: AwareDatetime
+
+    def raw(self, user_id: str) -> dict[str, Any]:
+        return {
+            "_id": ObjectId(),
+            "user_id": user_id,
+            "credential_id": self.credential_id,
+            "public_key": base64.urlsafe_b64decode(self.public_key.encode()),
+            "sign_count": self.sign_count,
+            "transports": self.transports,
+            "backed_up": self.backed_up,
+            "name": self.name,
+            "created_at": millis(self.created_at),
+            "last_used_at": None,
+        }
+
+
 class UserLine(BaseModel):
     """One account of users.ndjson. The email is normalised as the API does it."""
 
@@ -189,6 +271,8 @@ class UserLine(BaseModel):
     recovery_code_hashes: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(
         default_factory=list, max_length=100
     )
+    identities: list[IdentityEntry] = Field(default_factory=list, max_length=100)
+    passkeys: list[PasskeyEntry] = Field(default_factory=list, max_length=100)
 
     @field_validator("password_hash")
     @classmethod

@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from app.accounts.models import User
 from app.backup import BackupError, Bars, Note, no_bars, no_notes
 from app.backup.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from app.backup.files import attach, sha256_of
@@ -128,15 +127,25 @@ async def import_users(
     because another account in this database has them)"""
     taken: list[str] = []
 
-    async def insert(batch: list[User]) -> tuple[int, int]:
-        outcome = await container.user_service.import_users(batch)
+    async def insert(batch: list[UserLine]) -> tuple[int, int]:
+        outcome = await container.user_service.import_users([line.user() for line in batch])
         taken.extend(outcome.email_taken)
+        # Their linked providers and passkeys, unless the account was skipped (its email
+        # belongs to another account here). Ones already here are left alone.
+        skipped = set(outcome.email_taken)
+        kept = [line for line in batch if line.email not in skipped]
+        await container.oauth.identities.restore(
+            [entry.raw(line.id.lower()) for line in kept for entry in line.identities]
+        )
+        await container.passkeys.repository.restore(
+            [entry.raw(line.id.lower()) for line in kept for entry in line.passkeys]
+        )
         return outcome.inserted, outcome.present
 
     added, present = await import_lines(
         source,
         USERS_KEY,
-        lambda raw: UserLine.model_validate_json(raw).user(),
+        UserLine.model_validate_json,
         insert,
         batch_size=batch_size,
         restart=restart,
