@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from app.config import OAuthProviderConfig
 from tests.support.accounts import PASSWORD, Account, sign_in, signed_in
 from tests.support.apps import http_client, make_settings, running_app
+from tests.support.github import running_github
 from tests.support.oidc import Provider, nonce_digest, running_provider
 from tests.support.problems import assert_problem
 
@@ -31,8 +32,14 @@ def provider() -> Iterator[Provider]:
         yield running
 
 
+@pytest.fixture(scope="module")
+def github() -> Iterator[str]:
+    with running_github() as url:
+        yield url
+
+
 @pytest.fixture
-async def app(database_url: str, provider: Provider) -> AsyncIterator[FastAPI]:
+async def app(database_url: str, provider: Provider, github: str) -> AsyncIterator[FastAPI]:
     settings = make_settings(
         database_url,
         public_url="https://app.example",
@@ -43,7 +50,15 @@ async def app(database_url: str, provider: Provider) -> AsyncIterator[FastAPI]:
                 client_secret="web-secret",
                 native_client_ids=[NATIVE_CLIENT],
                 display_name="Corp ID",
-            )
+            ),
+            "github": OAuthProviderConfig(
+                preset="github",
+                client_id="gh-client",
+                client_secret="gh-secret",
+                authorization_endpoint=f"{github}/login/oauth/authorize",
+                token_endpoint=f"{github}/login/oauth/access_token",
+                userinfo_endpoint=f"{github}/user",
+            ),
         },
     )
     async with running_app(settings) as running:
@@ -407,4 +422,45 @@ async def test_the_provider_list_names_what_a_sign_in_screen_shows(
     api: httpx.AsyncClient,
 ) -> None:
     listed = await api.get("/v1/auth/oauth/providers")
-    assert listed.json() == {"items": [{"name": "corp", "title": "Corp ID", "id_token": True}]}
+    assert listed.json() == {
+        "items": [
+            {"name": "corp", "title": "Corp ID", "id_token": True},
+            {"name": "github", "title": "GitHub", "id_token": False},
+        ]
+    }
+
+
+async def test_github_signs_in_with_its_verified_primary_email(
+    api: httpx.AsyncClient, github: str
+) -> None:
+    """GitHub is OAuth2 without OpenID: the identity comes from its user API."""
+    verifier, challenge = pkce()
+    started = await api.get(
+        "/v1/auth/oauth/github/authorize",
+        params={"redirect_uri": FRONTEND, "code_challenge": challenge},
+    )
+    assert started.status_code == 302, started.text
+    sent = query(started.headers["location"])
+    assert sent["scope"] == "read:user user:email" and "nonce" not in sent
+    async with httpx.AsyncClient() as browser:
+        at_github = await browser.get(started.headers["location"])
+    done = await api.get(at_github.headers["location"].removeprefix("http://docstore.test"))
+    back = query(done.headers["location"])
+    tokens = await api.post(
+        "/v1/auth/oauth/exchange", json={"code": back["code"], "code_verifier": verifier}
+    )
+    assert tokens.status_code == 200, tokens.text
+    headers = {"Authorization": f"Bearer {tokens.json()['access_token']}"}
+    me = (await api.get("/v1/users/me", headers=headers)).json()
+    assert (me["email"], me["email_verified"], me["name"]) == (
+        "octo@example.com",
+        True,
+        "Octo Cat",
+    )
+    identities = (await api.get("/v1/users/me/identities", headers=headers)).json()["items"]
+    assert [(i["provider"], i["subject"]) for i in identities] == [("github", "4242")]
+    # It issues no ID tokens: the native route says so.
+    refused = await api.post(
+        "/v1/auth/oauth/github/id-token", json={"id_token": "a.b.c", "nonce": "n"}
+    )
+    assert_problem(refused, 401, "id_token_invalid")
