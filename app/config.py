@@ -51,6 +51,9 @@ class OAuthProviderConfig(BaseModel):
     display_name: str | None = Field(default=None, max_length=100)
     # Microsoft: "common", "organizations", "consumers" or a tenant id.
     tenant: str = Field(default="common", pattern=r"^[A-Za-z0-9.-]{1,100}$")
+    # Treat the provider's emails as verified though it does not say so (Microsoft Entra
+    # sends no email_verified): only for a provider whose addresses you control.
+    emails_verified: bool = False
     # The id-token route refuses tokens without a nonce (replay protection); false only for
     # a platform SDK that cannot pass one.
     require_nonce: bool = True
@@ -191,6 +194,9 @@ class Settings(BaseSettings):
     # all open (rotation: put the new one first). Unset: a key derived from JWT_SECRET,
     # which then cannot be rotated without enrolled accounts needing recovery codes.
     mfa_encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # An account without a password (made by a provider or a passkey) confirms sensitive
+    # changes with a sign-in this recent instead.
+    reauth_max_age_seconds: int = Field(default=600, ge=60, le=86_400)
     # Admin rights only for sessions that signed in with a second factor (TOTP, recovery
     # code or passkey); admins need one to make API keys. Others act as plain users.
     admin_mfa_required: bool = False

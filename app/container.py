@@ -217,6 +217,11 @@ class Container:
             identities = await oauth.identities.count_for_user(str(user.id))
             return identities + (1 if user.password_hash else 0)
 
+        async def forget_sign_ins(user_id: str) -> None:
+            await oauth.identities.delete_for_user(user_id)
+            await passkeys.repository.delete_for_user(user_id)
+
+        lifecycle.forget_sign_ins = forget_sign_ins
         auth.has_passkeys = has_passkeys
         oauth.other_methods = passkey_count
         passkeys.other_methods = password_and_identities
@@ -242,8 +247,7 @@ class Container:
         async def forget_user(user_id: str) -> None:
             await documents.delete_owned_by(user_id)
             await teams.forget_user(user_id)
-            await oauth.identities.delete_for_user(user_id)
-            await passkeys.repository.delete_for_user(user_id)
+            await forget_sign_ins(user_id)
 
         user_service = UserService(
             users=users,

@@ -89,6 +89,7 @@ class ErrorCode(StrEnum):
     PASSKEY_NOT_FOUND = "passkey_not_found"
     PASSKEY_INVALID = "passkey_invalid"  # a registration or assertion that does not verify
     PASSKEY_LIMIT_REACHED = "passkey_limit_reached"  # PASSKEYS_MAX_PER_USER
+    REAUTHENTICATION_REQUIRED = "reauthentication_required"  # no password: sign in again
     MFA_SETUP_REQUIRED = "mfa_setup_required"  # ADMIN_MFA_REQUIRED: admin rights need MFA
 
 

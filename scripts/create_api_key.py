@@ -44,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
                 return None
             now = container.auth.clock()
             expires = now + timedelta(days=args.days) if args.days else None
+            # An operator with database access: counts as a second factor for an admin
+            # under ADMIN_MFA_REQUIRED.
             key, secret = await container.auth.create_api_key(
-                str(user.id), name=name, expires_at=expires
+                str(user.id), name=name, expires_at=expires, mfa=True
             )
             until = f", expires {expires:%Y-%m-%d}" if expires else ""
             return f"{secret}\n(key {key.id} for {email}, '{name}'{until}; shown only now)"

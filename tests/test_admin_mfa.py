@@ -84,3 +84,34 @@ async def test_users_are_unaffected(client: httpx.AsyncClient, make_account: Mak
     )
     assert key.status_code == 201, key.text
     assert_problem(await client.get("/v1/users", headers=user.headers), 403, "forbidden")
+
+
+async def test_an_admin_without_mfa_gets_no_admin_rights_through_a_stream_ticket(
+    client: httpx.AsyncClient, make_account: MakeAccount, container: Container
+) -> None:
+    admin = await make_account(role=Role.ADMIN)
+    issued = await client.post("/v1/realtime/tickets", headers=admin.headers)
+    assert issued.status_code == 201, issued.text
+    caller = await container.realtime.redeem_ticket(issued.json()["ticket"])
+    assert caller.id == admin.id and not caller.is_admin
+
+
+async def test_an_api_key_carries_admin_rights_only_if_made_with_a_second_factor(
+    client: httpx.AsyncClient, make_account: MakeAccount, container: Container
+) -> None:
+    # Made by a user with a password alone, before becoming an admin.
+    account = await make_account()
+    made = await client.post(
+        "/v1/users/me/api-keys",
+        json={"name": "old", "current_password": PASSWORD},
+        headers=account.headers,
+    )
+    key = {"Authorization": f"Bearer {made.json()['key']}"}
+    await container.users.update(account.id, {"role": Role.ADMIN}, now=utc_now())
+    assert_problem(await client.get("/v1/users", headers=key), 403, "mfa_setup_required")
+    # One an operator makes with `make apikey` counts (database access is the factor).
+    ops_key, secret = await container.auth.create_api_key(
+        account.id, name="ops", expires_at=None, mfa=True
+    )
+    ops = {"Authorization": f"Bearer {secret}"}
+    assert ops_key.mfa and (await client.get("/v1/users", headers=ops)).status_code == 200

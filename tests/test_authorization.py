@@ -233,7 +233,12 @@ ROUTES: dict[str, tuple[str, Builder]] = {
         "no_provider",
         lambda w, p: (
             "/v1/auth/oauth/corp/authorize",
-            {"params": {"redirect_uri": "http://localhost:5173/done"}},
+            {
+                "params": {
+                    "redirect_uri": "http://localhost:5173/done",
+                    "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                }
+            },
         ),
     ),
     "auth_oauth_callback": (

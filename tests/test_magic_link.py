@@ -8,6 +8,7 @@ from datetime import timedelta
 import httpx
 import pyotp
 import pytest
+from bson import ObjectId
 from fastapi import FastAPI
 
 from app.clock import utc_now
@@ -77,6 +78,8 @@ async def test_a_link_is_a_first_factor_only(
     inbox = smtp[0]
     account = await signed_in(mail_app, api)
     container: Container = mail_app.state.container
+    # A confirmed address (a first link to an unconfirmed one claims the account anew).
+    await container.users.update(account.id, {"email_verified": True}, now=utc_now())
     me = await container.auth.users.get_principal(account.id)
     assert me is not None
     enrolment = await container.mfa.start_totp(me, account.password)
@@ -132,3 +135,56 @@ async def test_the_owner_is_mailed_when_how_the_account_signs_in_changes(
     text, html = parts(key_mail)
     assert 'An API key named "<b>ci</b>" was made' in text
     assert "&lt;b&gt;ci&lt;/b&gt;" in html  # names are escaped in the HTML part
+
+
+async def test_the_mailbox_owner_claims_an_account_someone_else_registered(
+    api: httpx.AsyncClient, mail_app: FastAPI, smtp: tuple[Inbox, int]
+) -> None:
+    """Pre-hijacking: someone registers the owner's address first (unverified), adds a
+    provider and a passkey. The owner's first sign-in link ends all of it."""
+    inbox = smtp[0]
+    squatter = await signed_in(mail_app, api)
+    container: Container = mail_app.state.container
+    await container.oauth.identities.link(
+        provider="corp",
+        subject="squatter",
+        user_id=squatter.id,
+        email=squatter.email,
+        email_verified=True,
+        now=utc_now(),
+    )
+    await container.passkeys.repository.insert(
+        {
+            "_id": ObjectId(),
+            "user_id": squatter.id,
+            "credential_id": "c3F1YXR0ZXI",
+            "public_key": b"\x01",
+            "sign_count": 0,
+            "name": "Squatter's key",
+            "created_at": utc_now(),
+        }
+    )
+    me = await container.auth.users.get_principal(squatter.id)
+    assert me is not None
+    enrolment = await container.mfa.start_totp(me, squatter.password)
+    await container.mfa.confirm_totp(me, pyotp.TOTP(enrolment.secret).at(utc_now()))
+    assert "A change" in (await inbox.next())["Subject"]
+    token = await link_for(api, inbox, squatter)
+    owner = await api.post("/v1/auth/magic-link", json={"token": token})
+    assert owner.status_code == 200, owner.text
+    assert "access_token" in owner.json()  # not the squatter's second factor
+    headers = bearer(owner.json()["access_token"])
+    # The squatter's password, session, provider and passkey are gone.
+    password = await api.post(
+        "/v1/auth/login", json={"email": squatter.email, "password": squatter.password}
+    )
+    assert_problem(password, 401, "invalid_credentials")
+    assert_problem(await api.get("/v1/users/me", headers=squatter.headers), 401, "token_invalid")
+    assert (await api.get("/v1/users/me/identities", headers=headers)).json()["items"] == []
+    assert (await api.get("/v1/users/me/passkeys", headers=headers)).json()["items"] == []
+    # A verified account's next link changes nothing of the kind.
+    again = await api.post(
+        "/v1/auth/magic-link", json={"token": await link_for(api, inbox, squatter)}
+    )
+    assert again.status_code == 200
+    assert (await api.get("/v1/users/me", headers=headers)).status_code == 200

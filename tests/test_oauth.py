@@ -9,6 +9,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -92,9 +93,12 @@ async def web_sign_in(
 ) -> dict[str, str]:
     """Browser steps: authorize → the provider's form → the API's callback; the query
     the frontend is sent back with."""
-    params = {"redirect_uri": FRONTEND, "state": "frontend-state"}
-    if challenge is not None:
-        params |= {"code_challenge": challenge, "code_challenge_method": "S256"}
+    params = {
+        "redirect_uri": FRONTEND,
+        "state": "frontend-state",
+        "code_challenge": challenge or pkce()[1],
+        "code_challenge_method": "S256",
+    }
     started = await api.get("/v1/auth/oauth/corp/authorize", params=params)
     assert started.status_code == 302, started.text
     to_provider = started.headers["location"]
@@ -148,7 +152,10 @@ async def test_a_bad_state_or_another_browser_cannot_finish_a_sign_in(
     api: httpx.AsyncClient, app: FastAPI, provider: Provider
 ) -> None:
     sub = person(provider)
-    started = await api.get("/v1/auth/oauth/corp/authorize", params={"redirect_uri": FRONTEND})
+    started = await api.get(
+        "/v1/auth/oauth/corp/authorize",
+        params={"redirect_uri": FRONTEND, "code_challenge": pkce()[1]},
+    )
     back = provider.authorize_as(started.headers["location"], sub)
     path = back.removeprefix("http://docstore.test")
     # Another browser (no cookie from the start) cannot use the provider's answer.
@@ -162,11 +169,28 @@ async def test_a_bad_state_or_another_browser_cannot_finish_a_sign_in(
 
 
 async def test_a_redirect_uri_off_the_allow_list_is_refused(api: httpx.AsyncClient) -> None:
-    for url in ("https://evil.example/cb", "https://app.example.evil.example/cb"):
-        refused = await api.get("/v1/auth/oauth/corp/authorize", params={"redirect_uri": url})
+    challenge = pkce()[1]
+    for url in (
+        "https://evil.example/cb",
+        "https://app.example.evil.example/cb",
+        # An answer planted in the URL would reach the frontend beside (or as) the real one.
+        f"{FRONTEND}?code=planted",
+        f"{FRONTEND}?error=access_denied",
+    ):
+        refused = await api.get(
+            "/v1/auth/oauth/corp/authorize",
+            params={"redirect_uri": url, "code_challenge": challenge},
+        )
         problem = assert_problem(refused, 422, "validation_failed")
         assert problem["errors"][0]["loc"] == ["query", "redirect_uri"]
-    unknown = await api.get("/v1/auth/oauth/nope/authorize", params={"redirect_uri": FRONTEND})
+    # Signing in takes the frontend's PKCE challenge: its code is useless elsewhere.
+    bare = await api.get("/v1/auth/oauth/corp/authorize", params={"redirect_uri": FRONTEND})
+    problem = assert_problem(bare, 422, "validation_failed")
+    assert problem["errors"][0]["loc"] == ["query", "code_challenge"]
+    unknown = await api.get(
+        "/v1/auth/oauth/nope/authorize",
+        params={"redirect_uri": FRONTEND, "code_challenge": pkce()[1]},
+    )
     assert_problem(unknown, 404, "provider_not_found")
 
 
@@ -174,7 +198,8 @@ async def test_cancelling_at_the_provider_returns_an_error_to_the_frontend(
     api: httpx.AsyncClient, provider: Provider
 ) -> None:
     started = await api.get(
-        "/v1/auth/oauth/corp/authorize", params={"redirect_uri": FRONTEND, "state": "s1"}
+        "/v1/auth/oauth/corp/authorize",
+        params={"redirect_uri": FRONTEND, "state": "s1", "code_challenge": pkce()[1]},
     )
     denied = provider.http.post(started.headers["location"], data={"action": "deny"})
     # The mock leaves the state out of its error redirect; real providers send it back.
@@ -261,11 +286,89 @@ async def test_an_unverified_provider_email_never_signs_in_to_an_existing_accoun
     refused = await api.post(
         "/v1/auth/oauth/corp/id-token", json={"id_token": token, "nonce": nonce}
     )
-    assert_problem(refused, 409, "identity_not_linked")
+    # Refused, with the same answer as for an address nobody has: nothing to learn.
+    assert_problem(refused, 403, "email_not_verified")
     back = await web_sign_in(api, provider, sub)
-    assert back["error"] == "identity_not_linked" and "code" not in back
+    assert back["error"] == "email_not_verified" and "code" not in back
     identities = await api.get("/v1/users/me/identities", headers=victim.headers)
     assert identities.json()["items"] == []
+    stranger = person(provider, verified=False)
+    token = provider.id_token_from_flow(stranger, client_id=NATIVE_CLIENT, nonce=nonce + "x")
+    nobody = await api.post(
+        "/v1/auth/oauth/corp/id-token", json={"id_token": token, "nonce": nonce + "x"}
+    )
+    assert_problem(nobody, 403, "email_not_verified")
+
+
+async def test_a_code_without_the_frontends_verifier_is_useless(
+    api: httpx.AsyncClient, provider: Provider
+) -> None:
+    """Login CSRF: an attacker's code pushed into a victim's browser cannot be exchanged
+    there, since the victim's frontend has no verifier for it."""
+    back = await web_sign_in(api, provider, person(provider))
+    pushed = await api.post("/v1/auth/oauth/exchange", json={"code": back["code"]})
+    assert_problem(pushed, 400, "invalid_token")
+
+
+async def test_a_hashed_nonce_signs_in_once_whichever_form_is_sent(
+    api: httpx.AsyncClient, provider: Provider
+) -> None:
+    sub = person(provider)
+    raw = secrets.token_urlsafe(16)
+    token = provider.id_token_from_flow(sub, client_id=NATIVE_CLIENT, nonce=nonce_digest(raw))
+    first = await api.post("/v1/auth/oauth/corp/id-token", json={"id_token": token, "nonce": raw})
+    assert first.status_code == 200, first.text
+    again = await api.post(
+        "/v1/auth/oauth/corp/id-token", json={"id_token": token, "nonce": nonce_digest(raw)}
+    )
+    assert_problem(again, 401, "id_token_invalid")
+
+
+async def test_malformed_and_misaddressed_tokens_are_refused_not_errors(
+    api: httpx.AsyncClient, provider: Provider
+) -> None:
+    sub = person(provider)
+    nonce = secrets.token_urlsafe(16)
+    good = provider.mint(sub=sub, aud=NATIVE_CLIENT, nonce=nonce)
+    _, payload, signature = good.split(".")
+    odd_header = base64.urlsafe_b64encode(b'{"alg":"RS256","crit":[1]}').rstrip(b"=").decode()
+    # Issued to another client that also named this app (azp says whose it is).
+    shared = provider.mint(sub=sub, aud=["other-app", NATIVE_CLIENT], azp="other-app", nonce=nonce)
+    for token in (f"{odd_header}.{payload}.{signature}", "a.b.c", "....", shared):
+        refused = await api.post(
+            "/v1/auth/oauth/corp/id-token", json={"id_token": token, "nonce": nonce}
+        )
+        assert_problem(refused, 401, "id_token_invalid")
+
+
+async def test_an_account_without_a_password_needs_a_recent_sign_in_for_changes(
+    api: httpx.AsyncClient, app: FastAPI, provider: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sub = person(provider)
+    nonce = secrets.token_urlsafe(16)
+    token = provider.id_token_from_flow(sub, client_id=NATIVE_CLIENT, nonce=nonce)
+    signed = await api.post(
+        "/v1/auth/oauth/corp/id-token", json={"id_token": token, "nonce": nonce}
+    )
+    headers = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+    container = app.state.container
+    later = container.auth.clock() + timedelta(minutes=11)
+    monkeypatch.setattr(container.auth, "clock", lambda: later)
+    body = {"current_password": "anything at all", "new_password": "a new passphrase"}
+    stale = await api.post("/v1/users/me/password", json=body, headers=headers)
+    assert_problem(stale, 403, "reauthentication_required")
+    monkeypatch.undo()
+    # A fresh sign-in stands in for the password it does not have.
+    nonce = secrets.token_urlsafe(16)
+    token = provider.id_token_from_flow(sub, client_id=NATIVE_CLIENT, nonce=nonce)
+    fresh = await api.post("/v1/auth/oauth/corp/id-token", json={"id_token": token, "nonce": nonce})
+    headers = {"Authorization": f"Bearer {fresh.json()['access_token']}"}
+    changed = await api.post("/v1/users/me/password", json=body, headers=headers)
+    assert changed.status_code == 200, changed.text
+    login = await api.post(
+        "/v1/auth/login", json={"email": f"{sub}@example.com", "password": "a new passphrase"}
+    )
+    assert login.status_code == 200, login.text
 
 
 async def test_a_verified_email_links_only_to_a_verified_account(

@@ -39,6 +39,9 @@ class ApiKey:
     created_at: datetime
     last_used_at: datetime | None
     expires_at: datetime | None
+    # Made after a second factor (or by an operator's script): with ADMIN_MFA_REQUIRED,
+    # only such a key of an admin carries admin rights.
+    mfa: bool = False
 
     def live(self, now: datetime) -> bool:
         return self.expires_at is None or now < self.expires_at
@@ -56,6 +59,7 @@ def _model(raw: dict[str, Any]) -> ApiKey:
         created_at=raw["created_at"],
         last_used_at=raw.get("last_used_at"),
         expires_at=raw.get("expires_at"),
+        mfa=raw.get("mfa") is True,
     )
 
 
@@ -83,7 +87,13 @@ class ApiKeyRepository:
                 self.cache.invalidate(h)
 
     async def create(
-        self, *, user_id: str, name: str, expires_at: datetime | None, now: datetime
+        self,
+        *,
+        user_id: str,
+        name: str,
+        expires_at: datetime | None,
+        now: datetime,
+        mfa: bool = False,
     ) -> tuple[ApiKey, str]:
         """A new key: (its record, the secret, shown to the user once)."""
         secret = PREFIX + secrets.token_urlsafe(32)
@@ -96,6 +106,7 @@ class ApiKeyRepository:
             "created_at": now,
             "last_used_at": None,
             "expires_at": expires_at,
+            "mfa": mfa,
         }
         await self.collection.insert_one(raw)
         return _model(raw), secret

@@ -119,14 +119,17 @@ class AuthService:
                 ],
             )
 
-    async def confirm_password(self, user: User, password: str | None) -> None:
+    async def confirm_password(
+        self, user: User, password: str | None, me: Principal | None = None
+    ) -> None:
         """Re-authentication for sensitive changes (password, email, deleting the account):
         `password` must be the account's current one. Rate-limited per account, so a stolen
         access token cannot be used to guess the password."""
         if user.password_hash is None:
             # An account that signed up with a provider or a passkey has no password to
-            # confirm: being signed in (and its second factor, where the caller asks for
-            # one) is what it has. It can set a password with a password reset.
+            # confirm: a recent sign-in (which took its second factor, if any) stands in
+            # for it, so a stolen access token of an old session cannot make changes.
+            await self._require_recent_sign_in(me)
             return
         wrong = "Does not match the current password"
         if password is not None:
@@ -150,6 +153,18 @@ class AuthService:
                 )
             ],
         )
+
+    async def _require_recent_sign_in(self, me: Principal | None) -> None:
+        window = self.settings.reauth_max_age_seconds
+        session = (
+            await self.sessions.get(me.session_id) if me is not None and me.session_id else None
+        )
+        if session is None or (self.clock() - session.created_at).total_seconds() > window:
+            raise Forbidden(
+                f"This account has no password: sign in again (within {window // 60} "
+                "minutes) to do this, or set a password with a password reset",
+                code=ErrorCode.REAUTHENTICATION_REQUIRED,
+            )
 
     # -- accounts --------------------------------------------------------------------------
 
@@ -336,7 +351,7 @@ class AuthService:
     # -- API keys --------------------------------------------------------------------------
 
     async def create_api_key(
-        self, user_id: str, *, name: str, expires_at: datetime | None
+        self, user_id: str, *, name: str, expires_at: datetime | None, mfa: bool = False
     ) -> tuple[ApiKey, str]:
         """A new key for the account: (its record, the secret, shown once). With
         REQUIRE_VERIFIED_EMAIL, only a verified account may make one: a key made on an
@@ -350,7 +365,7 @@ class AuthService:
                     code=ErrorCode.EMAIL_NOT_VERIFIED,
                 )
         return await self.api_keys.create(
-            user_id=user_id, name=name, expires_at=expires_at, now=self.clock()
+            user_id=user_id, name=name, expires_at=expires_at, now=self.clock(), mfa=mfa
         )
 
     async def revoke_all_api_keys(self, user_id: str) -> None:
@@ -441,4 +456,5 @@ class AuthService:
                 "The API key is not valid (unknown, revoked or expired)",
                 code=ErrorCode.TOKEN_INVALID,
             )
-        return replace(principal, api_key_id=key.id)
+        elevated = key.mfa or not self.settings.admin_mfa_required
+        return replace(principal, api_key_id=key.id, elevated=elevated)

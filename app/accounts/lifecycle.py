@@ -11,8 +11,9 @@ exists.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 from app.accounts.action_tokens import ActionTokenRepository
@@ -44,6 +45,14 @@ def _invalid() -> InvalidToken:
     return InvalidToken("This link is not valid: it was used already, has expired, or is wrong")
 
 
+NO_SECOND_FACTOR: dict[str, Any] = {
+    "totp_secret": None,
+    "totp_pending": None,
+    "totp_last_step": 0,
+    "recovery_code_hashes": [],
+}
+
+
 class AccountLifecycle:
     def __init__(
         self,
@@ -69,6 +78,8 @@ class AccountLifecycle:
         self.clock = clock
         # Set by the container to wake this process's mail worker.
         self.on_queued: Callable[[], None] = lambda: None
+        # Set by the container: remove an account's linked providers and passkeys.
+        self.forget_sign_ins: Callable[[str], Awaitable[None]] | None = None
 
     async def _queue(self, kind: str, to: str, params: dict[str, str]) -> None:
         await self.outbox.enqueue(kind, to, params, now=self.clock())
@@ -165,9 +176,24 @@ class AccountLifecycle:
         if user.disabled:
             raise _invalid()
         if not user.email_verified:
-            verified = await self.users.update(str(user.id), {"email_verified": True}, now=now)
-            user = verified or user
+            # The mailbox's owner, for the first time: whatever ways in the account had
+            # were set up by someone who never proved the address (perhaps an attacker
+            # who registered it first). They all end; a password reset sets a new one.
+            claimed = await self.users.update(
+                str(user.id),
+                {"email_verified": True, "password_hash": None, **NO_SECOND_FACTOR},
+                now=now,
+                bump_token_version=True,
+            )
+            await self._end_every_way_in(str(user.id), now)
+            user = claimed or user
         return await self.auth.signed_in(user, client, first_factor="magic_link")
+
+    async def _end_every_way_in(self, user_id: str, now: datetime) -> None:
+        await self.sessions.revoke_all_for_user(user_id, now=now)
+        await self.auth.revoke_all_api_keys(user_id)
+        if self.forget_sign_ins is not None:  # linked providers and passkeys
+            await self.forget_sign_ins(user_id)
 
     async def confirm_verification(self, token: str, client: ClientInfo) -> User:
         now = self.clock()
@@ -194,9 +220,15 @@ class AccountLifecycle:
             raise _invalid()
         new_hash = await self.hasher.hash(new_password)
         # Following the link proved the mailbox is theirs: the address is verified too.
+        # Unverified until now, the account's second factor was set up by someone who
+        # never proved the address: it goes, with the providers and passkeys below.
         await self.users.update(
             str(user.id),
-            {"password_hash": new_hash, "email_verified": True},
+            {
+                "password_hash": new_hash,
+                "email_verified": True,
+                **({} if user.email_verified else NO_SECOND_FACTOR),
+            },
             now=now,
             bump_token_version=True,
         )
@@ -205,6 +237,10 @@ class AccountLifecycle:
         # before (an attacker who registered the address first) must not outlive it.
         # Event streams re-check their credential every heartbeat and end with it.
         await self.auth.revoke_all_api_keys(str(user.id))
+        if not user.email_verified and self.forget_sign_ins is not None:
+            # Nor may a provider or passkey such a person linked. (With the address
+            # verified, they were the owner's: a forgotten password keeps them.)
+            await self.forget_sign_ins(str(user.id))
         await self.tokens.delete_for_user(str(user.id), "reset")
 
     async def _redeem(self, purpose: str, token: str, *, now: datetime) -> User:

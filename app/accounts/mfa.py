@@ -230,12 +230,12 @@ class MfaService:
         return False
 
     async def _reauthenticate(
-        self, user: User, current_password: str | None, code: str | None
+        self, user: User, current_password: str | None, code: str | None, me: Principal
     ) -> None:
         """The current password, and with two-step sign-in on a current code (TOTP or
         recovery): what changing the second factor or making a lasting credential takes,
         so a password alone (phished, or an old session's) cannot."""
-        await self.auth.confirm_password(user, current_password)
+        await self.auth.confirm_password(user, current_password, me)
         if user.totp_secret is None:
             if self.settings.admin_mfa_required and user.role is Role.ADMIN:
                 raise Forbidden(
@@ -256,7 +256,7 @@ class MfaService:
         self, me: Principal, current_password: str | None, code: str | None
     ) -> None:
         """What a lasting credential (an API key, a linked sign-in, a passkey) takes."""
-        await self._reauthenticate(await self._user(me), current_password, code)
+        await self._reauthenticate(await self._user(me), current_password, code, me)
 
     async def status(self, me: Principal) -> MfaStatus:
         user = await self._user(me)
@@ -264,7 +264,7 @@ class MfaService:
 
     async def start_totp(self, me: Principal, current_password: str) -> TotpEnrolment:
         user = await self._user(me)
-        await self.auth.confirm_password(user, current_password)
+        await self.auth.confirm_password(user, current_password, me)
         if user.totp_secret is not None:
             raise Conflict(
                 "Two-step sign-in is already on; turn it off first to enrol another device",
@@ -321,7 +321,7 @@ class MfaService:
     async def disable_totp(self, me: Principal, current_password: str, code: str | None) -> None:
         user = await self._user(me)
         # An unconfirmed enrolment alone: the password will do.
-        await self._reauthenticate(user, current_password, code)
+        await self._reauthenticate(user, current_password, code, me)
         if user.totp_secret is None and user.totp_pending is None:
             raise Conflict("Two-step sign-in is not on", code=ErrorCode.MFA_NOT_ENABLED)
         await self.users.update(
@@ -342,7 +342,7 @@ class MfaService:
     ) -> list[str]:
         """Replace the recovery codes (the old ones stop working)."""
         user = await self._user(me)
-        await self._reauthenticate(user, current_password, code)
+        await self._reauthenticate(user, current_password, code, me)
         if user.totp_secret is None:
             raise Conflict("Two-step sign-in is not on", code=ErrorCode.MFA_NOT_ENABLED)
         codes = new_recovery_codes()

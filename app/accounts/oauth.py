@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from app.accounts.auth_schemas import MfaRequired, TokenPair
 from app.accounts.auth_service import AuthService, ClientInfo, RegistrationDisabled
@@ -97,6 +97,14 @@ class OAuthService:
 
     def _check_redirect(self, redirect_uri: str, loc: list[str | int]) -> None:
         parts = urlsplit(redirect_uri)
+        reserved = {"code", "state", "error", "error_description", "linked"}
+        if reserved & set(parse_qs(parts.query, keep_blank_values=True)):
+            raise AppError(
+                "redirect_uri must not carry code, state, error or linked: the answer goes there",
+                code=ErrorCode.VALIDATION_FAILED,
+                status=422,
+                errors=[FieldError(loc=loc, msg="Reserved query parameter", type="value_error")],
+            )
         bare = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
         allowed = self.settings.oauth_redirect_urls
         if allowed:
@@ -121,10 +129,12 @@ class OAuthService:
         redirect_uri: str,
         callback_url: str,
         client_state: str | None,
-        code_challenge: str | None,
+        code_challenge: str,
         loc: list[str | int],
     ) -> Started:
-        """A sign-in from this browser: the provider's URL, and the cookie to set."""
+        """A sign-in from this browser: the provider's URL, and the cookie to set. The
+        frontend's PKCE challenge binds the exchange code to it: a code pushed into
+        someone else's browser (login CSRF) cannot be exchanged there."""
         provider = self.provider(name)
         self._check_redirect(redirect_uri, loc)
         state, browser = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -279,10 +289,9 @@ class OAuthService:
         if (
             record is None
             or "user_id" not in record
-            or (
-                challenge is not None
-                and (code_verifier is None or pkce_pair(code_verifier) != challenge)
-            )
+            or challenge is None
+            or code_verifier is None
+            or pkce_pair(code_verifier) != challenge
         ):
             raise ExchangeCodeInvalid(
                 "This sign-in code is not valid: it was used already, has expired, or its "
@@ -334,8 +343,10 @@ class OAuthService:
         claims = await provider.verify_id_token(id_token, audiences=provider.audiences, nonce=nonce)
         if nonce is None and claims.get("nonce") is not None:
             raise IdTokenInvalid("This ID token carries a nonce: send it")
-        # Each nonce (or, without one, each token) signs in once.
-        once = nonce if nonce is not None else digest(id_token)
+        # Each nonce (the token's own, as the provider signed it; or, without one, each
+        # token) signs in once.
+        sent = claims.get("nonce")
+        once = f"nonce:{sent}" if isinstance(sent, str) else f"token:{digest(id_token)}"
         exp = claims.get("exp")
         until = datetime.fromtimestamp(float(exp), tz=now.tzinfo) if exp else now
         if not await self.identities.use_nonce(
@@ -387,17 +398,24 @@ class OAuthService:
                 await self.identities.touch(known, email=identity.email, now=now)
                 return user
             await self.identities.unlink(known.user_id, known.provider, known.subject)
-        if identity.email is not None:
-            existing = await self.users.get_by_email(identity.email)
-            if existing is not None:
-                if identity.email_verified and existing.email_verified:
-                    await self._link(existing, identity, now)
-                    return existing
-                raise Conflict(
-                    f"An account with {identity.email} exists: sign in to it (password, "
-                    "sign-in link) and link this provider from the account's settings",
-                    code=ErrorCode.IDENTITY_NOT_LINKED,
-                )
+        if identity.email is None or not identity.email_verified:
+            # Never an account from an address the provider has not verified (anyone can
+            # claim one there), and the same answer whether or not it has an account.
+            raise Forbidden(
+                "The provider has not verified an email address for this sign-in: sign "
+                "up another way, then link the provider from the account's settings",
+                code=ErrorCode.EMAIL_NOT_VERIFIED,
+            )
+        existing = await self.users.get_by_email(identity.email)
+        if existing is not None:
+            if existing.email_verified:
+                await self._link(existing, identity, now)
+                return existing
+            raise Conflict(
+                f"An account with {identity.email} exists: sign in to it (password, "
+                "sign-in link) and link this provider from the account's settings",
+                code=ErrorCode.IDENTITY_NOT_LINKED,
+            )
         return await self._create(identity, now)
 
     async def _link(self, user: User, identity: ProviderIdentity, now: datetime) -> None:
@@ -422,16 +440,7 @@ class OAuthService:
     async def _create(self, identity: ProviderIdentity, now: datetime) -> User:
         if not self.settings.registration_enabled:
             raise RegistrationDisabled("Registration is switched off on this server")
-        if identity.email is None:
-            raise Forbidden(
-                "The provider shared no email address: allow it to, or sign up another way",
-                code=ErrorCode.EMAIL_NOT_VERIFIED,
-            )
-        if self.settings.require_verified_email and not identity.email_verified:
-            raise Forbidden(
-                "The provider has not verified this email address",
-                code=ErrorCode.EMAIL_NOT_VERIFIED,
-            )
+        assert identity.email is not None
         name = (identity.name or identity.email.partition("@")[0])[:MAX_NAME_LENGTH]
         user = User(
             email=identity.email,

@@ -148,17 +148,33 @@ class Provider:
 
     # -- what the provider publishes -------------------------------------------------------
 
-    async def _get_json(self, url: str, **kwargs: Any) -> Any:
+    async def _fetch(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One call to the provider, read up to MAX_RESPONSE_BYTES within the timeout as
+        a whole (httpx's timeout is per read: a provider dripping bytes would hold on)."""
         try:
-            response = await self.http.get(url, **kwargs)
-        except httpx.HTTPError as exc:
+            async with asyncio.timeout(self.http.timeout.read or 5.0):
+                async with self.http.stream(method, url, **kwargs) as response:
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > MAX_RESPONSE_BYTES:
+                            raise ProviderUnavailable(f"{self.title} answered too much")
+            return httpx.Response(
+                response.status_code,
+                headers=response.headers,
+                content=bytes(body),
+                request=response.request,
+            )
+        except (httpx.HTTPError, TimeoutError) as exc:
             raise ProviderUnavailable(
                 f"{self.title} cannot be reached ({type(exc).__name__})"
             ) from None
-        return self._json(response)
+
+    async def _get_json(self, url: str, **kwargs: Any) -> Any:
+        return self._json(await self._fetch("GET", url, **kwargs))
 
     def _json(self, response: httpx.Response) -> Any:
-        if response.status_code != 200 or len(response.content) > MAX_RESPONSE_BYTES:
+        if response.status_code != 200:
             raise ProviderUnavailable(
                 f"{self.title} answered {response.status_code} to {response.request.url.path}"
             )
@@ -198,6 +214,11 @@ class Provider:
             )
         except (KeyError, TypeError):
             raise ProviderUnavailable(f"{self.title}'s discovery document is incomplete") from None
+        endpoints = (metadata.authorization_endpoint, metadata.token_endpoint, metadata.jwks_uri)
+        if discovery_issuer.startswith("https://") and not all(
+            str(url).startswith("https://") for url in endpoints
+        ):
+            raise ProviderUnavailable(f"{self.title}'s discovery names endpoints without HTTPS")
         self._metadata, self._metadata_at = metadata, self.now()
         return metadata
 
@@ -286,14 +307,9 @@ class Provider:
         secret = self._client_secret()
         if secret is not None:
             form["client_secret"] = secret
-        try:
-            response = await self.http.post(
-                metadata.token_endpoint, data=form, headers={"Accept": "application/json"}
-            )
-        except httpx.HTTPError as exc:
-            raise ProviderUnavailable(
-                f"{self.title} cannot be reached ({type(exc).__name__})"
-            ) from None
+        response = await self._fetch(
+            "POST", metadata.token_endpoint, data=form, headers={"Accept": "application/json"}
+        )
         if response.status_code in (400, 401):
             raise IdTokenInvalid(f"{self.title} refused the sign-in code")
         tokens = self._json(response)
@@ -357,14 +373,20 @@ class Provider:
         if len(id_token) > MAX_ID_TOKEN_LENGTH:
             raise IdTokenInvalid("The ID token is too long")
         metadata = await self.metadata()
+        # joserfc raises its own errors, and others (TypeError, KeyError...) on some
+        # malformed headers: a token that does not decode is the caller's problem.
         try:
             token = jwt.decode(id_token, await self.keys(), algorithms=ID_TOKEN_ALGORITHMS)
-        except (JoseError, ValueError) as first:
+        except AppError:
+            raise
+        except Exception as first:
             # A key id the cached set lacks: the provider may have rotated its keys.
             try:
                 fresh = await self.keys(refresh=True)
                 token = jwt.decode(id_token, fresh, algorithms=ID_TOKEN_ALGORITHMS)
-            except (JoseError, ValueError):
+            except AppError:
+                raise
+            except Exception:
                 raise IdTokenInvalid(
                     f"The ID token's signature does not verify ({first})"
                 ) from None
@@ -385,8 +407,12 @@ class Provider:
             registry.validate(claims)
         except ExpiredTokenError:
             raise IdTokenInvalid("The ID token has expired") from None
-        except JoseError as exc:
+        except Exception as exc:
             raise IdTokenInvalid(f"The ID token was not issued for this app ({exc})") from None
+        aud = claims.get("aud")
+        if isinstance(aud, list) and len(aud) > 1 and claims.get("azp") not in audiences:
+            # Issued to another client that named us too (OpenID Connect Core 3.1.3.7).
+            raise IdTokenInvalid("The ID token was issued to another app (azp)")
         if nonce is not None:
             sent = claims.get("nonce")
             if sent not in (nonce, nonce_hash(nonce)):
@@ -400,6 +426,6 @@ class Provider:
             provider=self.name,
             subject=str(claims["sub"]),
             email=email.strip().lower() if isinstance(email, str) and email else None,
-            email_verified=_truthy(claims.get("email_verified")),
+            email_verified=_truthy(claims.get("email_verified")) or self.config.emails_verified,
             name=name if isinstance(name, str) else None,
         )

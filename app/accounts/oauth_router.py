@@ -99,8 +99,9 @@ async def providers(oauth: OAuthServiceDep) -> OAuthProviderList:
     description="Open it as a top-level navigation (not fetch). The provider sends the "
     "browser back to the API's callback, which sends it on to `redirect_uri` with "
     "`?code=…` (trade it at `POST /v1/auth/oauth/exchange`) or `?error=<code>"
-    "&error_description=…`, plus your `state`. With `code_challenge` (PKCE S256, "
-    "recommended for single-page and mobile apps) the exchange needs its verifier. `flow` "
+    "&error_description=…`, plus your `state`. `code_challenge` (PKCE S256 of a verifier "
+    "the frontend keeps) binds the code to this browser: the exchange needs the verifier, "
+    "so a code pushed into someone else's browser is useless there. `flow` "
     "continues a link started with `POST /v1/users/me/identities/{provider}/authorize`.",
     response_class=RedirectResponse,
     responses={302: REDIRECT, **problem_responses(400, 404, 422, 503)},
@@ -116,7 +117,10 @@ async def authorize(
     state: Annotated[
         str | None, Query(min_length=1, max_length=500, description="Returned unchanged")
     ] = None,
-    code_challenge: Annotated[CodeChallenge | None, Query()] = None,
+    code_challenge: Annotated[
+        CodeChallenge | None,
+        Query(description="PKCE S256 of a verifier the frontend keeps (required to sign in)"),
+    ] = None,
     code_challenge_method: Annotated[str | None, Query(pattern="^S256$")] = None,
     flow: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> RedirectResponse:
@@ -124,15 +128,15 @@ async def authorize(
     if flow is not None:
         started = await oauth.resume(provider, flow, callback_url=callback)
     else:
-        if redirect_uri is None:
-            raise AppError(
-                "redirect_uri is required",
-                code=ErrorCode.VALIDATION_FAILED,
-                status=422,
-                errors=[
-                    FieldError(loc=["query", "redirect_uri"], msg="Field required", type="missing")
-                ],
-            )
+        for name, value in (("redirect_uri", redirect_uri), ("code_challenge", code_challenge)):
+            if value is None:
+                raise AppError(
+                    f"{name} is required to start a sign-in",
+                    code=ErrorCode.VALIDATION_FAILED,
+                    status=422,
+                    errors=[FieldError(loc=["query", name], msg="Field required", type="missing")],
+                )
+        assert redirect_uri is not None and code_challenge is not None
         started = await oauth.start(
             provider,
             redirect_uri=redirect_uri,

@@ -31,8 +31,12 @@ from webauthn import (
     verify_authentication_response,
     verify_registration_response,
 )
-from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
-from webauthn.helpers.exceptions import WebAuthnException
+from webauthn.helpers import (
+    base64url_to_bytes,
+    bytes_to_base64url,
+    decode_credential_public_key,
+    decoded_public_key_to_cryptography,
+)
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
     AuthenticatorTransport,
@@ -40,6 +44,7 @@ from webauthn.helpers.structs import (
     ResidentKeyRequirement,
     UserVerificationRequirement,
 )
+from webauthn.registration.verify_registration_response import VerifiedRegistration
 
 from app.accounts.auth_schemas import TokenPair
 from app.accounts.auth_service import AuthService, ClientInfo
@@ -181,6 +186,14 @@ def _descriptor(raw: dict[str, Any]) -> PublicKeyCredentialDescriptor:
     )
 
 
+def _verified_registration(**kwargs: Any) -> VerifiedRegistration:
+    """py_webauthn's check, plus: the public key must load (an attestation of format
+    "none" signs nothing with it, so a key that could never verify would be stored)."""
+    verified = verify_registration_response(**kwargs)
+    decoded_public_key_to_cryptography(decode_credential_public_key(verified.credential_public_key))
+    return verified
+
+
 def _invalid(what: str) -> PasskeyInvalid:
     return PasskeyInvalid(f"The passkey's answer does not verify: {what}")
 
@@ -255,14 +268,15 @@ class PasskeyService:
             raise _invalid("its challenge is unknown, used or expired: ask for new options")
         try:
             verified = await asyncio.to_thread(
-                verify_registration_response,
+                _verified_registration,
                 credential=credential,
                 expected_challenge=record["challenge"],
                 expected_rp_id=self.rp_id,
                 expected_origin=self.origins,
                 require_user_verification=True,
             )
-        except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:
+            # py_webauthn's own errors, and others (IndexError, ...) on hostile CBOR.
             raise _invalid(str(exc) or type(exc).__name__) from None
         transports = credential.get("response", {}).get("transports") or []
         raw = {
@@ -356,7 +370,8 @@ class PasskeyService:
                 credential_current_sign_count=raw["sign_count"],
                 require_user_verification=True,
             )
-        except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:
+            # py_webauthn's own errors, and others (IndexError, ...) on hostile CBOR.
             raise _invalid(str(exc) or type(exc).__name__) from None
         if not await self.repository.used(raw, verified.new_sign_count, now):
             raise _invalid("it was used at the same moment elsewhere")

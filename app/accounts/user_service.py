@@ -86,7 +86,7 @@ class UserService:
             user = await self.get(me.id)
             if changes["email"] != user.email:
                 refuse_api_key(me, "change the email")
-                await self.auth.confirm_password(user, current_password)
+                await self.auth.confirm_password(user, current_password, me)
                 old_email = user.email
                 changes = {**changes, "email_verified": False}
         updated = await self._update(me.id, changes)
@@ -99,15 +99,19 @@ class UserService:
     ) -> TokenPair:
         """Set a new password, end every session and access token, and start a fresh session."""
         user = await self.get(me.id)
-        await self.auth.confirm_password(user, current_password)
+        await self.auth.confirm_password(user, current_password, me)
         self.auth.check_password_policy(new_password, field="new_password")
         new_hash = await self.hasher.hash(new_password)
+        # The new session keeps how this one signed in (a second factor stays proven).
+        current = await self.sessions.get(me.session_id) if me.session_id else None
         user = await self._update(me.id, {"password_hash": new_hash}, bump=True)
         await self.sessions.revoke_all_for_user(me.id, now=self.clock())
-        return await self.auth.start_session(user)
+        return await self.auth.start_session(
+            user, method=current.method if current is not None else "password"
+        )
 
     async def delete_me(self, me: Principal, *, current_password: str | None) -> None:
-        await self.auth.confirm_password(await self.get(me.id), current_password)
+        await self.auth.confirm_password(await self.get(me.id), current_password, me)
         await self.delete(me.id)
 
     async def delete(self, user_id: str) -> None:

@@ -74,6 +74,8 @@ class TicketRepository:
                 "token_version": caller.token_version,
                 "session_id": caller.session_id,
                 "api_key_id": caller.api_key_id,
+                # ADMIN_MFA_REQUIRED: an admin without the second factor stays a user.
+                "elevated": caller.elevated,
                 "expires_at": now + TICKET_TTL,
             }
         )
@@ -172,6 +174,7 @@ class RealtimeService:
             token_version=record["token_version"],
             session_id=record.get("session_id"),
             api_key_id=record.get("api_key_id"),
+            elevated=record.get("elevated") is True,
         )
         if await self.auth.signed_out_reason(caller) is not None:
             raise refused
