@@ -11,6 +11,7 @@ import pytest
 from bson import ObjectId
 from fastapi import FastAPI
 
+from app.accounts.oauth_providers import ProviderIdentity
 from app.clock import utc_now
 from app.container import Container
 from tests.support.accounts import Account, signed_in
@@ -146,11 +147,8 @@ async def test_the_mailbox_owner_claims_an_account_someone_else_registered(
     squatter = await signed_in(mail_app, api)
     container: Container = mail_app.state.container
     await container.oauth.identities.link(
-        provider="corp",
-        subject="squatter",
+        ProviderIdentity("corp", "squatter", squatter.email, True, None),
         user_id=squatter.id,
-        email=squatter.email,
-        email_verified=True,
         now=utc_now(),
     )
     await container.passkeys.repository.insert(

@@ -88,6 +88,13 @@ def query(url: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
 
 
+async def native_sign_in(api: httpx.AsyncClient, provider: Provider, sub: str) -> httpx.Response:
+    """What an app does with the platform SDK: an ID token for a fresh nonce, sent."""
+    nonce = secrets.token_urlsafe(16)
+    token = provider.id_token_from_flow(sub, client_id=NATIVE_CLIENT, nonce=nonce)
+    return await api.post("/v1/auth/oauth/corp/id-token", json={"id_token": token, "nonce": nonce})
+
+
 async def web_sign_in(
     api: httpx.AsyncClient, provider: Provider, sub: str, *, challenge: str | None = None
 ) -> dict[str, str]:
@@ -220,9 +227,8 @@ async def test_native_flow_signs_in_with_an_id_token_and_its_nonce_once(
     sub = person(provider)
     nonce = secrets.token_urlsafe(16)
     token = provider.id_token_from_flow(sub, client_id=NATIVE_CLIENT, nonce=nonce)
-    signed = await api.post(
-        "/v1/auth/oauth/corp/id-token", json={"id_token": token, "nonce": nonce}
-    )
+    body = {"id_token": token, "nonce": nonce}
+    signed = await api.post("/v1/auth/oauth/corp/id-token", json=body)
     assert signed.status_code == 200, signed.text
     assert signed.json()["token_type"] == "bearer"
     replayed = await api.post(
@@ -281,22 +287,14 @@ async def test_an_unverified_provider_email_never_signs_in_to_an_existing_accoun
 ) -> None:
     victim = await signed_in(app, api)
     sub = person(provider, verified=False, email=victim.email)
-    nonce = secrets.token_urlsafe(16)
-    token = provider.id_token_from_flow(sub, client_id=NATIVE_CLIENT, nonce=nonce)
-    refused = await api.post(
-        "/v1/auth/oauth/corp/id-token", json={"id_token": token, "nonce": nonce}
-    )
+    refused = await native_sign_in(api, provider, sub)
     # Refused, with the same answer as for an address nobody has: nothing to learn.
     assert_problem(refused, 403, "email_not_verified")
     back = await web_sign_in(api, provider, sub)
     assert back["error"] == "email_not_verified" and "code" not in back
     identities = await api.get("/v1/users/me/identities", headers=victim.headers)
     assert identities.json()["items"] == []
-    stranger = person(provider, verified=False)
-    token = provider.id_token_from_flow(stranger, client_id=NATIVE_CLIENT, nonce=nonce + "x")
-    nobody = await api.post(
-        "/v1/auth/oauth/corp/id-token", json={"id_token": token, "nonce": nonce + "x"}
-    )
+    nobody = await native_sign_in(api, provider, person(provider, verified=False))
     assert_problem(nobody, 403, "email_not_verified")
 
 
@@ -345,11 +343,7 @@ async def test_an_account_without_a_password_needs_a_recent_sign_in_for_changes(
     api: httpx.AsyncClient, app: FastAPI, provider: Provider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sub = person(provider)
-    nonce = secrets.token_urlsafe(16)
-    token = provider.id_token_from_flow(sub, client_id=NATIVE_CLIENT, nonce=nonce)
-    signed = await api.post(
-        "/v1/auth/oauth/corp/id-token", json={"id_token": token, "nonce": nonce}
-    )
+    signed = await native_sign_in(api, provider, sub)
     headers = {"Authorization": f"Bearer {signed.json()['access_token']}"}
     container = app.state.container
     later = container.auth.clock() + timedelta(minutes=11)
@@ -380,11 +374,7 @@ async def test_a_verified_email_links_only_to_a_verified_account(
     )
     owner = await sign_in(api, email)
     sub = person(provider, email=email)
-    nonce = secrets.token_urlsafe(16)
-    token = provider.id_token_from_flow(sub, client_id=NATIVE_CLIENT, nonce=nonce)
-    signed = await api.post(
-        "/v1/auth/oauth/corp/id-token", json={"id_token": token, "nonce": nonce}
-    )
+    signed = await native_sign_in(api, provider, sub)
     assert signed.status_code == 200, signed.text
     me = await api.get(
         "/v1/users/me", headers={"Authorization": f"Bearer {signed.json()['access_token']}"}
@@ -393,11 +383,7 @@ async def test_a_verified_email_links_only_to_a_verified_account(
     # An account whose own address was never confirmed (perhaps pre-registered by someone
     # else) is not linked, even to a verified provider email.
     unconfirmed = await signed_in(app, api)
-    sub2 = person(provider, email=unconfirmed.email)
-    token2 = provider.id_token_from_flow(sub2, client_id=NATIVE_CLIENT, nonce=nonce + "2")
-    refused = await api.post(
-        "/v1/auth/oauth/corp/id-token", json={"id_token": token2, "nonce": nonce + "2"}
-    )
+    refused = await native_sign_in(api, provider, person(provider, email=unconfirmed.email))
     assert_problem(refused, 409, "identity_not_linked")
 
 
@@ -432,11 +418,7 @@ async def test_linking_needs_the_password_and_an_identity_links_to_one_account(
     assert linked.json()["provider"] == "corp" and linked.json()["subject"] == sub
     # Now that identity signs in to this account (its email was unverified: linking
     # while signed in is how such an identity joins an account).
-    nonce = secrets.token_urlsafe(16)
-    token = provider.id_token_from_flow(sub, client_id=NATIVE_CLIENT, nonce=nonce)
-    signed = await api.post(
-        "/v1/auth/oauth/corp/id-token", json={"id_token": token, "nonce": nonce}
-    )
+    signed = await native_sign_in(api, provider, sub)
     me = await api.get(
         "/v1/users/me", headers={"Authorization": f"Bearer {signed.json()['access_token']}"}
     )
@@ -494,11 +476,7 @@ async def test_unlinking_the_last_way_to_sign_in_is_refused(
     api: httpx.AsyncClient, provider: Provider
 ) -> None:
     sub = person(provider)
-    nonce = secrets.token_urlsafe(16)
-    token = provider.id_token_from_flow(sub, client_id=NATIVE_CLIENT, nonce=nonce)
-    signed = await api.post(
-        "/v1/auth/oauth/corp/id-token", json={"id_token": token, "nonce": nonce}
-    )
+    signed = await native_sign_in(api, provider, sub)
     headers = {"Authorization": f"Bearer {signed.json()['access_token']}"}
     # A provider-made account has no password: its identity is its only way in.
     mine = (await api.get("/v1/users/me/identities", headers=headers)).json()["items"]

@@ -16,6 +16,7 @@ import pyotp
 from bson import ObjectId
 
 from app.accounts.models import Role
+from app.accounts.oauth_providers import ProviderIdentity
 from app.accounts.principal import Principal
 from app.clock import utc_now
 from app.config import Settings
@@ -393,11 +394,8 @@ async def test_shares_teams_and_a_second_factor_survive_export_and_restore(
     )
     # Other ways in: a linked provider for Grace, a passkey for Ada.
     await container.oauth.identities.link(
-        provider="google",
-        subject="g-123",
+        ProviderIdentity("google", "g-123", "grace@example.com", True, None),
         user_id=grace.id,
-        email="grace@example.com",
-        email_verified=True,
         now=utc_now(),
     )
     await container.passkeys.repository.insert(

@@ -14,9 +14,10 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
-from app.db.client import Db
+from app.accounts.oauth_providers import ProviderIdentity
+from app.db.client import Db, insert_new
 
 IDENTITIES = "identities"
 FLOWS = "oauth_flows"
@@ -93,23 +94,14 @@ class IdentityRepository:
     async def count_for_user(self, user_id: str) -> int:
         return await self.collection.count_documents({"user_id": user_id})
 
-    async def link(
-        self,
-        *,
-        provider: str,
-        subject: str,
-        user_id: str,
-        email: str | None,
-        email_verified: bool,
-        now: datetime,
-    ) -> Identity:
+    async def link(self, who: ProviderIdentity, *, user_id: str, now: datetime) -> Identity:
         raw = {
             "_id": ObjectId(),
-            "provider": provider,
-            "subject": subject,
+            "provider": who.provider,
+            "subject": who.subject,
             "user_id": user_id,
-            "email": email,
-            "email_verified": email_verified,
+            "email": who.email,
+            "email_verified": who.email_verified,
             "created_at": now,
             "last_used_at": now,
         }
@@ -138,13 +130,7 @@ class IdentityRepository:
 
     async def restore(self, raws: list[dict[str, Any]]) -> None:
         """Insert records from a backup; ones already here (same key) are left alone."""
-        if not raws:
-            return
-        try:
-            await self.collection.insert_many(raws, ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                raise
+        await insert_new(self.collection, raws)
 
     # -- one-time records ------------------------------------------------------------------
 

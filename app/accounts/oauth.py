@@ -420,14 +420,7 @@ class OAuthService:
 
     async def _link(self, user: User, identity: ProviderIdentity, now: datetime) -> None:
         try:
-            await self.identities.link(
-                provider=identity.provider,
-                subject=identity.subject,
-                user_id=str(user.id),
-                email=identity.email,
-                email_verified=identity.email_verified,
-                now=now,
-            )
+            await self.identities.link(identity, user_id=str(user.id), now=now)
         except IdentityTaken:
             raise Conflict(
                 "This sign-in is linked to another account already",
@@ -458,14 +451,7 @@ class OAuthService:
                 code=ErrorCode.IDENTITY_NOT_LINKED,
             ) from None
         try:
-            await self.identities.link(
-                provider=identity.provider,
-                subject=identity.subject,
-                user_id=str(user.id),
-                email=identity.email,
-                email_verified=identity.email_verified,
-                now=now,
-            )
+            await self.identities.link(identity, user_id=str(user.id), now=now)
         except IdentityTaken:
             # Two first sign-ins at once: one account wins, the other is removed.
             await self.users.delete(str(user.id))

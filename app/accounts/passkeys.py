@@ -18,12 +18,12 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import ASCENDING, IndexModel, ReturnDocument
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 from webauthn import (
     generate_authentication_options,
     generate_registration_options,
@@ -53,9 +53,10 @@ from app.accounts.principal import Principal
 from app.accounts.user_repository import UserRepository
 from app.clock import Clock
 from app.config import Settings
-from app.db.client import Db
+from app.db.client import Db, insert_new
 from app.errors import AppError, Conflict, ErrorCode, Forbidden, NotFound
 
+T = TypeVar("T")
 PASSKEYS = "passkeys"
 CHALLENGES = "webauthn_challenges"
 CHALLENGE_TTL_SECONDS = 300
@@ -155,13 +156,7 @@ class PasskeyRepository:
 
     async def restore(self, raws: list[dict[str, Any]]) -> None:
         """Insert records from a backup; ones already here (same key) are left alone."""
-        if not raws:
-            return
-        try:
-            await self.collection.insert_many(raws, ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                raise
+        await insert_new(self.collection, raws)
 
     async def put_challenge(self, record: dict[str, Any], *, expires_at: datetime) -> str:
         challenge_id = secrets.token_urlsafe(24)
@@ -227,6 +222,24 @@ class PasskeyService:
             "login", client.address, limit=self.settings.rate_limit_login_per_ip, now=self.clock()
         )
 
+    async def _check(
+        self, check: Callable[..., T], credential: dict[str, Any], challenge: bytes, **more: Any
+    ) -> T:
+        """A py_webauthn check of the browser's answer, in a worker thread; whatever it
+        raises (its own errors, and others such as IndexError on hostile CBOR) is 401."""
+        try:
+            return await asyncio.to_thread(
+                check,
+                credential=credential,
+                expected_challenge=challenge,
+                expected_rp_id=self.rp_id,
+                expected_origin=self.origins,
+                require_user_verification=True,
+                **more,
+            )
+        except Exception as exc:
+            raise _invalid(str(exc) or type(exc).__name__) from None
+
     # -- registration ----------------------------------------------------------------------
 
     async def registration_options(self, me: Principal) -> Options:
@@ -266,18 +279,7 @@ class PasskeyService:
         record = await self.repository.take_challenge(challenge_id, now=now)
         if record is None or record["purpose"] != "register" or record["user_id"] != me.id:
             raise _invalid("its challenge is unknown, used or expired: ask for new options")
-        try:
-            verified = await asyncio.to_thread(
-                _verified_registration,
-                credential=credential,
-                expected_challenge=record["challenge"],
-                expected_rp_id=self.rp_id,
-                expected_origin=self.origins,
-                require_user_verification=True,
-            )
-        except Exception as exc:
-            # py_webauthn's own errors, and others (IndexError, ...) on hostile CBOR.
-            raise _invalid(str(exc) or type(exc).__name__) from None
+        verified = await self._check(_verified_registration, credential, record["challenge"])
         transports = credential.get("response", {}).get("transports") or []
         raw = {
             "_id": ObjectId(),
@@ -359,20 +361,13 @@ class PasskeyService:
         handle = credential.get("response", {}).get("userHandle")
         if handle and handle != bytes_to_base64url(ObjectId(raw["user_id"]).binary):
             raise _invalid("the passkey names another account")
-        try:
-            verified = await asyncio.to_thread(
-                verify_authentication_response,
-                credential=credential,
-                expected_challenge=record["challenge"],
-                expected_rp_id=self.rp_id,
-                expected_origin=self.origins,
-                credential_public_key=raw["public_key"],
-                credential_current_sign_count=raw["sign_count"],
-                require_user_verification=True,
-            )
-        except Exception as exc:
-            # py_webauthn's own errors, and others (IndexError, ...) on hostile CBOR.
-            raise _invalid(str(exc) or type(exc).__name__) from None
+        verified = await self._check(
+            verify_authentication_response,
+            credential,
+            record["challenge"],
+            credential_public_key=raw["public_key"],
+            credential_current_sign_count=raw["sign_count"],
+        )
         if not await self.repository.used(raw, verified.new_sign_count, now):
             raise _invalid("it was used at the same moment elsewhere")
         return raw

@@ -6,6 +6,7 @@ from typing import Any, TypeAlias
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 from app.config import Settings
 
@@ -22,3 +23,14 @@ def create_client(url: str, settings: Settings) -> AsyncMongoClient[dict[str, An
         tz_aware=True,
         appname="docstore",
     )
+
+
+async def insert_new(collection: Any, raws: list[dict[str, Any]]) -> None:
+    """Insert records (from a backup), leaving alone those whose unique key is taken."""
+    if not raws:
+        return
+    try:
+        await collection.insert_many(raws, ordered=False)
+    except BulkWriteError as exc:
+        if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+            raise
