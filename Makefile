@@ -15,12 +15,15 @@ help: ## List the targets
 # Every package comes from requirements-dev.lock, verified against its sha256 hashes; the
 # project itself is then installed editable on top, without dependencies and without a
 # build sandbox (setuptools is pinned in the lock), so nothing unhashed is ever fetched.
-$(STAMP): pyproject.toml requirements-dev.lock
+# The installer is uv (pinned, hash-checked by pip from requirements-uv.lock): it fetches
+# in parallel, about 10 s from a fresh clone where pip took 38 s.
+$(STAMP): pyproject.toml requirements-dev.lock requirements-uv.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python 3.11+ is needed as $(PYTHON); set PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --require-hashes --requirement requirements-dev.lock
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation --editable .
+	$(PY) -m pip install --quiet --require-hashes --requirement requirements-uv.lock
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --require-hashes --requirement requirements-dev.lock
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps --no-build-isolation --editable .
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the pinned dependencies
@@ -91,6 +94,9 @@ lock: ## Re-pin requirements-dev.lock and requirements.lock (with hashes) from p
 	.lock-venv/bin/pip install --quiet uv==$(UV_VERSION)
 	$(UV_COMPILE) --extra dev --output-file requirements-dev.lock
 	$(UV_COMPILE) --constraint requirements-dev.lock --output-file requirements.lock
+	printf 'uv==$(UV_VERSION)\n' | .lock-venv/bin/uv pip compile --quiet --universal \
+		--python-version 3.11 --generate-hashes --custom-compile-command 'make lock' \
+		- --output-file requirements-uv.lock
 	rm -rf .lock-venv
 
 clean: ## Remove the virtualenv and caches (keeps .data)

@@ -1,120 +1,32 @@
 """Contract fuzzing: schemathesis drives every operation of the app's own OpenAPI, in
-process, signed in as an admin: no 5xx, and every response matches what is documented."""
+process, signed in as an admin: no 5xx, and every response matches what is documented.
+
+Split by tag over two files, so the two halves run on two workers at once: this file
+takes documents, collections, files, teams and the rest; tests/test_fuzz_accounts.py the
+auth and users operations.
+"""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
-from pymongo import MongoClient
-from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from app.accounts.models import Role
-from app.accounts.passwords import PasswordHasher
-from app.accounts.tokens import issue_access_token
-from app.clock import utc_now
-from app.main import create_app
-from tests.support.accounts import PASSWORD
-from tests.support.apps import make_settings
+from tests.support.fuzz import (  # noqa: F401  (module fixtures)
+    ACCOUNT_TAGS,
+    api_schema,
+    fuzz_settings,
+    fuzz_target,
+    honour_contract,
+)
 
-FUZZ_COLLECTION = "fuzz"
-
-
-@pytest.fixture(scope="module")
-def fuzz_target(database_url: str) -> Iterator[tuple[Any, dict[str, str]]]:
-    # Event streams end right after they open, so a 200 stream is a finished response.
-    app_settings = make_settings(database_url, realtime_max_stream_seconds=0.01)
-    client: MongoClient[dict[str, Any]] = MongoClient(database_url)
-    db = client[app_settings.mongodb_db]
-    now = utc_now()
-    admin_id = (
-        db["users"]
-        .insert_one(
-            {
-                "email": f"fuzz-{uuid.uuid4().hex[:6]}@example.com",
-                "name": "Fuzz",
-                "password_hash": PasswordHasher(app_settings).hash_sync(PASSWORD),
-                "role": Role.ADMIN.value,
-                "disabled": False,
-                "token_version": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        .inserted_id
-    )
-    token = issue_access_token(
-        app_settings, user_id=str(admin_id), token_version=0, session_id=None, now=now
-    )
-    app = create_app(app_settings)
-    try:
-        yield app, {"Authorization": f"Bearer {token}"}
-    finally:
-        client.drop_database(app_settings.mongodb_db)
-        client.close()
-
-
-@pytest.fixture(scope="module")
-def api_schema(fuzz_target: tuple[Any, dict[str, str]]) -> Any:
-    app, _ = fuzz_target
-    return schemathesis.openapi.from_asgi("/openapi.json", app)
-
-
-schema = schemathesis.pytest.from_fixture("api_schema")
+schema = schemathesis.pytest.from_fixture("api_schema").exclude(tag_regex=ACCOUNT_TAGS)
 
 
 @schema.parametrize()
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    derandomize=True,
-)
+@fuzz_settings
 def test_every_operation_honours_its_contract(
-    case: Any, fuzz_target: tuple[Any, dict[str, str]]
+    case: Any,
+    fuzz_target: tuple[Any, dict[str, str]],  # noqa: F811  (the fixture imported above)
 ) -> None:
-    _, headers = fuzz_target
-    if "name" in (case.path_parameters or {}) and case.operation.path.startswith(
-        "/v1/collections/{name}/documents"
-    ):
-        case.path_parameters["name"] = FUZZ_COLLECTION  # reach real documents, not only 404s
-    excluded = []
-    if case.operation.path.startswith("/v1/collections") and "documents" not in case.operation.path:
-        # Index declarations have rules across items that JSON Schema cannot state (a path
-        # twice as `x` and `-x`, two indexes with one name, the keys of a built-in index):
-        # schema-valid bodies may get 422 validation_failed, which is still checked above.
-        excluded.append(positive_data_acceptance)
-    if case.operation.path.endswith(("update", "/bulk-delete", "/v1/batch")) or (
-        case.method.upper() == "PATCH" and case.operation.path.endswith("/{doc_id}")
-    ):
-        # Whether operators or a JSON Patch apply depends on the stored data (inc on a
-        # string, a pointer to nothing) and on rules across operations (inc a and set a;
-        # add needs a value); a bulk filter is the filter language: 400/409/422,
-        # documented, not a schema matter.
-        excluded.append(positive_data_acceptance)
-    if "/files" in case.operation.path:
-        # Whether a file exists, matches If-Match, a Range fits it, or the Content-Type is
-        # a real media type depends on the stored file and on rules JSON Schema cannot
-        # state: 404/412/415/416/422, documented, still checked above.
-        excluded.append(positive_data_acceptance)
-    if case.operation.path in (
-        "/v1/auth/verify-email",
-        "/v1/auth/password-reset",
-        "/v1/auth/magic-link",
-    ):
-        # A well-formed token is valid by schema, but only a mailed one is accepted (400
-        # invalid_token otherwise, which is documented).
-        excluded.append(positive_data_acceptance)
-    if "/oauth/" in case.operation.path or "/identities/" in case.operation.path:
-        # No sign-in provider is configured here (404 provider_not_found), and codes,
-        # states and ID tokens are valid only when a provider issued them (400/401).
-        excluded.append(positive_data_acceptance)
-    if "passkey" in case.operation.path:
-        # A schema-valid credential is still not a signature over a live challenge
-        # (401 passkey_invalid), and options need re-authentication (422).
-        excluded.append(positive_data_acceptance)
-    case.call_and_validate(headers=headers, excluded_checks=excluded)
+    honour_contract(case, fuzz_target)

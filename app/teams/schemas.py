@@ -11,7 +11,11 @@ from app.clock import Timestamp
 from app.teams.repository import Invitation
 from app.teams.service import Membership, MemberView
 
-TeamName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# At least one visible character: the contract says so (pattern), so a blank name is
+# invalid by schema too, not only after the whitespace is stripped.
+TeamName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"\S")
+]
 # owner, admin, member, or an app's own role name (rules match it with @team.role).
 RoleName = Annotated[
     str,
