@@ -27,7 +27,7 @@ from openapi_spec_validator import validate
 from tests.support.accounts import PASSWORD
 from tests.support.apps import make_settings
 from tests.support.schemas import NOTES_SCHEMA, TASKS_SCHEMA
-from tests.support.servers import api_server
+from tests.support.servers import api_server, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = ROOT / "tests" / "clients"
@@ -44,6 +44,10 @@ pytestmark = pytest.mark.skipif(
 class Generated:
     base_url: str
     out: Path
+    # Where its server keeps data, and how it was started: a second server may join.
+    database_url: str
+    database: str
+    env: dict[str, str]
 
 
 def run(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
@@ -110,7 +114,13 @@ def generated(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
         contract = json.loads((out / "openapi.json").read_text())
         validate(contract)  # OpenAPI 3.1, by openapi-spec-validator
         assert {"TasksData", "NotesData"} <= set(contract["components"]["schemas"])
-        yield Generated(base_url=base_url, out=out)
+        yield Generated(
+            base_url=base_url,
+            out=out,
+            database_url=database_url,
+            database=settings.mongodb_db,
+            env=env,
+        )
 
 
 def test_the_typescript_client_is_typed_and_works(generated: Generated) -> None:
@@ -175,6 +185,146 @@ def test_the_typescript_client_is_typed_and_works(generated: Generated) -> None:
     assert sorted(result["titles"]) == sorted(
         ["Write the client", "open schema", "task 0", "task 1", "task 2", "task 3"]
     )
+
+
+SDK = ROOT / "sdk" / "typescript" / "src"
+
+
+def marked_lines(path: Path) -> set[int]:
+    return {
+        number
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if "// error:" in line
+    }
+
+
+@pytest.fixture(scope="module")
+def sdk_build(generated: Generated, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The programs of tests/sdk/ compiled (strict) with the SDK and the generated types."""
+    work = tmp_path_factory.mktemp("sdk") / "app"
+    shutil.copytree(generated.out / "typescript", work)
+    shutil.copytree(SDK, work / "sdk")
+    for name in ("app.ts", "realtime.ts", "wrong.ts"):
+        shutil.copy(ROOT / "tests" / "sdk" / name, work / name)
+    config = json.loads((PROGRAMS / "tsconfig.json").read_text())
+    config["compilerOptions"]["lib"] = ["ES2022", "DOM", "DOM.Iterable"]
+    config["files"] = ["app.ts", "realtime.ts"]
+    (work / "tsconfig.json").write_text(json.dumps(config))
+    (work / "node_modules").symlink_to(NODE_TOOLS, target_is_directory=True)
+    run([str(NODE_TOOLS / ".bin" / "tsc"), "--project", "tsconfig.json"], cwd=work)
+    return work
+
+
+def test_misusing_the_sdk_does_not_compile(sdk_build: Path) -> None:
+    config = json.loads((sdk_build / "tsconfig.json").read_text())
+    config["files"] = ["wrong.ts"]
+    config["compilerOptions"]["noEmit"] = True
+    (sdk_build / "tsconfig.wrong.json").write_text(json.dumps(config))
+    refused = subprocess.run(
+        [str(NODE_TOOLS / ".bin" / "tsc"), "--project", "tsconfig.wrong.json"],
+        cwd=sdk_build,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode != 0
+    failed = {
+        int(line.split("(", 1)[1].split(",", 1)[0])
+        for line in refused.stdout.splitlines()
+        if line.startswith("wrong.ts(") and "error TS" in line
+    }
+    marked = marked_lines(sdk_build / "wrong.ts")
+    assert len(marked) == 6
+    assert failed == marked, refused.stdout
+
+
+def test_the_sdk_is_typed_by_the_contract_refreshes_once_and_works(
+    generated: Generated, sdk_build: Path
+) -> None:
+    """Sign-in, typed CRUD with a conflict, pages, ten calls with a refused token that
+    refresh once, errors, sign-out."""
+    assert NODE is not None
+    work = sdk_build
+    output = run([NODE, "dist/app.js", generated.base_url, "sdk@clients.test", PASSWORD], cwd=work)
+    result = json.loads(output)
+    assert result == {
+        "title": "Ship the SDK",
+        "status": "todo",
+        "doing": "doing",
+        "conflict": "precondition_failed",
+        "priority": 3,
+        "items": ["types", "docs"],
+        "titles": ["Ship the SDK"] + [f"extra {i}" for i in range(5)],
+        "done": 5,
+        "bulk": 5,
+        "moved": 5,
+        "batch": 1,
+        "refreshes": 1,
+        "sameTask": True,
+        "missing": "404 document_not_found",
+        "afterSignOut": "401 not_authenticated",
+        "events": ["SIGNED_IN", "TOKEN_REFRESHED", "SIGNED_OUT"],
+    }
+
+
+def test_sdk_realtime_survives_a_server_restart_and_files_round_trip(
+    generated: Generated, sdk_build: Path
+) -> None:
+    """A subscription through the SDK loses nothing across a restart of its server (it
+    resumes with Last-Event-ID); a file goes up with progress and comes back byte-exact,
+    also through a signed link."""
+    assert NODE is not None
+    work = sdk_build
+    email = "live@clients.test"
+    with httpx.Client(base_url=generated.base_url, timeout=30) as http:
+        made = http.post(
+            "/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Live"}
+        )
+        assert made.status_code == 201, made.text
+        token = http.post("/v1/auth/login", json={"email": email, "password": PASSWORD}).json()[
+            "access_token"
+        ]
+    port = free_port()
+    env = {**generated.env, "PORT": str(port)}
+    with api_server(generated.database_url, generated.database, **env) as (url, _):
+        node = subprocess.Popen(
+            [NODE, "dist/realtime.js", url, email, PASSWORD],
+            cwd=work,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert node.stdout is not None
+            assert node.stdout.readline().strip() == "open", node.stderr and node.stderr.read()
+        except BaseException:
+            node.kill()
+            raise
+    # The server is down; it comes back on the same port, and a note is made meanwhile
+    # (through the other server, on the same database).
+    with httpx.Client(base_url=generated.base_url, timeout=30) as http:
+        made = http.post(
+            "/v1/collections/notes/documents",
+            json={"title": "during the restart"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert made.status_code == 201, made.text
+    with api_server(generated.database_url, generated.database, **env):
+        try:
+            out, err = node.communicate(timeout=120)
+        finally:
+            node.kill()
+    assert node.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result == {
+        "seen": ["created before the restart", "created during the restart"],
+        "reconnected": True,
+        "resets": 0,
+        "size": 256 * 1024,
+        "sameBytes": True,
+        "linkBytes": True,
+        "progressEnd": 256 * 1024,
+    }
 
 
 def test_the_python_client_is_typed_and_works(generated: Generated) -> None:
