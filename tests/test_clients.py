@@ -11,13 +11,17 @@ TypeScript types and the Python client. Then:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -26,6 +30,7 @@ from openapi_spec_validator import validate
 
 from tests.support.accounts import PASSWORD
 from tests.support.apps import make_settings
+from tests.support.browser import BROWSER_ARGS, CHROMIUM
 from tests.support.schemas import NOTES_SCHEMA, TASKS_SCHEMA
 from tests.support.servers import api_server, free_port
 
@@ -204,11 +209,13 @@ def sdk_build(generated: Generated, tmp_path_factory: pytest.TempPathFactory) ->
     work = tmp_path_factory.mktemp("sdk") / "app"
     shutil.copytree(generated.out / "typescript", work)
     shutil.copytree(SDK, work / "sdk")
-    for name in ("app.ts", "realtime.ts", "wrong.ts"):
+    for name in ("app.ts", "realtime.ts", "browser.ts", "wrong.ts"):
         shutil.copy(ROOT / "tests" / "sdk" / name, work / name)
     config = json.loads((PROGRAMS / "tsconfig.json").read_text())
     config["compilerOptions"]["lib"] = ["ES2022", "DOM", "DOM.Iterable"]
-    config["files"] = ["app.ts", "realtime.ts"]
+    config["files"] = ["app.ts", "realtime.ts", "browser.ts"]
+    # ES modules, as the SDK ships: the same output runs on Node and in the browser.
+    (work / "package.json").write_text('{"type": "module"}')
     (work / "tsconfig.json").write_text(json.dumps(config))
     (work / "node_modules").symlink_to(NODE_TOOLS, target_is_directory=True)
     run([str(NODE_TOOLS / ".bin" / "tsc"), "--project", "tsconfig.json"], cwd=work)
@@ -324,6 +331,88 @@ def test_sdk_realtime_survives_a_server_restart_and_files_round_trip(
         "sameBytes": True,
         "linkBytes": True,
         "progressEnd": 256 * 1024,
+    }
+
+
+@contextmanager
+def static_site(root: Path) -> Iterator[str]:
+    """`root` served on loopback (as http://localhost:PORT: a secure context)."""
+    handler = functools.partial(QuietFiles, directory=str(root))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class QuietFiles(SimpleHTTPRequestHandler):
+    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript"}
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
+async def test_the_sdk_works_in_a_browser_across_a_server_restart(
+    generated: Generated, sdk_build: Path
+) -> None:
+    """The SDK as ES modules in headless Chromium, against the API on another origin:
+    sign-in kept in localStorage, refresh with short-lived tokens, typed CRUD, a file
+    byte-exact, and a subscription that loses nothing while the server restarts."""
+    from playwright.async_api import async_playwright
+
+    site = sdk_build / "dist"
+    (site / "index.html").write_text("<!doctype html><title>SDK</title>")
+    email = "browser@clients.test"
+    with static_site(site) as origin:
+        env = {
+            **generated.env,
+            "CORS_ORIGINS": origin,
+            "ACCESS_TOKEN_TTL_SECONDS": "10",
+            "PORT": str(free_port()),
+        }
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+            try:
+                page = await browser.new_page()
+                await page.goto(f"{origin}/index.html")
+                await page.evaluate("async () => { window.app = await import('./browser.js'); }")
+                with api_server(generated.database_url, generated.database, **env) as (url, _):
+                    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                        made = await http.post(
+                            "/v1/auth/register",
+                            json={"email": email, "password": PASSWORD, "name": "Browser"},
+                        )
+                        assert made.status_code == 201, made.text
+                        login = await http.post(
+                            "/v1/auth/login", json={"email": email, "password": PASSWORD}
+                        )
+                    started = await page.evaluate(
+                        "([url, email, password]) => window.app.start(url, email, password)",
+                        [url, email, PASSWORD],
+                    )
+                # Down: a note is made through the other server meanwhile.
+                async with httpx.AsyncClient(base_url=generated.base_url, timeout=30) as http:
+                    token = login.json()["access_token"]
+                    during = await http.post(
+                        "/v1/collections/notes/documents",
+                        json={"title": "during the restart"},
+                        headers={"Authorization": f"Bearer {token}"},
+                    )
+                    assert during.status_code == 201, during.text
+                with api_server(generated.database_url, generated.database, **env):
+                    await page.evaluate("() => window.app.arrival('during the restart')")
+                    finished = await page.evaluate("() => window.app.finish()")
+            finally:
+                await browser.close()
+    assert started == {"stored": True, "renamed": "renamed in the browser", "sameBytes": True}
+    assert finished == {
+        "titles": ["from the browser", "during the restart"],
+        "refreshed": True,
+        "signedOut": True,
     }
 
 

@@ -8,7 +8,7 @@ import {
   type AuthEvent,
   type Doc,
 } from "./sdk/index.js";
-import type { paths } from "./schema";
+import type { paths } from "./schema.js";
 
 function fail(message: string): never {
   throw new Error(message);

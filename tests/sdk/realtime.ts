@@ -4,7 +4,7 @@
 // restarts the server and creates a note while the stream is down; the SDK must
 // reconnect with Last-Event-ID and deliver it. Then a file goes up and comes back.
 import { createClient, type ChangeEvent, type ConnectionState, type Doc } from "./sdk/index.js";
-import type { paths } from "./schema";
+import type { paths } from "./schema.js";
 
 function fail(message: string): never {
   throw new Error(message);

@@ -1,7 +1,7 @@
 // Must NOT compile: every line marked `// error` is a type error under `tsc --strict`,
 // and no other line is (tests/test_clients.py compares the two).
 import { createClient } from "./sdk/index.js";
-import type { paths } from "./schema";
+import type { paths } from "./schema.js";
 
 const docstore = createClient<paths>({ url: "http://localhost" });
 const tasks = docstore.collection("tasks");
