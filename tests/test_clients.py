@@ -408,7 +408,12 @@ async def test_the_sdk_works_in_a_browser_across_a_server_restart(
                     finished = await page.evaluate("() => window.app.finish()")
             finally:
                 await browser.close()
-    assert started == {"stored": True, "renamed": "renamed in the browser", "sameBytes": True}
+    assert started == {
+        "stored": True,
+        "renamed": "renamed in the browser",
+        "sameBytes": True,
+        "progressEnd": 100_000,
+    }
     assert finished == {
         "titles": ["from the browser", "during the restart"],
         "refreshed": True,

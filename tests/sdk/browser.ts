@@ -54,12 +54,18 @@ export async function start(url: string, email: string, password: string) {
 
   const bytes = new Uint8Array(100_000).map((_, i) => (i * 13) % 256);
   const files = notes.files(renamed);
-  await files.upload("photo.bin", new Blob([bytes], { type: "application/octet-stream" }));
+  let sent = 0;
+  await files.upload("photo.bin", new Blob([bytes], { type: "application/octet-stream" }), {
+    onProgress: (bytesSent) => {
+      sent = bytesSent;
+    },
+  });
   const back = await files.download("photo.bin");
   return {
     stored,
     renamed: renamed.data.title,
     sameBytes: back.length === bytes.length && back.every((b, i) => b === bytes[i]),
+    progressEnd: sent,
   };
 }
 

@@ -219,6 +219,36 @@ export class Http {
     return response;
   }
 
+  /** A PUT through XMLHttpRequest, for upload progress in browsers. */
+  async xhrPut(
+    path: string,
+    body: XMLHttpRequestBodyInit,
+    contentType: string,
+    progress: (sent: number, total?: number) => void,
+  ): Promise<StoredFile> {
+    const token = await this.auth.accessToken();
+    const response = await new Promise<Response>((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("PUT", this.base.replace(/\/$/, "") + path);
+      xhr.setRequestHeader("Content-Type", contentType);
+      xhr.setRequestHeader("Accept", "application/json");
+      if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+      xhr.upload.onprogress = (event) =>
+        progress(event.loaded, event.lengthComputable ? event.total : undefined);
+      xhr.onload = () =>
+        resolve(
+          new Response(xhr.responseText, {
+            status: xhr.status,
+            headers: { "Content-Type": xhr.getResponseHeader("Content-Type") ?? "" },
+          }),
+        );
+      xhr.onerror = () => reject(new TypeError("upload failed: network error"));
+      xhr.send(body);
+    });
+    if (!response.ok) throw await problemOf(response);
+    return (await response.json()) as StoredFile;
+  }
+
   private once(
     method: string,
     path: string,
@@ -443,6 +473,10 @@ export class Files {
     let body: BodyInit =
       content instanceof Uint8Array ? new Blob([content as Uint8Array<ArrayBuffer>]) : content;
     const progress = options.onProgress;
+    if (progress && typeof XMLHttpRequest !== "undefined" && !(body instanceof ReadableStream)) {
+      // Browsers stream fetch bodies only over HTTP/2: XMLHttpRequest reports progress.
+      return this.http.xhrPut(this.filePath(filename), body, type, progress);
+    }
     if (progress) {
       const blob = body instanceof Blob ? body : null;
       const source =
