@@ -2,10 +2,12 @@
 // modules (it has no dependencies), talking to the API on another origin (CORS).
 import {
   createClient,
+  type Collection,
   webStorage,
   type AuthEvent,
   type ChangeEvent,
   type Doc,
+  type Session,
   type Subscription,
 } from "./sdk/index.js";
 import type { paths } from "./schema.js";
@@ -23,6 +25,18 @@ function client() {
   return docstore.client;
 }
 
+function subscribeTo(notes: Collection<paths, "notes">) {
+  return notes.subscribe({
+    minDelayMs: 200,
+    maxDelayMs: 1000,
+    onChange: (event: ChangeEvent<Note>) => {
+      if (event.type !== "created") return;
+      titles.push(event.document.data.title);
+      waiting.get(event.document.data.title)?.();
+    },
+  });
+}
+
 /** Sign in, subscribe, write, and move a file through; the subscription stays open. */
 export async function start(url: string, email: string, password: string) {
   const sdk = createClient<paths>({ url, storage: webStorage("docstore.test") });
@@ -32,18 +46,20 @@ export async function start(url: string, email: string, password: string) {
   if (!("session" in signed)) throw new Error("two-step sign-in was not expected");
   const stored = localStorage.getItem("docstore.test") !== null;
 
-  const notes = sdk.collection("notes");
-  live = notes.subscribe({
-    minDelayMs: 200,
-    maxDelayMs: 1000,
-    onChange: (event: ChangeEvent<Note>) => {
-      if (event.type !== "created") return;
-      titles.push(event.document.data.title);
-      waiting.get(event.document.data.title)?.();
-    },
-  });
-  // The server's access tokens last 10 s, less than the SDK's 30 s margin: each call
-  // refreshes first, and calls at once share one refresh.
+  live = subscribeTo(sdk.collection("notes"));
+  // The app is opened again later: its stored access token has expired meanwhile, so
+  // the first calls (at once) refresh it, once, before going out.
+  const kept = JSON.parse(localStorage.getItem("docstore.test") ?? "null") as Session;
+  localStorage.setItem(
+    "docstore.test",
+    JSON.stringify({ ...kept, expires_at: Date.now() - 1000, refresh_at: Date.now() - 1000 }),
+  );
+  live.close();
+  const reopened = createClient<paths>({ url, storage: webStorage("docstore.test") });
+  reopened.auth.onAuthStateChange((event) => events.push(event));
+  docstore.client = reopened;
+  const notes = reopened.collection("notes");
+  live = subscribeTo(notes);
   const [made] = await Promise.all([
     notes.create({ title: "from the browser", tags: ["chromium"] }),
     notes.count(),

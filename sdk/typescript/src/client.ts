@@ -68,9 +68,21 @@ export interface RequestOptions {
 
 const TOKEN_ERRORS = new Set(["token_expired", "token_invalid"]);
 
+function isStream(body: unknown): body is ReadableStream<Uint8Array> {
+  return typeof ReadableStream !== "undefined" && body instanceof ReadableStream;
+}
+
+/** In a browser (where fetch streams request bodies only over HTTP/2). */
+const inBrowser = () => typeof XMLHttpRequest !== "undefined";
+
 export class Auth {
   private refreshing: Promise<Session> | undefined;
   private listeners = new Set<AuthListener>();
+  // The session as this client knows it (the storage is a copy, written best-effort);
+  // undefined until read from the storage.
+  private current: Session | null | undefined;
+  // Bumped by every sign-in and sign-out: a refresh that started before one is stale.
+  private generation = 0;
 
   constructor(
     private readonly http: Http,
@@ -96,7 +108,7 @@ export class Auth {
         },
       };
     }
-    return { session: await this.keep(answer, "SIGNED_IN") };
+    return { session: await this.signedIn(answer) };
   }
 
   /** Finish a two-step sign-in with the app's code or a recovery code. */
@@ -105,33 +117,38 @@ export class Auth {
       json: { mfa_token: mfaToken, ...code },
       auth: false,
     });
-    return this.keep((await response.json()) as TokenAnswer, "SIGNED_IN");
+    return this.signedIn((await response.json()) as TokenAnswer);
   }
 
   /** Sign in with tokens obtained elsewhere (a sign-in link, social sign-in's exchange). */
   async setSession(tokens: TokenAnswer): Promise<Session> {
-    return this.keep(tokens, "SIGNED_IN");
+    return this.signedIn(tokens);
   }
 
+  /** End the session here and on the server (offline: here, and the server's expires). */
   async signOut(): Promise<void> {
-    const session = await this.storage.get();
-    if (session) {
-      try {
+    // A refresh in flight would otherwise store its new tokens after this.
+    await this.refreshing?.catch(() => undefined);
+    const session = await this.load();
+    this.generation += 1;
+    try {
+      if (session) {
         await this.http.send("POST", "/v1/auth/logout", {
           json: { refresh_token: session.refresh_token },
           auth: false,
         });
-      } catch (error) {
-        // Signed out anyway: a session the server no longer knows is gone.
-        if (!(error instanceof DocstoreError)) throw error;
       }
+    } catch {
+      // Signed out here anyway: a session the server no longer knows is gone, and one
+      // it does know expires there (refresh tokens are revocable with logout-all).
+    } finally {
+      await this.persist(null);
+      this.emit("SIGNED_OUT", null);
     }
-    await this.storage.set(null);
-    this.emit("SIGNED_OUT", null);
   }
 
   async session(): Promise<Session | null> {
-    return this.storage.get();
+    return this.load();
   }
 
   /** Called on every sign-in, refresh and sign-out; returns the unsubscribe function. */
@@ -141,11 +158,13 @@ export class Auth {
   }
 
   /**
-   * New tokens for the stored refresh token. Single-flight: however many requests
-   * need a refresh at once, one is sent and all wait for it.
+   * New tokens for the stored refresh token. Single-flight: however many requests need
+   * a refresh at once, one is sent and all wait for it; across browser tabs sharing the
+   * storage, a Web Lock makes one tab refresh and the others adopt its tokens (the
+   * server revokes a session whose refresh token is presented twice).
    */
   refresh(): Promise<Session> {
-    this.refreshing ??= this.doRefresh().finally(() => {
+    this.refreshing ??= this.exclusively(() => this.doRefresh()).finally(() => {
       this.refreshing = undefined;
     });
     return this.refreshing;
@@ -153,44 +172,111 @@ export class Auth {
 
   /** The access token to send now, refreshed first when it is about to expire. */
   async accessToken(): Promise<string | null> {
-    const session = await this.storage.get();
+    const session = await this.load();
     if (!session) return null;
-    if (session.expires_at - Date.now() > this.marginMs) return session.access_token;
+    if (Date.now() < (session.refresh_at ?? session.expires_at - this.marginMs)) {
+      return session.access_token;
+    }
     return (await this.refresh()).access_token;
   }
 
+  private async load(): Promise<Session | null> {
+    if (this.current === undefined) {
+      try {
+        this.current = (await this.storage.get()) ?? null;
+      } catch {
+        this.current = null;
+      }
+    }
+    return this.current;
+  }
+
+  private async exclusively<T>(work: () => Promise<T>): Promise<T> {
+    const locks = (globalThis.navigator as { locks?: LockManager } | undefined)?.locks;
+    if (!locks) return work();
+    return locks.request("docstore.refresh", work) as Promise<T>;
+  }
+
   private async doRefresh(): Promise<Session> {
-    const session = await this.storage.get();
+    const generation = this.generation;
+    let session = await this.load();
+    // Another tab may have refreshed meanwhile: take its tokens from the shared storage.
+    try {
+      const shared = await this.storage.get();
+      if (shared && session && shared.refresh_token !== session.refresh_token) {
+        this.current = session = shared;
+        if (Date.now() < (shared.refresh_at ?? shared.expires_at - this.marginMs)) {
+          return shared;
+        }
+      }
+    } catch {
+      // The storage is unreadable: go on with what this client holds.
+    }
     if (!session) throw new Error("Not signed in");
+    const sent = session.refresh_token;
+    let answer: TokenAnswer;
     try {
       const response = await this.http.send("POST", "/v1/auth/refresh", {
-        json: { refresh_token: session.refresh_token },
+        json: { refresh_token: sent },
         auth: false,
       });
-      return await this.keep((await response.json()) as TokenAnswer, "TOKEN_REFRESHED");
+      answer = (await response.json()) as TokenAnswer;
     } catch (error) {
-      if (error instanceof DocstoreError && error.status === 401) {
+      const stillOurs = this.generation === generation && this.current?.refresh_token === sent;
+      if (error instanceof DocstoreError && error.status === 401 && stillOurs) {
         // The session ended (signed out elsewhere, reuse detected, expired).
-        await this.storage.set(null);
+        await this.persist(null);
         this.emit("SIGNED_OUT", null);
       }
       throw error;
     }
+    const fresh = this.sessionOf(answer);
+    if (this.generation !== generation) return fresh; // signed out or in anew meanwhile
+    await this.persist(fresh);
+    this.emit("TOKEN_REFRESHED", fresh);
+    return fresh;
   }
 
-  private async keep(tokens: TokenAnswer, event: AuthEvent): Promise<Session> {
-    const session: Session = {
+  private sessionOf(tokens: TokenAnswer): Session {
+    const lifetime = tokens.expires_in * 1000;
+    const now = Date.now();
+    return {
       access_token: tokens.access_token,
       refresh_token: tokens.refresh_token,
-      expires_at: Date.now() + tokens.expires_in * 1000,
+      expires_at: now + lifetime,
+      // The margin before expiry, but never more than half the lifetime (short-lived
+      // tokens would otherwise be refreshed before every request).
+      refresh_at: now + Math.max(lifetime - this.marginMs, lifetime / 2),
     };
-    await this.storage.set(session);
-    this.emit(event, session);
+  }
+
+  private async signedIn(tokens: TokenAnswer): Promise<Session> {
+    await this.refreshing?.catch(() => undefined);
+    this.generation += 1;
+    const session = this.sessionOf(tokens);
+    await this.persist(session);
+    this.emit("SIGNED_IN", session);
     return session;
   }
 
+  private async persist(session: Session | null): Promise<void> {
+    this.current = session;
+    try {
+      await this.storage.set(session);
+    } catch (error) {
+      // Kept in memory all the same: losing a rotated refresh token would end the session.
+      console.warn("docstore: the session could not be stored", error);
+    }
+  }
+
   private emit(event: AuthEvent, session: Session | null): void {
-    for (const listener of this.listeners) listener(event, session);
+    for (const listener of this.listeners) {
+      try {
+        listener(event, session);
+      } catch (error) {
+        console.error("docstore: an onAuthStateChange listener failed", error);
+      }
+    }
   }
 }
 
@@ -207,7 +293,8 @@ export class Http {
     const useAuth = options.auth ?? true;
     const token = useAuth ? await this.auth.accessToken() : null;
     let response = await this.once(method, path, options, token);
-    if (response.status === 401 && token !== null) {
+    // A streamed body cannot be sent twice: no retry for it (the token was fresh).
+    if (response.status === 401 && token !== null && !isStream(options.body)) {
       const problem = await problemOf(response.clone());
       if (TOKEN_ERRORS.has(problem.code)) {
         // Expired or revoked meanwhile (a clock off, a password change elsewhere).
@@ -255,10 +342,12 @@ export class Http {
     options: RequestOptions,
     token: string | null,
   ): Promise<Response> {
-    const url = new URL(this.base.replace(/\/$/, "") + path);
-    for (const [key, value] of Object.entries(options.query ?? {})) {
-      if (value !== undefined) url.searchParams.set(key, String(value));
-    }
+    // The query by hand: React Native's URLSearchParams cannot set.
+    const query = Object.entries(options.query ?? {})
+      .filter(([, value]) => value !== undefined)
+      .map(([key, value]) => `${encodeURIComponent(key)}=${encodeURIComponent(String(value))}`)
+      .join("&");
+    const url = this.base.replace(/\/$/, "") + path + (query ? `?${query}` : "");
     const headers: Record<string, string> = { Accept: "application/json", ...options.headers };
     if (token) headers["Authorization"] = `Bearer ${token}`;
     let body = options.body;
@@ -271,9 +360,7 @@ export class Http {
     const init: RequestInit & { duplex?: "half" } = { method, headers, body };
     if (options.signal) init.signal = options.signal;
     // A streamed request body (a ReadableStream) needs half-duplex in fetch.
-    if (typeof ReadableStream !== "undefined" && body instanceof ReadableStream) {
-      init.duplex = "half";
-    }
+    if (isStream(body)) init.duplex = "half";
     return this.fetcher(url, init);
   }
 }
@@ -470,18 +557,26 @@ export class Files {
       (typeof Blob !== "undefined" && content instanceof Blob && content.type
         ? content.type
         : "application/octet-stream");
-    let body: BodyInit =
-      content instanceof Uint8Array ? new Blob([content as Uint8Array<ArrayBuffer>]) : content;
+    let body: BodyInit = content instanceof Uint8Array ? (content as Uint8Array<ArrayBuffer>) : content;
+    if (inBrowser() && isStream(body)) {
+      // Browsers stream fetch bodies only over HTTP/2 (some send "[object ReadableStream]"
+      // instead): gather it first.
+      body = await new Response(body).blob();
+    }
     const progress = options.onProgress;
-    if (progress && typeof XMLHttpRequest !== "undefined" && !(body instanceof ReadableStream)) {
-      // Browsers stream fetch bodies only over HTTP/2: XMLHttpRequest reports progress.
-      return this.http.xhrPut(this.filePath(filename), body, type, progress);
+    if (progress && inBrowser()) {
+      // XMLHttpRequest reports upload progress.
+      return this.http.xhrPut(this.filePath(filename), body as XMLHttpRequestBodyInit, type, progress);
     }
     if (progress) {
-      const blob = body instanceof Blob ? body : null;
-      const source =
-        blob?.stream() ?? (body instanceof ArrayBuffer ? new Blob([body]).stream() : null);
-      const total = blob?.size ?? (body instanceof ArrayBuffer ? body.byteLength : undefined);
+      const blob =
+        body instanceof Blob
+          ? body
+          : body instanceof ArrayBuffer || body instanceof Uint8Array
+            ? new Blob([body as ArrayBuffer | Uint8Array<ArrayBuffer>])
+            : null;
+      const source = blob?.stream() ?? null;
+      const total = blob?.size;
       const stream = source ?? (body as ReadableStream<Uint8Array>);
       let sent = 0;
       body = stream.pipeThrough(

@@ -65,6 +65,8 @@ async function* frames(body: ReadableStream<Uint8Array>): AsyncGenerator<Frame> 
       buffer += decoder.decode(value, { stream: true });
       let newline: number;
       while ((newline = buffer.search(/\r\n|\r|\n/)) >= 0) {
+        // A CR at the very end may be half of a CRLF split across chunks: wait for more.
+        if (buffer[newline] === "\r" && newline === buffer.length - 1) break;
         const line = buffer.slice(0, newline);
         buffer = buffer.slice(newline + (buffer.startsWith("\r\n", newline) ? 2 : 1));
         if (line === "") {
@@ -83,7 +85,8 @@ async function* frames(body: ReadableStream<Uint8Array>): AsyncGenerator<Frame> 
       }
     }
   } finally {
-    reader.releaseLock();
+    // Cancel, not just release: a stream left half-read keeps its connection open.
+    await reader.cancel().catch(() => undefined);
   }
 }
 
@@ -96,15 +99,29 @@ export function subscribe<D>(
   const maxDelay = options.maxDelayMs ?? 30_000;
   let lastEventId: string | undefined;
   let closed = false;
-  const state = (next: ConnectionState) => options.onState?.(next);
+  // The app's callbacks: one that throws must not end the stream (nor the process).
+  const safely = (call: () => void) => {
+    try {
+      call();
+    } catch (error) {
+      console.error("docstore: a subscription callback failed", error);
+    }
+  };
+  const state = (next: ConnectionState) => safely(() => options.onState?.(next));
+  const ended = (reason: string) => {
+    closed = true;
+    safely(() => options.onEnd?.(reason));
+  };
 
   const wait = (ms: number) =>
     new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      controller.signal.addEventListener("abort", () => {
+      const done = () => {
         clearTimeout(timer);
+        controller.signal.removeEventListener("abort", done);
         resolve();
-      });
+      };
+      const timer = setTimeout(done, ms);
+      controller.signal.addEventListener("abort", done, { once: true });
     });
 
   async function run(): Promise<void> {
@@ -113,34 +130,42 @@ export function subscribe<D>(
     while (!closed) {
       try {
         const response = await open(lastEventId, controller.signal);
-        if (!response.body) throw new Error("no body");
+        if (!response.body) {
+          // A fetch that cannot stream (React Native's): no use retrying.
+          ended("unsupported");
+          break;
+        }
         state("open");
-        delay = minDelay;
         for await (const frame of frames(response.body)) {
-          if (frame.id) lastEventId = frame.id;
+          // A stream that delivers is healthy: back off from scratch after the next drop
+          // (not on any 200: a server that ends streams at once would be hammered).
+          if (frame.event !== "ready") delay = minDelay;
           if (frame.event === "created" || frame.event === "updated") {
             const document = JSON.parse(frame.data) as D & { id: string };
-            options.onChange({ type: frame.event, id: document.id, document });
+            const type = frame.event;
+            safely(() => options.onChange({ type, id: document.id, document }));
           } else if (frame.event === "deleted") {
             const document = JSON.parse(frame.data) as { id: string };
-            options.onChange({ type: "deleted", id: document.id, document });
+            safely(() => options.onChange({ type: "deleted", id: document.id, document }));
           } else if (frame.event === "reset") {
-            options.onReset?.();
+            safely(() => options.onReset?.());
           } else if (frame.event === "end") {
             const reason = (JSON.parse(frame.data) as { reason: string }).reason;
-            if (FINAL.has(reason)) {
-              closed = true;
-              options.onEnd?.(reason);
-            }
+            if (FINAL.has(reason)) ended(reason);
           }
+          // Past this event only once the app has had it.
+          if (frame.id) lastEventId = frame.id;
+          if (closed) break;
         }
       } catch (error) {
         if (closed || controller.signal.aborted) break;
         if (error instanceof DocstoreError && error.status < 500 && error.status !== 429) {
           // Refused (not signed in, no such collection, a bad filter): not a drop.
-          closed = true;
-          options.onEnd?.(error.code);
+          ended(error.code);
           break;
+        }
+        if (error instanceof DocstoreError && error.retryAfter) {
+          delay = Math.max(delay, error.retryAfter * 1000);
         }
       }
       if (closed) break;
@@ -152,7 +177,7 @@ export function subscribe<D>(
     state("closed");
   }
 
-  void run();
+  run().catch((error: unknown) => console.error("docstore: a subscription failed", error));
   return {
     close() {
       closed = true;

@@ -5,6 +5,8 @@ export interface Session {
   refresh_token: string;
   /** Milliseconds since the epoch when the access token expires. */
   expires_at: number;
+  /** When the client refreshes it (before `expires_at`). */
+  refresh_at?: number;
 }
 
 /** Any key-value store: localStorage, AsyncStorage (React Native), a file, memory. */
