@@ -210,17 +210,28 @@ def sdk_build(generated: Generated, tmp_path_factory: pytest.TempPathFactory) ->
     shutil.copytree(SDK, work / "sdk")
     # Only the generated types (the client test compiles its own programs next to them).
     shutil.copy(generated.out / "typescript" / "schema.d.ts", work / "schema.d.ts")
-    for name in ("app.ts", "realtime.ts", "browser.ts", "wrong.ts"):
+    for name in ("app.ts", "realtime.ts", "browser.ts", "sse.ts", "wrong.ts"):
         shutil.copy(ROOT / "tests" / "sdk" / name, work / name)
     config = json.loads((PROGRAMS / "tsconfig.json").read_text())
     config["compilerOptions"]["lib"] = ["ES2022", "DOM", "DOM.Iterable"]
-    config["files"] = ["app.ts", "realtime.ts", "browser.ts"]
+    config["files"] = ["app.ts", "realtime.ts", "browser.ts", "sse.ts"]
     # ES modules, as the SDK ships: the same output runs on Node and in the browser.
     (work / "package.json").write_text('{"type": "module"}')
     (work / "tsconfig.json").write_text(json.dumps(config))
     (work / "node_modules").symlink_to(NODE_TOOLS, target_is_directory=True)
     run([str(NODE_TOOLS / ".bin" / "tsc"), "--project", "tsconfig.json"], cwd=work)
     return work
+
+
+def test_the_sdk_reads_event_streams_however_they_are_cut(sdk_build: Path) -> None:
+    """A chunk may end anywhere: between a CR and its LF, inside a UTF-8 character."""
+    assert NODE is not None
+    result = json.loads(run([NODE, "dist/sse.js"], cwd=sdk_build))
+    assert result == {
+        "whole": 'ready#1:{} | created#2:{"id":"a","title":"é"} | deleted#3:{"id":"a"}',
+        "differing": [],
+        "byteByByte": True,
+    }
 
 
 def test_misusing_the_sdk_does_not_compile(sdk_build: Path) -> None:

@@ -51,7 +51,7 @@ interface Frame {
 }
 
 /** Split a text/event-stream into frames (the WHATWG rules this server's output needs). */
-async function* frames(body: ReadableStream<Uint8Array>): AsyncGenerator<Frame> {
+export async function* frames(body: ReadableStream<Uint8Array>): AsyncGenerator<Frame> {
   const reader = body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
