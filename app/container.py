@@ -210,12 +210,11 @@ class Container:
         async def has_passkeys(user_id: str) -> bool:
             return await passkeys.repository.count_for_user(user_id) > 0
 
-        async def passkey_count(user_id: str) -> int:
-            return await passkeys.repository.count_for_user(user_id)
-
-        async def password_and_identities(user: User) -> int:
-            identities = await oauth.identities.count_for_user(str(user.id))
-            return identities + (1 if user.password_hash else 0)
+        async def sign_in_methods(user: User) -> int:
+            user_id = str(user.id)
+            identities = await oauth.identities.count_for_user(user_id)
+            keys = await passkeys.repository.count_for_user(user_id)
+            return identities + keys + (1 if user.password_hash else 0)
 
         async def forget_sign_ins(user_id: str) -> None:
             await oauth.identities.delete_for_user(user_id)
@@ -223,8 +222,8 @@ class Container:
 
         lifecycle.forget_sign_ins = forget_sign_ins
         auth.has_passkeys = has_passkeys
-        oauth.other_methods = passkey_count
-        passkeys.other_methods = password_and_identities
+        oauth.methods_left = sign_in_methods
+        passkeys.methods_left = sign_in_methods
 
         async def compose(message: OutboxMessage) -> Composed | None:
             if message.kind == INVITATION_MAIL:

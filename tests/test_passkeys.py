@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -173,3 +174,24 @@ async def test_the_last_passkey_of_an_account_without_a_password_stays(
         404,
         "passkey_not_found",
     )
+
+
+async def test_removing_two_last_ways_in_at_once_leaves_one(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    """Each removal checks that another way in remains; two at once must not both pass."""
+    now = utc_now()
+    user = await container.users.insert(
+        User(email="two-keys@example.com", name="T", created_at=now, updated_at=now)
+    )
+    tokens = await container.auth.start_session(user, method="passkey")
+    headers = {"Authorization": f"Bearer {tokens.access_token}"}
+    first = await stored_passkey(container, str(user.id), "first")
+    second = await stored_passkey(container, str(user.id), "second")
+    answers = await asyncio.gather(
+        client.delete(f"/v1/users/me/passkeys/{first}", headers=headers),
+        client.delete(f"/v1/users/me/passkeys/{second}", headers=headers),
+    )
+    assert sorted(a.status_code for a in answers) in ([204, 409], [409, 409])
+    left = (await client.get("/v1/users/me/passkeys", headers=headers)).json()["items"]
+    assert len(left) >= 1

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
+from bson.errors import InvalidId
 from pymongo import ASCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
@@ -115,6 +116,17 @@ class IdentityRepository:
         await self.collection.update_one(
             {"_id": ObjectId(identity.id)}, {"$set": {"last_used_at": now, "email": email}}
         )
+
+    async def take(self, user_id: str, identity_id: str) -> dict[str, Any] | None:
+        """Remove one of the account's identities: the record, to put back if need be."""
+        try:
+            oid = ObjectId(identity_id)
+        except InvalidId:
+            return None
+        return await self.collection.find_one_and_delete({"_id": oid, "user_id": user_id})
+
+    async def put_back(self, raw: dict[str, Any]) -> None:
+        await insert_new(self.collection, [raw])
 
     async def unlink(self, user_id: str, provider: str, subject: str) -> bool:
         result = await self.collection.delete_one(

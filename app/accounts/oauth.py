@@ -81,8 +81,9 @@ class OAuthService:
         self.clock = clock
         # The owner is told by mail when a sign-in method is linked (set by the container).
         self.notify: Callable[[User, str], Awaitable[None]] | None = None
-        # Counts sign-in methods besides identities (passkeys), for the last-method rule.
-        self.other_methods: Callable[[str], Awaitable[int]] | None = None
+        # Counts the account's ways to sign in (password, identities, passkeys), for the
+        # rule that the last one stays (set by the container).
+        self.methods_left: Callable[[User], Awaitable[int]] | None = None
 
     def provider(self, name: str) -> Provider:
         provider = self.providers.get(name)
@@ -468,17 +469,19 @@ class OAuthService:
         user = await self.users.get(me.id)
         if user is None:
             raise NotFound("The account no longer exists", code=ErrorCode.USER_NOT_FOUND)
-        mine = await self.identities.for_user(me.id)
-        found = next((i for i in mine if i.id == identity_id), None)
-        if found is None:
+        last = Conflict(
+            "This is the account's only way to sign in: set a password (password reset) "
+            "or link another provider first",
+            code=ErrorCode.LAST_SIGN_IN_METHOD,
+        )
+        if not any(i.id == identity_id for i in await self.identities.for_user(me.id)):
             raise NotFound("No such linked sign-in", code=ErrorCode.IDENTITY_NOT_FOUND)
-        others = len(mine) - 1 + (1 if user.password_hash else 0)
-        if self.other_methods is not None:
-            others += await self.other_methods(me.id)
-        if others == 0:
-            raise Conflict(
-                "This is the account's only way to sign in: set a password (password "
-                "reset) or link another provider first",
-                code=ErrorCode.LAST_SIGN_IN_METHOD,
-            )
-        await self.identities.unlink(me.id, found.provider, found.subject)
+        if self.methods_left is not None and await self.methods_left(user) <= 1:
+            raise last
+        raw = await self.identities.take(me.id, identity_id)
+        if raw is None:
+            raise NotFound("No such linked sign-in", code=ErrorCode.IDENTITY_NOT_FOUND)
+        # Two removals at once may each have seen the other's method still there.
+        if self.methods_left is not None and await self.methods_left(user) == 0:
+            await self.identities.put_back(raw)
+            raise last

@@ -140,13 +140,16 @@ class PasskeyRepository:
         )
         return result is not None
 
-    async def delete(self, user_id: str, passkey_id: str) -> bool:
+    async def take(self, user_id: str, passkey_id: str) -> dict[str, Any] | None:
+        """Remove one of the account's passkeys: the record, to put back if need be."""
         try:
             oid = ObjectId(passkey_id)
         except InvalidId:
-            return False
-        result = await self.collection.delete_one({"_id": oid, "user_id": user_id})
-        return result.deleted_count == 1
+            return None
+        return await self.collection.find_one_and_delete({"_id": oid, "user_id": user_id})
+
+    async def put_back(self, raw: dict[str, Any]) -> None:
+        await insert_new(self.collection, [raw])
 
     async def delete_for_user(self, user_id: str) -> None:
         await self.collection.delete_many({"user_id": user_id})
@@ -210,9 +213,9 @@ class PasskeyService:
         self.clock = clock
         self.rp_id = settings.passkey_rp_id
         self.origins = settings.passkey_origins
-        # Counts the account's other ways to sign in (password, identities) for the rule
-        # that the last one cannot be removed (set by the container).
-        self.other_methods: Callable[[User], Awaitable[int]] | None = None
+        # Counts the account's ways to sign in (password, identities, passkeys), for the
+        # rule that the last one stays (set by the container).
+        self.methods_left: Callable[[User], Awaitable[int]] | None = None
 
     def _expiry(self) -> datetime:
         return self.clock() + timedelta(seconds=CHALLENGE_TTL_SECONDS)
@@ -302,19 +305,26 @@ class PasskeyService:
 
     async def remove(self, me: Principal, passkey_id: str) -> None:
         user = await self.users.get(me.id)
+        missing = NotFound("No such passkey", code=ErrorCode.PASSKEY_NOT_FOUND)
+        if user is None:
+            raise missing
+        last = Conflict(
+            "This passkey is the account's only way to sign in: set a password (password "
+            "reset) or link a provider first",
+            code=ErrorCode.LAST_SIGN_IN_METHOD,
+        )
         mine = await self.repository.for_user(me.id)
-        if user is None or not any(str(raw["_id"]) == passkey_id for raw in mine):
-            raise NotFound("No such passkey", code=ErrorCode.PASSKEY_NOT_FOUND)
-        others = len(mine) - 1
-        if self.other_methods is not None:
-            others += await self.other_methods(user)
-        if others == 0:
-            raise Conflict(
-                "This passkey is the account's only way to sign in: set a password "
-                "(password reset) or link a provider first",
-                code=ErrorCode.LAST_SIGN_IN_METHOD,
-            )
-        await self.repository.delete(me.id, passkey_id)
+        if not any(str(raw["_id"]) == passkey_id for raw in mine):
+            raise missing
+        if self.methods_left is not None and await self.methods_left(user) <= 1:
+            raise last
+        raw = await self.repository.take(me.id, passkey_id)
+        if raw is None:
+            raise missing
+        # Two removals at once may each have seen the other's method still there.
+        if self.methods_left is not None and await self.methods_left(user) == 0:
+            await self.repository.put_back(raw)
+            raise last
 
     # -- assertions ------------------------------------------------------------------------
 
