@@ -161,16 +161,8 @@ def test_the_typescript_client_is_typed_and_works(generated: Generated) -> None:
     assert refused.returncode != 0
     # Exactly the marked lines fail: a wrong field type, an unknown field of a closed
     # schema, and update operators on paths they cannot apply to.
-    failed = {
-        int(line.split("(", 1)[1].split(",", 1)[0])
-        for line in refused.stdout.splitlines()
-        if line.startswith("wrong.ts(") and "error TS" in line
-    }
-    marked = {
-        number
-        for number, line in enumerate((work / "wrong.ts").read_text().splitlines(), start=1)
-        if "// error:" in line
-    }
+    failed = failing_lines(refused.stdout, "wrong.ts")
+    marked = marked_lines(work / "wrong.ts")
     assert len(marked) == 9
     assert failed == marked, refused.stdout
 
@@ -193,6 +185,15 @@ def test_the_typescript_client_is_typed_and_works(generated: Generated) -> None:
 
 
 SDK = ROOT / "sdk" / "typescript" / "src"
+
+
+def failing_lines(tsc_output: str, filename: str) -> set[int]:
+    """The lines of `filename` tsc reported an error on."""
+    return {
+        int(line.split("(", 1)[1].split(",", 1)[0])
+        for line in tsc_output.splitlines()
+        if line.startswith(f"{filename}(") and "error TS" in line
+    }
 
 
 def marked_lines(path: Path) -> set[int]:
@@ -247,11 +248,7 @@ def test_misusing_the_sdk_does_not_compile(sdk_build: Path) -> None:
         check=False,
     )
     assert refused.returncode != 0
-    failed = {
-        int(line.split("(", 1)[1].split(",", 1)[0])
-        for line in refused.stdout.splitlines()
-        if line.startswith("wrong.ts(") and "error TS" in line
-    }
+    failed = failing_lines(refused.stdout, "wrong.ts")
     marked = marked_lines(sdk_build / "wrong.ts")
     assert len(marked) == 6
     assert failed == marked, refused.stdout

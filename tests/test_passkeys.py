@@ -148,15 +148,18 @@ async def test_passkeys_per_account_are_limited(
     assert_problem(full, 409, "passkey_limit_reached")
 
 
+async def passwordless(container: Container, email: str) -> tuple[User, dict[str, str]]:
+    """An account without a password (made by a provider or a passkey), signed in."""
+    now = utc_now()
+    user = await container.users.insert(User(email=email, name="K", created_at=now, updated_at=now))
+    tokens = await container.auth.start_session(user, method="passkey")
+    return user, {"Authorization": f"Bearer {tokens.access_token}"}
+
+
 async def test_the_last_passkey_of_an_account_without_a_password_stays(
     client: httpx.AsyncClient, container: Container
 ) -> None:
-    now = utc_now()
-    user = await container.users.insert(
-        User(email="keys-only@example.com", name="K", created_at=now, updated_at=now)
-    )
-    tokens = await container.auth.start_session(user, method="passkey")
-    headers = {"Authorization": f"Bearer {tokens.access_token}"}
+    user, headers = await passwordless(container, "keys-only@example.com")
     only = await stored_passkey(container, str(user.id), "only")
     refused = await client.delete(f"/v1/users/me/passkeys/{only}", headers=headers)
     assert_problem(refused, 409, "last_sign_in_method")
@@ -180,12 +183,7 @@ async def test_removing_two_last_ways_in_at_once_leaves_one(
     client: httpx.AsyncClient, container: Container
 ) -> None:
     """Each removal checks that another way in remains; two at once must not both pass."""
-    now = utc_now()
-    user = await container.users.insert(
-        User(email="two-keys@example.com", name="T", created_at=now, updated_at=now)
-    )
-    tokens = await container.auth.start_session(user, method="passkey")
-    headers = {"Authorization": f"Bearer {tokens.access_token}"}
+    user, headers = await passwordless(container, "two-keys@example.com")
     first = await stored_passkey(container, str(user.id), "first")
     second = await stored_passkey(container, str(user.id), "second")
     answers = await asyncio.gather(
