@@ -211,11 +211,12 @@ def sdk_build(generated: Generated, tmp_path_factory: pytest.TempPathFactory) ->
     shutil.copytree(SDK, work / "sdk")
     # Only the generated types (the client test compiles its own programs next to them).
     shutil.copy(generated.out / "typescript" / "schema.d.ts", work / "schema.d.ts")
-    for name in ("app.ts", "realtime.ts", "browser.ts", "sse.ts", "wrong.ts"):
+    for name in ("app.ts", "realtime.ts", "browser.ts", "sse.ts", "untyped.ts", "wrong.ts"):
         shutil.copy(ROOT / "tests" / "sdk" / name, work / name)
     config = json.loads((PROGRAMS / "tsconfig.json").read_text())
     config["compilerOptions"]["lib"] = ["ES2022", "DOM", "DOM.Iterable"]
-    config["files"] = ["app.ts", "realtime.ts", "browser.ts", "sse.ts"]
+    # untyped.ts: the SDK compiles without the contract's types too.
+    config["files"] = ["app.ts", "realtime.ts", "browser.ts", "sse.ts", "untyped.ts"]
     # ES modules, as the SDK ships: the same output runs on Node and in the browser.
     (work / "package.json").write_text('{"type": "module"}')
     (work / "tsconfig.json").write_text(json.dumps(config))

@@ -37,5 +37,6 @@ export type {
   MergePatch,
   NewData,
   Page,
+  UntypedDoc,
   UpdateOps,
 } from "./types.js";
