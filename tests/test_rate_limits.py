@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import httpx
+import pyotp
 import pytest
 
+from app.clock import utc_now
 from app.config import Settings
 from tests.support.accounts import PASSWORD
 from tests.support.apps import http_client, make_settings, running_app
@@ -171,3 +173,32 @@ def test_forwarded_headers_count_only_from_configured_proxies(
     # Untrusted: all three come from 127.0.0.1, whatever the header says, so the third is
     # throttled. Behind a configured proxy each forwarded client is counted on its own.
     assert statuses == ([401, 401, 401] if trusted else [401, 401, 429])
+
+
+async def test_a_password_without_its_second_factor_earns_no_exemption(
+    database_url: str,
+) -> None:
+    """An address is remembered as the owner's only after a whole sign-in: with TOTP on,
+    a right password alone (phished) still counts against the account's ceiling."""
+    settings = limited(
+        database_url, rate_limit_login_per_account=2, rate_limit_login_per_account_address=100
+    )
+    async with running_app(settings) as app, from_address(app, "192.0.2.77") as phisher:
+        container = app.state.container
+        user = await container.auth.create_user(
+            email="target@example.com", password=PASSWORD, name="T", role="user"
+        )
+        me = await container.users.get_principal(str(user.id))
+        enrolment = await container.mfa.start_totp(me, PASSWORD)
+        codes = await container.mfa.confirm_totp(me, pyotp.TOTP(enrolment.secret).at(utc_now()))
+        first = await login(phisher, PASSWORD)
+        assert first.json()["mfa_required"] is True
+        assert (await login(phisher, PASSWORD)).json()["mfa_required"] is True
+        assert_problem(await login(phisher, PASSWORD), 429, "rate_limited")
+        # The owner finishes a sign-in from there: now the address is theirs.
+        verified = await phisher.post(
+            "/v1/auth/mfa/verify",
+            json={"mfa_token": first.json()["mfa_token"], "recovery_code": codes[0]},
+        )
+        assert verified.status_code == 200, verified.text
+        assert (await login(phisher, PASSWORD)).json()["mfa_required"] is True

@@ -237,10 +237,20 @@ class AuthService:
         if user.password_hash is not None and self.hasher.needs_rehash(user.password_hash):
             new_hash = await self.hasher.hash(password)
             await self.users.update(str(user.id), {"password_hash": new_hash}, now=now)
-        await self.limiter.remember(
-            "login-ok", pair, until=expires_at(now, limits.refresh_token_ttl_seconds)
-        )
+        if user.totp_secret is None:
+            await self.remember_sign_in(email, client.address)
+        # With a second factor, the address is remembered once the code is right too
+        # (MfaService.verify): a phished password alone earns no exemption.
         return await self.signed_in(user, client, first_factor="password")
+
+    async def remember_sign_in(self, email: str, address: str) -> None:
+        """This account signed in from this address: its guesses elsewhere do not count
+        against it here (the per-account ceiling skips a remembered pair)."""
+        await self.limiter.remember(
+            "login-ok",
+            f"{email}\n{address}",
+            until=expires_at(self.clock(), self.settings.refresh_token_ttl_seconds),
+        )
 
     async def signed_in(
         self, user: User, client: ClientInfo, *, first_factor: str

@@ -413,6 +413,8 @@ class MfaService:
             )
         if not await self.challenges.take(mfa_token):
             raise invalid  # redeemed meanwhile by another request
+        if challenge.first_factor == "password" and challenge.address:
+            await self.auth.remember_sign_in(user.email, challenge.address)
         second = "passkey" if passkey else "totp" if code is not None else "recovery_code"
         method = f"{challenge.first_factor}+{second}"
         return await self.auth.start_session(user, client, method=method)
