@@ -545,3 +545,23 @@ async def test_github_signs_in_with_its_verified_primary_email(
         "/v1/auth/oauth/github/id-token", json={"id_token": "a.b.c", "nonce": "n"}
     )
     assert_problem(refused, 401, "id_token_invalid")
+
+
+async def test_starting_sign_ins_is_rate_limited_per_address(
+    database_url: str, provider: Provider
+) -> None:
+    """Each start stores a pending flow: an anonymous client cannot pile them up."""
+    settings = make_settings(
+        database_url,
+        public_url="https://app.example",
+        rate_limit_login_per_ip=2,
+        oauth_providers={"corp": OAuthProviderConfig(issuer=provider.issuer, client_id="web")},
+    )
+    async with running_app(settings) as app, http_client(app) as client:
+        params = {"redirect_uri": FRONTEND, "code_challenge": pkce()[1]}
+        for _ in range(2):
+            started = await client.get("/v1/auth/oauth/corp/authorize", params=params)
+            assert started.status_code == 302, started.text
+        refused = await client.get("/v1/auth/oauth/corp/authorize", params=params)
+        assert_problem(refused, 429, "rate_limited")
+        assert await app.state.container.db["oauth_flows"].count_documents({}) == 2

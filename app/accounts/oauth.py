@@ -132,12 +132,17 @@ class OAuthService:
         client_state: str | None,
         code_challenge: str,
         loc: list[str | int],
+        address: str,
     ) -> Started:
         """A sign-in from this browser: the provider's URL, and the cookie to set. The
         frontend's PKCE challenge binds the exchange code to it: a code pushed into
-        someone else's browser (login CSRF) cannot be exchanged there."""
+        someone else's browser (login CSRF) cannot be exchanged there. Each start stores a
+        flow, so starts are rate-limited per client address."""
         provider = self.provider(name)
         self._check_redirect(redirect_uri, loc)
+        await self.auth.limiter.hit(
+            "oauth-start", address, limit=self.settings.rate_limit_login_per_ip, now=self.clock()
+        )
         state, browser = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         flow = self._new_flow(name, redirect_uri, client_state)
         await self.identities.put_flow(

@@ -104,13 +104,14 @@ async def providers(oauth: OAuthServiceDep) -> OAuthProviderList:
     "so a code pushed into someone else's browser is useless there. `flow` "
     "continues a link started with `POST /v1/users/me/identities/{provider}/authorize`.",
     response_class=RedirectResponse,
-    responses={302: REDIRECT, **problem_responses(400, 404, 422, 503)},
+    responses={302: REDIRECT, **problem_responses(400, 404, 422, 429, 503)},
 )
 async def authorize(
     provider: ProviderPath,
     request: Request,
     oauth: OAuthServiceDep,
     settings: SettingsDep,
+    client: ClientDep,
     redirect_uri: Annotated[
         str | None, Query(min_length=1, max_length=2000, description="An allowed frontend URL")
     ] = None,
@@ -144,6 +145,7 @@ async def authorize(
             client_state=state,
             code_challenge=code_challenge,
             loc=["query", "redirect_uri"],
+            address=client.address,
         )
     return _redirect_with_cookie(started, request, settings, provider)
 
