@@ -207,9 +207,7 @@ class AuthService:
         now = self.clock()
         limits = self.settings
         pair = f"{email}\n{client.address}"
-        await self.limiter.hit(
-            "login", client.address, limit=limits.rate_limit_login_per_ip, now=now
-        )
+        await self.limit_sign_in(client)
         # Tight per (account, address); far looser per account alone, and not at all
         # for an address this account has signed in from before: guesses spread over
         # many addresses cannot lock the owner out from their own.
@@ -250,6 +248,13 @@ class AuthService:
             "login-ok",
             f"{email}\n{address}",
             until=expires_at(self.clock(), self.settings.refresh_token_ttl_seconds),
+        )
+
+    async def limit_sign_in(self, client: ClientInfo) -> None:
+        """Every way of signing in (password, provider, passkey) counts against one
+        per-address limit, RATE_LIMIT_LOGIN_PER_IP."""
+        await self.limiter.hit(
+            "login", client.address, limit=self.settings.rate_limit_login_per_ip, now=self.clock()
         )
 
     async def signed_in(

@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from bson.errors import InvalidId
 from pymongo import ASCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from app.accounts.oauth_providers import ProviderIdentity
+from app.accounts.ways_in import OwnedRecords
 from app.db.client import Db, insert_new
 
 IDENTITIES = "identities"
@@ -59,7 +59,7 @@ class IdentityTaken(Exception):
     """The provider's subject is linked to an account already."""
 
 
-class IdentityRepository:
+class IdentityRepository(OwnedRecords):
     def __init__(self, db: Db) -> None:
         self.collection = db[IDENTITIES]
         self.flows = db[FLOWS]
@@ -116,17 +116,6 @@ class IdentityRepository:
         await self.collection.update_one(
             {"_id": ObjectId(identity.id)}, {"$set": {"last_used_at": now, "email": email}}
         )
-
-    async def take(self, user_id: str, identity_id: str) -> dict[str, Any] | None:
-        """Remove one of the account's identities: the record, to put back if need be."""
-        try:
-            oid = ObjectId(identity_id)
-        except InvalidId:
-            return None
-        return await self.collection.find_one_and_delete({"_id": oid, "user_id": user_id})
-
-    async def put_back(self, raw: dict[str, Any]) -> None:
-        await insert_new(self.collection, [raw])
 
     async def unlink(self, user_id: str, provider: str, subject: str) -> bool:
         result = await self.collection.delete_one(

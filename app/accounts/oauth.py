@@ -39,9 +39,18 @@ from app.accounts.oauth_providers import (
 )
 from app.accounts.principal import Principal
 from app.accounts.user_repository import EmailTakenError, UserRepository
+from app.accounts.ways_in import remove_way_in
 from app.clock import Clock
 from app.config import Settings
-from app.errors import AppError, Conflict, ErrorCode, FieldError, Forbidden, NotFound
+from app.errors import (
+    AppError,
+    Conflict,
+    ErrorCode,
+    FieldError,
+    Forbidden,
+    NotFound,
+    ValidationFailed,
+)
 
 EXCHANGE_CODE_TTL_SECONDS = 120
 MAX_NAME_LENGTH = 100
@@ -100,10 +109,8 @@ class OAuthService:
         parts = urlsplit(redirect_uri)
         reserved = {"code", "state", "error", "error_description", "linked"}
         if reserved & set(parse_qs(parts.query, keep_blank_values=True)):
-            raise AppError(
+            raise ValidationFailed(
                 "redirect_uri must not carry code, state, error or linked: the answer goes there",
-                code=ErrorCode.VALIDATION_FAILED,
-                status=422,
                 errors=[FieldError(loc=loc, msg="Reserved query parameter", type="value_error")],
             )
         bare = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
@@ -116,10 +123,8 @@ class OAuthService:
                 parts.fragment or parts.username or parts.password
             )
         if not ok:
-            raise AppError(
+            raise ValidationFailed(
                 "This redirect_uri is not allowed: list it in OAUTH_REDIRECT_URLS",
-                code=ErrorCode.VALIDATION_FAILED,
-                status=422,
                 errors=[FieldError(loc=loc, msg="Not an allowed redirect URL", type="value_error")],
             )
 
@@ -246,9 +251,7 @@ class OAuthService:
                 {**back, "error": "access_denied", "error_description": "Sign-in was cancelled"},
             )
         try:
-            await self.auth.limiter.hit(
-                "login", client.address, limit=self.settings.rate_limit_login_per_ip, now=now
-            )
+            await self.auth.limit_sign_in(client)
             provider = self.provider(name)
             identity = await provider.redeem_code(
                 code=code,
@@ -287,9 +290,7 @@ class OAuthService:
         self, code: str, code_verifier: str | None, client: ClientInfo
     ) -> TokenPair | MfaRequired:
         now = self.clock()
-        await self.auth.limiter.hit(
-            "login", client.address, limit=self.settings.rate_limit_login_per_ip, now=now
-        )
+        await self.auth.limit_sign_in(client)
         record = await self.identities.take_code(code, now=now)
         challenge = record.get("code_challenge") if record else None
         if (
@@ -324,7 +325,9 @@ class OAuthService:
                 "This link code is not valid: it was used already, has expired, or was "
                 "started by another account"
             )
-        identity = ProviderIdentity(**record["identity"])
+        return await self._linked(me, ProviderIdentity(**record["identity"]))
+
+    async def _linked(self, me: Principal, identity: ProviderIdentity) -> Identity:
         await self.resolve(identity, link_user=me.id)
         found = await self.identities.find(identity.provider, identity.subject)
         assert found is not None
@@ -336,14 +339,10 @@ class OAuthService:
         self, provider: Provider, id_token: str, nonce: str | None, client: ClientInfo
     ) -> dict[str, Any]:
         now = self.clock()
-        await self.auth.limiter.hit(
-            "login", client.address, limit=self.settings.rate_limit_login_per_ip, now=now
-        )
+        await self.auth.limit_sign_in(client)
         if nonce is None and provider.config.require_nonce:
-            raise AppError(
+            raise ValidationFailed(
                 f"{provider.title} sign-in needs the nonce the app passed to its SDK",
-                code=ErrorCode.VALIDATION_FAILED,
-                status=422,
                 errors=[FieldError(loc=["body", "nonce"], msg="Field required", type="missing")],
             )
         claims = await provider.verify_id_token(id_token, audiences=provider.audiences, nonce=nonce)
@@ -374,11 +373,7 @@ class OAuthService:
     ) -> Identity:
         provider = self.provider(name)
         claims = await self._verified_claims(provider, id_token, nonce, client)
-        identity = provider.identity_of(claims)
-        await self.resolve(identity, link_user=me.id)
-        found = await self.identities.find(name, identity.subject)
-        assert found is not None
-        return found
+        return await self._linked(me, provider.identity_of(claims))
 
     # -- accounts --------------------------------------------------------------------------
 
@@ -474,19 +469,15 @@ class OAuthService:
         user = await self.users.get(me.id)
         if user is None:
             raise NotFound("The account no longer exists", code=ErrorCode.USER_NOT_FOUND)
-        last = Conflict(
-            "This is the account's only way to sign in: set a password (password reset) "
-            "or link another provider first",
-            code=ErrorCode.LAST_SIGN_IN_METHOD,
+        await remove_way_in(
+            self.identities,
+            user,
+            identity_id,
+            methods_left=self.methods_left,
+            missing=NotFound("No such linked sign-in", code=ErrorCode.IDENTITY_NOT_FOUND),
+            last=Conflict(
+                "This is the account's only way to sign in: set a password (password reset) "
+                "or link another provider first",
+                code=ErrorCode.LAST_SIGN_IN_METHOD,
+            ),
         )
-        if not any(i.id == identity_id for i in await self.identities.for_user(me.id)):
-            raise NotFound("No such linked sign-in", code=ErrorCode.IDENTITY_NOT_FOUND)
-        if self.methods_left is not None and await self.methods_left(user) <= 1:
-            raise last
-        raw = await self.identities.take(me.id, identity_id)
-        if raw is None:
-            raise NotFound("No such linked sign-in", code=ErrorCode.IDENTITY_NOT_FOUND)
-        # Two removals at once may each have seen the other's method still there.
-        if self.methods_left is not None and await self.methods_left(user) == 0:
-            await self.identities.put_back(raw)
-            raise last

@@ -135,7 +135,8 @@ class Provider:
         issuer = config.issuer or self.preset.issuer
         self.issuer = issuer.replace("{tenant}", config.tenant) if issuer else None
         self.scopes = tuple(config.scopes or self.preset.scopes)
-        self._metadata: Metadata | None = None
+        # OAuth2 without discovery (GitHub): the endpoints are fixed by configuration.
+        self._metadata: Metadata | None = None if self.oidc else self._configured_metadata()
         self._metadata_at = 0.0
         self._keys: KeySet | None = None
         self._keys_at = 0.0
@@ -183,26 +184,27 @@ class Provider:
         except ValueError:
             raise ProviderUnavailable(f"{self.title} answered something other than JSON") from None
 
+    def _configured_metadata(self) -> Metadata:
+        preset, config = self.preset, self.config
+        authorize = config.authorization_endpoint or preset.authorization_endpoint
+        token = config.token_endpoint or preset.token_endpoint
+        assert authorize and token
+        return Metadata(
+            issuer=None,
+            authorization_endpoint=authorize,
+            token_endpoint=token,
+            jwks_uri=None,
+            userinfo_endpoint=config.userinfo_endpoint or preset.userinfo_endpoint,
+        )
+
     async def metadata(self) -> Metadata:
-        if self._metadata is not None and self.now() - self._metadata_at < DISCOVERY_TTL_SECONDS:
-            return self._metadata
-        if not self.oidc:
-            preset, config = self.preset, self.config
-            authorize = config.authorization_endpoint or preset.authorization_endpoint
-            token = config.token_endpoint or preset.token_endpoint
-            assert authorize and token
-            self._metadata = Metadata(
-                issuer=None,
-                authorization_endpoint=authorize,
-                token_endpoint=token,
-                jwks_uri=None,
-                userinfo_endpoint=config.userinfo_endpoint or preset.userinfo_endpoint,
-            )
+        if self._metadata is not None and (
+            not self.oidc or self.now() - self._metadata_at < DISCOVERY_TTL_SECONDS
+        ):
             return self._metadata
         assert self.issuer is not None
-        discovery_issuer = self.issuer
         document = await self._get_json(
-            discovery_issuer.rstrip("/") + "/.well-known/openid-configuration"
+            self.issuer.rstrip("/") + "/.well-known/openid-configuration"
         )
         try:
             metadata = Metadata(
@@ -215,7 +217,7 @@ class Provider:
         except (KeyError, TypeError):
             raise ProviderUnavailable(f"{self.title}'s discovery document is incomplete") from None
         endpoints = (metadata.authorization_endpoint, metadata.token_endpoint, metadata.jwks_uri)
-        if discovery_issuer.startswith("https://") and not all(
+        if self.issuer.startswith("https://") and not all(
             str(url).startswith("https://") for url in endpoints
         ):
             raise ProviderUnavailable(f"{self.title}'s discovery names endpoints without HTTPS")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 from urllib.parse import urlencode, urlsplit
 
@@ -28,7 +29,7 @@ from app.accounts.user_schemas import (
     IdentityOut,
 )
 from app.config import Settings
-from app.errors import AppError, ErrorCode, FieldError
+from app.errors import FieldError, ValidationFailed
 from app.http.deps import (
     ClientDep,
     MfaServiceDep,
@@ -131,10 +132,8 @@ async def authorize(
     else:
         for name, value in (("redirect_uri", redirect_uri), ("code_challenge", code_challenge)):
             if value is None:
-                raise AppError(
+                raise ValidationFailed(
                     f"{name} is required to start a sign-in",
-                    code=ErrorCode.VALIDATION_FAILED,
-                    status=422,
                     errors=[FieldError(loc=["query", name], msg="Field required", type="missing")],
                 )
         assert redirect_uri is not None and code_challenge is not None
@@ -161,19 +160,18 @@ async def _finish(
     code: str | None,
     error: str | None,
 ) -> RedirectResponse:
+    callback = _callback_url(request, settings, provider)
     url = await oauth.finish(
         provider,
         state=state,
         code=code,
         error=error,
         browser_secret=request.cookies.get(COOKIE_PREFIX + provider),
-        callback_url=_callback_url(request, settings, provider),
+        callback_url=callback,
         client=client,
     )
     response = RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
-    response.delete_cookie(
-        COOKIE_PREFIX + provider, path=urlsplit(_callback_url(request, settings, provider)).path
-    )
+    response.delete_cookie(COOKIE_PREFIX + provider, path=urlsplit(callback).path)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -276,15 +274,7 @@ async def id_token(
 
 
 def _identity_out(identity: Identity) -> IdentityOut:
-    return IdentityOut(
-        id=identity.id,
-        provider=identity.provider,
-        subject=identity.subject,
-        email=identity.email,
-        email_verified=identity.email_verified,
-        created_at=identity.created_at,
-        last_used_at=identity.last_used_at,
-    )
+    return IdentityOut.model_validate(asdict(identity))
 
 
 @identities_router.get(

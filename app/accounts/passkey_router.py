@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, status
@@ -39,13 +40,7 @@ def _options(options: Options) -> PasskeyOptions:
 
 
 def _out(passkey: Passkey) -> PasskeyOut:
-    return PasskeyOut(
-        id=passkey.id,
-        name=passkey.name,
-        created_at=passkey.created_at,
-        last_used_at=passkey.last_used_at,
-        backed_up=passkey.backed_up,
-    )
+    return PasskeyOut.model_validate(asdict(passkey))
 
 
 @options_router.post(

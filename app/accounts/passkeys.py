@@ -21,7 +21,6 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from bson import ObjectId
-from bson.errors import InvalidId
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 from webauthn import (
@@ -51,6 +50,7 @@ from app.accounts.auth_service import AuthService, ClientInfo
 from app.accounts.models import User
 from app.accounts.principal import Principal
 from app.accounts.user_repository import UserRepository
+from app.accounts.ways_in import OwnedRecords, remove_way_in
 from app.clock import Clock
 from app.config import Settings
 from app.db.client import Db, insert_new
@@ -98,7 +98,7 @@ class Options:
     options: dict[str, Any]
 
 
-class PasskeyRepository:
+class PasskeyRepository(OwnedRecords):
     def __init__(self, db: Db) -> None:
         self.collection = db[PASSKEYS]
         self.challenges = db[CHALLENGES]
@@ -139,17 +139,6 @@ class PasskeyRepository:
             return_document=ReturnDocument.AFTER,
         )
         return result is not None
-
-    async def take(self, user_id: str, passkey_id: str) -> dict[str, Any] | None:
-        """Remove one of the account's passkeys: the record, to put back if need be."""
-        try:
-            oid = ObjectId(passkey_id)
-        except InvalidId:
-            return None
-        return await self.collection.find_one_and_delete({"_id": oid, "user_id": user_id})
-
-    async def put_back(self, raw: dict[str, Any]) -> None:
-        await insert_new(self.collection, [raw])
 
     async def delete_for_user(self, user_id: str) -> None:
         await self.collection.delete_many({"user_id": user_id})
@@ -219,11 +208,6 @@ class PasskeyService:
 
     def _expiry(self) -> datetime:
         return self.clock() + timedelta(seconds=CHALLENGE_TTL_SECONDS)
-
-    async def _limit(self, client: ClientInfo) -> None:
-        await self.auth.limiter.hit(
-            "login", client.address, limit=self.settings.rate_limit_login_per_ip, now=self.clock()
-        )
 
     async def _check(
         self, check: Callable[..., T], credential: dict[str, Any], challenge: bytes, **more: Any
@@ -308,23 +292,18 @@ class PasskeyService:
         missing = NotFound("No such passkey", code=ErrorCode.PASSKEY_NOT_FOUND)
         if user is None:
             raise missing
-        last = Conflict(
-            "This passkey is the account's only way to sign in: set a password (password "
-            "reset) or link a provider first",
-            code=ErrorCode.LAST_SIGN_IN_METHOD,
+        await remove_way_in(
+            self.repository,
+            user,
+            passkey_id,
+            methods_left=self.methods_left,
+            missing=missing,
+            last=Conflict(
+                "This passkey is the account's only way to sign in: set a password (password "
+                "reset) or link a provider first",
+                code=ErrorCode.LAST_SIGN_IN_METHOD,
+            ),
         )
-        mine = await self.repository.for_user(me.id)
-        if not any(str(raw["_id"]) == passkey_id for raw in mine):
-            raise missing
-        if self.methods_left is not None and await self.methods_left(user) <= 1:
-            raise last
-        raw = await self.repository.take(me.id, passkey_id)
-        if raw is None:
-            raise missing
-        # Two removals at once may each have seen the other's method still there.
-        if self.methods_left is not None and await self.methods_left(user) == 0:
-            await self.repository.put_back(raw)
-            raise last
 
     # -- assertions ------------------------------------------------------------------------
 
@@ -344,7 +323,7 @@ class PasskeyService:
 
     async def sign_in_options(self, client: ClientInfo) -> Options:
         """Usernameless: the browser offers whichever passkey of this site the person picks."""
-        await self._limit(client)
+        await self.auth.limit_sign_in(client)
         return await self._assertion_options({"purpose": "sign_in", "user_id": None}, [])
 
     async def second_factor_options(self, user: User) -> Options:
@@ -385,7 +364,7 @@ class PasskeyService:
     async def sign_in(
         self, challenge_id: str, credential: dict[str, Any], client: ClientInfo
     ) -> TokenPair:
-        await self._limit(client)
+        await self.auth.limit_sign_in(client)
         raw = await self._verify(challenge_id, credential, purpose="sign_in")
         user = await self.users.get(raw["user_id"])
         if user is None:

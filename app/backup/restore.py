@@ -15,6 +15,7 @@ from app.backup.files import attach, sha256_of
 from app.backup.format import BLOBS, MANIFEST, SHA256, Line, TeamLine, UserLine, manifest_time
 from app.collections.models import CollectionSpec
 from app.container import Container
+from app.db.ids import canonical_id
 from app.documents.models import StoredDocument
 from app.errors import AppError
 from app.teams.repository import Member, Team
@@ -135,10 +136,10 @@ async def import_users(
         skipped = set(outcome.email_taken)
         kept = [line for line in batch if line.email not in skipped]
         await container.oauth.identities.restore(
-            [entry.raw(line.id.lower()) for line in kept for entry in line.identities]
+            [entry.raw(canonical_id(line.id)) for line in kept for entry in line.identities]
         )
         await container.passkeys.repository.restore(
-            [entry.raw(line.id.lower()) for line in kept for entry in line.passkeys]
+            [entry.raw(canonical_id(line.id)) for line in kept for entry in line.passkeys]
         )
         return outcome.inserted, outcome.present
 
