@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     document_max_shares: int = Field(default=100, ge=1, le=10_000)
     document_max_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024 - 4096)
     document_max_depth: int = Field(default=32, ge=2, le=100)
+    # A schema dry run (POST /v1/collections/{name}/schema-check) reads at most this many
+    # stored documents, in id order, and reports whether it saw them all.
+    schema_check_max_documents: int = Field(default=10_000, ge=1, le=1_000_000)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
 
     # Realtime (server-sent events): streams per process and per user of a process,

@@ -91,6 +91,8 @@ class ErrorCode(StrEnum):
     PASSKEY_LIMIT_REACHED = "passkey_limit_reached"  # PASSKEYS_MAX_PER_USER
     REAUTHENTICATION_REQUIRED = "reauthentication_required"  # no password: sign in again
     MFA_SETUP_REQUIRED = "mfa_setup_required"  # ADMIN_MFA_REQUIRED: admin rights need MFA
+    MAIL_NOT_FOUND = "mail_not_found"
+    MAIL_NOT_RETRYABLE = "mail_not_retryable"  # only failed messages are sent again
 
 
 class FieldError(BaseModel):

@@ -19,6 +19,7 @@ from app.contract.router import router as contract_router
 from app.documents.batch_router import router as batch_router
 from app.documents.router import router as documents_router
 from app.files.router import router as files_router
+from app.http.admin import router as admin_router
 from app.http.docs import install_docs
 from app.http.fast_get import DocumentGetFastPath
 from app.http.health import router as ops_router
@@ -91,5 +92,6 @@ def create_app(settings: Settings | None = None, *, fast_paths: bool = True) -> 
     app.include_router(users_router)
     app.include_router(teams_router)
     app.include_router(contract_router)
+    app.include_router(admin_router)
     app.include_router(ops_router)
     return app

@@ -72,6 +72,8 @@ class World:
     team_id: dict[str, str]  # teams `user` owns
     member_id: dict[str, str]  # a member of that team (not `user`)
     invitation_id: dict[str, str]  # a pending invitation to that team
+    user_id: str = ""  # `user`'s account id
+    mail_id: str = ""  # a mail message that gave up (part "mail")
 
 
 @pytest.fixture
@@ -315,6 +317,25 @@ ROUTES: dict[str, tuple[str, Builder]] = {
         lambda w, p: (f"/v1/users/{w.victim_id[p]}", {"json": {"name": "V"}}),
     ),
     "users_delete": ("admin", lambda w, p: (f"/v1/users/{w.victim_id[p]}", {})),
+    # Another account's sessions and keys: `user`'s, from an admin (the console).
+    "users_list_sessions_of": ("admin", lambda w, p: (f"/v1/users/{w.user_id}/sessions", {})),
+    "users_revoke_session_of": (
+        "admin",
+        lambda w, p: (f"/v1/users/{w.user_id}/sessions/{w.session_id[p]}", {}),
+    ),
+    "users_logout_all": ("admin", lambda w, p: (f"/v1/users/{w.victim_id[p]}/logout-all", {})),
+    "users_list_api_keys_of": ("admin", lambda w, p: (f"/v1/users/{w.user_id}/api-keys", {})),
+    "users_revoke_api_key_of": (
+        "admin",
+        lambda w, p: (f"/v1/users/{w.user_id}/api-keys/{w.key_id[p]}", {}),
+    ),
+    "admin_stats": ("admin", lambda w, p: ("/v1/admin/stats", {})),
+    "admin_mail_list": ("admin", lambda w, p: ("/v1/admin/mail", {})),
+    "admin_mail_retry": ("admin", lambda w, p: (f"/v1/admin/mail/{w.mail_id}/retry", {})),
+    "collections_schema_check": (
+        "admin",
+        lambda w, p: ("/v1/collections/notes/schema-check", {"json": {"schema": {}}}),
+    ),
     "collections_create": ("admin", lambda w, p: ("/v1/collections", {"json": {"name": "more"}})),
     "collections_list": ("admin", lambda w, p: ("/v1/collections", {})),
     "collections_get": ("signed_in", lambda w, p: ("/v1/collections/notes", {})),
@@ -452,6 +473,8 @@ def parts_of(operation: str) -> set[str]:
         return {"teams"}
     if operation.startswith(("users_", "auth_")):
         return {"accounts"}
+    if operation == "admin_mail_retry":
+        return {"mail"}
     return set()
 
 
@@ -480,7 +503,14 @@ async def make_world(
         team_id={},
         member_id={},
         invitation_id={},
+        user_id=user.id,
     )
+    if "mail" in parts:
+        failed = await container.lifecycle.outbox.collection.insert_one(
+            {"kind": "verify_email", "to": "x@example.com", "params": {}, "status": "failed"}
+            | {"attempts": 12, "created_at": utc_now(), "due_at": utc_now()}
+        )
+        world.mail_id = str(failed.inserted_id)
 
     async def bystander() -> str:
         """Another account, not signed in (a victim, a team member, a grantee)."""

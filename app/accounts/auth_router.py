@@ -186,7 +186,7 @@ async def logout(body: RefreshRequest, auth: AuthServiceDep) -> None:
     responses=problem_responses(401, 403),
 )
 async def logout_all(user: Person, auth: AuthServiceDep) -> None:
-    await auth.logout_all(user)
+    await auth.logout_all(user.id)
 
 
 @router.post(

@@ -356,12 +356,14 @@ class AuthService:
             raise Unauthorized("The refresh token is not valid", code=ErrorCode.TOKEN_INVALID)
         await self.sessions.revoke(str(session.id), now=self.clock())
 
-    async def list_sessions(self, principal: Principal) -> list[Session]:
-        return await self.sessions.list_live_for_user(principal.id, now=self.clock())
+    async def list_sessions(self, user_id: str) -> list[Session]:
+        return await self.sessions.list_live_for_user(user_id, now=self.clock())
 
-    async def revoke_session(self, principal: Principal, session_id: str) -> None:
-        if not await self.sessions.revoke_own(principal.id, session_id, now=self.clock()):
-            raise NotFound(f"You have no session {session_id}", code=ErrorCode.SESSION_NOT_FOUND)
+    async def revoke_session(self, user_id: str, session_id: str) -> None:
+        if not await self.sessions.revoke_own(user_id, session_id, now=self.clock()):
+            raise NotFound(
+                f"The account has no session {session_id}", code=ErrorCode.SESSION_NOT_FOUND
+            )
 
     # -- API keys --------------------------------------------------------------------------
 
@@ -387,19 +389,20 @@ class AuthService:
         assert self.api_keys is not None
         await self.api_keys.delete_all_for_user(user_id)
 
-    async def list_api_keys(self, principal: Principal) -> list[ApiKey]:
+    async def list_api_keys(self, user_id: str) -> list[ApiKey]:
         assert self.api_keys is not None
-        return await self.api_keys.list_for_user(principal.id)
+        return await self.api_keys.list_for_user(user_id)
 
-    async def revoke_api_key(self, principal: Principal, key_id: str) -> None:
+    async def revoke_api_key(self, user_id: str, key_id: str) -> None:
         assert self.api_keys is not None
-        if not await self.api_keys.delete(principal.id, key_id):
-            raise NotFound(f"You have no API key {key_id}", code=ErrorCode.API_KEY_NOT_FOUND)
+        if not await self.api_keys.delete(user_id, key_id):
+            raise NotFound(f"The account has no API key {key_id}", code=ErrorCode.API_KEY_NOT_FOUND)
 
-    async def logout_all(self, principal: Principal) -> None:
+    async def logout_all(self, user_id: str) -> None:
+        """Every session and access token of the account stops working (API keys stay)."""
         now = self.clock()
-        await self.users.update(principal.id, {}, now=now, bump_token_version=True)
-        await self.sessions.revoke_all_for_user(principal.id, now=now)
+        await self.users.update(user_id, {}, now=now, bump_token_version=True)
+        await self.sessions.revoke_all_for_user(user_id, now=now)
 
     # -- access tokens ---------------------------------------------------------------------
 

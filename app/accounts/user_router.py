@@ -8,7 +8,10 @@ from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, Path, Query, status
 
+from app.accounts.api_keys import ApiKey
 from app.accounts.auth_schemas import TokenPair
+from app.accounts.models import Session
+from app.accounts.principal import Principal
 from app.accounts.user_schemas import (
     AccountDeletion,
     ApiKeyCreated,
@@ -170,6 +173,10 @@ async def mfa_recovery_codes(
     responses=problem_responses(401, 403),
 )
 async def list_sessions(me: Person, auth: AuthServiceDep) -> SessionList:
+    return _sessions(await auth.list_sessions(me.id), me)
+
+
+def _sessions(sessions: list[Session], caller: Principal) -> SessionList:
     return SessionList(
         items=[
             SessionOut(
@@ -178,11 +185,11 @@ async def list_sessions(me: Person, auth: AuthServiceDep) -> SessionList:
                 last_used_at=s.last_used_at,
                 user_agent=s.user_agent,
                 address=s.address,
-                current=str(s.id) == me.session_id,
+                current=str(s.id) == caller.session_id,
                 method=cast(SignInMethod, re.sub(r":[^+]*", "", s.method)),
                 provider=s.method.partition(":")[2].partition("+")[0] or None,
             )
-            for s in await auth.list_sessions(me)
+            for s in sessions
         ]
     )
 
@@ -197,7 +204,7 @@ async def list_sessions(me: Person, auth: AuthServiceDep) -> SessionList:
 async def revoke_session(
     session_id: Annotated[str, Path(max_length=64)], me: Person, auth: AuthServiceDep
 ) -> None:
-    await auth.revoke_session(me, session_id)
+    await auth.revoke_session(me.id, session_id)
 
 
 @router.post(
@@ -233,7 +240,10 @@ async def create_api_key(
     responses=problem_responses(401, 403),
 )
 async def list_api_keys(me: Person, auth: AuthServiceDep) -> ApiKeyList:
-    keys = await auth.list_api_keys(me)
+    return _api_keys(await auth.list_api_keys(me.id))
+
+
+def _api_keys(keys: list[ApiKey]) -> ApiKeyList:
     return ApiKeyList(items=[ApiKeyOut.model_validate(asdict(k)) for k in keys])
 
 
@@ -247,7 +257,7 @@ async def list_api_keys(me: Person, auth: AuthServiceDep) -> ApiKeyList:
 async def revoke_api_key(
     key_id: Annotated[str, Path(max_length=64)], me: Person, auth: AuthServiceDep
 ) -> None:
-    await auth.revoke_api_key(me, key_id)
+    await auth.revoke_api_key(me.id, key_id)
 
 
 @router.get(
@@ -303,3 +313,85 @@ async def update_user(
 )
 async def delete_user(user_id: str, admin: AdminUser, users: UserServiceDep) -> None:
     await users.admin_delete(admin, user_id)
+
+
+# -- another account's sessions and keys (admin: the console's user page) -----------------
+
+UserId = Annotated[str, Path(max_length=64)]
+
+
+@router.get(
+    "/{user_id}/sessions",
+    operation_id="users_list_sessions_of",
+    summary="An account's signed-in devices (admin)",
+    responses=problem_responses(401, 403, 404),
+)
+async def list_sessions_of(
+    user_id: UserId, admin: AdminUser, users: UserServiceDep, auth: AuthServiceDep
+) -> SessionList:
+    user = await users.get(user_id)
+    return _sessions(await auth.list_sessions(str(user.id)), admin)
+
+
+@router.post(
+    "/{user_id}/logout-all",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="users_logout_all",
+    summary="Sign an account out everywhere: every session and access token (admin)",
+    description="Its API keys keep working: revoke them one by one.",
+    responses=problem_responses(401, 403, 404),
+)
+async def logout_all_of(
+    user_id: UserId, _: AdminUser, users: UserServiceDep, auth: AuthServiceDep
+) -> None:
+    user = await users.get(user_id)
+    await auth.logout_all(str(user.id))
+
+
+@router.delete(
+    "/{user_id}/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="users_revoke_session_of",
+    summary="Sign one of an account's devices out (admin)",
+    responses=problem_responses(401, 403, 404),
+)
+async def revoke_session_of(
+    user_id: UserId,
+    session_id: Annotated[str, Path(max_length=64)],
+    _: AdminUser,
+    users: UserServiceDep,
+    auth: AuthServiceDep,
+) -> None:
+    user = await users.get(user_id)
+    await auth.revoke_session(str(user.id), session_id)
+
+
+@router.get(
+    "/{user_id}/api-keys",
+    operation_id="users_list_api_keys_of",
+    summary="An account's API keys, without their secrets (admin)",
+    responses=problem_responses(401, 403, 404),
+)
+async def list_api_keys_of(
+    user_id: UserId, _: AdminUser, users: UserServiceDep, auth: AuthServiceDep
+) -> ApiKeyList:
+    user = await users.get(user_id)
+    return _api_keys(await auth.list_api_keys(str(user.id)))
+
+
+@router.delete(
+    "/{user_id}/api-keys/{key_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="users_revoke_api_key_of",
+    summary="Revoke one of an account's API keys (admin)",
+    responses=problem_responses(401, 403, 404),
+)
+async def revoke_api_key_of(
+    user_id: UserId,
+    key_id: Annotated[str, Path(max_length=64)],
+    _: AdminUser,
+    users: UserServiceDep,
+    auth: AuthServiceDep,
+) -> None:
+    user = await users.get(user_id)
+    await auth.revoke_api_key(str(user.id), key_id)

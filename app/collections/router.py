@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from app.collections.schemas import CollectionIn, CollectionList, CollectionOut, CollectionPatch
-from app.http.deps import AdminUser, CollectionServiceDep, CurrentUser
+from app.collections.schemas import (
+    CollectionIn,
+    CollectionList,
+    CollectionOut,
+    CollectionPatch,
+    RejectedDocument,
+    SchemaCheckIn,
+    SchemaCheckOut,
+)
+from app.http.deps import AdminUser, CollectionServiceDep, CurrentUser, DocumentServiceDep
 from app.http.problems import problem_responses
 from app.http.strict_route import StrictJSONRoute
 
@@ -58,7 +66,8 @@ async def get_collection(
     "/{name}",
     operation_id="collections_update",
     summary="Change a collection's description, schema, indexes or access (admin)",
-    description="A new schema applies to later writes; stored documents are not re-checked.",
+    description="A new schema applies to later writes; stored documents are not re-checked "
+    "(try it first with `POST /v1/collections/{name}/schema-check`).",
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def update_collection(
@@ -76,3 +85,27 @@ async def update_collection(
 )
 async def delete_collection(name: str, _: AdminUser, collections: CollectionServiceDep) -> None:
     await collections.delete(name)
+
+
+@router.post(
+    "/{name}/schema-check",
+    operation_id="collections_schema_check",
+    summary="Dry run: which stored documents a new schema would reject (admin)",
+    description="Checks up to SCHEMA_CHECK_MAX_DOCUMENTS stored documents, in id order, "
+    "against `schema` and changes nothing. An invalid schema is a 422, as in PATCH.",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def schema_check(
+    name: str,
+    body: SchemaCheckIn,
+    _: AdminUser,
+    collections: CollectionServiceDep,
+    documents: DocumentServiceDep,
+) -> SchemaCheckOut:
+    report = await documents.check_schema(await collections.get(name), body.json_schema)
+    return SchemaCheckOut(
+        scanned=report.scanned,
+        rejected=report.rejected,
+        complete=report.complete,
+        examples=[RejectedDocument(id=i, errors=errors) for i, errors in report.examples],
+    )

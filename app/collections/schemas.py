@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from app.clock import Timestamp
 from app.collections.models import Access, CollectionSpec, IndexSpec, ReadAccess, WriteAccess
 from app.documents.rules import MAX_RULE_LENGTH
+from app.errors import FieldError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 CollectionName = Annotated[str, Field(pattern=NAME_PATTERN, description="^[a-z][a-z0-9_]{0,62}$")]
@@ -185,3 +186,30 @@ class CollectionOut(BaseModel):
 
 class CollectionList(BaseModel):
     items: list[CollectionOut]
+
+
+class SchemaCheckIn(BaseModel):
+    """A candidate schema to try on the stored documents; nothing changes."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"schema": {"type": "object", "required": ["title"]}}],
+        },
+    )
+    json_schema: dict[str, Any] = Field(alias="schema")
+
+
+class RejectedDocument(BaseModel):
+    id: str
+    errors: list[FieldError] = Field(description="Where the document breaks the schema")
+
+
+class SchemaCheckOut(BaseModel):
+    scanned: int = Field(description="Stored documents checked, in id order")
+    rejected: int = Field(description="Of those, how many the schema would refuse")
+    complete: bool = Field(
+        description="False when the check stopped early (SCHEMA_CHECK_MAX_DOCUMENTS or "
+        "QUERY_MAX_TIME_MS): the counts are a lower bound"
+    )
+    examples: list[RejectedDocument] = Field(description="Up to 20 rejected documents")

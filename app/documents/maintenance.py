@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
 from app.collections.models import CollectionSpec
+from app.collections.validation import check_schema
 from app.documents.core import DocumentCore
 from app.documents.models import StoredDocument
+from app.documents.offload import checked_each
+from app.errors import AppError, FieldError
+
+SCHEMA_CHECK_BATCH = 200
+SCHEMA_CHECK_EXAMPLES = 20
+
+
+@dataclass
+class SchemaCheck:
+    """What a candidate schema would make of the stored documents."""
+
+    scanned: int = 0
+    rejected: int = 0
+    complete: bool = True  # False: stopped at SCHEMA_CHECK_MAX_DOCUMENTS or the time limit
+    examples: list[tuple[str, list[FieldError]]] = field(default_factory=list)
 
 
 class DocumentMaintenance(DocumentCore):
@@ -33,3 +53,38 @@ class DocumentMaintenance(DocumentCore):
             deleted += await repo.delete_owned_by(user_id)
             await self.delete_files(spec.id, owned)
         return deleted
+
+    async def check_schema(self, spec: CollectionSpec, schema: dict[str, Any]) -> SchemaCheck:
+        """Which stored documents `schema` would reject (a dry run: nothing changes).
+
+        At most SCHEMA_CHECK_MAX_DOCUMENTS, in id order, within QUERY_MAX_TIME_MS; the
+        checking runs in the work pool, a batch at a time, so the event loop stays free.
+        """
+        check_schema(schema)  # 422 naming what is wrong with the schema itself
+        report = SchemaCheck()
+        limit = self.settings.schema_check_max_documents
+        deadline = time.monotonic() + self.settings.query_max_time_ms / 1000
+        batch: list[StoredDocument] = []
+
+        async def check(docs: list[StoredDocument]) -> None:
+            outcomes = await self.work.run(
+                checked_each, [d.data for d in docs], self.limits, schema
+            )
+            report.scanned += len(docs)
+            for doc, outcome in zip(docs, outcomes, strict=True):
+                if isinstance(outcome, AppError):
+                    report.rejected += 1
+                    if len(report.examples) < SCHEMA_CHECK_EXAMPLES:
+                        report.examples.append((doc.id, outcome.errors))
+
+        async for doc in self._repository(spec).stream(batch_size=SCHEMA_CHECK_BATCH):
+            if report.scanned + len(batch) >= limit or time.monotonic() > deadline:
+                report.complete = False
+                break
+            batch.append(doc)
+            if len(batch) == SCHEMA_CHECK_BATCH:
+                await check(batch)
+                batch = []
+        if batch:
+            await check(batch)
+        return report

@@ -124,3 +124,42 @@ class Outbox:
 
     async def pending(self) -> int:
         return await self.collection.count_documents({"status": "pending"})
+
+    # -- what admins see (the console's mail page) ----------------------------------------
+
+    async def page(
+        self, *, status: str | None, before: ObjectId | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """The newest messages first (older than `before`), without their parameters:
+        those hold the sign-in and reset links, which no one but the addressee may see."""
+        query: dict[str, Any] = {}
+        if status is not None:
+            query["status"] = status
+        if before is not None:
+            query["_id"] = {"$lt": before}
+        cursor = (
+            self.collection.find(query, projection={"params": False}).sort("_id", -1).limit(limit)
+        )
+        return [raw async for raw in cursor]
+
+    async def counts(self) -> dict[str, int]:
+        """How many messages are in each status."""
+        pipeline = [{"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+        return {row["_id"]: row["n"] async for row in await self.collection.aggregate(pipeline)}
+
+    async def retry(self, message_id: ObjectId, *, now: datetime) -> dict[str, Any] | None:
+        """Put a message that gave up back in the queue for a fresh round of attempts; None
+        unless it exists and has failed (sent and dropped messages no longer hold what
+        they would need to be sent again)."""
+        return await self.collection.find_one_and_update(
+            {"_id": message_id, "status": "failed"},
+            {
+                "$set": {"status": "pending", "attempts": 0, "due_at": now, "lease_until": now},
+                "$unset": {"leased_by": ""},
+            },
+            projection={"params": False},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def find(self, message_id: ObjectId) -> dict[str, Any] | None:
+        return await self.collection.find_one({"_id": message_id}, projection={"params": False})
