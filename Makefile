@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format admin apikey seed export import openapi clients node-tools bench lock clean
+.PHONY: help install run test lint format admin apikey seed export import openapi clients console node-tools bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -70,6 +70,14 @@ node-tools: ## Install the pinned TypeScript tools in clients/ (when Node is her
 clients: $(STAMP) node-tools ## Typed clients from a running server: make clients OUT=dir (DOCSTORE_URL, DOCSTORE_TOKEN)
 	@test -n "$(OUT)" || { echo "usage: make clients OUT=../my-app/api  (env: DOCSTORE_URL, DOCSTORE_TOKEN)"; exit 2; }
 	$(PY) -m scripts.clients --out "$(OUT)"
+
+# The admin console (console/src) is bundled with the SDK into app/admin/static/console.js,
+# which is committed: `make run` serves it without Node. Its types come from openapi.json,
+# so run `make openapi` first when routes changed; a test fails when the bundle is stale.
+console: node-tools ## Type-check and rebuild the admin console's bundle (needs Node)
+	node clients/generate.mjs openapi.json console/src/contract.d.ts
+	clients/node_modules/.bin/tsc -p console/tsconfig.json
+	node clients/build-console.mjs
 
 admin: $(STAMP) ## Create or promote an admin: make admin EMAIL=a@b.c PASSWORD=...
 	@test -n "$(EMAIL)" || { echo "usage: make admin EMAIL=you@example.com PASSWORD=..."; exit 2; }

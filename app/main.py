@@ -19,6 +19,7 @@ from app.contract.router import router as contract_router
 from app.documents.batch_router import router as batch_router
 from app.documents.router import router as documents_router
 from app.files.router import router as files_router
+from app.admin.console import install_console
 from app.http.admin import router as admin_router
 from app.http.docs import install_docs
 from app.http.fast_get import DocumentGetFastPath
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, *, fast_paths: bool = True) -> 
         redirect_slashes=False,
     )
     install_docs(app)
+    install_console(app)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     app.state.settings = settings
     app.state.live_contracts = ContractCache()

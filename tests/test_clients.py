@@ -338,6 +338,7 @@ def test_sdk_realtime_survives_a_server_restart_and_files_round_trip(
         "reconnected": True,
         "resets": 0,
         "size": 256 * 1024,
+        "listed": [["data.bin", 256 * 1024, 64]],
         "sameBytes": True,
         "linkBytes": True,
         "progressEnd": 256 * 1024,

@@ -61,6 +61,7 @@ async function main(): Promise<void> {
     onProgress: (sent) => progress.push(sent),
   });
   const back = await files.download("data.bin");
+  const listed = (await files.list()).map((f) => [f.name, f.size, f.sha256.length]);
   const link = await files.link("data.bin", 60);
   const viaLink = new Uint8Array(await (await fetch(new URL(link.url, url))).arrayBuffer());
   subscription.close();
@@ -71,6 +72,7 @@ async function main(): Promise<void> {
       reconnected: states.includes("reconnecting"),
       resets,
       size: stored.size,
+      listed,
       sameBytes: back.length === bytes.length && back.every((b, i) => b === bytes[i]),
       linkBytes: viaLink.length === bytes.length && viaLink.every((b, i) => b === bytes[i]),
       progressEnd: progress[progress.length - 1],

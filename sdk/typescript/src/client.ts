@@ -529,11 +529,14 @@ export class Collection<P, N extends string> {
 
 export type Upload = Blob | Uint8Array | ArrayBuffer | ReadableStream<Uint8Array>;
 
+/** A stored file as the API describes it (FileOut). */
 export interface StoredFile {
-  filename: string;
+  name: string;
   content_type: string;
   size: number;
-  etag?: string;
+  /** Hex SHA-256 of the content; also its ETag. */
+  sha256: string;
+  created_at: string;
 }
 
 export class Files {
