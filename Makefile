@@ -71,7 +71,7 @@ clients: $(STAMP) node-tools ## Typed clients from a running server: make client
 	@test -n "$(OUT)" || { echo "usage: make clients OUT=../my-app/api  (env: DOCSTORE_URL, DOCSTORE_TOKEN)"; exit 2; }
 	$(PY) -m scripts.clients --out "$(OUT)"
 
-# The admin console (console/src) is bundled with the SDK into app/admin/static/console.js,
+# The admin console (console/src) is bundled with the SDK into app/http/console_assets/console.js,
 # which is committed: `make run` serves it without Node. Its types come from openapi.json,
 # so run `make openapi` first when routes changed; a test fails when the bundle is stale.
 console: node-tools ## Type-check and rebuild the admin console's bundle (needs Node)

@@ -173,7 +173,9 @@ class Container:
             cursors=cursors,
             clock=clock,
         )
-        outbox = Outbox(db, retry_seconds=settings.mail_retry_seconds)
+        outbox = Outbox(
+            db, retry_seconds=settings.mail_retry_seconds, max_time_ms=settings.query_max_time_ms
+        )
         lifecycle = AccountLifecycle(
             settings=settings,
             users=users,

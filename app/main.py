@@ -19,8 +19,8 @@ from app.contract.router import router as contract_router
 from app.documents.batch_router import router as batch_router
 from app.documents.router import router as documents_router
 from app.files.router import router as files_router
-from app.admin.console import install_console
 from app.http.admin import router as admin_router
+from app.http.console import install_console
 from app.http.docs import install_docs
 from app.http.fast_get import DocumentGetFastPath
 from app.http.health import router as ops_router

@@ -289,3 +289,24 @@ async def test_a_schema_check_of_an_unknown_collection_is_404(
         "/v1/collections/nothing/schema-check", json={"schema": {}}, headers=admin.headers
     )
     assert_problem(answer, 404, "collection_not_found")
+
+
+async def test_an_admins_api_key_cannot_manage_another_accounts_credentials(
+    client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    made = await client.post(
+        "/v1/users/me/api-keys",
+        json={"name": "ops script", "current_password": PASSWORD},
+        headers=admin.headers,
+    )
+    by_key = {"Authorization": f"Bearer {made.json()['key']}"}
+    for method, path in [
+        ("GET", f"/v1/users/{user.id}/sessions"),
+        ("POST", f"/v1/users/{user.id}/logout-all"),
+        ("GET", f"/v1/users/{admin.id}/api-keys"),
+        ("DELETE", f"/v1/users/{admin.id}/api-keys/{made.json()['id']}"),
+    ]:
+        answer = await client.request(method, path, headers=by_key)
+        assert_problem(answer, 403, "api_key_not_allowed")
+    assert (await client.get("/v1/users/me", headers=user.headers)).status_code == 200
+    assert (await client.get("/v1/users/me", headers=by_key)).status_code == 200

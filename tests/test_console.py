@@ -32,7 +32,7 @@ from tests.support.servers import api_server
 
 NODE = shutil.which("node")
 NODE_TOOLS = ROOT / "clients" / "node_modules"
-BUNDLE = ROOT / "app" / "admin" / "static" / "console.js"
+BUNDLE = ROOT / "app" / "http" / "console_assets" / "console.js"
 SCREENSHOTS = ROOT / "docs" / "console"
 AXE = NODE_TOOLS / "axe-core" / "axe.min.js"
 
@@ -56,6 +56,7 @@ async def test_the_console_is_served_with_a_strict_content_security_policy(
         assert asset in page.text
         served = await client.get(asset)
         assert served.status_code == 200, asset
+        assert served.headers["content-security-policy"] == policy, asset
     script = await client.get("/admin/assets/console.js")
     assert "javascript" in script.headers["content-type"]
     slash = await client.get("/admin/")
@@ -65,7 +66,7 @@ async def test_the_console_is_served_with_a_strict_content_security_policy(
 @pytest.mark.skipif(NODE is None, reason="Node.js is not installed (apt-get install nodejs npm)")
 def test_the_committed_bundle_is_built_from_the_sources(tmp_path: Path) -> None:
     """As with openapi.json: `make console` after changing console/src, the SDK or the
-    contract, and commit app/admin/static/console.js."""
+    contract, and commit app/http/console_assets/console.js."""
     if not (NODE_TOOLS / ".bin" / "tsc").exists():
         pytest.fail("clients/node_modules is missing: run `make node-tools` (make test does)")
 
@@ -78,7 +79,7 @@ def test_the_committed_bundle_is_built_from_the_sources(tmp_path: Path) -> None:
     run(str(NODE_TOOLS / ".bin" / "tsc"), "-p", "console/tsconfig.json")
     run(NODE, "clients/build-console.mjs", str(tmp_path / "console.js"))
     assert (tmp_path / "console.js").read_bytes() == BUNDLE.read_bytes(), (
-        "app/admin/static/console.js is stale: run `make console` and commit it"
+        "app/http/console_assets/console.js is stale: run `make console` and commit it"
     )
 
 
@@ -235,6 +236,11 @@ async def test_an_admin_runs_the_data_and_the_accounts_from_the_console(site: Si
             await expect(page.get_by_text("Latency p95")).to_be_visible()
             await browser.accessible("the overview")
             await browser.screenshot("overview")
+            # The skip link moves the focus to the page, and stays on it.
+            await page.locator(".skip").focus()
+            await page.keyboard.press("Enter")
+            await expect(page.locator("#main")).to_be_focused()
+            await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
 
             # Declare a collection with a schema.
             await page.get_by_role("link", name="Collections").click()
@@ -279,10 +285,21 @@ async def test_an_admin_runs_the_data_and_the_accounts_from_the_console(site: Si
             conflict = page.get_by_role("alert").filter(has_text="Someone changed this document")
             await expect(conflict).to_contain_text("version 3")
             await browser.screenshot("document-conflict")
-            await page.get_by_role("button", name="Show their version").click()
+            await expect(conflict).to_contain_text("Buy soy milk")  # theirs, shown
+            await expect(editor).to_have_value('{"title": "Buy rice milk"}')  # mine, kept
+            await page.get_by_role("button", name="Use their version").click()
             await expect(editor).to_have_value('{\n  "title": "Buy soy milk"\n}')
+            # Again, and this time keep mine (what the editor holds now).
+            await editor.fill('{"title": "Buy almond milk"}')
+            changed = await api.put(docs, json={"title": "Buy goat milk"}, headers=site.admin)
+            assert changed.status_code == 200, changed.text
+            await page.get_by_role("button", name="Save", exact=True).click()
+            await expect(conflict).to_contain_text("Buy goat milk")
+            await editor.fill('{"title": "Buy hemp milk"}')
+            await page.get_by_role("button", name="Overwrite with mine").click()
+            await expect(page.get_by_role("status")).to_have_text("Saved: version 5")
             kept = (await api.get(docs, headers=site.admin)).json()
-            assert kept["data"] == {"title": "Buy soy milk"} and kept["version"] == 3
+            assert kept["data"] == {"title": "Buy hemp milk"} and kept["version"] == 5
 
             # The file attached elsewhere: listed, previewed as an image.
             await page.get_by_role("button", name="Reload").click()
@@ -317,6 +334,15 @@ async def test_an_admin_runs_the_data_and_the_accounts_from_the_console(site: Si
             ).to_be_visible()
             await browser.accessible("the collection settings")
             await browser.screenshot("schema-check")
+            # Saving it asks again, then saves on the second press.
+            await page.get_by_role("button", name="Save", exact=True).click()
+            await expect(page.get_by_role("alert")).to_contain_text("would reject")
+            schema = (await api.get("/v1/collections/todos", headers=site.admin)).json()["schema"]
+            assert schema["properties"]["title"] == {"type": "string"}  # not saved yet
+            await page.get_by_role("button", name="Save anyway").click()
+            await expect(page.get_by_role("link", name="New document")).to_be_visible()
+            schema = (await api.get("/v1/collections/todos", headers=site.admin)).json()["schema"]
+            assert schema == {"type": "object", "required": ["due"]}
 
             # Disable a user; their session stops working at once.
             await page.get_by_role("link", name="Users").click()

@@ -35,6 +35,7 @@ from app.accounts.user_schemas import (
     UserPage,
 )
 from app.http.deps import (
+    AdminPerson,
     AdminUser,
     AuthServiceDep,
     CurrentUser,
@@ -327,7 +328,7 @@ UserId = Annotated[str, Path(max_length=64)]
     responses=problem_responses(401, 403, 404),
 )
 async def list_sessions_of(
-    user_id: UserId, admin: AdminUser, users: UserServiceDep, auth: AuthServiceDep
+    user_id: UserId, admin: AdminPerson, users: UserServiceDep, auth: AuthServiceDep
 ) -> SessionList:
     user = await users.get(user_id)
     return _sessions(await auth.list_sessions(str(user.id)), admin)
@@ -342,7 +343,7 @@ async def list_sessions_of(
     responses=problem_responses(401, 403, 404),
 )
 async def logout_all_of(
-    user_id: UserId, _: AdminUser, users: UserServiceDep, auth: AuthServiceDep
+    user_id: UserId, _: AdminPerson, users: UserServiceDep, auth: AuthServiceDep
 ) -> None:
     user = await users.get(user_id)
     await auth.logout_all(str(user.id))
@@ -358,7 +359,7 @@ async def logout_all_of(
 async def revoke_session_of(
     user_id: UserId,
     session_id: Annotated[str, Path(max_length=64)],
-    _: AdminUser,
+    _: AdminPerson,
     users: UserServiceDep,
     auth: AuthServiceDep,
 ) -> None:
@@ -373,7 +374,7 @@ async def revoke_session_of(
     responses=problem_responses(401, 403, 404),
 )
 async def list_api_keys_of(
-    user_id: UserId, _: AdminUser, users: UserServiceDep, auth: AuthServiceDep
+    user_id: UserId, _: AdminPerson, users: UserServiceDep, auth: AuthServiceDep
 ) -> ApiKeyList:
     user = await users.get(user_id)
     return _api_keys(await auth.list_api_keys(str(user.id)))
@@ -389,7 +390,7 @@ async def list_api_keys_of(
 async def revoke_api_key_of(
     user_id: UserId,
     key_id: Annotated[str, Path(max_length=64)],
-    _: AdminUser,
+    _: AdminPerson,
     users: UserServiceDep,
     auth: AuthServiceDep,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,8 @@ class SchemaCheck:
 
 
 class DocumentMaintenance(DocumentCore):
+    _schema_checks: asyncio.Semaphore | None = None
+
     async def count_all(self, spec: CollectionSpec) -> int:
         return await self._repository(spec).count({})
 
@@ -61,12 +64,22 @@ class DocumentMaintenance(DocumentCore):
         checking runs in the work pool, a batch at a time, so the event loop stays free.
         """
         check_schema(schema)  # 422 naming what is wrong with the schema itself
+        # One at a time per process: each keeps a work process busy for up to its limit.
+        if self._schema_checks is None:
+            self._schema_checks = asyncio.Semaphore(1)
+        async with self._schema_checks:
+            return await self._check_schema(spec, schema)
+
+    async def _check_schema(self, spec: CollectionSpec, schema: dict[str, Any]) -> SchemaCheck:
         report = SchemaCheck()
         limit = self.settings.schema_check_max_documents
         deadline = time.monotonic() + self.settings.query_max_time_ms / 1000
         batch: list[StoredDocument] = []
 
         async def check(docs: list[StoredDocument]) -> None:
+            if time.monotonic() > deadline:
+                report.complete = False
+                return
             outcomes = await self.work.run(
                 checked_each, [d.data for d in docs], self.limits, schema
             )
@@ -85,6 +98,8 @@ class DocumentMaintenance(DocumentCore):
             if len(batch) == SCHEMA_CHECK_BATCH:
                 await check(batch)
                 batch = []
+                if not report.complete:
+                    break
         if batch:
             await check(batch)
         return report

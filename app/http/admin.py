@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from app.clock import Timestamp
@@ -88,7 +89,8 @@ class MailPage(BaseModel):
     responses=problem_responses(401, 403),
 )
 async def stats(_: AdminUser, lifecycle: LifecycleDep) -> StatsOut:
-    found = collect()
+    # Off the event loop: with PROMETHEUS_MULTIPROC_DIR it reads every process's file.
+    found = await run_in_threadpool(collect)
     busiest = sorted(found.requests.by_route.items(), key=lambda kv: -kv[1])[:BUSIEST_ROUTES]
     return StatsOut(
         requests=found.requests.total,
@@ -116,7 +118,8 @@ def _message_id(value: str) -> Any:
     "/mail",
     operation_id="admin_mail_list",
     summary="The mail outbox, newest first (admin)",
-    description="Without the messages' links: those are for their addressees only.",
+    description="Without the messages' parameters. Links are minted when a message is "
+    "sent, so the outbox holds none.",
     responses=problem_responses(400, 401, 403, 422),
 )
 async def list_mail(
@@ -140,7 +143,8 @@ async def list_mail(
     "/mail/{message_id}/retry",
     operation_id="admin_mail_retry",
     summary="Send a message that gave up again, from a fresh round of attempts (admin)",
-    description="Only `failed` messages: sent and dropped ones no longer hold their links.",
+    description="Only `failed` messages (sent and dropped ones no longer hold their "
+    "parameters). A link in it is minted afresh when it is sent.",
     responses=problem_responses(401, 403, 404, 409),
 )
 async def retry_mail(

@@ -184,6 +184,13 @@ async def get_person(
     return principal
 
 
+async def get_admin_person(
+    principal: Annotated[Principal, Depends(get_admin_user)],
+) -> Principal:
+    refuse_api_key(principal, "manage an account's keys or sessions")
+    return principal
+
+
 async def get_lifecycle(request: Request) -> AccountLifecycle:
     return _container(request).lifecycle
 
@@ -194,3 +201,6 @@ Person = Annotated[Principal, Depends(get_person)]
 LifecycleDep = Annotated[AccountLifecycle, Depends(get_lifecycle)]
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
 AdminUser = Annotated[Principal, Depends(get_admin_user)]
+# An admin signed in as a person: another account's keys and sessions are credentials,
+# which an API key never manages (as with the caller's own, under /v1/users/me).
+AdminPerson = Annotated[Principal, Depends(get_admin_person)]

@@ -14,12 +14,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 
 from app.db.client import Db
 
 COLLECTION = "mail_outbox"
 MAX_ATTEMPTS = 12
+STATUSES = ("pending", "sent", "failed", "dropped")
 KEEP_SENT = timedelta(days=7)
 
 
@@ -39,14 +40,17 @@ def backoff(attempts: int, first: float = 5.0) -> timedelta:
 
 
 class Outbox:
-    def __init__(self, db: Db, *, retry_seconds: float = 5.0) -> None:
+    def __init__(self, db: Db, *, retry_seconds: float = 5.0, max_time_ms: int = 5000) -> None:
         self.collection = db[COLLECTION]
         self.retry_seconds = retry_seconds
+        self.max_time_ms = max_time_ms
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_indexes(
             [
                 IndexModel([("status", ASCENDING), ("due_at", ASCENDING)], name="due"),
+                # The admins' listing: newest first, by status or not.
+                IndexModel([("status", ASCENDING), ("_id", DESCENDING)], name="by_status"),
                 IndexModel(
                     [("sent_at", ASCENDING)],
                     name="sent_ttl",
@@ -130,22 +134,29 @@ class Outbox:
     async def page(
         self, *, status: str | None, before: ObjectId | None, limit: int
     ) -> list[dict[str, Any]]:
-        """The newest messages first (older than `before`), without their parameters:
-        those hold the sign-in and reset links, which no one but the addressee may see."""
+        """The newest messages first (older than `before`), without their parameters
+        (account ids and the details of a notice; links are minted only when a message is
+        sent, so the outbox never holds one)."""
         query: dict[str, Any] = {}
         if status is not None:
             query["status"] = status
         if before is not None:
             query["_id"] = {"$lt": before}
         cursor = (
-            self.collection.find(query, projection={"params": False}).sort("_id", -1).limit(limit)
+            self.collection.find(query, projection={"params": False}, max_time_ms=self.max_time_ms)
+            .sort("_id", -1)
+            .limit(limit)
         )
         return [raw async for raw in cursor]
 
     async def counts(self) -> dict[str, int]:
-        """How many messages are in each status."""
-        pipeline = [{"$group": {"_id": "$status", "n": {"$sum": 1}}}]
-        return {row["_id"]: row["n"] async for row in await self.collection.aggregate(pipeline)}
+        """How many messages are in each status (each count answered by an index)."""
+        return {
+            status: await self.collection.count_documents(
+                {"status": status}, maxTimeMS=self.max_time_ms
+            )
+            for status in STATUSES
+        }
 
     async def retry(self, message_id: ObjectId, *, now: datetime) -> dict[str, Any] | None:
         """Put a message that gave up back in the queue for a fresh round of attempts; None

@@ -27,10 +27,12 @@ export type ReadAccess = Schemas["ReadAccess"];
 export type WriteAccess = Schemas["WriteAccess"];
 export type UserChange = Schemas["UserAdminUpdate"];
 
-/** The SDK's client, untyped by collection (the console shows whatever is declared). */
+/** The SDK's client, untyped by collection (the console shows whatever is declared). The
+ * admin's session lives in this tab's sessionStorage: it survives a reload, not the tab,
+ * and no other tab or page of the origin (/docs) shares it. */
 export const client = createClient<unknown>({
   url: location.origin,
-  storage: webStorage("docstore.console.session"),
+  storage: webStorage("docstore.console.session", sessionStorage),
 });
 
 async function call<T>(method: string, path: string, options?: RequestOptions): Promise<T> {

@@ -16,7 +16,17 @@ import {
   type WriteAccess,
 } from "./api.js";
 import { append, button, fill, field, h, link, select, table, when } from "./dom.js";
-import { act, alertBox, json, notify, onLeave, page, parseJson } from "./ui.js";
+import {
+  act,
+  alertBox,
+  current,
+  json,
+  notify,
+  onLeave,
+  page,
+  parseJson,
+  redraw,
+} from "./ui.js";
 
 const READ: ReadAccess[] = ["owner", "authenticated", "public"];
 const WRITE: WriteAccess[] = ["owner", "authenticated", "admin"];
@@ -34,7 +44,9 @@ function preview(data: unknown, max = 120): string {
 // -- the list of collections, and declaring one ----------------------------------------
 
 export async function collectionsPage(): Promise<void> {
+  const here = current();
   const collections = await api.collections();
+  if (!here()) return;
   const name = h("input", { required: true, pattern: "[a-z][a-z0-9_]{0,62}", autocomplete: "off" });
   const description = h("input", { autocomplete: "off" });
   const read = select(READ, "owner");
@@ -109,7 +121,9 @@ function tabs(name: string, current: string): HTMLElement {
 }
 
 export async function collectionPage(name: string, tab: string): Promise<void> {
+  const here = current();
   const collection = await api.collection(name);
+  if (!here()) return; // left meanwhile: subscribe to nothing
   const top = [tabs(name, tab), collection.description ? h("p", {}, collection.description) : ""];
   if (tab === "live") livePage(collection, top);
   else if (tab === "settings") settingsPage(collection, top);
@@ -120,18 +134,22 @@ function documentsPage(collection: Collection, top: (Node | string)[]): void {
   const docs = client.collection(collection.name);
   const filter = h("input", { autocomplete: "off", class: "code", placeholder: '{"done": false}' });
   const sort = h("input", { autocomplete: "off", class: "code", placeholder: "-created_at" });
-  const results = h("div", { "aria-live": "polite" });
+  const results = h("div");
   const alert = alertBox();
   const submit = h("button", { type: "submit" }, "Show");
   const more = h("button", { type: "button", hidden: true }, "Next page");
   let cursor: string | null = null;
+  let asked: Record<string, string | number> = {}; // the query the shown pages answer
 
   async function load(next: boolean): Promise<void> {
-    const query: Record<string, string | number> = { limit: 25 };
-    if (filter.value.trim()) query["filter"] = filter.value.trim();
-    if (sort.value.trim()) query["sort"] = sort.value.trim();
-    if (next && cursor) query["cursor"] = cursor;
-    const found = await docs.list(query);
+    if (!next) {
+      cursor = null;
+      more.hidden = true;
+      asked = { limit: 25 };
+      if (filter.value.trim()) asked["filter"] = filter.value.trim();
+      if (sort.value.trim()) asked["sort"] = sort.value.trim();
+    }
+    const found = await docs.list(next && cursor ? { ...asked, cursor } : asked);
     const rows = found.items.map((d: UntypedDoc) => [
       link(d.id, documentHref(collection.name, d.id)),
       String(d.version),
@@ -143,6 +161,7 @@ function documentsPage(collection: Collection, top: (Node | string)[]): void {
     else fill(results, shown);
     cursor = found.next_cursor;
     more.hidden = !cursor;
+    notify(`${found.items.length} documents ${next ? "more " : ""}shown`);
   }
 
   const form = h(
@@ -278,14 +297,20 @@ function settingsPage(collection: Collection, top: (Node | string)[]): void {
     event.preventDefault();
     void act(save, alert, async () => {
       const candidate = schemaValue();
-      const changes: CollectionPatch = {
-        description: description.value,
-        schema: candidate,
-        indexes: parseJson("The indexes", indexes.value) as CollectionPatch["indexes"],
-        access: parseJson("The access", access.value) as CollectionPatch["access"],
-      };
+      const newIndexes = parseJson("The indexes", indexes.value) as CollectionPatch["indexes"];
+      const newAccess = parseJson("The access", access.value) as CollectionPatch["access"];
       const before = collection.schema ? json(collection.schema) : "";
       const after = candidate ? json(candidate) : "";
+      // Only what was changed here: another admin's change to the rest stays.
+      const changes: CollectionPatch = {};
+      if (description.value !== collection.description) changes.description = description.value;
+      if (after !== before) changes.schema = candidate;
+      if (json(newIndexes) !== json(collection.indexes ?? [])) changes.indexes = newIndexes;
+      if (json(newAccess) !== json(collection.access)) changes.access = newAccess;
+      if (!Object.keys(changes).length) {
+        notify("Nothing to save");
+        return;
+      }
       if (candidate && after !== before && confirmed.schema !== after) {
         const found = await api.checkSchema(collection.name, candidate);
         if (found.rejected) {
@@ -334,7 +359,9 @@ function dropCollection(name: string): HTMLElement {
 // -- one document ------------------------------------------------------------------------
 
 export async function newDocumentPage(name: string): Promise<void> {
+  const here = current();
   const collection = await api.collection(name);
+  if (!here()) return;
   const editor = h("textarea", { rows: 16, spellcheck: false, class: "code" });
   editor.value = "{\n  \n}";
   const alert = alertBox();
@@ -369,17 +396,19 @@ function schemaHint(collection: Collection): Node | string {
 }
 
 export async function documentPage(name: string, id: string): Promise<void> {
+  const here = current();
   const docs = client.collection(name);
   const [collection, doc] = await Promise.all([api.collection(name), docs.get(id)]);
-  let current: UntypedDoc = doc;
+  if (!here()) return;
+  let shown: UntypedDoc = doc; // the version the editor started from
   const meta = h("dl", { class: "meta" });
   const editor = h("textarea", { rows: 18, spellcheck: false, class: "code" });
   const alert = alertBox();
   const conflict = h("div", { class: "alert", role: "alert", hidden: true });
-  const save = h("button", { type: "submit" }, "Save");
+  const saveButton = h("button", { type: "submit" }, "Save");
 
   function show(d: UntypedDoc): void {
-    current = d;
+    shown = d;
     fill(
       meta,
       ...[
@@ -393,10 +422,44 @@ export async function documentPage(name: string, id: string): Promise<void> {
     editor.value = json(d.data);
   }
 
-  async function write(data: Record<string, unknown>, version: number): Promise<void> {
-    show(await docs.replace({ id, version }, data));
-    conflict.hidden = true;
-    notify(`Saved: version ${current.version}`);
+  /** Save the editor's data if the document is still at `version`; when someone changed
+   * it meanwhile, show theirs next to the editor (which keeps the user's text). */
+  async function save(version: number): Promise<void> {
+    const data = parseJson("The data", editor.value) as Record<string, unknown>;
+    try {
+      show(await docs.replace({ id, version }, data));
+      conflict.hidden = true;
+      notify(`Saved: version ${shown.version}`);
+    } catch (error) {
+      if (!(error instanceof ConflictError)) throw error;
+      const latest = await docs.get(id);
+      fill(
+        conflict,
+        h(
+          "p",
+          {},
+          `Someone changed this document since you loaded it (it is now version ${latest.version}). `,
+          "Your edit is not saved; it is still in the editor.",
+        ),
+        h(
+          "details",
+          { open: true },
+          h("summary", {}, `Their version (${latest.version})`),
+          h("pre", { class: "code" }, json(latest.data)),
+        ),
+        h(
+          "div",
+          { class: "row" },
+          button("Use their version", () => {
+            show(latest);
+            conflict.hidden = true;
+            editor.focus();
+          }),
+          button("Overwrite with mine", () => void act(null, alert, () => save(latest.version))),
+        ),
+      );
+      conflict.hidden = false;
+    }
   }
 
   const form = h(
@@ -408,42 +471,13 @@ export async function documentPage(name: string, id: string): Promise<void> {
     h(
       "div",
       { class: "row" },
-      save,
-      button("Reload", () => void act(null, alert, () => documentPage(name, id))),
+      saveButton,
+      button("Reload", () => void act(null, alert, () => redraw(() => documentPage(name, id)))),
     ),
   );
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    void act(save, alert, async () => {
-      const data = parseJson("The data", editor.value) as Record<string, unknown>;
-      try {
-        await write(data, current.version);
-      } catch (error) {
-        if (!(error instanceof ConflictError)) throw error;
-        const latest = await docs.get(id);
-        fill(
-          conflict,
-          h(
-            "p",
-            {},
-            `Someone changed this document since you loaded it (it is now version ${latest.version}). `,
-            "Your edit is not saved.",
-          ),
-          h(
-            "div",
-            { class: "row" },
-            button("Show their version", () => {
-              show(latest);
-              conflict.hidden = true;
-            }),
-            button("Overwrite with mine", () =>
-              void act(null, alert, () => write(data, latest.version)),
-            ),
-          ),
-        );
-        conflict.hidden = false;
-      }
-    });
+    void act(saveButton, alert, () => save(shown.version));
   });
 
   const remove = button(
@@ -451,7 +485,7 @@ export async function documentPage(name: string, id: string): Promise<void> {
     () =>
       void act(remove, alert, async () => {
         if (!confirm(`Delete document ${id}? This cannot be undone.`)) return;
-        await docs.delete({ id, version: current.version });
+        await docs.delete({ id, version: shown.version });
         notify("Document deleted");
         location.hash = collectionHref(name);
       }),
@@ -459,13 +493,15 @@ export async function documentPage(name: string, id: string): Promise<void> {
   );
 
   show(doc);
+  const files = await filesSection(name, id);
+  if (!here()) return;
   page(
     `Document ${id}`,
     h("p", {}, link(`Back to ${name}`, collectionHref(name))),
     meta,
     form,
     schemaHint(collection),
-    await filesSection(name, id),
+    files,
     h("div", { class: "card danger-zone" }, remove),
   );
 }
@@ -475,10 +511,10 @@ export async function documentPage(name: string, id: string): Promise<void> {
 async function filesSection(name: string, id: string): Promise<HTMLElement> {
   const files = client.collection(name).files(id);
   const list = h("div");
-  const viewer = h("div", { class: "viewer", "aria-live": "polite" });
+  const viewer = h("div", { class: "viewer" });
   const alert = alertBox();
   const chooser = h("input", { type: "file" });
-  const progress = h("progress", { max: 100, value: 0, hidden: true });
+  const progress = h("progress", { max: 100, value: 0, hidden: true, "aria-label": "Upload" });
   let shownUrl: string | undefined;
 
   function release(): void {
@@ -540,12 +576,16 @@ async function filesSection(name: string, id: string): Promise<HTMLElement> {
     if (!file) return;
     void act(null, alert, async () => {
       progress.hidden = false;
-      await files.upload(file.name, file, {
-        onProgress: (sent, total) => {
-          if (total) progress.value = Math.round((sent / total) * 100);
-        },
-      });
-      progress.hidden = true;
+      try {
+        await files.upload(file.name, file, {
+          onProgress: (sent, total) => {
+            if (total) progress.value = Math.round((sent / total) * 100);
+          },
+        });
+      } finally {
+        progress.hidden = true;
+        progress.value = 0;
+      }
       chooser.value = "";
       notify(`Uploaded ${file.name}`);
       await refresh();

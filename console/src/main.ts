@@ -116,9 +116,9 @@ function secondFactorPage(mfaToken: string): void {
 async function route(): Promise<void> {
   leave();
   markCurrent();
-  const parts = (location.hash.replace(/^#\/?/, "") || "").split("/").map(decodeURIComponent);
-  const [section, name, kind, id] = parts;
   try {
+    const parts = (location.hash.replace(/^#\/?/, "") || "").split("/").map(decodeURIComponent);
+    const [section, name, kind, id] = parts;
     if (!section) await overviewPage();
     else if (section === "collections" && !name) await collectionsPage();
     else if (section === "collections" && name && kind === "new") await newDocumentPage(name);
@@ -157,6 +157,20 @@ async function start(): Promise<void> {
     signInPage("The console is for admins; this account is not one.");
     return;
   }
+  try {
+    await api.stats(); // admin rights, as the server sees this session
+  } catch (error) {
+    me = null;
+    await client.auth.signOut();
+    signInPage(
+      error instanceof DocstoreError && error.code === "mfa_setup_required"
+        ? "This server gives admin rights only to sessions signed in with a second factor " +
+            "(ADMIN_MFA_REQUIRED). Turn on two-step sign-in for this account (POST " +
+            "/v1/users/me/mfa/totp), then sign in here again."
+        : `The console could not start: ${error instanceof Error ? error.message : error}`,
+    );
+    return;
+  }
   shell();
   await route();
 }
@@ -170,6 +184,12 @@ client.auth.onAuthStateChange((event) => {
 });
 window.addEventListener("hashchange", () => {
   if (me) void route();
+});
+
+// The skip link moves the focus; following "#main" would be a navigation to no page.
+document.querySelector(".skip")?.addEventListener("click", (event) => {
+  event.preventDefault();
+  main().focus();
 });
 
 async function boot(): Promise<void> {

@@ -10,14 +10,16 @@ import {
   type User,
 } from "./api.js";
 import { append, button, fill, field, h, link, select, table, when } from "./dom.js";
-import { act, alertBox, notify, page } from "./ui.js";
+import { act, alertBox, current, notify, page, redraw } from "./ui.js";
 
 const enc = encodeURIComponent;
 
 // -- overview ------------------------------------------------------------------------------
 
 export async function overviewPage(): Promise<void> {
+  const here = current();
   const stats = await api.stats();
+  if (!here()) return;
   const ms = (v: number | null) => (v === null ? "—" : `${v} ms`);
   const tiles: [string, string][] = [
     ["Requests", String(stats.requests)],
@@ -31,9 +33,12 @@ export async function overviewPage(): Promise<void> {
     ["Mail waiting", String(stats.mail["pending"] ?? 0)],
     ["Mail failed", String(stats.mail["failed"] ?? 0)],
   ];
+  const alert = alertBox();
+  const refresh = button("Refresh", () => void act(refresh, alert, () => redraw(overviewPage)));
   page(
     "Overview",
-    h("p", {}, "Since the server started. ", button("Refresh", () => void overviewPage())),
+    alert.element,
+    h("p", {}, "Since the server started. ", refresh),
     h(
       "dl",
       { class: "tiles" },
@@ -52,14 +57,20 @@ export async function overviewPage(): Promise<void> {
 
 export async function usersPage(): Promise<void> {
   const q = h("input", { type: "search", autocomplete: "off" });
-  const results = h("div", { "aria-live": "polite" });
+  const results = h("div");
   const alert = alertBox();
   const submit = h("button", { type: "submit" }, "Search");
   const more = h("button", { type: "button", hidden: true }, "Next page");
   let cursor: string | null = null;
+  let asked = ""; // the search the shown pages answer
 
   async function load(next: boolean): Promise<void> {
-    const found = await api.users(q.value.trim(), next ? (cursor ?? undefined) : undefined);
+    if (!next) {
+      cursor = null;
+      more.hidden = true;
+      asked = q.value.trim();
+    }
+    const found = await api.users(asked, next ? (cursor ?? undefined) : undefined);
     const shown = table(
       "Accounts",
       ["Email", "Name", "Role", "Verified", "Disabled", "Created"],
@@ -94,11 +105,13 @@ export async function usersPage(): Promise<void> {
 }
 
 export async function userPage(userId: string): Promise<void> {
+  const here = current();
   const [user, sessions, keys] = await Promise.all([
     api.user(userId),
     api.sessions(userId),
     api.apiKeys(userId),
   ]);
+  if (!here()) return;
   const alert = alertBox();
   const role = select(["user", "admin"], user.role);
   const save = h("button", { type: "submit" }, "Save role");
@@ -113,7 +126,7 @@ export async function userPage(userId: string): Promise<void> {
   async function change(body: Parameters<typeof api.changeUser>[1], message: string) {
     await api.changeUser(userId, body);
     notify(message);
-    await userPage(userId);
+    await redraw(() => userPage(userId));
   }
 
   const toggle = button(user.disabled ? "Enable account" : "Disable account", () =>
@@ -164,7 +177,7 @@ function sessionsSection(
       if (!confirm(`Sign ${user.email} out of every device?`)) return;
       await api.signOutEverywhere(user.id);
       notify("Signed out everywhere");
-      await userPage(user.id);
+      await redraw(() => userPage(user.id));
     }),
   );
   return h(
@@ -180,12 +193,15 @@ function sessionsSection(
         s.provider ? `${s.method} (${s.provider})` : s.method,
         s.user_agent ?? "—",
         s.address ?? "—",
-        button("Sign out", () =>
-          void act(null, alert, async () => {
-            await api.endSession(user.id, s.id);
-            notify("Device signed out");
-            await userPage(user.id);
-          }),
+        button(
+          "Sign out device",
+          () =>
+            void act(null, alert, async () => {
+              await api.endSession(user.id, s.id);
+              notify("Device signed out");
+              await redraw(() => userPage(user.id));
+            }),
+          { "aria-label": `Sign out device signed in ${when(s.created_at)}` },
         ),
       ]),
     ),
@@ -212,7 +228,7 @@ function keysSection(user: User, keys: ApiKeyRow[], alert: ReturnType<typeof ale
             if (!confirm(`Revoke the key ${k.name}? Scripts using it stop working.`)) return;
             await api.revokeKey(user.id, k.id);
             notify("Key revoked");
-            await userPage(user.id);
+            await redraw(() => userPage(user.id));
           }),
         ),
       ]),
@@ -229,10 +245,11 @@ export async function mailPage(): Promise<void> {
     {},
     statuses.map((s) => h("option", { value: s }, s || "any")),
   );
-  const results = h("div", { "aria-live": "polite" });
+  const results = h("div");
   const alert = alertBox();
   const more = h("button", { type: "button", hidden: true }, "Next page");
   let cursor: string | null = null;
+  let asked: MailStatus | "" = ""; // the status the shown pages answer
 
   function row(m: MailMessage): (Node | string)[] {
     return [
@@ -255,10 +272,12 @@ export async function mailPage(): Promise<void> {
   }
 
   async function load(next: boolean): Promise<void> {
-    const found = await api.mail(
-      status.value as MailStatus | "",
-      next ? (cursor ?? undefined) : undefined,
-    );
+    if (!next) {
+      cursor = null;
+      more.hidden = true;
+      asked = status.value as MailStatus | "";
+    }
+    const found = await api.mail(asked, next ? (cursor ?? undefined) : undefined);
     const shown = table(
       "Mail outbox",
       ["Created", "Kind", "To", "Status", "Attempts", "Last error", ""],

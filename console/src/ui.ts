@@ -8,7 +8,7 @@ export function main(): HTMLElement {
   return document.getElementById("main") as HTMLElement;
 }
 
-/** Start a page: its heading (focused, so screen readers announce the new page). */
+/** Show a page: its heading (focused, so screen readers announce the new page). */
 export function page(title: string, ...intro: (Node | string)[]): HTMLElement {
   const heading = h("h1", { tabindex: -1 }, title);
   fill(main(), heading, ...intro);
@@ -62,32 +62,49 @@ export function notify(message: string): void {
   fading = setTimeout(() => (status.textContent = ""), 8000);
 }
 
-let cleanup: (() => void) | undefined;
+let cleanups: (() => void)[] = [];
+let navigation = 0;
 
 /** Run `stop` when the next page replaces this one. */
 export function onLeave(stop: () => void): void {
-  cleanup = stop;
+  cleanups.push(stop);
 }
 
+/** Leave the page shown: stop what it left running; pages still loading are stale. */
 export function leave(): void {
-  cleanup?.();
-  cleanup = undefined;
+  navigation += 1;
+  for (const stop of cleanups) stop();
+  cleanups = [];
 }
 
-/** Run an action from a button: disable it meanwhile, report an error in `alert`. */
+/** Draw a page again in place (after an action): what the old one left running stops. */
+export async function redraw(draw: () => Promise<void>): Promise<void> {
+  leave();
+  await draw();
+}
+
+/** For a page that is loading: whether it is still the one to show (no navigation since). */
+export function current(): () => boolean {
+  const mine = navigation;
+  return () => mine === navigation;
+}
+
+/** Run an action from a button, once at a time, reporting an error in `alert`. The button
+ * stays focusable while busy (aria-disabled, not disabled, which would drop the focus). */
 export async function act(
   button: HTMLButtonElement | null,
   alert: { show(error: unknown): void; clear(): void },
   work: () => Promise<void>,
 ): Promise<void> {
-  if (button) button.disabled = true;
+  if (button?.getAttribute("aria-disabled") === "true") return;
+  button?.setAttribute("aria-disabled", "true");
   alert.clear();
   try {
     await work();
   } catch (error) {
     alert.show(error);
   } finally {
-    if (button) button.disabled = false;
+    button?.removeAttribute("aria-disabled");
   }
 }
 

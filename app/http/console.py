@@ -1,8 +1,8 @@
 """Serve the admin console: one page and its assets, under a strict Content-Security-Policy.
 
 The console is a static single-page app (console/src, bundled by `make console` into
-app/admin/static/console.js, committed, so `make run` needs no Node). It talks to this API
-through the TypeScript SDK, as any app would: same origin, no private endpoints.
+app/http/console_assets/console.js, committed, so `make run` needs no Node). It talks to
+this API through the TypeScript SDK, as any app would: same origin, no private endpoints.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parent / "console_assets"
 ASSETS_URL = "/admin/assets"
 
 # Scripts, styles, fonts and API calls from this origin only; no inline script or style,
