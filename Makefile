@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format admin apikey seed export import openapi clients console node-tools bench lock clean
+.PHONY: help install run test lint format admin apikey seed export import migrate openapi clients console node-tools bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -126,6 +126,10 @@ seed: $(STAMP) ## Load the demo data (fixtures/demo) idempotently; FILES=... for
 export: $(STAMP) ## Back up users, declarations and documents: make export DIR=backup/
 	@test -n "$(DIR)" || { echo "usage: make export DIR=backup/   (MONGODB_DB=... picks the source)"; exit 2; }
 	$(PY) -m scripts.export --all -o "$(DIR)"
+
+migrate: $(STAMP) ## Change every document: make migrate COLLECTION=x PATCH=f.json|UPDATE=f.json [FILTER=json] [DRY_RUN=1]
+	@test -n "$(COLLECTION)" -a -n "$(PATCH)$(UPDATE)" || { echo "usage: make migrate COLLECTION=notes PATCH=fix.json (or UPDATE=ops.json) [FILTER='{...}'] [DRY_RUN=1]"; exit 2; }
+	$(PY) -m scripts.migrate "$(COLLECTION)" $(if $(PATCH),--patch "$(PATCH)",--update "$(UPDATE)") $(if $(FILTER),--filter '$(FILTER)',) $(if $(DRY_RUN),--dry-run,)
 
 import: $(STAMP) ## Restore a backup: make import DIR=backup/ (MONGODB_DB=... picks the target)
 	@test -n "$(DIR)" || { echo "usage: make import DIR=backup/   (MONGODB_DB=... picks the target)"; exit 2; }

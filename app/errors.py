@@ -93,6 +93,7 @@ class ErrorCode(StrEnum):
     MFA_SETUP_REQUIRED = "mfa_setup_required"  # ADMIN_MFA_REQUIRED: admin rights need MFA
     MAIL_NOT_FOUND = "mail_not_found"
     MAIL_NOT_RETRYABLE = "mail_not_retryable"  # only failed messages are sent again
+    SCHEMA_REJECTS_DOCUMENTS = "schema_rejects_documents"  # a schema change, not forced
 
 
 class FieldError(BaseModel):

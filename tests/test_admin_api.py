@@ -310,3 +310,43 @@ async def test_an_admins_api_key_cannot_manage_another_accounts_credentials(
         assert_problem(answer, 403, "api_key_not_allowed")
     assert (await client.get("/v1/users/me", headers=user.headers)).status_code == 200
     assert (await client.get("/v1/users/me", headers=by_key)).status_code == 200
+
+
+async def test_a_schema_change_that_stored_documents_break_is_refused_unless_forced(
+    client: httpx.AsyncClient, admin: Account
+) -> None:
+    ids = await make_notes(client, admin, ["ok", 7])
+    refused = await client.patch(
+        "/v1/collections/notes", json={"schema": STRICT}, headers=admin.headers
+    )
+    body = assert_problem(refused, 409, "schema_rejects_documents")
+    assert body["errors"] == [
+        {"loc": ["documents", ids[1], "title"], "msg": "7 is not of type 'string'", "type": "type"}
+    ]
+    declared = await client.get("/v1/collections/notes", headers=admin.headers)
+    assert declared.json()["schema"] is None
+    forced = await client.patch(
+        "/v1/collections/notes", json={"schema": STRICT, "force": True}, headers=admin.headers
+    )
+    assert forced.status_code == 200, forced.text
+    assert forced.json()["schema"] == STRICT
+    # The stored document stays as it was, and must be fixed to be saved again.
+    kept = await client.get(f"/v1/collections/notes/documents/{ids[1]}", headers=admin.headers)
+    assert kept.json()["data"] == {"title": 7}
+
+
+async def test_a_schema_change_every_stored_document_passes_needs_no_force(
+    client: httpx.AsyncClient, admin: Account
+) -> None:
+    await make_notes(client, admin, ["ok", "fine"])
+    changed = await client.patch(
+        "/v1/collections/notes", json={"schema": STRICT}, headers=admin.headers
+    )
+    assert changed.status_code == 200, changed.text
+    # Other changes never run the check (nor does repeating the schema).
+    again = await client.patch(
+        "/v1/collections/notes",
+        json={"schema": STRICT, "description": "d"},
+        headers=admin.headers,
+    )
+    assert again.status_code == 200, again.text

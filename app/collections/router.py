@@ -66,13 +66,23 @@ async def get_collection(
     "/{name}",
     operation_id="collections_update",
     summary="Change a collection's description, schema, indexes or access (admin)",
-    description="A new schema applies to later writes; stored documents are not re-checked "
-    "(try it first with `POST /v1/collections/{name}/schema-check`).",
+    description="A new schema is first tried on the stored documents (as "
+    "`POST /v1/collections/{name}/schema-check` does): if any would not pass it, the "
+    "answer is 409 `schema_rejects_documents` naming some, unless `force` is true. It then "
+    "applies to later writes; stored documents are not changed.",
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def update_collection(
-    name: str, body: CollectionPatch, _: AdminUser, collections: CollectionServiceDep
+    name: str,
+    body: CollectionPatch,
+    _: AdminUser,
+    collections: CollectionServiceDep,
+    documents: DocumentServiceDep,
 ) -> CollectionOut:
+    if "json_schema" in body.model_fields_set and body.json_schema is not None and not body.force:
+        spec = await collections.get(name)
+        if body.json_schema != spec.json_schema:
+            await documents.refuse_rejecting_schema(spec, body.json_schema)
     return CollectionOut.of(await collections.update(name, body))
 
 

@@ -159,6 +159,12 @@ class CollectionPatch(BaseModel):
     json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
     indexes: Annotated[list[IndexIn], Field(max_length=MAX_INDEXES)] | None = None
     access: AccessIn | None = None
+    force: bool = Field(
+        default=False,
+        description="Change the schema even though stored documents would not pass it "
+        "(they stay as they are, and cannot be saved again unchanged); without it such a "
+        "change is 409 schema_rejects_documents",
+    )
 
 
 class CollectionOut(BaseModel):

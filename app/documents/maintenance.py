@@ -12,7 +12,7 @@ from app.collections.validation import check_schema
 from app.documents.core import DocumentCore
 from app.documents.models import StoredDocument
 from app.documents.offload import checked_each
-from app.errors import AppError, FieldError
+from app.errors import AppError, Conflict, ErrorCode, FieldError
 
 SCHEMA_CHECK_BATCH = 200
 SCHEMA_CHECK_EXAMPLES = 20
@@ -103,3 +103,22 @@ class DocumentMaintenance(DocumentCore):
         if batch:
             await check(batch)
         return report
+
+    async def refuse_rejecting_schema(self, spec: CollectionSpec, schema: dict[str, Any]) -> None:
+        """409 schema_rejects_documents when stored documents would not pass `schema`, naming
+        up to 20 of them (a check stopped early by its limits refuses only on what it saw)."""
+        report = await self.check_schema(spec, schema)
+        if not report.rejected:
+            return
+        seen = "" if report.complete else f" (of the first {report.scanned} checked)"
+        raise Conflict(
+            f"{report.rejected} stored documents{seen} would not pass the new schema: fix "
+            "them first (POST .../schema-check lists them; scripts.migrate changes them in "
+            "bulk), or send force: true to change it anyway",
+            code=ErrorCode.SCHEMA_REJECTS_DOCUMENTS,
+            errors=[
+                FieldError(loc=["documents", doc_id, *err.loc[1:]], msg=err.msg, type=err.type)
+                for doc_id, errors in report.examples
+                for err in errors[:1]
+            ],
+        )

@@ -8,16 +8,21 @@ modules of their own by what callers do:
 - `sharing.py`: who else a document is shared with;
 - `bulk.py`: many documents per request (bulk create, update and delete by filter);
 - `queries.py`: pages, counts and streams;
-- `maintenance.py`: imports and account deletion, for scripts and the account lifecycle.
+- `maintenance.py`: imports, account deletion and schema dry runs, for scripts, the
+  account lifecycle and admins;
+- `migration.py`: a change applied to every stored document (scripts.migrate).
 """
 
 from __future__ import annotations
 
 from app.documents.bulk import BulkDocuments
 from app.documents.maintenance import DocumentMaintenance
+from app.documents.migration import DocumentMigration
 from app.documents.queries import DocumentQueries
 from app.documents.sharing import DocumentSharing
 
 
-class DocumentService(BulkDocuments, DocumentSharing, DocumentQueries, DocumentMaintenance):
+class DocumentService(
+    BulkDocuments, DocumentMigration, DocumentSharing, DocumentQueries, DocumentMaintenance
+):
     """Everything documents do (see the module docstring for where each part lives)."""

@@ -311,6 +311,7 @@ function settingsPage(collection: Collection, top: (Node | string)[]): void {
         notify("Nothing to save");
         return;
       }
+      if (candidate && after !== before && confirmed.schema === after) changes.force = true;
       if (candidate && after !== before && confirmed.schema !== after) {
         const found = await api.checkSchema(collection.name, candidate);
         if (found.rejected) {
