@@ -149,6 +149,8 @@ class Settings(BaseSettings):
     # A schema dry run (POST /v1/collections/{name}/schema-check) reads at most this many
     # stored documents, in id order, and reports whether it saw them all.
     schema_check_max_documents: int = Field(default=10_000, ge=1, le=1_000_000)
+    # An aggregation may make at most this many groups (more is 422 too_many_groups).
+    aggregate_max_groups: int = Field(default=10_000, ge=1, le=1_000_000)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
 
     # Realtime (server-sent events): streams per process and per user of a process,

@@ -94,6 +94,7 @@ class ErrorCode(StrEnum):
     MAIL_NOT_FOUND = "mail_not_found"
     MAIL_NOT_RETRYABLE = "mail_not_retryable"  # only failed messages are sent again
     SCHEMA_REJECTS_DOCUMENTS = "schema_rejects_documents"  # a schema change, not forced
+    TOO_MANY_GROUPS = "too_many_groups"  # an aggregation over AGGREGATE_MAX_GROUPS
 
 
 class FieldError(BaseModel):

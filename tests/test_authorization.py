@@ -368,6 +368,10 @@ ROUTES: dict[str, tuple[str, Builder]] = {
         lambda w, p: (f"{DOCS}/bulk-delete", {"json": {"filter": {}, "dry_run": True}}),
     ),
     "documents_count": ("collection", lambda w, p: (f"{DOCS}/count", {})),
+    "documents_aggregate": (
+        "collection",
+        lambda w, p: (f"{DOCS}/aggregate", {"json": {"metrics": [{"name": "n", "op": "count"}]}}),
+    ),
     # A stream the caller may open (it ends at once here: REALTIME_MAX_STREAM_SECONDS).
     "documents_events": ("collection", lambda w, p: ("/v1/collections/notes/events", {})),
     "realtime_ticket": ("signed_in", lambda w, p: ("/v1/realtime/tickets", {})),

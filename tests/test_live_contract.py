@@ -295,3 +295,39 @@ def test_typed_operators_stay_small_for_recursive_schemas() -> None:
     assert len(paths) == MAX_PATHS
     assert "f0.g0" in paths and "f0.g0.f0" not in paths  # A is not unrolled inside A
     assert update["properties"]["set"]["additionalProperties"] is True  # cut off: open
+
+
+async def test_aggregations_are_typed_by_the_collections_fields(
+    client: httpx.AsyncClient, user: Account, declared: None
+) -> None:
+    spec = (await client.get("/v1/schema/openapi.json", headers=user.headers)).json()
+    operation = spec["paths"]["/v1/collections/tasks/documents/aggregate"]["post"]
+    assert operation["operationId"] == "tasks_aggregate"
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/TasksAggregate"}
+    check = validator_for(spec, "TasksAggregate")
+
+    def valid(request: dict[str, Any]) -> bool:
+        return check.is_valid(request)
+
+    count = {"name": "n", "op": "count"}
+    assert valid(
+        {
+            "group_by": [
+                {"name": "status", "field": "data.status"},
+                {"name": "week", "field": "data.due", "bucket": "week"},
+            ],
+            "metrics": [count, {"name": "p", "op": "avg", "field": "data.meta.priority"}],
+        }
+    )
+    assert valid({"metrics": [{"name": "first", "op": "min", "field": "data.title"}]})
+    assert not valid({"metrics": [{"name": "s", "op": "sum", "field": "data.title"}]})
+    assert not valid({"metrics": [{"name": "s", "op": "max", "field": "data.nothing"}]})
+    assert not valid(
+        {"group_by": [{"name": "d", "field": "data.title", "bucket": "day"}], "metrics": [count]}
+    )
+    # A collection without a schema keeps the generic request.
+    untyped = spec["paths"]["/v1/collections/class/documents/aggregate"]["post"]
+    assert untyped["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/AggregateIn"
+    }

@@ -25,9 +25,11 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 from app.collections.models import CollectionSpec
+from app.contract.aggregate import add_aggregate
 from app.contract.operators import update_schema
 
 DOCUMENTS_PREFIX = "/v1/collections/{name}/documents"
@@ -42,6 +44,7 @@ _SUFFIXES = {
     "documents_delete": "delete",
     "documents_bulk_create": "bulk",
     "documents_count": "count",
+    "documents_aggregate": "aggregate",
     "documents_update": "update",
     "documents_bulk_update": "bulk_update",
     "documents_bulk_delete": "bulk_delete",
@@ -272,6 +275,10 @@ def _replace_refs(node: Any, replacements: dict[str, str]) -> Any:
     return _walk_refs(node, lambda ref: replacements.get(ref, ref))
 
 
+def _part(names: _Names, prefix: str, part: str) -> str:
+    return names.component(f"{prefix}{part}")
+
+
 def add_collections(
     static: dict[str, Any], specs: list[CollectionSpec], server_url: str
 ) -> dict[str, Any]:
@@ -336,6 +343,7 @@ def add_collections(
         bulk_update["properties"]["update"] = {"$ref": f"{_REF_ROOT}{update_name}"}
         bulk_update.pop("examples", None)
         schemas[bulk_update_name] = bulk_update
+        aggregate_name = add_aggregate(schemas, static, data, partial(_part, names, prefix))
         replacements = {
             f"{_REF_ROOT}DocumentUpdate": f"{_REF_ROOT}{update_name}",
             f"{_REF_ROOT}BulkUpdateIn": f"{_REF_ROOT}{bulk_update_name}",
@@ -343,6 +351,8 @@ def add_collections(
             f"{_REF_ROOT}DocumentPage": f"{_REF_ROOT}{prefix}Page",
             f"{_REF_ROOT}BulkCreate": f"{_REF_ROOT}{prefix}BulkCreate",
         }
+        if aggregate_name is not None:
+            replacements[f"{_REF_ROOT}AggregateIn"] = f"{_REF_ROOT}{aggregate_name}"
         for path, methods in generic.items():
             concrete = path.replace("{name}", collection.id, 1)
             target = spec["paths"].setdefault(concrete, {})

@@ -72,7 +72,7 @@ async def write_landed(
 
 
 # `GET .../documents/count` is a route: no document may take that id.
-RESERVED_IDS = frozenset({"count", "bulk", "bulk-update", "bulk-delete"})
+RESERVED_IDS = frozenset({"count", "bulk", "bulk-update", "bulk-delete", "aggregate"})
 
 
 class PreconditionFailed(AppError):

@@ -183,6 +183,13 @@ class DocumentRepository:
         )
         return await cursor.to_list(length=limit)
 
+    async def aggregate(self, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run a pipeline built by the service (never a client's), time-bounded, in memory."""
+        cursor = await self.collection.aggregate(
+            pipeline, maxTimeMS=self.max_time_ms, allowDiskUse=False
+        )
+        return await cursor.to_list()
+
     async def fields_of(self, doc_id: str, paths: list[str]) -> dict[str, Any] | None:
         """Only `paths` of one stored document (raw), or None."""
         return await self.collection.find_one(

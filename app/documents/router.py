@@ -12,6 +12,9 @@ from app.documents.bulk import BulkChange
 from app.documents.core import RESERVED_IDS
 from app.documents.models import StoredDocument
 from app.documents.schemas import (
+    AggregateGroup,
+    AggregateIn,
+    AggregateOut,
     BulkChangeIn,
     BulkChangeOut,
     BulkCreate,
@@ -250,6 +253,26 @@ async def count_documents(
     filter: Filter = None,
 ) -> DocumentCount:
     return DocumentCount(count=await documents.count(name, caller, filter))
+
+
+@router.post(
+    "/aggregate",
+    operation_id="documents_aggregate",
+    summary="Count, sum, average, least and greatest per group of readable documents",
+    description="Groups by fields or date buckets (`group_by`, up to 3) the documents the "
+    "caller may read that match `filter`, with `metrics` per group. More than "
+    "AGGREGATE_MAX_GROUPS groups is 422 `too_many_groups`; fields a field rule hides in "
+    "some documents are 403 `field_forbidden`.",
+    responses=problem_responses(400, 401, 403, 404, 422, 503),
+)
+async def aggregate_documents(
+    name: str, body: AggregateIn, caller: OptionalUser, documents: DocumentServiceDep
+) -> AggregateOut:
+    found = await documents.aggregate(name, caller, body)
+    return AggregateOut(
+        groups=[AggregateGroup(key=g.key, values=g.values) for g in found.groups],
+        more=found.more,
+    )
 
 
 @router.get(

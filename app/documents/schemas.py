@@ -13,13 +13,14 @@ from app.errors import ErrorCode, FieldError
 # route's path convertor refuses them. The published patterns say so exactly; pydantic's
 # regex engine has no look-ahead, so validation uses the plain pattern.
 DOC_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-NOT_RESERVED = r"(?!(?:bulk|bulk-update|bulk-delete|count)$)"
+NOT_RESERVED = r"(?!(?:aggregate|bulk|bulk-update|bulk-delete|count)$)"
 DocId = Annotated[
     str,
     Field(
         pattern=DOC_ID_PATTERN,
         json_schema_extra={"pattern": f"^{NOT_RESERVED}[A-Za-z0-9_-]{{1,64}}$"},
-        description="1 to 64 of A-Z a-z 0-9 _ -, but not count, bulk, bulk-update or bulk-delete",
+        description="1 to 64 of A-Z a-z 0-9 _ -, but not count, bulk, bulk-update, bulk-delete or "
+        "aggregate",
     ),
 ]
 
@@ -198,3 +199,113 @@ class ShareOut(BaseModel):
 
 class ShareList(BaseModel):
     items: list[ShareOut]
+
+
+# -- aggregation (POST .../documents/aggregate) ---------------------------------------------
+
+AGGREGATE_MAX_KEYS = 3
+AGGREGATE_MAX_METRICS = 10
+AGGREGATE_MAX_LIMIT = 1000
+FIELD_PATH_PATTERN = r"^(?:data(?:\.[^.$\x00]{1,100}){1,8}|owner|team|created_at|updated_at)$"
+FieldPath = Annotated[
+    str,
+    Field(
+        pattern=FIELD_PATH_PATTERN,
+        max_length=400,
+        description="`data.<path>` (dots between names), or owner, team, created_at, updated_at",
+    ),
+]
+ResultName = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+        description="What the key or value is called in each group",
+    ),
+]
+Bucket = Literal["hour", "day", "week", "month", "year"]
+
+
+class FieldKey(BaseModel):
+    """Group by a field's value (documents without it form the group `null`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: ResultName
+    field: FieldPath
+
+
+class BucketKey(BaseModel):
+    """Group by the date in a field, cut to an hour (2026-12-07T10), day (2026-12-07),
+    ISO week (2026-W49), month (2026-12) or year (2026), in UTC. created_at and updated_at
+    are dates; a `data` field must hold RFC 3339 text (others form the group `null`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: ResultName
+    field: FieldPath
+    bucket: Bucket
+
+
+class CountMetric(BaseModel):
+    """How many documents are in the group."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: ResultName
+    op: Literal["count"]
+
+
+class FieldMetric(BaseModel):
+    """The sum, average, least or greatest value of a field in the group (sum and avg
+    count numbers only; a group with none has avg null and sum 0)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: ResultName
+    op: Literal["sum", "avg", "min", "max"]
+    field: FieldPath
+
+
+Metric = Annotated[CountMetric | FieldMetric, Field(discriminator="op")]
+
+
+class AggregateSort(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    by: ResultName = Field(description="A key's or a metric's name")
+    order: Literal["asc", "desc"] = "asc"
+
+
+class AggregateIn(BaseModel):
+    """Groups of the documents the caller may read that match `filter`, with values
+    computed per group. No `group_by`: one group of every match."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "filter": {"data.status": "paid"},
+                    "group_by": [{"name": "month", "field": "created_at", "bucket": "month"}],
+                    "metrics": [
+                        {"name": "orders", "op": "count"},
+                        {"name": "revenue", "op": "sum", "field": "data.total"},
+                    ],
+                    "sort": [{"by": "month", "order": "desc"}],
+                    "limit": 12,
+                }
+            ]
+        },
+    )
+    filter: dict[str, Any] | None = Field(
+        default=None, description="The filter language, as in lists (an object, not text)"
+    )
+    group_by: Annotated[list[FieldKey | BucketKey], Field(max_length=AGGREGATE_MAX_KEYS)] = []
+    metrics: Annotated[list[Metric], Field(min_length=1, max_length=AGGREGATE_MAX_METRICS)]
+    sort: Annotated[list[AggregateSort], Field(max_length=AGGREGATE_MAX_KEYS + 1)] = []
+    limit: Annotated[int, Field(ge=1, le=AGGREGATE_MAX_LIMIT)] = 100
+
+
+class AggregateGroup(BaseModel):
+    key: dict[str, Any] = Field(description="Each `group_by` name and its value in this group")
+    values: dict[str, Any] = Field(description="Each metric's name and its value")
+
+
+class AggregateOut(BaseModel):
+    groups: list[AggregateGroup]
+    more: bool = Field(description="True when there are more groups than `limit`")

@@ -8,6 +8,7 @@ modules of their own by what callers do:
 - `sharing.py`: who else a document is shared with;
 - `bulk.py`: many documents per request (bulk create, update and delete by filter);
 - `queries.py`: pages, counts and streams;
+- `aggregation.py`: counts, sums and averages per group;
 - `maintenance.py`: imports, account deletion and schema dry runs, for scripts, the
   account lifecycle and admins;
 - `migration.py`: a change applied to every stored document (scripts.migrate).
@@ -15,6 +16,7 @@ modules of their own by what callers do:
 
 from __future__ import annotations
 
+from app.documents.aggregation import DocumentAggregation
 from app.documents.bulk import BulkDocuments
 from app.documents.maintenance import DocumentMaintenance
 from app.documents.migration import DocumentMigration
@@ -23,6 +25,11 @@ from app.documents.sharing import DocumentSharing
 
 
 class DocumentService(
-    BulkDocuments, DocumentMigration, DocumentSharing, DocumentQueries, DocumentMaintenance
+    BulkDocuments,
+    DocumentMigration,
+    DocumentSharing,
+    DocumentQueries,
+    DocumentAggregation,
+    DocumentMaintenance,
 ):
     """Everything documents do (see the module docstring for where each part lives)."""
