@@ -15,7 +15,7 @@ from tests.support.problems import assert_problem
 AGG = "/v1/collections/orders/documents/aggregate"
 DOCS = "/v1/collections/orders/documents"
 
-ORDERS = [
+ORDERS: list[dict[str, Any]] = [
     {"status": "paid", "total": 10, "when": "2026-11-03T10:00:00Z"},
     {"status": "paid", "total": 30.5, "when": "2026-11-20T08:00:00+02:00"},
     {"status": "paid", "total": 5, "when": "2026-12-01T00:00:00Z"},
