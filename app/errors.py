@@ -95,6 +95,7 @@ class ErrorCode(StrEnum):
     MAIL_NOT_RETRYABLE = "mail_not_retryable"  # only failed messages are sent again
     SCHEMA_REJECTS_DOCUMENTS = "schema_rejects_documents"  # a schema change, not forced
     TOO_MANY_GROUPS = "too_many_groups"  # an aggregation over AGGREGATE_MAX_GROUPS
+    SEARCH_NOT_ENABLED = "search_not_enabled"  # ?search= on a collection without `search`
 
 
 class FieldError(BaseModel):

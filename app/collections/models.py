@@ -55,6 +55,13 @@ class IndexSpec(BaseModel):
     expire_after_seconds: int | None = None
 
 
+class SearchSpec(BaseModel):
+    """Full-text search over these `data` fields (the first ranks higher), in a language."""
+
+    fields: list[str]
+    language: str = "english"
+
+
 class CollectionSpec(Document):
     """One Docstore collection. Its documents live in the MongoDB collection `storage_name`."""
 
@@ -63,6 +70,7 @@ class CollectionSpec(Document):
     json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
     indexes: list[IndexSpec] = Field(default_factory=list)
     access: Access = Field(default_factory=Access)
+    search: SearchSpec | None = None
     created_at: datetime
     updated_at: datetime
 

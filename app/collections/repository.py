@@ -38,9 +38,12 @@ _RULE_INDEXES = {
 }
 
 
+_SEARCH_INDEX = IndexModel([("_search", ASCENDING)], name="_search")
+
+
 def internal_indexes(spec: CollectionSpec | None) -> list[IndexModel]:
     """Our own indexes of a collection: always `_created` and `_owner`; `_team` and
-    `_shared` when its rules read `team` or `shared.*`."""
+    `_shared` when its rules read `team` or `shared.*`; `_search` with full-text search."""
     models = list(_INTERNAL_INDEXES)
     if spec is not None:
         read = rule_fields(spec)
@@ -48,6 +51,8 @@ def internal_indexes(spec: CollectionSpec | None) -> list[IndexModel]:
             models.append(_RULE_INDEXES["team"])
         if read & {"shared.read", "shared.write"}:
             models.append(_RULE_INDEXES["shared.read"])
+        if spec.search is not None:  # the token index of full-text search (its terms)
+            models.append(_SEARCH_INDEX)
     return models
 
 

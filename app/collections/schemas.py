@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from app.clock import Timestamp
-from app.collections.models import Access, CollectionSpec, IndexSpec, ReadAccess, WriteAccess
+from app.collections.models import (
+    Access,
+    CollectionSpec,
+    IndexSpec,
+    ReadAccess,
+    SearchSpec,
+    WriteAccess,
+)
 from app.documents.rules import MAX_RULE_LENGTH
 from app.errors import FieldError
 
@@ -15,6 +22,10 @@ NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 CollectionName = Annotated[str, Field(pattern=NAME_PATTERN, description="^[a-z][a-z0-9_]{0,62}$")]
 MAX_INDEXES = 16
 MAX_INDEX_FIELDS = 8
+MAX_SEARCH_FIELDS = 10
+SearchLanguage = Literal[
+    "none", "english", "french", "german", "spanish", "italian", "portuguese", "dutch"
+]
 
 _EXAMPLE: dict[str, Any] = {
     "name": "notes",
@@ -137,6 +148,29 @@ class AccessIn(BaseModel):
     )
 
 
+class SearchIn(BaseModel):
+    """Full-text search: `GET .../documents?search=` matches these fields' words."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"fields": ["data.title", "data.body"]}]},
+    )
+    fields: Annotated[
+        list[Annotated[str, Field(pattern=FIELD_RULE_PATH, description="data.<field>[...]")]],
+        Field(
+            min_length=1,
+            max_length=MAX_SEARCH_FIELDS,
+            json_schema_extra={"uniqueItems": True},
+            description="Text fields (strings, or lists and objects of them); the first "
+            "ranks higher",
+        ),
+    ]
+    language: SearchLanguage = Field(
+        default="english",
+        description="Words are reduced to their stems in this language (none: as written)",
+    )
+
+
 class CollectionIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_EXAMPLE]})
     name: CollectionName
@@ -146,6 +180,7 @@ class CollectionIn(BaseModel):
     )
     indexes: Annotated[list[IndexIn], Field(max_length=MAX_INDEXES)] = Field(default_factory=list)
     access: AccessIn = Field(default_factory=AccessIn)
+    search: SearchIn | None = None
 
 
 class CollectionPatch(BaseModel):
@@ -159,6 +194,11 @@ class CollectionPatch(BaseModel):
     json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
     indexes: Annotated[list[IndexIn], Field(max_length=MAX_INDEXES)] | None = None
     access: AccessIn | None = None
+    search: SearchIn | None = Field(
+        default=None,
+        description="null turns search off. Documents stored before a change are indexed "
+        "by `make reindex` (scripts.reindex); later writes index themselves",
+    )
     force: bool = Field(
         default=False,
         description="Change the schema even though stored documents would not pass it "
@@ -174,6 +214,7 @@ class CollectionOut(BaseModel):
     json_schema: dict[str, Any] | None = Field(alias="schema")
     indexes: list[IndexSpec] | None = Field(description="Null unless the caller is an admin")
     access: Access
+    search: SearchSpec | None = None
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -185,6 +226,7 @@ class CollectionOut(BaseModel):
             json_schema=spec.json_schema,
             indexes=spec.indexes,
             access=spec.access,
+            search=spec.search,
             created_at=spec.created_at,
             updated_at=spec.updated_at,
         )

@@ -10,14 +10,14 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from app.clock import Clock
-from app.collections.models import Access, CollectionSpec, IndexSpec
+from app.collections.models import Access, CollectionSpec, IndexSpec, SearchSpec
 from app.collections.repository import (
     CollectionExistsError,
     CollectionRepository,
     IndexBuildError,
     internal_index_like,
 )
-from app.collections.schemas import AccessIn, CollectionIn, CollectionPatch, IndexIn
+from app.collections.schemas import AccessIn, CollectionIn, CollectionPatch, IndexIn, SearchIn
 from app.collections.validation import check_schema, compile_validator
 from app.documents import rules
 from app.errors import Conflict, ErrorCode, FieldError, NotFound, ValidationFailed
@@ -115,6 +115,23 @@ def _access_problems(declared: AccessIn) -> list[FieldError]:
     return problems
 
 
+def check_search(declared: SearchIn | None) -> None:
+    if declared is None:
+        return
+    seen: set[str] = set()
+    for index, path in enumerate(declared.fields):
+        if path in seen:
+            raise ValidationFailed(
+                f"{path} is listed twice in search.fields",
+                errors=[
+                    FieldError(
+                        loc=["body", "search", "fields", index], msg="listed twice", type="unique"
+                    )
+                ],
+            )
+        seen.add(path)
+
+
 def check_access(declared: AccessIn) -> None:
     problems = _access_problems(declared)
     if problems:
@@ -149,6 +166,7 @@ class CollectionService:
             )
         self._check(body.json_schema, body.indexes)
         check_access(body.access)
+        check_search(body.search)
         now = self.clock()
         return CollectionSpec(
             id=body.name,
@@ -156,6 +174,7 @@ class CollectionService:
             json_schema=body.json_schema,
             indexes=[IndexSpec(**i.model_dump()) for i in body.indexes],
             access=Access(**body.access.model_dump()),
+            search=SearchSpec(**body.search.model_dump()) if body.search else None,
             created_at=now,
             updated_at=now,
         )
@@ -202,8 +221,12 @@ class CollectionService:
             changed.json_schema if "json_schema" in given else None,
             indexes_in or [],
         )
-        if indexes_in is not None:
-            changed.indexes = [IndexSpec(**i.model_dump()) for i in indexes_in]
+        if "search" in given:
+            check_search(patch.search)
+            changed.search = SearchSpec(**patch.search.model_dump()) if patch.search else None
+        if indexes_in is not None or changed.search != spec.search:
+            if indexes_in is not None:
+                changed.indexes = [IndexSpec(**i.model_dump()) for i in indexes_in]
             try:
                 await self.repository.sync_indexes(changed)
             except IndexBuildError:

@@ -27,6 +27,7 @@ from app.documents.idempotency import IdempotencyStore
 from app.documents.models import StoredDocument
 from app.documents.offload import Transform, WorkPool, checked
 from app.documents.repository import DocumentRepository
+from app.documents.search import Indexer
 from app.documents.validation import DataLimits, check_data
 from app.errors import AppError, ErrorCode, Forbidden
 from app.pagination import CursorCodec
@@ -158,7 +159,7 @@ class DocumentCore:
         self.idempotency = idempotency
         self.cursors = cursors
         self.clock = clock
-        self._repositories: dict[str, DocumentRepository] = {}
+        self._repositories: dict[tuple[str, Any], DocumentRepository] = {}
         self.limits = DataLimits(
             max_bytes=settings.document_max_bytes, max_depth=settings.document_max_depth
         )
@@ -168,14 +169,21 @@ class DocumentCore:
     def _repository(self, spec: CollectionSpec) -> DocumentRepository:
         # One per storage collection, built on first use: a repository holds only the
         # driver's collection handle and settings, so sharing it is safe.
-        repository = self._repositories.get(spec.storage_name)
+        # Full-text search changes what a write stores: a declaration with other search
+        # fields gets a repository of its own.
+        search = spec.search
+        key = (spec.storage_name, None if search is None else (*search.fields, search.language))
+        repository = self._repositories.get(key)
         if repository is None:
             if len(self._repositories) >= MAX_REPOSITORIES:
                 self._repositories.clear()
             repository = DocumentRepository(
-                self.db, spec.storage_name, max_time_ms=self.settings.query_max_time_ms
+                self.db,
+                spec.storage_name,
+                max_time_ms=self.settings.query_max_time_ms,
+                indexer=None if search is None else Indexer(search.fields, search.language),
             )
-            self._repositories[spec.storage_name] = repository
+            self._repositories[key] = repository
         return repository
 
     async def find_any(self, spec: CollectionSpec, doc_id: str) -> StoredDocument | None:

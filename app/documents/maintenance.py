@@ -12,6 +12,7 @@ from app.collections.validation import check_schema
 from app.documents.core import DocumentCore
 from app.documents.models import StoredDocument
 from app.documents.offload import checked_each
+from app.documents.queries import SearchNotEnabled
 from app.errors import AppError, Conflict, ErrorCode, FieldError
 
 SCHEMA_CHECK_BATCH = 200
@@ -122,3 +123,13 @@ class DocumentMaintenance(DocumentCore):
                 for err in errors[:1]
             ],
         )
+
+    async def reindex_batch(
+        self, spec: CollectionSpec, *, after: str | None, size: int
+    ) -> tuple[str | None, int]:
+        """Store full-text search's terms for the next `size` documents after id `after`
+        (documents stored before `search` was declared or changed): the last id reached
+        (None when none were left) and how many were indexed."""
+        if spec.search is None:
+            raise SearchNotEnabled(f"Collection {spec.id} declares no `search` fields")
+        return await self._repository(spec).reindex(after=after, size=size)

@@ -7,6 +7,7 @@ from typing import Any
 
 from app.accounts.principal import Principal
 from app.collections.models import CollectionSpec
+from app.documents import access
 from app.documents.core import DocumentCore, Page, parse_filter
 from app.documents.filters import compile_fields, compile_sort
 from app.documents.keyset import (
@@ -17,6 +18,13 @@ from app.documents.keyset import (
     sort_values,
 )
 from app.documents.models import StoredDocument
+from app.documents.search import Indexer, score_stage
+from app.errors import AppError, ErrorCode, Forbidden
+from app.pagination import InvalidCursor
+
+
+class SearchNotEnabled(AppError):
+    code, status = ErrorCode.SEARCH_NOT_ENABLED, 400
 
 
 def projected(data: dict[str, Any], paths: list[str]) -> dict[str, Any]:
@@ -55,19 +63,27 @@ class DocumentQueries(DocumentCore):
         fields_raw: str | None,
         limit: int,
         cursor: str | None,
+        search: str | None = None,
     ) -> Page:
         spec = await self.collections.get(name)
         gate = await self.gate(spec, caller)
         parsed_filter = parse_filter(filter_raw) if filter_raw else None
+        terms = self._search_terms(spec, gate, search) if search is not None else None
+        if terms is not None and not sort_raw:
+            return await self._search_page(
+                spec, gate, terms, parsed_filter, fields_raw, limit=limit, cursor=cursor
+            )
         sort = compile_sort(sort_raw or "")
         query = self._compile_query(gate, parsed_filter, gate.read_scope("list"), sort)
+        if terms is not None:  # a search in another order than relevance
+            query = access.both(query, {"_search": {"$in": terms}})
         projection = compile_fields(fields_raw) if fields_raw else None
         # Field rules judge whole documents (a projection could drop what they read):
         # read them whole, hide, then keep the fields asked for.
         kept = None
         if projection is not None and gate.policy.fields:
             kept, projection = [p for p in projection if p.startswith("data")], None
-        scope = f"{name}:{query_scope(parsed_filter, sort)}"
+        scope = f"{name}:{query_scope([parsed_filter, terms], sort)}"
         if cursor:
             after = after_clause(sort, decode_cursor(self.cursors, cursor, scope))
             query = {"$and": [query, after]} if query else after
@@ -81,6 +97,77 @@ class DocumentQueries(DocumentCore):
                 # The page may not carry every sort key; read them for the last row only.
                 last = await repo.fields_of(last["_id"], [path for path, _ in sort]) or last
             next_cursor = encode_cursor(self.cursors, sort_values(last, sort), scope)
+        items = [gate.shown(StoredDocument.from_mongo(row)) for row in rows]
+        if kept is not None:
+            for item in items:
+                item.data = projected(item.data, kept)
+        return Page(items=items, next_cursor=next_cursor)
+
+    @staticmethod
+    def _search_terms(spec: CollectionSpec, gate: access.Gate, text: str) -> list[str]:
+        if spec.search is None:
+            raise SearchNotEnabled(
+                f"Collection {spec.id} has no full-text search: declare `search` fields "
+                "(PATCH /v1/collections/{name})"
+            )
+        # Which documents match would tell the words of a field the caller cannot read.
+        hidden = gate.unfilterable(spec.search.fields)
+        if hidden is not None:
+            raise Forbidden(
+                f"{hidden} is readable only in some documents: it cannot be searched",
+                code=ErrorCode.FIELD_FORBIDDEN,
+            )
+        return Indexer(spec.search.fields, spec.search.language).query(text)
+
+    async def _search_page(
+        self,
+        spec: CollectionSpec,
+        gate: access.Gate,
+        terms: list[str],
+        parsed_filter: Any,
+        fields_raw: str | None,
+        *,
+        limit: int,
+        cursor: str | None,
+    ) -> Page:
+        """Documents having any of `terms`, best first (search.py says how they rank)."""
+        if not terms:  # only common words, or none: nothing to look for
+            return Page(items=[], next_cursor=None)
+        kept = None
+        if fields_raw:  # read whole (field rules judge whole documents), then keep these
+            kept = [p for p in compile_fields(fields_raw) if p.startswith("data")]
+        query = self._compile_query(gate, parsed_filter, gate.read_scope("list"))
+        pipeline: list[dict[str, Any]] = [
+            {"$match": access.both(query, {"_search": {"$in": terms}})},
+            score_stage(terms),
+        ]
+        scope = f"{spec.id}:search:{query_scope([parsed_filter, terms], [])}"
+        if cursor:
+            last = decode_cursor(self.cursors, cursor, scope)
+            score, after = last.get("score"), last.get("id")
+            if not isinstance(score, int | float) or not isinstance(after, str):
+                raise InvalidCursor("The cursor is malformed; start from the first page")
+            pipeline.append(
+                {
+                    "$match": {
+                        "$or": [
+                            {"_score": {"$lt": score}},
+                            {"_score": score, "_id": {"$gt": after}},
+                        ]
+                    }
+                }
+            )
+        pipeline += [
+            {"$sort": {"_score": -1, "_id": 1}},
+            {"$limit": limit + 1},
+            {"$project": {"_search": 0, "_search_first": 0}},
+        ]
+        rows = await self._repository(spec).aggregate(pipeline)
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            values = {"score": rows[-1]["_score"], "id": rows[-1]["_id"]}
+            next_cursor = encode_cursor(self.cursors, values, scope)
         items = [gate.shown(StoredDocument.from_mongo(row)) for row in rows]
         if kept is not None:
             for item in items:

@@ -12,6 +12,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from app.db import transaction
 from app.db.client import Db
 from app.documents.models import StoredDocument
+from app.documents.search import Indexer
 
 # How many of a document's last write ids it keeps: more than the writes that can land
 # between a lost answer and the re-read that looks for it (one retry, one read).
@@ -34,13 +35,23 @@ def _is_id_clash(exc: DuplicateKeyError) -> bool:
 class DocumentRepository:
     """Documents of one Docstore collection (MongoDB collection `storage_name`)."""
 
-    def __init__(self, db: Db, storage_name: str, *, max_time_ms: int) -> None:
+    def __init__(
+        self, db: Db, storage_name: str, *, max_time_ms: int, indexer: Indexer | None = None
+    ) -> None:
         self.collection = db[storage_name]
         self.max_time_ms = max_time_ms
+        # Full-text search's terms, stored beside `data` on every write (search.py).
+        self.indexer = indexer
+
+    def _raw(self, doc: StoredDocument) -> dict[str, Any]:
+        raw = doc.to_mongo()
+        if self.indexer is not None:
+            raw.update(self.indexer.terms(doc.data))
+        return raw
 
     async def insert(self, doc: StoredDocument) -> None:
         try:
-            await self.collection.insert_one(doc.to_mongo(), session=transaction.current())
+            await self.collection.insert_one(self._raw(doc), session=transaction.current())
         except DuplicateKeyError as exc:
             if _is_id_clash(exc):
                 raise DocumentExistsError(doc.id) from exc
@@ -51,7 +62,7 @@ class DocumentRepository:
         if not docs:
             return {}
         try:
-            await self.collection.insert_many([d.to_mongo() for d in docs], ordered=False)
+            await self.collection.insert_many([self._raw(d) for d in docs], ordered=False)
         except BulkWriteError as exc:
             failures: dict[int, DuplicateKeyError] = {}
             for err in exc.details.get("writeErrors", []):
@@ -103,7 +114,11 @@ class DocumentRepository:
         result = await self.collection.update_one(
             {"_id": current.id, "version": current.version},
             {
-                "$set": {"data": data, "updated_at": now},
+                "$set": {
+                    "data": data,
+                    "updated_at": now,
+                    **(self.indexer.terms(data) if self.indexer is not None else {}),
+                },
                 "$inc": {"version": 1},
                 "$push": {"writes": {"$each": [write_id], "$slice": -WRITES_KEPT}},
             },
@@ -198,6 +213,19 @@ class DocumentRepository:
 
     async def count(self, query: dict[str, Any]) -> int:
         return await self.collection.count_documents(query, maxTimeMS=self.max_time_ms)
+
+    async def reindex(self, *, after: str | None, size: int) -> tuple[str | None, int]:
+        """Store the search terms of the next `size` documents after id `after` (derived
+        data: no version bump): the last id reached (None when none were left), and how
+        many were indexed."""
+        assert self.indexer is not None
+        query = {} if after is None else {"_id": {"$gt": after}}
+        rows = await self.collection.find(query, {"data": 1}).sort("_id", 1).to_list(size)
+        for raw in rows:
+            await self.collection.update_one(
+                {"_id": raw["_id"]}, {"$set": self.indexer.terms(raw.get("data", {}))}
+            )
+        return (rows[-1]["_id"] if rows else None), len(rows)
 
 
 def _and(query: Conditions, conditions: Conditions) -> Conditions:

@@ -227,6 +227,15 @@ async def list_documents(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
+    search: Annotated[
+        str | None,
+        Query(
+            max_length=500,
+            description="Full-text search of the collection's `search` fields: documents "
+            "with any of its words, best first (unless `sort` orders them); combines with "
+            "`filter`. 400 `search_not_enabled` when the collection declares none.",
+        ),
+    ] = None,
 ) -> Response:
     page = await documents.list_page(
         name,
@@ -236,6 +245,7 @@ async def list_documents(
         fields_raw=fields,
         limit=limit,
         cursor=cursor,
+        search=search,
     )
     return Response(encode_page(name, page.items, page.next_cursor), media_type="application/json")
 
