@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import httpx
 from beanie import init_beanie
@@ -277,6 +278,13 @@ class Container:
             return await users.get_principal(user_id) is not None
 
         documents.account_exists = account_exists
+
+        async def user_profiles(ids: list[str]) -> dict[str, tuple[str, datetime, datetime]]:
+            return {
+                str(u.id): (u.name, u.created_at, u.updated_at) for u in await users.get_many(ids)
+            }
+
+        documents.user_profiles = user_profiles
         collections.on_delete = file_store.delete_for
         documents.on_delete = file_store.delete_for
         files = FileService(

@@ -96,6 +96,7 @@ class ErrorCode(StrEnum):
     SCHEMA_REJECTS_DOCUMENTS = "schema_rejects_documents"  # a schema change, not forced
     TOO_MANY_GROUPS = "too_many_groups"  # an aggregation over AGGREGATE_MAX_GROUPS
     SEARCH_NOT_ENABLED = "search_not_enabled"  # ?search= on a collection without `search`
+    REFERENCE_RESTRICTED = "reference_restricted"  # x-on-delete: restrict (or a huge cascade)
 
 
 class FieldError(BaseModel):

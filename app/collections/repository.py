@@ -12,6 +12,7 @@ from app.collections.models import CollectionSpec, IndexSpec
 from app.db.change_feed import ReadCache
 from app.db.client import Db
 from app.documents.access import rule_fields
+from app.documents.relations import refs_of
 
 log = logging.getLogger("docstore.collections")
 
@@ -53,6 +54,10 @@ def internal_indexes(spec: CollectionSpec | None) -> list[IndexModel]:
             models.append(_RULE_INDEXES["shared.read"])
         if spec.search is not None:  # the token index of full-text search (its terms)
             models.append(_SEARCH_INDEX)
+        # References whose deletes act on this collection's documents are looked up by id.
+        for ref in refs_of(spec.json_schema).values():
+            if ref.on_delete is not None:
+                models.append(IndexModel([(ref.path, ASCENDING)], name=f"_ref_{ref.name}"))
     return models
 
 
@@ -118,6 +123,7 @@ class CollectionRepository:
         # Declarations are read on every document request; see app.db.change_feed.
         # Cached specs are shared: callers copy before they change one.
         self.cache = cache
+        self._all: tuple[int, list[CollectionSpec]] | None = None
 
     def _forget(self, name: str) -> None:
         if self.cache is not None:
@@ -149,6 +155,20 @@ class CollectionRepository:
 
     async def list_all(self) -> list[CollectionSpec]:
         return [CollectionSpec.model_validate(raw) async for raw in self.specs.find().sort("_id")]
+
+    async def list_all_cached(self) -> list[CollectionSpec]:
+        """Every declaration, kept while the read cache is trusted and no declaration has
+        changed since (any change, here or in another process, moves its epoch)."""
+        cache = self.cache
+        if cache is None or not cache.trusted():
+            return await self.list_all()
+        epoch = cache.epoch
+        if self._all is not None and self._all[0] == epoch:
+            return self._all[1]
+        found = await self.list_all()
+        if cache.epoch == epoch and cache.trusted():
+            self._all = (epoch, found)
+        return found
 
     async def replace(self, spec: CollectionSpec) -> None:
         try:

@@ -20,6 +20,7 @@ from app.collections.repository import (
 from app.collections.schemas import AccessIn, CollectionIn, CollectionPatch, IndexIn, SearchIn
 from app.collections.validation import check_schema, compile_validator
 from app.documents import rules
+from app.documents.relations import Ref, ref_problems, refs_of
 from app.errors import Conflict, ErrorCode, FieldError, NotFound, ValidationFailed
 
 log = logging.getLogger("docstore.collections")
@@ -151,6 +152,11 @@ class CollectionService:
     def _check(self, schema: dict[str, Any] | None, indexes: list[IndexIn]) -> None:
         if schema is not None:
             check_schema(schema)
+            wrong = ref_problems(schema)
+            if wrong:
+                raise ValidationFailed(
+                    "The schema's references are not valid: " + wrong[0].msg, errors=wrong
+                )
         problems = _index_problems(indexes)
         if problems:
             raise ValidationFailed(
@@ -202,6 +208,15 @@ class CollectionService:
 
     async def list_all(self) -> list[CollectionSpec]:
         return await self.repository.list_all()
+
+    async def referrers(self, target: str) -> list[tuple[CollectionSpec, Ref]]:
+        """The references to `target` that say what its deletes do (x-on-delete)."""
+        return [
+            (spec, ref)
+            for spec in await self.repository.list_all_cached()
+            for ref in refs_of(spec.json_schema).values()
+            if ref.target == target and ref.on_delete is not None
+        ]
 
     async def update(self, name: str, patch: CollectionPatch) -> CollectionSpec:
         spec = await self.repository.get(name, fresh=True)

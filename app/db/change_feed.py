@@ -71,6 +71,15 @@ class ReadCache(Generic[K, V]):
         self._entries.pop(key, None)
         self._epoch += 1
 
+    @property
+    def epoch(self) -> int:
+        """Bumped by every invalidation: a value derived from all entries is current while
+        the cache is trusted and the epoch it was made at has not moved."""
+        return self._epoch
+
+    def trusted(self) -> bool:
+        return self._trusted()
+
     def clear(self) -> None:
         self._entries.clear()
         self._epoch += 1

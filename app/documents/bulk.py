@@ -185,9 +185,16 @@ class BulkDocuments(DocumentCrud):
         if dry_run or not ids:
             return result
         repo = self._repository(spec)
+        plan = await self.plan_delete(spec, ids)  # 409 when a reference restricts one
         result.modified = await repo.delete_ids(ids, conditions=gate.change_scope("delete"))
         remaining = {doc.id for doc in await repo.get_many(ids)}
-        await self.delete_files(name, [i for i in ids if i not in remaining])
+        gone = [i for i in ids if i not in remaining]
+        if not plan.empty:
+            # Only what the deleted ones take with them (rules may have kept some).
+            await self.carry_out(
+                plan if len(gone) == len(ids) else await self.plan_delete(spec, gone)
+            )
+        await self.delete_files(name, gone)
         return result
 
 

@@ -17,7 +17,6 @@ from app.documents.core import (
     MAX_WRITE_ATTEMPTS,
     RESERVED_IDS,
     WRITE_JITTER,
-    DocumentCore,
     PreconditionFailed,
     PreconditionRequired,
     Preconditions,
@@ -28,6 +27,7 @@ from app.documents.core import (
     write_landed,
 )
 from app.documents.idempotency import Replay, request_fingerprint
+from app.documents.integrity import DocumentIntegrity
 from app.documents.json_patch import apply_json_patch, parse_json_patch
 from app.documents.merge_patch import merge_patch
 from app.documents.models import StoredDocument
@@ -38,7 +38,7 @@ from app.errors import FieldError, Forbidden, ValidationFailed
 from app.observability.metrics import WRITE_RETRIES
 
 
-class DocumentCrud(DocumentCore):
+class DocumentCrud(DocumentIntegrity):
     def _require_precondition(self, pre: Preconditions, *, creating_allowed: bool) -> None:
         if not self.settings.require_if_match or pre.if_match is not None:
             return
@@ -368,8 +368,11 @@ class DocumentCrud(DocumentCore):
         self._require_precondition(pre, creating_allowed=False)
         conditions = access.both(gate.change_scope("delete"), pre.version_condition())
         repo = self._repository(spec)
+        plan = await self.plan_delete(spec, [doc_id])  # 409 when a reference restricts it
         if not await repo.delete(doc_id, conditions=conditions):
             await self._explain_failed_write(spec, repo, caller, doc_id, pre, "delete")
+        if not plan.empty:
+            await self.carry_out(plan)
         if transaction.current() is None:  # a batch deletes files once it has committed
             await self.delete_files(name, [doc_id])
 

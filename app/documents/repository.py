@@ -168,8 +168,15 @@ class DocumentRepository:
         return result.deleted_count == 1
 
     async def delete_ids(self, ids: list[str], *, conditions: Conditions) -> int:
-        result = await self.collection.delete_many(_and({"_id": {"$in": ids}}, conditions))
+        result = await self.collection.delete_many(
+            _and({"_id": {"$in": ids}}, conditions), session=transaction.current()
+        )
         return result.deleted_count
+
+    async def update_where(self, query: Conditions, change: dict[str, Any]) -> int:
+        """Change every document `query` matches (integrity.py: cleared references)."""
+        result = await self.collection.update_many(query, change, session=transaction.current())
+        return result.modified_count
 
     async def get_many(self, ids: list[str]) -> list[StoredDocument]:
         cursor = self.collection.find({"_id": {"$in": ids}}, {"data": 0})

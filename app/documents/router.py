@@ -79,6 +79,16 @@ Filter = Annotated[
 ]
 
 
+Expand = Annotated[
+    str | None,
+    Query(
+        max_length=1000,
+        description="References (x-ref) to embed in `expanded`, comma-separated; dots go "
+        "through them: `author,comments.author`. At most 10 paths, 3 references deep.",
+    ),
+]
+
+
 TeamParam = Annotated[
     str | None,
     Query(
@@ -136,7 +146,7 @@ async def create_document(
         # The first request's answer: the same document, status and headers.
         first = DocumentOut.model_validate(replay.body)
         return JSONResponse(
-            first.model_dump(mode="json"),
+            first.model_dump(mode="json", exclude={"expanded"}),
             status_code=status.HTTP_201_CREATED,
             headers={"ETag": f'"{first.version}"', "Location": location(name, first.id)},
         )
@@ -227,6 +237,7 @@ async def list_documents(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
+    expand: Expand = None,
     search: Annotated[
         str | None,
         Query(
@@ -247,7 +258,12 @@ async def list_documents(
         cursor=cursor,
         search=search,
     )
-    return Response(encode_page(name, page.items, page.next_cursor), media_type="application/json")
+    expanded = None
+    if expand is not None:
+        expanded = await documents.expanded_for(name, caller, page.items, expand)
+    return Response(
+        encode_page(name, page.items, page.next_cursor, expanded), media_type="application/json"
+    )
 
 
 @router.get(
@@ -290,7 +306,8 @@ async def aggregate_documents(
     response_model=DocumentOut,
     operation_id="documents_get",
     summary="Read a document",
-    description="Answers 304 when `If-None-Match` names its current ETag.",
+    description="Answers 304 when `If-None-Match` names its current ETag (not with "
+    "`expand`: that body depends on other documents too).",
     responses={304: {"description": "Not Modified"}, **problem_responses(401, 404, 405)},
 )
 async def get_document(
@@ -299,7 +316,13 @@ async def get_document(
     caller: OptionalUser,
     documents: DocumentServiceDep,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
+    expand: Expand = None,
 ) -> Response:
+    if expand is not None:
+        # The body then depends on other documents too: no ETag, never 304.
+        doc = await documents.get(name, doc_id, caller)
+        expanded = await documents.expanded_for(name, caller, [doc], expand)
+        return Response(encode_document(name, doc, expanded[doc.id]), media_type="application/json")
     answer = await read_document(documents, name, doc_id, caller, if_none_match)
     if answer.status == 304:
         return Response(status_code=304, headers={"ETag": answer.etag})

@@ -36,6 +36,26 @@ class DocumentOut(BaseModel):
     created_at: Timestamp
     updated_at: Timestamp
     data: dict[str, Any]
+    expanded: dict[str, ExpandedRef | list[ExpandedRef] | None] | None = Field(
+        default=None,
+        description="With `?expand=`: each named reference's document (a list for a list "
+        "of references; null when the field is empty)",
+    )
+
+
+class ExpandedRef(BaseModel):
+    id: str | None = Field(description="The id the reference holds (null: not an id)")
+    collection: str = Field(description="The referenced collection, or users")
+    document: DocumentOut | None = Field(
+        description="The document, as the caller may see it (an account: its name only)"
+    )
+    reason: Literal["not_found", "invalid"] | None = Field(
+        description="Why `document` is null: no such document the caller may read, or a "
+        "value that is not an id"
+    )
+
+
+DocumentOut.model_rebuild()
 
 
 class DocumentPage(BaseModel):

@@ -9,6 +9,7 @@ modules of their own by what callers do:
 - `bulk.py`: many documents per request (bulk create, update and delete by filter);
 - `queries.py`: pages, counts and streams;
 - `aggregation.py`: counts, sums and averages per group;
+- `expansion.py`: referenced documents embedded in reads (`?expand=`);
 - `maintenance.py`: imports, account deletion and schema dry runs, for scripts, the
   account lifecycle and admins;
 - `migration.py`: a change applied to every stored document (scripts.migrate).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from app.documents.aggregation import DocumentAggregation
 from app.documents.bulk import BulkDocuments
+from app.documents.expansion import DocumentExpansion
 from app.documents.maintenance import DocumentMaintenance
 from app.documents.migration import DocumentMigration
 from app.documents.queries import DocumentQueries
@@ -30,6 +32,7 @@ class DocumentService(
     DocumentSharing,
     DocumentQueries,
     DocumentAggregation,
+    DocumentExpansion,
     DocumentMaintenance,
 ):
     """Everything documents do (see the module docstring for where each part lives)."""

@@ -9,6 +9,7 @@ contract tests check the shape against the models.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from app.clock import rfc3339
 from app.documents.core import envelope
@@ -18,28 +19,42 @@ from app.documents.schemas import DocumentOut
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def encode_document(collection: str, doc: StoredDocument) -> bytes:
+def encode_document(
+    collection: str, doc: StoredDocument, expanded: dict[str, Any] | None = None
+) -> bytes:
     """The response body: the DocumentOut shape, encoded without building the model."""
+    body: dict[str, Any] = {
+        "id": doc.id,
+        "collection": collection,
+        "owner": doc.owner,
+        "team": doc.team,
+        "version": doc.version,
+        "created_at": rfc3339(doc.created_at),
+        "updated_at": rfc3339(doc.updated_at),
+        "data": doc.data,
+    }
+    if expanded is not None:
+        body["expanded"] = expanded
     try:
-        return _JSON.encode(
-            {
-                "id": doc.id,
-                "collection": collection,
-                "owner": doc.owner,
-                "team": doc.team,
-                "version": doc.version,
-                "created_at": rfc3339(doc.created_at),
-                "updated_at": rfc3339(doc.updated_at),
-                "data": doc.data,
-            }
-        ).encode()
+        return _JSON.encode(body).encode()
     except (TypeError, ValueError):
         # Data written around the API (a BSON type JSON lacks, a NaN): the model's encoder.
-        return DocumentOut.model_validate(envelope(collection, doc)).model_dump_json().encode()
+        fallback = envelope(collection, doc)
+        if expanded is not None:
+            fallback["expanded"] = expanded
+        return DocumentOut.model_validate(fallback).model_dump_json().encode()
 
 
-def encode_page(collection: str, docs: list[StoredDocument], next_cursor: str | None) -> bytes:
-    """A DocumentPage body."""
-    items = b",".join(encode_document(collection, doc) for doc in docs)
+def encode_page(
+    collection: str,
+    docs: list[StoredDocument],
+    next_cursor: str | None,
+    expanded: dict[str, dict[str, Any]] | None = None,
+) -> bytes:
+    """A DocumentPage body (with each document's `expanded`, by id, when given)."""
+    items = b",".join(
+        encode_document(collection, doc, None if expanded is None else expanded[doc.id])
+        for doc in docs
+    )
     cursor = _JSON.encode(next_cursor).encode()
     return b'{"items":[' + items + b'],"next_cursor":' + cursor + b"}"

@@ -49,7 +49,8 @@ class DocumentGetFastPath:
             await self.app(scope, receive, send)
             return
         match = _PATH.match(scope["path"])
-        if match is None or match.group(2) in RESERVED_IDS:
+        # A query (?expand=) is the route's: the fast path answers the plain read only.
+        if match is None or match.group(2) in RESERVED_IDS or scope.get("query_string"):
             await self.app(scope, receive, send)
             return
         authorization = if_none_match = None

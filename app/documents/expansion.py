@@ -1,0 +1,211 @@
+"""`?expand=`: referenced documents embedded in what a read returns, batched by level.
+
+`expand=author,comments.author` names references (relations.py) from the collection read:
+`author` is the document's `data.author`; `comments.author` is each comment's author. A
+level is one query per referenced collection for every document at that level (never one
+per document), limited to what the caller may read there: a document the caller cannot
+read, or that does not exist, comes back as `document: null` with reason `not_found` (the
+same answer, as a GET by id gives one 404 for both). A user reference expands to the
+account's public profile (`data.name`; never the email).
+
+Bounds (422 otherwise): EXPAND_MAX_PATHS paths, EXPAND_MAX_DEPTH references deep (a
+cycle, `parent.parent...`, ends there), and at most EXPAND_MAX_DOCUMENTS documents read
+per level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from app.accounts.principal import Principal
+from app.clock import rfc3339
+from app.collections.models import CollectionSpec
+from app.documents.core import DocumentCore
+from app.documents.models import StoredDocument
+from app.documents.relations import USERS, ExpandNode, Ref, ids_at, refs_of
+from app.errors import FieldError, NotFound, ValidationFailed
+
+EXPAND_MAX_PATHS = 10
+EXPAND_MAX_DEPTH = 3
+EXPAND_MAX_DOCUMENTS = 1000
+Expanded = dict[str, Any]  # reference name -> entry, or list of entries, or None
+
+
+def _refused(msg: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"expand: {msg}", errors=[FieldError(loc=["query", "expand"], msg=msg, type="expand")]
+    )
+
+
+def json_envelope(collection: str, doc: StoredDocument) -> dict[str, Any]:
+    return {
+        "id": doc.id,
+        "collection": collection,
+        "owner": doc.owner,
+        "team": doc.team,
+        "version": doc.version,
+        "created_at": rfc3339(doc.created_at),
+        "updated_at": rfc3339(doc.updated_at),
+        "data": doc.data,
+    }
+
+
+UserProfiles = Callable[[list[str]], Awaitable[Mapping[str, tuple[str, datetime, datetime]]]]
+
+
+class DocumentExpansion(DocumentCore):
+    # id -> (name, created_at, updated_at) of existing accounts; set by the container.
+    user_profiles: UserProfiles | None = None
+
+    async def expand_tree(self, spec: CollectionSpec, raw: str) -> dict[str, ExpandNode]:
+        """The references `raw` names, resolved collection by collection (422 when one is
+        not a reference, too deep, or too many)."""
+        paths = [p.strip() for p in raw.split(",") if p.strip()]
+        if not paths:
+            raise _refused("name at least one reference")
+        if len(paths) > EXPAND_MAX_PATHS:
+            raise _refused(f"at most {EXPAND_MAX_PATHS} paths")
+        tree: dict[str, ExpandNode] = {}
+        for path in paths:
+            nodes, rest, depth = tree, path.split("."), 0
+            collection: CollectionSpec | None = spec
+            while rest:
+                if collection is None:
+                    raise _refused(f"{path}: accounts have no references to expand")
+                refs = refs_of(collection.json_schema)
+                ref = next(
+                    (
+                        refs[".".join(rest[:n])]
+                        for n in range(len(rest), 0, -1)
+                        if ".".join(rest[:n]) in refs
+                    ),
+                    None,
+                )
+                if ref is None:
+                    raise _refused(
+                        f"{path}: {'.'.join(rest)} is not a reference (x-ref) of {collection.id}"
+                    )
+                depth += 1
+                if depth > EXPAND_MAX_DEPTH:
+                    raise _refused(f"{path}: more than {EXPAND_MAX_DEPTH} references deep")
+                node = nodes.setdefault(ref.name, ExpandNode(ref))
+                rest = rest[len(ref.name.split(".")) :]
+                nodes = node.children
+                if ref.target == USERS:
+                    collection = None
+                elif rest:
+                    try:
+                        collection = await self.collections.get(ref.target)
+                    except NotFound:
+                        raise _refused(f"{path}: collection {ref.target} does not exist") from None
+        return tree
+
+    async def _fetch(
+        self, target: str, ids: set[str], caller: Principal | None
+    ) -> dict[str, dict[str, Any]]:
+        """The documents among `ids` of `target` the caller may read, as JSON envelopes."""
+        if not ids:
+            return {}
+        if target == USERS:
+            if self.user_profiles is None:
+                return {}
+            profiles = await self.user_profiles(sorted(ids))
+            return {
+                i: {
+                    "id": i,
+                    "collection": USERS,
+                    "owner": i,
+                    "team": None,
+                    "version": 1,
+                    "created_at": rfc3339(created),
+                    "updated_at": rfc3339(updated),
+                    "data": {"name": name},
+                }
+                for i, (name, created, updated) in profiles.items()
+            }
+        try:
+            spec = await self.collections.get(target)
+        except NotFound:
+            return {}
+        gate = await self.gate(spec, caller)
+        query = {"$and": [{"_id": {"$in": sorted(ids)}}, gate.read_scope("read")]}
+        rows = await self._repository(spec).find_page(
+            query, sort=[("_id", 1)], limit=len(ids), projection=None
+        )
+        return {
+            row["_id"]: json_envelope(target, gate.shown(StoredDocument.from_mongo(row)))
+            for row in rows
+        }
+
+    async def expanded_for(
+        self, name: str, caller: Principal | None, docs: list[StoredDocument], raw: str
+    ) -> dict[str, Expanded]:
+        return await self.expand(await self.collections.get(name), caller, docs, raw)
+
+    async def expand(
+        self,
+        spec: CollectionSpec,
+        caller: Principal | None,
+        docs: list[StoredDocument],
+        raw: str,
+    ) -> dict[str, Expanded]:
+        """Each document's `expanded`, by its id."""
+        tree = await self.expand_tree(spec, raw)
+        out: dict[str, Expanded] = {doc.id: {} for doc in docs}
+        frontier: list[tuple[Expanded, dict[str, Any], dict[str, ExpandNode]]] = [
+            (out[doc.id], doc.data, tree) for doc in docs
+        ]
+        while frontier:
+            wanted: dict[str, set[str]] = {}
+            for _, data, nodes in frontier:
+                for node in nodes.values():
+                    wanted.setdefault(node.ref.target, set()).update(ids_at(data, node.ref)[0])
+            if sum(len(ids) for ids in wanted.values()) > EXPAND_MAX_DOCUMENTS:
+                raise _refused(
+                    f"more than {EXPAND_MAX_DOCUMENTS} referenced documents at one level: "
+                    "page with a smaller limit"
+                )
+            found = {
+                target: await self._fetch(target, ids, caller) for target, ids in wanted.items()
+            }
+            following: list[tuple[Expanded, dict[str, Any], dict[str, ExpandNode]]] = []
+            for holder, data, nodes in frontier:
+                for name, node in nodes.items():
+                    holder[name] = self._entries(node, data, found[node.ref.target], following)
+            frontier = following
+        return out
+
+    @staticmethod
+    def _entries(
+        node: ExpandNode,
+        data: dict[str, Any],
+        found: dict[str, dict[str, Any]],
+        following: list[tuple[Expanded, dict[str, Any], dict[str, ExpandNode]]],
+    ) -> Any:
+        ref: Ref = node.ref
+        ids, usable = ids_at(data, ref)
+
+        def entry(doc_id: str | None) -> dict[str, Any]:
+            if doc_id is None:
+                return {"id": None, "collection": ref.target, "document": None, "reason": "invalid"}
+            document = found.get(doc_id)
+            if document is None:
+                return {
+                    "id": doc_id,
+                    "collection": ref.target,
+                    "document": None,
+                    "reason": "not_found",
+                }
+            document = dict(document)  # each holder its own (children differ by path)
+            if node.children:
+                document["expanded"] = {}
+                following.append((document["expanded"], document["data"], node.children))
+            return {"id": doc_id, "collection": ref.target, "document": document, "reason": None}
+
+        if ref.many:  # the ids, and one `invalid` entry if some item (or the value) was not
+            return [entry(i) for i in ids] + ([] if usable else [entry(None)])
+        if not usable:
+            return entry(None)
+        return entry(ids[0]) if ids else None

@@ -1,0 +1,117 @@
+"""What deleting a document does to the documents that reference it (x-on-delete).
+
+Before a delete, the whole cascade is planned: every document a `cascade` reference
+would delete with it, level by level (at most INTEGRITY_MAX_DEPTH levels and
+INTEGRITY_MAX_DOCUMENTS documents, else 409), and any `restrict` reference to one of
+them refuses the delete (409 reference_restricted) before anything changes. After it,
+the cascade is carried out and `set_null` references are cleared (null, or the id taken
+out of a list), each changed document's version bumped so apps and subscribers see it.
+
+These are system actions, outside the caller's access rules (as a foreign key is): the
+caller may delete the referenced document, and what references it follows the
+declaration. A reference written after the plan was made (a race between two requests)
+is not covered; in a batch, everything runs in its transaction. Account deletion and
+collection deletion leave references dangling (expanded, they are `not_found`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.collections.models import CollectionSpec
+from app.db import transaction
+from app.documents.core import DocumentCore
+from app.documents.relations import Ref
+from app.errors import AppError, ErrorCode
+
+INTEGRITY_MAX_DEPTH = 5
+INTEGRITY_MAX_DOCUMENTS = 1000
+
+
+class ReferenceRestricted(AppError):
+    code, status = ErrorCode.REFERENCE_RESTRICTED, 409
+
+
+@dataclass
+class DeletePlan:
+    # What the delete takes with it, by collection, in the order to delete.
+    cascade: list[tuple[CollectionSpec, list[str]]] = field(default_factory=list)
+    # References to clear once the documents are gone: (collection, ref, ids deleted).
+    clear: list[tuple[CollectionSpec, Ref, list[str]]] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.cascade and not self.clear
+
+
+def _matching(ref: Ref, ids: list[str]) -> dict[str, Any]:
+    return {ref.path: {"$in": ids}}  # a list of ids matches when it holds any of them
+
+
+class DocumentIntegrity(DocumentCore):
+    async def plan_delete(self, spec: CollectionSpec, ids: list[str]) -> DeletePlan:
+        """What deleting `ids` of `spec` does to what references them (409 when refused)."""
+        plan = DeletePlan()
+        level: list[tuple[CollectionSpec, list[str]]] = [(spec, ids)]
+        seen: dict[str, set[str]] = {spec.id: set(ids)}
+        total = 0
+        for depth in range(INTEGRITY_MAX_DEPTH + 1):
+            following: list[tuple[CollectionSpec, list[str]]] = []
+            for target, target_ids in level:
+                for source, ref in await self.collections.referrers(target.id):
+                    repo = self._repository(source)
+                    query = _matching(ref, target_ids)
+                    if ref.on_delete == "restrict":
+                        # Documents deleted by this same cascade do not hold it back.
+                        mine = seen.get(source.id, set())
+                        holders = await repo.find_page(
+                            query, sort=[("_id", 1)], limit=len(mine) + 1, projection={"_id": 1}
+                        )
+                        blocking = [h["_id"] for h in holders if h["_id"] not in mine]
+                        if blocking:
+                            raise ReferenceRestricted(
+                                f"{source.id}/{blocking[0]} references it through {ref.name} "
+                                "(x-on-delete: restrict): delete or change that first"
+                            )
+                    elif ref.on_delete == "set_null":
+                        plan.clear.append((source, ref, target_ids))
+                    else:  # cascade
+                        rows = await repo.find_page(
+                            query,
+                            sort=[("_id", 1)],
+                            limit=INTEGRITY_MAX_DOCUMENTS + 1,
+                            projection={"_id": 1},
+                        )
+                        fresh = [r["_id"] for r in rows if r["_id"] not in seen.get(source.id, ())]
+                        if not fresh:
+                            continue
+                        total += len(fresh)
+                        if total > INTEGRITY_MAX_DOCUMENTS or depth == INTEGRITY_MAX_DEPTH:
+                            raise ReferenceRestricted(
+                                f"Deleting this would cascade to more than "
+                                f"{INTEGRITY_MAX_DOCUMENTS} documents or "
+                                f"{INTEGRITY_MAX_DEPTH} levels: delete them in smaller steps"
+                            )
+                        seen.setdefault(source.id, set()).update(fresh)
+                        plan.cascade.append((source, fresh))
+                        following.append((source, fresh))
+            if not following:
+                break
+            level = following
+        return plan
+
+    async def carry_out(self, plan: DeletePlan) -> None:
+        """The cascade and the cleared references of a delete that has happened."""
+        now = self.clock()
+        for source, ids in plan.cascade:
+            await self._repository(source).delete_ids(ids, conditions={})
+            if transaction.current() is None:  # a batch deletes files once it has committed
+                await self.delete_files(source.id, ids)
+        for source, ref, ids in plan.clear:
+            change: dict[str, Any] = {"$inc": {"version": 1}, "$set": {"updated_at": now}}
+            if ref.many:
+                change["$pull"] = {ref.path: {"$in": ids}}
+            else:
+                change["$set"][ref.path] = None
+            await self._repository(source).update_where(_matching(ref, ids), change)

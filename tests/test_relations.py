@@ -1,0 +1,340 @@
+"""References between documents (x-ref): ?expand= on reads, batched and access-checked, and
+what deleting a referenced document does (x-on-delete)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from app.container import Container
+from tests.support.accounts import Account
+from tests.support.problems import assert_problem
+
+
+def ref(target: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "string", "x-ref": target, **extra}
+
+
+AUTHORS = {"type": "object", "properties": {"name": {"type": "string"}, "boss": ref("authors")}}
+COMMENTS = {
+    "type": "object",
+    "properties": {"text": {"type": "string"}, "author": ref("authors"), "by": ref("users")},
+}
+POSTS = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string"},
+        "author": ref("authors"),
+        "comments": {"type": "array", "items": ref("comments")},
+        "meta": {"type": "object", "properties": {"editor": ref("authors")}},
+    },
+}
+
+
+def docs(name: str) -> str:
+    return f"/v1/collections/{name}/documents"
+
+
+async def declare(
+    client: httpx.AsyncClient, admin: Account, name: str, schema: Any, read: str = "authenticated"
+) -> None:
+    body = {"name": name, "schema": schema, "access": {"read": read, "write": "authenticated"}}
+    made = await client.post("/v1/collections", json=body, headers=admin.headers)
+    assert made.status_code == 201, made.text
+
+
+async def put(client: httpx.AsyncClient, who: Account, name: str, doc_id: str, data: Any) -> None:
+    made = await client.put(f"{docs(name)}/{doc_id}", json=data, headers=who.headers)
+    assert made.status_code in (200, 201), made.text
+
+
+@pytest.fixture
+async def blog(client: httpx.AsyncClient, admin: Account, user: Account) -> None:
+    await declare(client, admin, "authors", AUTHORS)
+    await declare(client, admin, "comments", COMMENTS)
+    await declare(client, admin, "posts", POSTS)
+    await put(client, user, "authors", "ada", {"name": "Ada", "boss": "grace"})
+    await put(client, user, "authors", "grace", {"name": "Grace"})
+    await put(client, user, "comments", "c1", {"text": "Nice", "author": "grace", "by": user.id})
+    await put(client, user, "comments", "c2", {"text": "Hm", "author": "nobody"})
+    await put(
+        client,
+        user,
+        "posts",
+        "p1",
+        {
+            "title": "Hello",
+            "author": "ada",
+            "comments": ["c1", "c2", "zz"],
+            "meta": {"editor": "grace"},
+        },
+    )
+    await put(client, user, "posts", "p2", {"title": "Empty"})
+
+
+async def test_get_expands_references_through_levels(
+    client: httpx.AsyncClient, user: Account, blog: None
+) -> None:
+    answer = await client.get(
+        f"{docs('posts')}/p1",
+        params={"expand": "author.boss,comments.author,comments.by,meta.editor"},
+        headers=user.headers,
+    )
+    assert answer.status_code == 200, answer.text
+    assert "etag" not in answer.headers  # the body depends on other documents
+    post = answer.json()
+    assert post["data"]["author"] == "ada"  # the data is as stored
+    author = post["expanded"]["author"]
+    assert author["id"] == "ada" and author["document"]["data"]["name"] == "Ada"
+    assert author["document"]["expanded"]["boss"]["document"]["data"] == {"name": "Grace"}
+    comments = post["expanded"]["comments"]
+    assert [c["id"] for c in comments] == ["c1", "c2", "zz"]
+    assert comments[0]["document"]["expanded"]["author"]["document"]["id"] == "grace"
+    by = comments[0]["document"]["expanded"]["by"]["document"]
+    assert by["collection"] == "users" and by["data"] == {"name": "Test User"}
+    assert comments[1]["document"]["expanded"]["author"] == {
+        "id": "nobody",
+        "collection": "authors",
+        "document": None,
+        "reason": "not_found",
+    }
+    assert comments[1]["document"]["expanded"]["by"] is None  # no reference held
+    assert comments[2]["document"] is None and comments[2]["reason"] == "not_found"
+    assert post["expanded"]["meta.editor"]["document"]["id"] == "grace"
+    plain = await client.get(f"{docs('posts')}/p1", headers=user.headers)
+    assert "expanded" not in plain.json() and "etag" in plain.headers
+
+
+async def test_lists_expand_with_one_query_per_level_and_collection(
+    client: httpx.AsyncClient, user: Account, blog: None, container: Container
+) -> None:
+    calls: list[tuple[str, int]] = []
+    original = container.documents._fetch
+
+    async def counted(target: str, ids: set[str], caller: Any) -> Any:
+        calls.append((target, len(ids)))
+        return await original(target, ids, caller)
+
+    container.documents._fetch = counted  # type: ignore[method-assign]
+    try:
+        for n in range(3, 8):
+            await put(client, user, "posts", f"p{n}", {"title": f"T{n}", "author": "ada"})
+        answer = await client.get(
+            docs("posts"), params={"expand": "author,comments.author"}, headers=user.headers
+        )
+    finally:
+        container.documents._fetch = original  # type: ignore[method-assign]
+    items = answer.json()["items"]
+    assert len(items) == 7
+    assert {i["id"]: (i["expanded"]["author"] or {}).get("id") for i in items}["p3"] == "ada"
+    assert next(i for i in items if i["id"] == "p2")["expanded"]["author"] is None
+    # Level 1: authors (ada, once for six posts) and comments; level 2: the comments' authors.
+    assert sorted(calls) == [("authors", 1), ("authors", 2), ("comments", 3)]
+
+
+async def test_expand_never_shows_what_the_caller_may_not_read(
+    client: httpx.AsyncClient, admin: Account, user: Account, other_user: Account
+) -> None:
+    await declare(client, admin, "authors", AUTHORS, read="owner")
+    await declare(client, admin, "posts", POSTS, read="authenticated")
+    await put(client, user, "authors", "mine", {"name": "Private"})
+    await put(client, other_user, "posts", "p", {"title": "T", "author": "mine"})
+    theirs = await client.get(f"{docs('posts')}/p?expand=author", headers=other_user.headers)
+    assert theirs.json()["expanded"]["author"] == {
+        "id": "mine",
+        "collection": "authors",
+        "document": None,
+        "reason": "not_found",
+    }
+    mine = await client.get(f"{docs('posts')}/p?expand=author", headers=user.headers)
+    assert mine.json()["expanded"]["author"]["document"]["data"] == {"name": "Private"}
+
+
+async def test_a_field_rule_applies_inside_expanded_documents(
+    client: httpx.AsyncClient, admin: Account, user: Account, other_user: Account
+) -> None:
+    body = {
+        "name": "authors",
+        "schema": {"type": "object", "properties": {"name": {}, "salary": {}}},
+        "access": {
+            "read": "authenticated",
+            "write": "authenticated",
+            "fields": [{"path": "data.salary", "read": "owner == @user"}],
+        },
+    }
+    assert (await client.post("/v1/collections", json=body, headers=admin.headers)).is_success
+    await declare(client, admin, "posts", POSTS)
+    await put(client, user, "authors", "ada", {"name": "Ada", "salary": 100})
+    await put(client, other_user, "posts", "p", {"title": "T", "author": "ada"})
+    seen = await client.get(f"{docs('posts')}/p?expand=author", headers=other_user.headers)
+    assert seen.json()["expanded"]["author"]["document"]["data"] == {"name": "Ada"}
+
+
+@pytest.mark.parametrize(
+    ("expand", "says"),
+    [
+        ("title", "not a reference"),
+        ("nothing", "not a reference"),
+        ("author.name", "not a reference"),
+        ("comments.by.name", "accounts have no references"),
+        ("author.boss.boss.boss", "3 references deep"),
+        (",".join(["author"] * 11), "at most 10"),
+        (" , ", "at least one"),
+    ],
+)
+async def test_bad_expands_are_422(
+    expand: str, says: str, client: httpx.AsyncClient, user: Account, blog: None
+) -> None:
+    for path in (f"{docs('posts')}/p1", docs("posts")):
+        answer = await client.get(path, params={"expand": expand}, headers=user.headers)
+        body = assert_problem(answer, 422, "validation_failed")
+        assert says in body["detail"], body
+
+
+async def test_a_cycle_of_references_ends_at_the_depth_limit(
+    client: httpx.AsyncClient, user: Account, blog: None
+) -> None:
+    await put(client, user, "authors", "grace", {"name": "Grace", "boss": "ada"})
+    answer = await client.get(
+        f"{docs('authors')}/ada", params={"expand": "boss.boss.boss"}, headers=user.headers
+    )
+    assert answer.status_code == 200, answer.text
+    level = answer.json()["expanded"]["boss"]["document"]
+    assert level["id"] == "grace"
+    assert level["expanded"]["boss"]["document"]["id"] == "ada"
+    too_deep = await client.get(
+        f"{docs('authors')}/ada", params={"expand": "boss.boss.boss.boss"}, headers=user.headers
+    )
+    assert too_deep.status_code == 422
+
+
+async def test_a_value_that_is_not_an_id_expands_as_invalid(
+    client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    loose = {
+        "type": "object",
+        "properties": {"author": {"x-ref": "authors", "type": ["string", "integer"]}},
+    }
+    await declare(client, admin, "authors", AUTHORS)
+    await declare(client, admin, "posts", loose)
+    await put(client, user, "posts", "p", {"author": 7})
+    answer = await client.get(f"{docs('posts')}/p?expand=author", headers=user.headers)
+    assert answer.json()["expanded"]["author"]["reason"] == "invalid"
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"properties": {"a": {"type": "string", "x-ref": "Not A Name"}}},
+        {"properties": {"a": {"type": "integer", "x-ref": "authors"}}},
+        {"properties": {"a": {"type": "string", "x-ref": "authors", "x-on-delete": "explode"}}},
+        {"properties": {"a": {"type": "string", "x-ref": "users", "x-on-delete": "cascade"}}},
+        {"properties": {"a": {"type": "string", "x-ref": "authors", "x-on-delete": "set_null"}}},
+    ],
+)
+async def test_bad_reference_declarations_are_422(
+    schema: dict[str, Any], client: httpx.AsyncClient, admin: Account
+) -> None:
+    body = {"name": "posts", "schema": {"type": "object", **schema}}
+    answer = await client.post("/v1/collections", json=body, headers=admin.headers)
+    assert_problem(answer, 422, "validation_failed")
+
+
+# -- x-on-delete ------------------------------------------------------------------------------
+
+LIBRARY = {
+    "books": {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string"},
+            "shelf": ref("shelves", **{"x-on-delete": "restrict"}),
+            "series": {"type": ["string", "null"], "x-ref": "series", "x-on-delete": "set_null"},
+            "tags": {"type": "array", "items": ref("tags", **{"x-on-delete": "set_null"})},
+            "author": ref("writers", **{"x-on-delete": "cascade"}),
+        },
+    },
+    "loans": {
+        "type": "object",
+        "properties": {"book": ref("books", **{"x-on-delete": "cascade"})},
+    },
+    "reviews": {
+        "type": "object",
+        "properties": {"loan": ref("loans", **{"x-on-delete": "restrict"})},
+    },
+}
+
+
+@pytest.fixture
+async def library(client: httpx.AsyncClient, admin: Account, user: Account) -> None:
+    for name in ("shelves", "series", "tags", "writers"):
+        await declare(client, admin, name, {"type": "object"})
+    for name, schema in LIBRARY.items():
+        await declare(client, admin, name, schema)
+    for name, doc_id in [("shelves", "s1"), ("series", "dune"), ("tags", "sf"), ("tags", "old")]:
+        await put(client, user, name, doc_id, {})
+    await put(client, user, "writers", "frank", {})
+    await put(
+        client,
+        user,
+        "books",
+        "b1",
+        {
+            "title": "Dune",
+            "shelf": "s1",
+            "series": "dune",
+            "tags": ["sf", "old"],
+            "author": "frank",
+        },
+    )
+    await put(client, user, "books", "b2", {"title": "Other", "author": "frank"})
+    await put(client, user, "loans", "l1", {"book": "b1"})
+
+
+async def get(client: httpx.AsyncClient, who: Account, name: str, doc_id: str) -> Any:
+    return await client.get(f"{docs(name)}/{doc_id}", headers=who.headers)
+
+
+async def test_restrict_refuses_while_referenced(
+    client: httpx.AsyncClient, user: Account, library: None
+) -> None:
+    refused = await client.delete(f"{docs('shelves')}/s1", headers=user.headers)
+    body = assert_problem(refused, 409, "reference_restricted")
+    assert "books/b1" in body["detail"]
+    assert (await get(client, user, "shelves", "s1")).status_code == 200
+    bulk = await client.post(
+        f"{docs('shelves')}/bulk-delete", json={"filter": {}}, headers=user.headers
+    )
+    assert_problem(bulk, 409, "reference_restricted")
+    await put(client, user, "books", "b1", {"title": "Dune"})  # the reference goes
+    assert (await client.delete(f"{docs('shelves')}/s1", headers=user.headers)).status_code == 204
+
+
+async def test_set_null_clears_the_reference_and_bumps_the_version(
+    client: httpx.AsyncClient, user: Account, library: None
+) -> None:
+    before = (await get(client, user, "books", "b1")).json()
+    assert (await client.delete(f"{docs('series')}/dune", headers=user.headers)).status_code == 204
+    assert (await client.delete(f"{docs('tags')}/old", headers=user.headers)).status_code == 204
+    after = (await get(client, user, "books", "b1")).json()
+    assert after["data"]["series"] is None and after["data"]["tags"] == ["sf"]
+    assert after["version"] == before["version"] + 2
+
+
+async def test_cascade_deletes_through_levels_unless_something_restricts(
+    client: httpx.AsyncClient, user: Account, library: None
+) -> None:
+    await put(client, user, "reviews", "r1", {"loan": "l1"})
+    # writers/frank -> books b1, b2 -> loans l1, which a review restricts: nothing goes.
+    refused = await client.delete(f"{docs('writers')}/frank", headers=user.headers)
+    body = assert_problem(refused, 409, "reference_restricted")
+    assert "reviews/r1" in body["detail"]
+    for name, doc_id in [("writers", "frank"), ("books", "b1"), ("books", "b2"), ("loans", "l1")]:
+        assert (await get(client, user, name, doc_id)).status_code == 200
+    assert (await client.delete(f"{docs('reviews')}/r1", headers=user.headers)).status_code == 204
+    done = await client.delete(f"{docs('writers')}/frank", headers=user.headers)
+    assert done.status_code == 204, done.text
+    for name, doc_id in [("books", "b1"), ("books", "b2"), ("loans", "l1")]:
+        assert (await get(client, user, name, doc_id)).status_code == 404
+    assert (await get(client, user, "shelves", "s1")).status_code == 200  # not cascaded
