@@ -281,7 +281,9 @@ class Container:
 
         async def user_profiles(ids: list[str]) -> dict[str, tuple[str, datetime, datetime]]:
             return {
-                str(u.id): (u.name, u.created_at, u.updated_at) for u in await users.get_many(ids)
+                str(u.id): (u.name, u.created_at, u.updated_at)
+                for u in await users.get_many(ids)
+                if not u.disabled
             }
 
         documents.user_profiles = user_profiles

@@ -61,6 +61,8 @@ AIMS = {
     "list50_cpu_ratio": ("<=", 2.5),
     # List 50 of 10,000 under a team rule over the same under the owner preset (issue 21).
     "team_rule_list_cpu_ratio": ("<=", 1.2),
+    # List 50 with expand=author (one reference each) over the plain list (issue 25).
+    "expand_list_cpu_ratio": ("<=", 1.5),
     "login_storm_p99_ratio": ("<=", 1.5),
     "login_storm_p99_ratio_saturated": (None, None),
     "login_storm_db_p99_ratio": (None, None),
@@ -396,6 +398,121 @@ async def rule_lists(
     return ratio
 
 
+async def expand_lists(
+    bench: Bench, http: httpx.AsyncClient, url: str, db: str, auth: dict[str, str]
+) -> float:
+    """List 50 posts, plain and with `expand=author` (one reference each, 100 authors): the
+    CPU ratio expanded/plain (issue 25 aim: <= 1.5)."""
+    authors = {"type": "object", "properties": {"name": {"type": "string"}}}
+    posts = {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string"},
+            "author": {"type": "string", "x-ref": "authors"},
+        },
+    }
+    for name, schema in (("authors", authors), ("posts", posts)):
+        body = {"name": name, "schema": schema, "access": {"read": "authenticated"}}
+        declared = await http.post("/v1/collections", headers=auth, json=body)
+        assert declared.is_success, declared.text
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, tz_aware=True)
+    base = datetime.now(UTC)
+    try:
+        people = [stored({"name": f"Author {i}"}, base) for i in range(100)]
+        await client[db][storage_name("authors")].insert_many(people)
+        await client[db][storage_name("posts")].insert_many(
+            [
+                stored({"title": f"Post {i}", "author": people[i % 100]["_id"]}, base)
+                for i in range(1000)
+            ]
+        )
+    finally:
+        await client.close()
+    rows = {}
+    for label, query in (("plain", ""), ("expand=author", "&expand=author")):
+        path = f"/v1/collections/posts/documents?limit=50{query}"
+        check = await http.get(path, headers=auth)
+        assert len(check.json()["items"]) == 50, check.text
+        request = build_request("GET", path, headers=auth)
+        rows[label], _ = await bench.api(f"list 50 posts, {label} (API)", always(request))
+    ratio: float = rows["expand=author"]["cpu_ms_per_request"] / rows["plain"]["cpu_ms_per_request"]
+    return ratio
+
+
+async def search_aggregate_latency(
+    http: httpx.AsyncClient, url: str, db: str, auth: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Median latency of a two-word search (first page of 20; the words are in about 20 %
+    of the documents) and of an aggregation (10 groups, count and avg, over every
+    document) by collection size; documents stored as the API stores them."""
+    from app.documents.search import Indexer
+
+    body = {
+        "name": "articles",
+        "access": {"read": "authenticated"},
+        "search": {"fields": ["data.title", "data.body"], "language": "english"},
+    }
+    assert (await http.post("/v1/collections", headers=auth, json=body)).is_success
+    indexer = Indexer(["data.title", "data.body"], "english")
+    # 200 words, 22 a document: a word is in about 10 % of documents, the query's two in
+    # about 20 % (with MAX_CANDIDATES ranked at most).
+    words = [f"topic{k}" for k in range(200)]
+    rng = random.Random(7)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, tz_aware=True)
+    docs = client[db][storage_name("articles")]
+    table, stored_count = [], 0
+    search = "/v1/collections/articles/documents?limit=20&search=topic7%20topic42"
+    aggregate = {
+        "group_by": [{"name": "category", "field": "data.category"}],
+        "metrics": [
+            {"name": "n", "op": "count"},
+            {"name": "score", "op": "avg", "field": "data.score"},
+        ],
+    }
+    base = datetime.now(UTC)
+    try:
+        for size in LIST_SIZES:
+            while stored_count < size:
+                batch = []
+                for i in range(stored_count, min(size, stored_count + 5000)):
+                    title = " ".join(rng.sample(words, 2))
+                    data = {
+                        "title": f"{title} {i}",
+                        "body": " ".join(rng.choice(words) for _ in range(20)),
+                        "category": f"c{i % 10}",
+                        "score": i % 100,
+                    }
+                    batch.append({**stored(data, base), **indexer.terms(data)})
+                await docs.insert_many(batch)
+                stored_count += len(batch)
+            timings: dict[str, list[float]] = {"search": [], "aggregate": []}
+            for _ in range(5):
+                started = time.perf_counter()
+                found = await http.get(search, headers=auth)
+                timings["search"].append(time.perf_counter() - started)
+                assert len(found.json()["items"]) == 20, found.text
+                started = time.perf_counter()
+                grouped = await http.post(
+                    "/v1/collections/articles/documents/aggregate", headers=auth, json=aggregate
+                )
+                timings["aggregate"].append(time.perf_counter() - started)
+                assert len(grouped.json()["groups"]) == 10, grouped.text
+            row = {
+                "documents": size,
+                "search_ms": round(statistics.median(timings["search"]) * 1000, 1),
+                "aggregate_ms": round(statistics.median(timings["aggregate"]) * 1000, 1),
+            }
+            print(
+                f"  {size:>6} documents: search {row['search_ms']:>8} ms, "
+                f"aggregate {row['aggregate_ms']:>8} ms",
+                flush=True,
+            )
+            table.append(row)
+    finally:
+        await client.close()
+    return table
+
+
 def get_requests(paths: list[str], headers: dict[str, str]) -> Callable[[int], bytes]:
     prebuilt = [build_request("GET", p, headers=headers) for p in paths]
     return lambda i: prebuilt[i % len(prebuilt)]
@@ -603,6 +720,7 @@ async def main(args: argparse.Namespace) -> int:
         raw_row = await bench.raw("list50", url, db, storage_name("page"))
         ratios["list50_cpu_ratio"] = api_row["cpu_ms_per_request"] / raw_row["cpu_ms_per_request"]
         ratios["team_rule_list_cpu_ratio"] = await rule_lists(bench, http, url, db, auth)
+        ratios["expand_list_cpu_ratio"] = await expand_lists(bench, http, url, db, auth)
 
         # 4. GET p99 while logins (argon2) run. Closed loop (16 connections flat out, as
         # above) the machine is saturated, so any extra work shows in latency; paced at a
@@ -786,6 +904,9 @@ async def main(args: argparse.Namespace) -> int:
 
         # 9. List latency by collection size (the embedded engine's weak spot).
         list_table = await list_latency(bench, http, url, db, auth)
+
+        # 10. Search and aggregation latency by collection size (issue 25).
+        search_table = await search_aggregate_latency(http, url, db, auth)
         rss = round(rss_mb(server.pid), 1)
         await http.aclose()
     finally:
@@ -819,6 +940,7 @@ async def main(args: argparse.Namespace) -> int:
         },
         "scenarios": bench.rows,
         "list_latency": list_table,
+        "search_aggregate_latency": search_table,
         "password_reset_timing": reset_timing,
         "inc_contention": contention,
         "realtime": realtime_rows,

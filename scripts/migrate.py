@@ -10,8 +10,11 @@ if it has not changed meanwhile (then re-read and changed again), its version bu
 apps and realtime subscribers see it. Documents the change leaves as they were are not
 written; ones that cannot take it (a failed `test`, the schema) are listed at the end and
 left alone. Progress is saved beside the change file (FILE.migrate-progress): run the same
-command again to resume after the last document reached (once it has run to the end, it
-refuses to run again without --restart, which starts over).
+command again to resume after the last document reached; after a run that ended with
+failures, it tries only those documents again; once it has run to the end without, it
+refuses to run again without --restart, which starts over. A run killed half-way through
+a batch may apply the change again to documents of that batch when resumed: prefer
+changes that say the end state (set, a JSON Patch `replace`) to ones that add to it.
 
 A typical schema change: run this to make the stored documents fit the new schema, then
 change the schema (PATCH /v1/collections/{name}, or `force: true` to change it first).
@@ -46,12 +49,20 @@ def _identity(collection: str, kind: str, change: bytes, filter_raw: str | None)
     return digest.hexdigest()
 
 
-def load_checkpoint(path: Path, identity: str) -> tuple[str | None, dict[str, int]]:
+MAX_RETRIED = 10_000  # failed ids kept for a retry run
+
+
+def load_checkpoint(
+    path: Path, identity: str
+) -> tuple[str | None, dict[str, int], list[str] | None]:
+    """Where to resume: after this id, the counts so far, and (after a run that ended with
+    failures) only the failed ids to try again."""
     if not path.exists():
-        return None, {}
+        return None, {}, None
     try:
         saved = json.loads(path.read_text())
         after, counts, done = saved["after"], dict(saved["counts"]), bool(saved["done"])
+        retry = saved.get("retry")
     except (ValueError, KeyError, TypeError):
         raise ScriptError(f"{path} is unreadable; delete it or pass --restart") from None
     if saved.get("identity") != identity:
@@ -64,15 +75,23 @@ def load_checkpoint(path: Path, identity: str) -> tuple[str | None, dict[str, in
             f"this migration already ran to the end ({path}); --restart applies it again "
             "(a change that is not idempotent, such as adding to a list, would apply twice)"
         )
-    return after, counts
+    return after, counts, retry if isinstance(retry, list) else None
 
 
 def save_checkpoint(
-    path: Path, identity: str, after: str | None, counts: dict[str, int], *, done: bool = False
+    path: Path,
+    identity: str,
+    after: str | None,
+    counts: dict[str, int],
+    *,
+    done: bool = False,
+    retry: list[str] | None = None,
 ) -> None:
     # Write then rename: a kill mid-write leaves the previous checkpoint, never half of one.
     partial = path.with_name(path.name + ".tmp")
-    state = {"identity": identity, "after": after, "counts": counts, "done": done}
+    state: dict[str, Any] = {"identity": identity, "after": after, "counts": counts, "done": done}
+    if retry is not None:
+        state["retry"] = retry
     partial.write_text(json.dumps(state))
     os.replace(partial, path)
 
@@ -109,13 +128,22 @@ def main(argv: list[str] | None = None) -> int:
         parsed_filter = parse_filter(args.filter) if args.filter else None
         checkpoint = checkpoint_path(source)
         identity = _identity(spec.id, kind, raw, args.filter)
-        after, counts = (
-            (None, {}) if args.restart or args.dry_run else load_checkpoint(checkpoint, identity)
+        after, counts, only = (
+            (None, {}, None)
+            if args.restart or args.dry_run
+            else load_checkpoint(checkpoint, identity)
         )
-        if after is not None:
+        if only is not None:
+            note(
+                f"trying again the {plural(len(only), 'document')} that could not take it "
+                f"({checkpoint}; --restart starts over)"
+            )
+            counts = {"changed": counts.get("changed", 0), "unchanged": 0, "failed": 0}
+        elif after is not None:
             note(f"resuming after document {after} ({checkpoint}; --restart starts over)")
         counts = {"changed": 0, "unchanged": 0, "failed": 0} | counts
         failures: list[tuple[str, str]] = []
+        failed_ids: list[str] = []
         total = await documents.count_all(spec)
         with progress(total, f"{'checking' if args.dry_run else 'migrating'} {spec.id}") as bar:
             bar.update(sum(counts.values()))
@@ -127,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                     after=after,
                     size=args.batch_size,
                     dry_run=args.dry_run,
+                    only=only,
                 )
                 if batch.last_id is None:
                     break
@@ -135,11 +164,15 @@ def main(argv: list[str] | None = None) -> int:
                 counts["unchanged"] += batch.unchanged
                 counts["failed"] += len(batch.failed)
                 failures.extend(batch.failed[: SHOWN_FAILURES - len(failures)])
+                failed_ids.extend(i for i, _ in batch.failed[: MAX_RETRIED - len(failed_ids)])
                 if not args.dry_run:
                     save_checkpoint(checkpoint, identity, after, counts)
                 bar.update(batch.changed + batch.unchanged + len(batch.failed))
-        if not args.dry_run:  # done: running it again asks for --restart
-            save_checkpoint(checkpoint, identity, after, counts, done=True)
+        if not args.dry_run:
+            if counts["failed"]:  # the next run tries only those again
+                save_checkpoint(checkpoint, identity, None, counts, retry=failed_ids)
+            else:  # done: running it again asks for --restart
+                save_checkpoint(checkpoint, identity, after, counts, done=True)
         verb = "would change" if args.dry_run else "changed"
         lines = [
             f"{spec.id}: {verb} {plural(counts['changed'], 'document')}, "
@@ -151,7 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         if counts["failed"] > len(failures):
             lines.append(f"  ... and {counts['failed'] - len(failures)} more")
         if counts["failed"]:
-            lines.append("next: fix those documents (or the change) and run it again")
+            lines.append(
+                "next: fix those documents (or the change) and run the same command again: "
+                "it tries only them"
+            )
             raise ScriptError("\n".join(lines))
         return "\n".join(lines)
 

@@ -255,3 +255,19 @@ async def test_aggregate_is_not_a_document_id(
     await declare(client, admin)
     refused = await client.put(f"{DOCS}/aggregate", json={"x": 1}, headers=admin.headers)
     assert refused.status_code in (404, 405, 422), refused.text
+
+
+async def test_names_are_the_clients_own_even_odd_ones(
+    client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin)
+    await add(client, user, ORDERS[:2])
+    answer = await client.post(
+        AGG,
+        json={
+            "group_by": [{"name": "_id", "field": "data.status"}],
+            "metrics": [{"name": "k0", "op": "count"}],
+        },
+        headers=user.headers,
+    )
+    assert answer.json()["groups"] == [{"key": {"_id": "paid"}, "values": {"k0": 2}}]

@@ -62,6 +62,17 @@ async def test_a_patch_changes_every_document_that_takes_it_and_lists_the_rest(
     assert after[3]["data"] == {"n": 3} and after[3]["version"] == 1  # left alone, and listed
     assert after[3]["id"] in result.stderr
     assert "next: fix those documents" in result.stderr
+    # Fixed, the same command tries only that one again (the others keep one change).
+    fixed = await client.put(
+        f"{DOCS}/{after[3]['id']}", json={"n": 3, "title": "c"}, headers=admin.headers
+    )
+    assert fixed.status_code == 200, fixed.text
+    again = script(settings, "scripts.migrate", "notes", "--patch", str(patch))
+    assert again.returncode == 0, again.stderr
+    assert "trying again the 1 document that could not take it" in again.stderr
+    final = await stored(client, admin)
+    assert final[3]["data"] == {"n": 3, "name": "c", "v": 2}
+    assert final[1]["data"] == {"n": 1, "name": "a", "v": 2} and final[1]["version"] == 2
 
 
 async def test_update_operators_with_a_filter_write_only_what_they_change(

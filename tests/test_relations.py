@@ -301,7 +301,7 @@ async def test_restrict_refuses_while_referenced(
 ) -> None:
     refused = await client.delete(f"{docs('shelves')}/s1", headers=user.headers)
     body = assert_problem(refused, 409, "reference_restricted")
-    assert "books/b1" in body["detail"]
+    assert "A document of books" in body["detail"] and "b1" not in body["detail"]
     assert (await get(client, user, "shelves", "s1")).status_code == 200
     bulk = await client.post(
         f"{docs('shelves')}/bulk-delete", json={"filter": {}}, headers=user.headers
@@ -329,7 +329,7 @@ async def test_cascade_deletes_through_levels_unless_something_restricts(
     # writers/frank -> books b1, b2 -> loans l1, which a review restricts: nothing goes.
     refused = await client.delete(f"{docs('writers')}/frank", headers=user.headers)
     body = assert_problem(refused, 409, "reference_restricted")
-    assert "reviews/r1" in body["detail"]
+    assert "A document of reviews" in body["detail"]
     for name, doc_id in [("writers", "frank"), ("books", "b1"), ("books", "b2"), ("loans", "l1")]:
         assert (await get(client, user, name, doc_id)).status_code == 200
     assert (await client.delete(f"{docs('reviews')}/r1", headers=user.headers)).status_code == 204
@@ -338,3 +338,93 @@ async def test_cascade_deletes_through_levels_unless_something_restricts(
     for name, doc_id in [("books", "b1"), ("books", "b2"), ("loans", "l1")]:
         assert (await get(client, user, name, doc_id)).status_code == 404
     assert (await get(client, user, "shelves", "s1")).status_code == 200  # not cascaded
+
+
+async def test_a_document_the_caller_may_not_delete_answers_as_before_not_409(
+    client: httpx.AsyncClient, admin: Account, user: Account, other_user: Account
+) -> None:
+    await declare(client, admin, "shelves", {"type": "object"}, read="owner")
+    await declare(
+        client,
+        admin,
+        "books",
+        LIBRARY["books"] | {"properties": {"shelf": ref("shelves", **{"x-on-delete": "restrict"})}},
+    )
+    await put(client, user, "shelves", "s1", {})
+    await put(client, user, "books", "b1", {"shelf": "s1"})
+    hidden = await client.delete(f"{docs('shelves')}/s1", headers=other_user.headers)
+    assert_problem(hidden, 404, "document_not_found")
+    stale = await client.delete(f"{docs('shelves')}/s1", headers=user.headers | {"If-Match": '"7"'})
+    assert_problem(stale, 412, "precondition_failed")
+
+
+async def test_names_of_accounts_expand_for_themselves_and_admins_only(
+    client: httpx.AsyncClient, admin: Account, user: Account, other_user: Account
+) -> None:
+    await declare(client, admin, "comments", COMMENTS)
+    await put(client, other_user, "comments", "c", {"text": "x", "by": user.id})
+    path = f"{docs('comments')}/c?expand=by"
+    theirs = (await client.get(path, headers=other_user.headers)).json()["expanded"]["by"]
+    assert theirs["document"] is None and theirs["reason"] == "not_found"
+    mine = (await client.get(path, headers=user.headers)).json()["expanded"]["by"]
+    assert mine["document"]["data"] == {"name": "Test User"}
+    assert (await client.get(path, headers=admin.headers)).json()["expanded"]["by"]["document"]
+
+
+async def test_anonymous_expands_see_nothing_private_and_no_401(
+    client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin, "authors", AUTHORS, read="owner")
+    await declare(client, admin, "posts", POSTS, read="public")
+    await put(client, user, "authors", "ada", {"name": "Ada"})
+    await put(client, user, "posts", "p", {"title": "T", "author": "ada"})
+    answer = await client.get(f"{docs('posts')}/p?expand=author")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["expanded"]["author"]["reason"] == "not_found"
+
+
+async def test_repeated_references_count_toward_the_bound(
+    client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin, "authors", AUTHORS)
+    await declare(client, admin, "posts", POSTS)
+    await put(client, user, "authors", "ada", {"name": "Ada"})
+    await put(client, user, "posts", "p", {"title": "T", "comments": ["ada"] * 1001})
+    await declare(
+        client,
+        admin,
+        "many",
+        {"type": "object", "properties": {"who": {"type": "array", "items": ref("authors")}}},
+    )
+    await put(client, user, "many", "m", {"who": ["ada"] * 1001})
+    answer = await client.get(f"{docs('many')}/m?expand=who", headers=user.headers)
+    assert_problem(answer, 422, "validation_failed")
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$defs": {"a": {"type": "string", "x-ref": "authors"}}},
+        {
+            "properties": {
+                "list": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "a": {"type": "string", "x-ref": "authors", "x-on-delete": "cascade"}
+                        },
+                    },
+                }
+            }
+        },
+        {"anyOf": [{"properties": {"a": {"type": "string", "x-ref": "authors"}}}]},
+    ],
+)
+async def test_references_where_they_are_not_understood_are_422(
+    schema: dict[str, Any], client: httpx.AsyncClient, admin: Account
+) -> None:
+    body = {"name": "posts", "schema": {"type": "object", **schema}}
+    answer = await client.post("/v1/collections", json=body, headers=admin.headers)
+    body = assert_problem(answer, 422, "validation_failed")
+    assert "understood only" in body["detail"]

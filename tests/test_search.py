@@ -224,3 +224,22 @@ async def test_an_overlong_search_is_422(
     await declare(client, admin)
     answer = await client.get(DOCS, params={"search": "word " * 101}, headers=user.headers)
     assert_problem(answer, 422, "validation_failed")
+
+
+async def test_terms_from_an_earlier_declaration_never_match(
+    settings: Settings, client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin)
+    await add(client, user, {"title": "Public", "body": "confidential plans"})
+    assert await found(client, user, "confidential") == ["Public"]
+    narrowed = await client.patch(
+        "/v1/collections/posts",
+        json={"search": {"fields": ["data.title"], "language": "english"}},
+        headers=admin.headers,
+    )
+    assert narrowed.status_code == 200, narrowed.text
+    assert await found(client, user, "confidential") == []  # body is no longer searched
+    assert await found(client, user, "public") == []  # until indexed again
+    assert script(settings, "scripts.reindex", "posts").returncode == 0
+    assert await found(client, user, "public") == ["Public"]
+    assert await found(client, user, "confidential") == []

@@ -18,6 +18,8 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from pymongo.errors import OperationFailure
+
 from app.accounts.principal import Principal
 from app.clock import rfc3339
 from app.documents.core import DocumentCore, limited_query
@@ -39,6 +41,9 @@ BUCKET_FORMATS = {
     "year": "%Y",
 }
 DATE_FIELDS = ("created_at", "updated_at")
+# MongoDB's "exceeded memory limit" for a group stage (ExceededMemoryLimit, and the older
+# code for $group without allowDiskUse).
+MEMORY_LIMIT_CODES = (146, 292, 16945)
 
 
 class TooManyGroups(AppError):
@@ -152,14 +157,26 @@ class DocumentAggregation(DocumentCore):
             )
         query = limited_query(gate, body.filter, gate.read_scope("list"))
         most = self.settings.aggregate_max_groups
-        group: dict[str, Any] = {"_id": {k.name: _key_expression(k) for k in body.group_by}}
-        group.update({m.name: _accumulator(m) for m in body.metrics})
+        # Positional names in the pipeline (k0, m0...): a client's name is never a field
+        # name there (`_id` would replace the group key).
+        group: dict[str, Any] = {
+            "_id": {f"k{i}": _key_expression(k) for i, k in enumerate(body.group_by)}
+        }
+        group.update({f"m{i}": _accumulator(m) for i, m in enumerate(body.metrics)})
         pipeline: list[dict[str, Any]] = [
             {"$match": query},
             {"$group": group},
             {"$limit": most + 1},
         ]
-        rows = await self._repository(spec).aggregate(pipeline)
+        try:
+            rows = await self._repository(spec).aggregate(pipeline)
+        except OperationFailure as exc:
+            if exc.code not in MEMORY_LIMIT_CODES:
+                raise
+            raise TooManyGroups(
+                "The groups need more memory than the database gives one query: group by "
+                "fewer or smaller values, or filter first"
+            ) from None
         if len(rows) > most:
             raise TooManyGroups(
                 f"More than {most} groups (AGGREGATE_MAX_GROUPS): group by fewer or coarser "
@@ -167,8 +184,8 @@ class DocumentAggregation(DocumentCore):
             )
         groups = [
             Group(
-                key={k.name: _plain(row["_id"].get(k.name)) for k in body.group_by},
-                values={m.name: _plain(row.get(m.name)) for m in body.metrics},
+                key={k.name: _plain(row["_id"].get(f"k{i}")) for i, k in enumerate(body.group_by)},
+                values={m.name: _plain(row.get(f"m{i}")) for i, m in enumerate(body.metrics)},
             )
             for row in rows
         ]

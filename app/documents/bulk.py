@@ -182,10 +182,13 @@ class BulkDocuments(DocumentCrud):
         gate = await self.gate(spec, caller)
         ids, more = await self._changeable(gate, "delete", filter_, self._bulk_limit(limit))
         result = BulkChange(matched=len(ids), more=more)
-        if dry_run or not ids:
+        if not ids:
+            return result
+        # Only ids the caller may delete: 409 when a reference restricts one (a dry run too).
+        plan = await self.plan_delete(spec, ids)
+        if dry_run:
             return result
         repo = self._repository(spec)
-        plan = await self.plan_delete(spec, ids)  # 409 when a reference restricts one
         result.modified = await repo.delete_ids(ids, conditions=gate.change_scope("delete"))
         remaining = {doc.id for doc in await repo.get_many(ids)}
         gone = [i for i in ids if i not in remaining]

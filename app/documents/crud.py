@@ -368,10 +368,15 @@ class DocumentCrud(DocumentIntegrity):
         self._require_precondition(pre, creating_allowed=False)
         conditions = access.both(gate.change_scope("delete"), pre.version_condition())
         repo = self._repository(spec)
-        plan = await self.plan_delete(spec, [doc_id])  # 409 when a reference restricts it
+        plan = None
+        if await self.collections.referrers(spec.id):
+            # Only for a document the caller may delete, as it stands: else 404/403/412.
+            if await repo.get(doc_id, scope=conditions) is None:
+                await self._explain_failed_write(spec, repo, caller, doc_id, pre, "delete")
+            plan = await self.plan_delete(spec, [doc_id])  # 409 when a reference restricts it
         if not await repo.delete(doc_id, conditions=conditions):
             await self._explain_failed_write(spec, repo, caller, doc_id, pre, "delete")
-        if not plan.empty:
+        if plan is not None and not plan.empty:
             await self.carry_out(plan)
         if transaction.current() is None:  # a batch deletes files once it has committed
             await self.delete_files(name, [doc_id])

@@ -6,7 +6,8 @@ level is one query per referenced collection for every document at that level (n
 per document), limited to what the caller may read there: a document the caller cannot
 read, or that does not exist, comes back as `document: null` with reason `not_found` (the
 same answer, as a GET by id gives one 404 for both). A user reference expands to the
-account's public profile (`data.name`; never the email).
+account's name (`data.name`; never the email), for the account itself and for admins
+only; for others it is `not_found`.
 
 Bounds (422 otherwise): EXPAND_MAX_PATHS paths, EXPAND_MAX_DEPTH references deep (a
 cycle, `parent.parent...`, ends there), and at most EXPAND_MAX_DOCUMENTS documents read
@@ -25,7 +26,7 @@ from app.collections.models import CollectionSpec
 from app.documents.core import DocumentCore
 from app.documents.models import StoredDocument
 from app.documents.relations import USERS, ExpandNode, Ref, ids_at, refs_of
-from app.errors import FieldError, NotFound, ValidationFailed
+from app.errors import FieldError, NotFound, Unauthorized, ValidationFailed
 
 EXPAND_MAX_PATHS = 10
 EXPAND_MAX_DEPTH = 3
@@ -109,7 +110,14 @@ class DocumentExpansion(DocumentCore):
         if not ids:
             return {}
         if target == USERS:
-            if self.user_profiles is None:
+            # An account's name is its owner's business: the caller's own, or any for an
+            # admin. (Anyone who may write a reference could otherwise look up the name of
+            # any account id.)
+            if self.user_profiles is None or caller is None:
+                return {}
+            if not caller.is_admin:
+                ids = ids & {caller.id}
+            if not ids:
                 return {}
             profiles = await self.user_profiles(sorted(ids))
             return {
@@ -130,7 +138,11 @@ class DocumentExpansion(DocumentCore):
         except NotFound:
             return {}
         gate = await self.gate(spec, caller)
-        query = {"$and": [{"_id": {"$in": sorted(ids)}}, gate.read_scope("read")]}
+        try:
+            scope = gate.read_scope("read")
+        except Unauthorized:  # an anonymous caller, who may read nothing there
+            return {}
+        query = {"$and": [{"_id": {"$in": sorted(ids)}}, scope]}
         rows = await self._repository(spec).find_page(
             query, sort=[("_id", 1)], limit=len(ids), projection=None
         )
@@ -159,12 +171,15 @@ class DocumentExpansion(DocumentCore):
         ]
         while frontier:
             wanted: dict[str, set[str]] = {}
+            entries = 0  # what the answer embeds at this level, repeats included
             for _, data, nodes in frontier:
                 for node in nodes.values():
-                    wanted.setdefault(node.ref.target, set()).update(ids_at(data, node.ref)[0])
-            if sum(len(ids) for ids in wanted.values()) > EXPAND_MAX_DOCUMENTS:
+                    ids = ids_at(data, node.ref)[0]
+                    entries += len(ids)
+                    wanted.setdefault(node.ref.target, set()).update(ids)
+            if entries > EXPAND_MAX_DOCUMENTS:
                 raise _refused(
-                    f"more than {EXPAND_MAX_DOCUMENTS} referenced documents at one level: "
+                    f"more than {EXPAND_MAX_DOCUMENTS} references to embed at one level: "
                     "page with a smaller limit"
                 )
             found = {

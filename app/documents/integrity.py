@@ -70,20 +70,22 @@ class DocumentIntegrity(DocumentCore):
                         )
                         blocking = [h["_id"] for h in holders if h["_id"] not in mine]
                         if blocking:
+                            # The collection, not the document: the caller may not read it.
                             raise ReferenceRestricted(
-                                f"{source.id}/{blocking[0]} references it through {ref.name} "
+                                f"A document of {source.id} references it through {ref.name} "
                                 "(x-on-delete: restrict): delete or change that first"
                             )
                     elif ref.on_delete == "set_null":
                         plan.clear.append((source, ref, target_ids))
                     else:  # cascade
+                        done = sorted(seen.get(source.id, ()))
                         rows = await repo.find_page(
-                            query,
+                            {"$and": [query, {"_id": {"$nin": done}}]} if done else query,
                             sort=[("_id", 1)],
                             limit=INTEGRITY_MAX_DOCUMENTS + 1,
                             projection={"_id": 1},
                         )
-                        fresh = [r["_id"] for r in rows if r["_id"] not in seen.get(source.id, ())]
+                        fresh = [r["_id"] for r in rows]
                         if not fresh:
                             continue
                         total += len(fresh)
@@ -109,9 +111,11 @@ class DocumentIntegrity(DocumentCore):
             if transaction.current() is None:  # a batch deletes files once it has committed
                 await self.delete_files(source.id, ids)
         for source, ref, ids in plan.clear:
-            change: dict[str, Any] = {"$inc": {"version": 1}, "$set": {"updated_at": now}}
-            if ref.many:
-                change["$pull"] = {ref.path: {"$in": ids}}
-            else:
-                change["$set"][ref.path] = None
-            await self._repository(source).update_where(_matching(ref, ids), change)
+            repo = self._repository(source)
+            bump = {"$inc": {"version": 1}, "$set": {"updated_at": now}}
+            # By the stored shape, whatever the schema says now (a forced schema change
+            # may have left a single id where a list is declared, or the reverse).
+            as_list = {"$and": [_matching(ref, ids), {ref.path: {"$type": "array"}}]}
+            await repo.update_where(as_list, {**bump, "$pull": {ref.path: {"$in": ids}}})
+            as_one = {"$and": [_matching(ref, ids), {ref.path: {"$type": "string"}}]}
+            await repo.update_where(as_one, {**bump, "$set": {"updated_at": now, ref.path: None}})

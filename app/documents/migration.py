@@ -47,6 +47,19 @@ def migration_transform(kind: Literal["patch", "update"], change: Any, max_bytes
     return partial(apply_update, operations=parse_update(change), max_bytes=max_bytes)
 
 
+def _same_json(a: Any, b: Any) -> bool:
+    """Equal as JSON values: Python says True == 1, JSON does not."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
 class DocumentMigration(DocumentCrud):
     async def migrate_batch(
         self,
@@ -57,12 +70,16 @@ class DocumentMigration(DocumentCrud):
         after: str | None,
         size: int,
         dry_run: bool = False,
+        only: list[str] | None = None,
     ) -> MigrationBatch:
-        """Apply `transform` to the next `size` matching documents after id `after`."""
+        """Apply `transform` to the next `size` matching documents after id `after` (of
+        `only` these ids, when given: a retry of the ones that could not take it)."""
         gate = await self.gate(spec, OPERATOR)
         query = limited_query(gate, parsed_filter, {})
         if after is not None:
             query = {"$and": [query, {"_id": {"$gt": after}}]} if query else {"_id": {"$gt": after}}
+        if only is not None:
+            query = {"$and": [query, {"_id": {"$in": only}}]} if query else {"_id": {"$in": only}}
         rows = await self._repository(spec).find_page(
             query, sort=[("_id", 1)], limit=size, projection=None
         )
@@ -72,7 +89,7 @@ class DocumentMigration(DocumentCrud):
             batch.last_id = doc_id
             try:
                 changed = await self._checked(spec, row["data"], transform)
-                if changed == row["data"]:
+                if _same_json(changed, row["data"]):  # 1 and true differ, 1 and 1.0 not
                     batch.unchanged += 1
                     continue
                 if not dry_run:

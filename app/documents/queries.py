@@ -18,7 +18,7 @@ from app.documents.keyset import (
     sort_values,
 )
 from app.documents.models import StoredDocument
-from app.documents.search import Indexer, score_stage
+from app.documents.search import MAX_CANDIDATES, Indexer, score_stage
 from app.errors import AppError, ErrorCode, Forbidden
 from app.pagination import InvalidCursor
 
@@ -76,7 +76,7 @@ class DocumentQueries(DocumentCore):
         sort = compile_sort(sort_raw or "")
         query = self._compile_query(gate, parsed_filter, gate.read_scope("list"), sort)
         if terms is not None:  # a search in another order than relevance
-            query = access.both(query, {"_search": {"$in": terms}})
+            query = access.both(query, self._term_match(spec, terms))
         projection = compile_fields(fields_raw) if fields_raw else None
         # Field rules judge whole documents (a projection could drop what they read):
         # read them whole, hide, then keep the fields asked for.
@@ -119,6 +119,12 @@ class DocumentQueries(DocumentCore):
             )
         return Indexer(spec.search.fields, spec.search.language).query(text)
 
+    @staticmethod
+    def _term_match(spec: CollectionSpec, terms: list[str]) -> dict[str, Any]:
+        assert spec.search is not None
+        key = Indexer(spec.search.fields, spec.search.language).key
+        return {"_search": {"$in": terms}, "_search_key": key}
+
     async def _search_page(
         self,
         spec: CollectionSpec,
@@ -138,7 +144,8 @@ class DocumentQueries(DocumentCore):
             kept = [p for p in compile_fields(fields_raw) if p.startswith("data")]
         query = self._compile_query(gate, parsed_filter, gate.read_scope("list"))
         pipeline: list[dict[str, Any]] = [
-            {"$match": access.both(query, {"_search": {"$in": terms}})},
+            {"$match": access.both(query, self._term_match(spec, terms))},
+            {"$limit": MAX_CANDIDATES},
             score_stage(terms),
         ]
         scope = f"{spec.id}:search:{query_scope([parsed_filter, terms], [])}"

@@ -75,9 +75,20 @@ def refs_of(schema: Any) -> dict[str, Ref]:
 def ref_problems(schema: Any) -> list[FieldError]:
     """What is wrong with a schema's reference declarations (checked at declaration)."""
     problems: list[FieldError] = []
+    understood = _reachable(schema)
 
     def walk(node: Any, loc: list[str | int], depth: int) -> None:
         if isinstance(node, dict):
+            if ("x-ref" in node or "x-on-delete" in node) and id(node) not in understood:
+                problems.append(
+                    FieldError(
+                        loc=loc,
+                        msg="x-ref and x-on-delete are understood only on a property (under "
+                        "properties, through objects) or the items of a list property",
+                        type="reference",
+                    )
+                )
+                return
             if "x-ref" in node:
                 target = node["x-ref"]
                 if not isinstance(target, str) or not _TARGET_PATTERN.match(target):
@@ -138,6 +149,27 @@ def ref_problems(schema: Any) -> list[FieldError]:
                     )
                 )
     return problems
+
+
+def _reachable(schema: Any) -> set[int]:
+    """The schema nodes where refs_of looks for x-ref and x-on-delete (by identity)."""
+    found: set[int] = set()
+
+    def walk(node: Any, depth: int) -> None:
+        if not isinstance(node, dict) or depth > MAX_DEPTH:
+            return
+        for key, child in (node.get("properties") or {}).items():
+            if not isinstance(child, dict) or "." in key:
+                continue
+            found.add(id(child))
+            items = child.get("items")
+            if isinstance(items, dict):
+                found.add(id(items))
+            if "x-ref" not in child and not (isinstance(items, dict) and "x-ref" in items):
+                walk(child, depth + 1)
+
+    walk(schema, 1)
+    return found
 
 
 def _property(schema: Any, name: str) -> dict[str, Any] | None:

@@ -198,7 +198,7 @@ class DocumentRepository:
         projection: dict[str, int] | None,
     ) -> list[dict[str, Any]]:
         cursor = (
-            self.collection.find(query, projection)
+            self.collection.find(query, projection, session=transaction.current())
             .sort(sort)
             .limit(limit)
             .max_time_ms(self.max_time_ms)
@@ -227,10 +227,14 @@ class DocumentRepository:
         many were indexed."""
         assert self.indexer is not None
         query = {} if after is None else {"_id": {"$gt": after}}
-        rows = await self.collection.find(query, {"data": 1}).sort("_id", 1).to_list(size)
+        rows = await (
+            self.collection.find(query, {"data": 1, "version": 1}).sort("_id", 1).to_list(size)
+        )
         for raw in rows:
+            # At the version read: a write meanwhile has stored its own (newer) terms.
             await self.collection.update_one(
-                {"_id": raw["_id"]}, {"$set": self.indexer.terms(raw.get("data", {}))}
+                {"_id": raw["_id"], "version": raw.get("version")},
+                {"$set": self.indexer.terms(raw.get("data", {}))},
             )
         return (rows[-1]["_id"] if rows else None), len(rows)
 

@@ -15,12 +15,16 @@ dropped), then reduced to its stem by the Snowball stemmer of the collection's l
 English. A search matches documents having any of its terms (as `$text` does), ranked by
 how many distinct terms they have, then how many are in the first field, then length.
 
-Bounds: at most MAX_FIELD_CHARS of each field are read and MAX_TERMS terms kept per
-document; a query has at most MAX_QUERY_TERMS terms.
+Bounds: at most MAX_TEXT_CHARS of a document's fields are read, words are cut at
+MAX_WORD_CHARS, MAX_TERMS terms are kept; a query has at most MAX_QUERY_TERMS terms and
+ranks at most MAX_CANDIDATES matches. Terms carry the declaration they were made under
+(`_search_key`): a changed declaration matches only documents indexed since (or by
+`make reindex`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -30,10 +34,14 @@ from typing import Any
 import snowballstemmer
 
 LANGUAGES = ("none", "english", "french", "german", "spanish", "italian", "portuguese", "dutch")
-MAX_FIELD_CHARS = 64 * 1024
+MAX_TEXT_CHARS = 32 * 1024  # of all the declared fields together, per document
+MAX_WORD_CHARS = 64
 MAX_TERMS = 2000
 MAX_QUERY_TERMS = 16
-SEARCH_FIELDS = ("_search", "_search_first", "_search_len")
+# A search ranks at most this many matching documents (the first the index yields): for
+# words most documents have, the ranking is of that sample, not of every match.
+MAX_CANDIDATES = 5000
+SEARCH_FIELDS = ("_search", "_search_first", "_search_len", "_search_key")
 
 _WORD = re.compile(r"\w+")
 _ENGLISH_STOP = frozenset(
@@ -108,18 +116,26 @@ def _fold(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
+@lru_cache(maxsize=65536)
+def _stem(language: str, word: str) -> str:
+    stem: str = _stemmer(language).stemWord(word)
+    return stem
+
+
 def _words(text: str, language: str) -> list[str]:
-    words = _WORD.findall(_fold(text))
+    words = [w[:MAX_WORD_CHARS] for w in _WORD.findall(_fold(text))]
     if language == "english":
         words = [w for w in words if w not in _ENGLISH_STOP]
-    if language == "none" or not words:
+    if language == "none":
         return words
-    stems: list[str] = _stemmer(language).stemWords(words)
-    return stems
+    # Stems are cached: the same words recur across documents, and pure-Python Snowball
+    # costs a few microseconds a word.
+    return [_stem(language, w) for w in words]
 
 
-def _text_at(data: Any, path: str) -> str:
-    """The text under `data.<path>`: strings, and the strings inside lists and objects."""
+def _text_at(data: Any, path: str, budget: int) -> str:
+    """The text under `data.<path>` (strings, and the strings inside lists and objects),
+    at most `budget` characters."""
     node: Any = data
     for segment in path.split(".")[1:]:
         if not isinstance(node, dict):
@@ -130,10 +146,10 @@ def _text_at(data: Any, path: str) -> str:
 
     def collect(value: Any) -> None:
         nonlocal size
-        if size >= MAX_FIELD_CHARS:
+        if size >= budget:
             return
         if isinstance(value, str):
-            parts.append(value[: MAX_FIELD_CHARS - size])
+            parts.append(value[: budget - size])
             size += len(parts[-1])
         elif isinstance(value, list):
             for item in value:
@@ -154,16 +170,22 @@ class Indexer:
         self.language = language
 
     @property
-    def key(self) -> tuple[tuple[str, ...], str]:
-        return self.fields, self.language
+    def key(self) -> str:
+        """What the stored terms were made from: a search matches only documents indexed
+        with the declaration as it is now (a field taken out of `search`, perhaps because
+        a rule now hides it, never matches through terms kept from before)."""
+        return hashlib.sha256(repr((self.fields, self.language)).encode()).hexdigest()[:16]
 
     def terms(self, data: dict[str, Any]) -> dict[str, Any]:
         """The fields to store beside `data`."""
         every: dict[str, None] = {}
         first: list[str] = []
         length = 0
+        budget = MAX_TEXT_CHARS
         for index, path in enumerate(self.fields):
-            words = _words(_text_at(data, path), self.language)
+            text = _text_at(data, path, budget)
+            budget -= len(text)
+            words = _words(text, self.language)
             length += len(words)
             if index == 0:
                 first = list(dict.fromkeys(words))[:MAX_TERMS]
@@ -171,7 +193,12 @@ class Indexer:
                 if len(every) >= MAX_TERMS:
                     break
                 every.setdefault(word)
-        return {"_search": list(every), "_search_first": first, "_search_len": length}
+        return {
+            "_search": list(every),
+            "_search_first": first,
+            "_search_len": length,
+            "_search_key": self.key,
+        }
 
     def query(self, text: str) -> list[str]:
         """The distinct terms of a search, in order (at most MAX_QUERY_TERMS)."""
