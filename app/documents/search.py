@@ -40,7 +40,7 @@ MAX_TERMS = 2000
 MAX_QUERY_TERMS = 16
 # A search ranks at most this many matching documents (the first the index yields): for
 # words most documents have, the ranking is of that sample, not of every match.
-MAX_CANDIDATES = 5000
+MAX_CANDIDATES = 2000
 SEARCH_FIELDS = ("_search", "_search_first", "_search_len", "_search_key")
 
 _WORD = re.compile(r"\w+")

@@ -132,6 +132,7 @@ export async function collectionPage(name: string, tab: string): Promise<void> {
 
 function documentsPage(collection: Collection, top: (Node | string)[]): void {
   const docs = client.collection(collection.name);
+  const search = h("input", { type: "search", autocomplete: "off" });
   const filter = h("input", { autocomplete: "off", class: "code", placeholder: '{"done": false}' });
   const sort = h("input", { autocomplete: "off", class: "code", placeholder: "-created_at" });
   const results = h("div");
@@ -147,6 +148,7 @@ function documentsPage(collection: Collection, top: (Node | string)[]): void {
       more.hidden = true;
       asked = { limit: 25 };
       if (filter.value.trim()) asked["filter"] = filter.value.trim();
+      if (collection.search && search.value.trim()) asked["search"] = search.value.trim();
       if (sort.value.trim()) asked["sort"] = sort.value.trim();
     }
     const found = await docs.list(next && cursor ? { ...asked, cursor } : asked);
@@ -167,6 +169,9 @@ function documentsPage(collection: Collection, top: (Node | string)[]): void {
   const form = h(
     "form",
     { class: "row filters", "aria-label": "Find documents" },
+    collection.search
+      ? field("Search", search, `Words in ${collection.search.fields.join(", ")}; best first`)
+      : "",
     field("Filter", filter, "The filter language, as JSON"),
     field("Sort", sort, "Fields, comma-separated; - for descending"),
     submit,
