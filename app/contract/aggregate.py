@@ -14,19 +14,12 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from app.documents.relations import schema_types as _types
+
 MAX_DEPTH = 8
 BUILT_IN = ["owner", "team", "created_at", "updated_at"]
 DATES = ["created_at", "updated_at"]
 _REF_ROOT = "#/components/schemas/"
-
-
-def _types(schema: dict[str, Any]) -> set[str]:
-    declared = schema.get("type")
-    if isinstance(declared, str):
-        return {declared}
-    if isinstance(declared, list):
-        return {t for t in declared if isinstance(t, str)}
-    return set()
 
 
 def field_paths(data: Any) -> tuple[list[str], list[str], list[str]]:

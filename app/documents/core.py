@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from app import strict_json
 from app.accounts.principal import Principal
-from app.clock import Clock
+from app.clock import Clock, rfc3339
 from app.collections.models import CollectionSpec
 from app.collections.service import CollectionService
 from app.collections.validation import validate_data
@@ -117,6 +117,20 @@ MAX_REPOSITORIES = 1024
 class Page:
     items: list[StoredDocument]
     next_cursor: str | None
+
+
+def json_envelope(collection: str, doc: StoredDocument) -> dict[str, Any]:
+    """The JSON shape clients see, ready to encode (dates as RFC 3339 text)."""
+    return {
+        "id": doc.id,
+        "collection": collection,
+        "owner": doc.owner,
+        "team": doc.team,
+        "version": doc.version,
+        "created_at": rfc3339(doc.created_at),
+        "updated_at": rfc3339(doc.updated_at),
+        "data": doc.data,
+    }
 
 
 def envelope(collection: str, doc: StoredDocument) -> dict[str, Any]:

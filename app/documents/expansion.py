@@ -23,7 +23,7 @@ from typing import Any
 from app.accounts.principal import Principal
 from app.clock import rfc3339
 from app.collections.models import CollectionSpec
-from app.documents.core import DocumentCore
+from app.documents.core import DocumentCore, json_envelope
 from app.documents.models import StoredDocument
 from app.documents.relations import USERS, ExpandNode, Ref, ids_at, refs_of
 from app.errors import FieldError, NotFound, Unauthorized, ValidationFailed
@@ -38,19 +38,6 @@ def _refused(msg: str) -> ValidationFailed:
     return ValidationFailed(
         f"expand: {msg}", errors=[FieldError(loc=["query", "expand"], msg=msg, type="expand")]
     )
-
-
-def json_envelope(collection: str, doc: StoredDocument) -> dict[str, Any]:
-    return {
-        "id": doc.id,
-        "collection": collection,
-        "owner": doc.owner,
-        "team": doc.team,
-        "version": doc.version,
-        "created_at": rfc3339(doc.created_at),
-        "updated_at": rfc3339(doc.updated_at),
-        "data": doc.data,
-    }
 
 
 UserProfiles = Callable[[list[str]], Awaitable[Mapping[str, tuple[str, datetime, datetime]]]]

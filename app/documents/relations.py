@@ -37,7 +37,8 @@ class Ref:
         return f"data.{self.name}"
 
 
-def _types(schema: dict[str, Any]) -> set[str]:
+def schema_types(schema: dict[str, Any]) -> set[str]:
+    """The JSON types a schema node declares (`type`, a name or a list of them)."""
     declared = schema.get("type")
     if isinstance(declared, str):
         return {declared}
@@ -99,7 +100,7 @@ def ref_problems(schema: Any) -> list[FieldError]:
                             type="reference",
                         )
                     )
-                elif "string" not in _types(node):
+                elif "string" not in schema_types(node):
                     problems.append(
                         FieldError(
                             loc=[*loc, "type"],
@@ -139,7 +140,7 @@ def ref_problems(schema: Any) -> list[FieldError]:
     for ref in refs_of(schema).values():
         if ref.on_delete == "set_null" and not ref.many:
             holder = _property(schema, ref.name)
-            if holder is not None and _types(holder) and "null" not in _types(holder):
+            if holder is not None and schema_types(holder) and "null" not in schema_types(holder):
                 problems.append(
                     FieldError(
                         loc=["body", "schema", "properties", *ref.name.split(".")],

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from app.clock import rfc3339
-from app.documents.core import envelope
+from app.documents.core import envelope, json_envelope
 from app.documents.models import StoredDocument
 from app.documents.schemas import DocumentOut
 
@@ -23,16 +22,7 @@ def encode_document(
     collection: str, doc: StoredDocument, expanded: dict[str, Any] | None = None
 ) -> bytes:
     """The response body: the DocumentOut shape, encoded without building the model."""
-    body: dict[str, Any] = {
-        "id": doc.id,
-        "collection": collection,
-        "owner": doc.owner,
-        "team": doc.team,
-        "version": doc.version,
-        "created_at": rfc3339(doc.created_at),
-        "updated_at": rfc3339(doc.updated_at),
-        "data": doc.data,
-    }
+    body = json_envelope(collection, doc)
     if expanded is not None:
         body["expanded"] = expanded
     try:
