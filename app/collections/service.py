@@ -148,6 +148,8 @@ class CollectionService:
         self.clock = clock
         # Compiled validators, keyed by (name, updated_at): a change makes a new key.
         self._validators: dict[tuple[str, Any], Draft202012Validator] = {}
+        # The references of each declaration, keyed like the validators.
+        self._refs: dict[tuple[str, Any], list[Ref]] = {}
 
     def _check(self, schema: dict[str, Any] | None, indexes: list[IndexIn]) -> None:
         if schema is not None:
@@ -211,12 +213,16 @@ class CollectionService:
 
     async def referrers(self, target: str) -> list[tuple[CollectionSpec, Ref]]:
         """The references to `target` that say what its deletes do (x-on-delete)."""
-        return [
-            (spec, ref)
-            for spec in await self.repository.list_all_cached()
-            for ref in refs_of(spec.json_schema).values()
-            if ref.target == target and ref.on_delete is not None
-        ]
+        found = []
+        for spec in await self.repository.list_all_cached():
+            key = (spec.id, spec.updated_at)
+            refs = self._refs.get(key)
+            if refs is None:  # parsed once per declaration as it stands
+                if len(self._refs) > 1000:
+                    self._refs.clear()
+                refs = self._refs[key] = list(refs_of(spec.json_schema).values())
+            found += [(spec, r) for r in refs if r.target == target and r.on_delete is not None]
+        return found
 
     async def update(self, name: str, patch: CollectionPatch) -> CollectionSpec:
         spec = await self.repository.get(name, fresh=True)
