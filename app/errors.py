@@ -97,6 +97,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_GROUPS = "too_many_groups"  # an aggregation over AGGREGATE_MAX_GROUPS
     SEARCH_NOT_ENABLED = "search_not_enabled"  # ?search= on a collection without `search`
     REFERENCE_RESTRICTED = "reference_restricted"  # x-on-delete: restrict (or a huge cascade)
+    REFERENCE_NOT_FOUND = "reference_not_found"  # an x-on-delete reference to nothing readable
 
 
 class FieldError(BaseModel):

@@ -11,6 +11,7 @@ TypeScript types and the Python client. Then:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
@@ -38,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = ROOT / "tests" / "clients"
 NODE_TOOLS = ROOT / "clients" / "node_modules"
 NODE = shutil.which("node")
+ARRIVAL_GUARD_SECONDS = 90
 
 pytestmark = pytest.mark.skipif(
     NODE is None,
@@ -415,7 +417,12 @@ async def test_the_sdk_works_in_a_browser_across_a_server_restart(
                     )
                     assert during.status_code == 201, during.text
                 with api_server(generated.database_url, generated.database, **env):
-                    await page.evaluate("() => window.app.arrival('during the restart')")
+                    # A guard against a hang (a lost event would wait forever), not a
+                    # measurement.
+                    await asyncio.wait_for(
+                        page.evaluate("() => window.app.arrival('during the restart')"),
+                        ARRIVAL_GUARD_SECONDS,
+                    )
                     finished = await page.evaluate("() => window.app.finish()")
             finally:
                 await browser.close()

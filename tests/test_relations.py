@@ -428,3 +428,44 @@ async def test_references_where_they_are_not_understood_are_422(
     answer = await client.post("/v1/collections", json=body, headers=admin.headers)
     body = assert_problem(answer, 422, "validation_failed")
     assert "understood only" in body["detail"]
+
+
+async def test_a_reference_that_acts_on_deletes_must_name_a_readable_document(
+    client: httpx.AsyncClient, admin: Account, user: Account, other_user: Account
+) -> None:
+    await declare(client, admin, "shelves", {"type": "object"}, read="owner")
+    pinning = LIBRARY["books"] | {
+        "properties": {
+            "shelf": ref("shelves", **{"x-on-delete": "restrict"}),
+            "note": ref("shelves"),  # a plain reference may point anywhere
+        }
+    }
+    await declare(client, admin, "books", pinning)
+    await put(client, user, "shelves", "mine", {})
+    # Another user cannot pin it (nor name one that does not exist).
+    for shelf in ("mine", "nothing"):
+        refused = await client.post(
+            docs("books"), json={"shelf": shelf}, headers=other_user.headers
+        )
+        body = assert_problem(refused, 422, "reference_not_found")
+        assert body["errors"][0]["loc"] == ["data", "shelf"]
+    bulk = await client.post(
+        f"{docs('books')}/bulk",
+        json={"documents": [{"shelf": "mine"}, {}]},
+        headers=other_user.headers,
+    )
+    assert [i["status"] for i in bulk.json()["results"]] == [422, 201]
+    loose = await client.post(docs("books"), json={"note": "mine"}, headers=other_user.headers)
+    assert loose.status_code == 201, loose.text
+    # Its owner can; a later change that keeps the reference is not checked again.
+    made = await client.post(docs("books"), json={"shelf": "mine"}, headers=user.headers)
+    assert made.status_code == 201, made.text
+    book = made.json()["id"]
+    patched = await client.patch(
+        f"{docs('books')}/{book}", json={"title": "x"}, headers=admin.headers
+    )
+    assert patched.status_code == 200, patched.text
+    moved = await client.patch(
+        f"{docs('books')}/{book}", json={"shelf": "nothing"}, headers=user.headers
+    )
+    assert_problem(moved, 422, "reference_not_found")

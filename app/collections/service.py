@@ -211,16 +211,21 @@ class CollectionService:
     async def list_all(self) -> list[CollectionSpec]:
         return await self.repository.list_all()
 
+    async def refs_of(self, spec: CollectionSpec) -> list[Ref]:
+        """The references `spec`'s schema declares (parsed once per version of it)."""
+        key = (spec.id, spec.updated_at)
+        refs = self._refs.get(key)
+        if refs is None:
+            if len(self._refs) > 1000:
+                self._refs.clear()
+            refs = self._refs[key] = list(refs_of(spec.json_schema).values())
+        return refs
+
     async def referrers(self, target: str) -> list[tuple[CollectionSpec, Ref]]:
         """The references to `target` that say what its deletes do (x-on-delete)."""
         found = []
         for spec in await self.repository.list_all_cached():
-            key = (spec.id, spec.updated_at)
-            refs = self._refs.get(key)
-            if refs is None:  # parsed once per declaration as it stands
-                if len(self._refs) > 1000:
-                    self._refs.clear()
-                refs = self._refs[key] = list(refs_of(spec.json_schema).values())
+            refs = await self.refs_of(spec)
             found += [(spec, r) for r in refs if r.target == target and r.on_delete is not None]
         return found
 

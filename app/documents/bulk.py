@@ -89,7 +89,8 @@ class BulkDocuments(DocumentCrud):
             doc = self._new(new_document_id(), owner, outcome)
             try:
                 self._admitted(gate, doc)
-            except AppError as refused:  # a create or field rule
+                await self.check_references(gate, None, doc.data)
+            except AppError as refused:  # a create or field rule, a reference
                 results.append(
                     BulkItem(index, refused.status, code=refused.code, detail=refused.detail)
                 )

@@ -91,6 +91,7 @@ class DocumentCrud(DocumentIntegrity):
         owner = gate.writer()
         data = await self._checked(spec, data)
         await self._check_team(owner, team)
+        await self.check_references(gate, None, data)
         if idempotency_key is None:
             doc = self._admitted(gate, self._new(new_document_id(), owner, data, team))
             await self._insert_new(spec, doc)
@@ -275,6 +276,7 @@ class DocumentCrud(DocumentIntegrity):
                 return gate.shown(current), inserting
             if current is None and create is not None and pre.if_match is None:
                 doc = create()
+                await self.check_references(gate, None, doc.data)
                 doc.writes = (write_id,)
                 inserting = True
                 try:
@@ -299,6 +301,7 @@ class DocumentCrud(DocumentIntegrity):
             # The change applies to what the caller sees; fields hidden from them stay.
             changed = await new_data(gate.shown(current).data)
             changed = gate.check_field_writes(current, changed)
+            await self.check_references(gate, current.data, changed)
             # The update rule holds after the change too: a draft-only rule cannot be
             # escaped by publishing in the same write.
             if not gate.can_change("update", replace(current, data=changed)):

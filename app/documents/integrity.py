@@ -21,9 +21,10 @@ from typing import Any
 
 from app.collections.models import CollectionSpec
 from app.db import transaction
+from app.documents.access import Gate
 from app.documents.core import DocumentCore
-from app.documents.relations import Ref
-from app.errors import AppError, ErrorCode
+from app.documents.relations import Ref, ids_at
+from app.errors import AppError, ErrorCode, FieldError
 
 INTEGRITY_MAX_DEPTH = 5
 INTEGRITY_MAX_DOCUMENTS = 1000
@@ -49,7 +50,54 @@ def _matching(ref: Ref, ids: list[str]) -> dict[str, Any]:
     return {ref.path: {"$in": ids}}  # a list of ids matches when it holds any of them
 
 
+class ReferenceNotFound(AppError):
+    code, status = ErrorCode.REFERENCE_NOT_FOUND, 422
+
+
 class DocumentIntegrity(DocumentCore):
+    async def check_references(
+        self, gate: Gate, before: dict[str, Any] | None, after: dict[str, Any]
+    ) -> None:
+        """422 reference_not_found when a write adds, under a reference that says what
+        deletes do (x-on-delete), an id the writer cannot read in its collection: else
+        anyone who may write here could pin (restrict), clear (set_null) or take along
+        (cascade) other people's documents. Ids the document held already are not checked
+        again. Plain references (no x-on-delete) may point anywhere, and dangle."""
+        refs = [r for r in await self.collections.refs_of(gate.spec) if r.on_delete]
+        for ref in refs:
+            new = set(ids_at(after, ref)[0])
+            if before is not None:
+                new -= set(ids_at(before, ref)[0])
+            if not new:
+                continue
+            try:
+                target = await self.collections.get(ref.target)
+                target_gate = await self.gate(target, gate.principal)
+                scope = target_gate.read_scope("read")
+            except AppError:  # no such collection, or nothing the writer may read there
+                found: set[str] = set()
+            else:
+                rows = await self._repository(target).find_page(
+                    {"$and": [{"_id": {"$in": sorted(new)}}, scope]},
+                    sort=[("_id", 1)],
+                    limit=len(new),
+                    projection={"_id": 1},
+                )
+                found = {r["_id"] for r in rows}
+            missing = sorted(new - found)
+            if missing:
+                raise ReferenceNotFound(
+                    f"data.{ref.name} names {missing[0]}, which is not a document of "
+                    f"{ref.target} you may read",
+                    errors=[
+                        FieldError(
+                            loc=["data", *ref.name.split(".")],
+                            msg=f"no such document of {ref.target}: {missing[0]}",
+                            type="reference",
+                        )
+                    ],
+                )
+
     async def plan_delete(self, spec: CollectionSpec, ids: list[str]) -> DeletePlan:
         """What deleting `ids` of `spec` does to what references them (409 when refused)."""
         plan = DeletePlan()
