@@ -403,9 +403,12 @@ async def test_the_sdk_works_in_a_browser_across_a_server_restart(
                         login = await http.post(
                             "/v1/auth/login", json={"email": email, "password": PASSWORD}
                         )
-                    started = await page.evaluate(
-                        "([url, email, password]) => window.app.start(url, email, password)",
-                        [url, email, PASSWORD],
+                    started = await asyncio.wait_for(  # a guard against a hang
+                        page.evaluate(
+                            "([url, email, password]) => window.app.start(url, email, password)",
+                            [url, email, PASSWORD],
+                        ),
+                        ARRIVAL_GUARD_SECONDS,
                     )
                 # Down: a note is made through the other server meanwhile.
                 async with httpx.AsyncClient(base_url=generated.base_url, timeout=30) as http:

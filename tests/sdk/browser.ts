@@ -25,16 +25,25 @@ function client() {
   return docstore.client;
 }
 
-function subscribeTo(notes: Collection<paths, "notes">) {
-  return notes.subscribe({
+let opened: () => void = () => undefined;
+
+/** A subscription, and a promise of its stream being open: a note created before that
+ * would not be on it (a stream starts from when it opens), so the test waits for it. */
+function subscribeTo(notes: Collection<paths, "notes">): [Subscription, Promise<void>] {
+  const open = new Promise<void>((resolve) => (opened = resolve));
+  const subscription = notes.subscribe({
     minDelayMs: 200,
     maxDelayMs: 1000,
+    onState: (state) => {
+      if (state === "open") opened();
+    },
     onChange: (event: ChangeEvent<Note>) => {
       if (event.type !== "created") return;
       titles.push(event.document.data.title);
       waiting.get(event.document.data.title)?.();
     },
   });
+  return [subscription, open];
 }
 
 /** Sign in, subscribe, write, and move a file through; the subscription stays open. */
@@ -46,7 +55,7 @@ export async function start(url: string, email: string, password: string) {
   if (!("session" in signed)) throw new Error("two-step sign-in was not expected");
   const stored = localStorage.getItem("docstore.test") !== null;
 
-  live = subscribeTo(sdk.collection("notes"));
+  [live] = subscribeTo(sdk.collection("notes"));
   // The app is opened again later: its stored access token has expired meanwhile, so
   // the first calls (at once) refresh it, once, before going out.
   const kept = JSON.parse(localStorage.getItem("docstore.test") ?? "null") as Session;
@@ -59,7 +68,9 @@ export async function start(url: string, email: string, password: string) {
   reopened.auth.onAuthStateChange((event) => events.push(event));
   docstore.client = reopened;
   const notes = reopened.collection("notes");
-  live = subscribeTo(notes);
+  let open: Promise<void>;
+  [live, open] = subscribeTo(notes);
+  await open;
   const [made] = await Promise.all([
     notes.create({ title: "from the browser", tags: ["chromium"] }),
     notes.count(),

@@ -31,10 +31,16 @@ async function main(): Promise<void> {
     new Promise<Note>((resolve) => {
       wanted = { title, resolve };
     });
+  // A stream starts from when it opens: the first note is made once it is open.
+  let opened: () => void = () => undefined;
+  const open = new Promise<void>((resolve) => (opened = resolve));
   const subscription = notes.subscribe({
     minDelayMs: 200,
     maxDelayMs: 1000,
-    onState: (state) => states.push(state),
+    onState: (state) => {
+      states.push(state);
+      if (state === "open") opened();
+    },
     onReset: () => {
       resets += 1;
     },
@@ -46,6 +52,7 @@ async function main(): Promise<void> {
     },
   });
 
+  await open;
   const first = arrival("before the restart");
   await notes.create({ title: "before the restart" });
   await first;
