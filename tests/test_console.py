@@ -209,6 +209,8 @@ async def test_an_admin_runs_the_data_and_the_accounts_from_the_console(site: Si
         chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         api = httpx.AsyncClient(base_url=site.url, timeout=30)  # changes made elsewhere
         try:
+            # (In the same run: a second server and browser cost most of a test's time.)
+            await non_admin_is_turned_away(chromium, site)
             context = await chromium.new_context(viewport={"width": 1280, "height": 800})
             await context.add_init_script(WATCH_POLICY)
             page = await context.new_page()
@@ -385,20 +387,19 @@ async def test_an_admin_runs_the_data_and_the_accounts_from_the_console(site: Si
             await chromium.close()
 
 
-@pytest_browser
-async def test_a_non_admin_is_turned_away(site: Site) -> None:
-    from playwright.async_api import async_playwright, expect
+async def non_admin_is_turned_away(chromium: Any, site: Site) -> None:
+    """A signed-in user who is not an admin is signed out again, the session not kept."""
+    from playwright.async_api import expect
 
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        try:
-            page = await chromium.new_page()
-            await page.goto(f"{site.url}/admin")
-            await page.get_by_label("Email").fill(site.user_email)
-            await page.get_by_label("Password").fill(PASSWORD)
-            await page.get_by_role("button", name="Sign in").click()
-            await expect(page.get_by_text("The console is for admins")).to_be_visible()
-            assert await page.evaluate("localStorage.length") == 0
-            await expect(page.get_by_role("navigation", name="Sections")).to_be_empty()
-        finally:
-            await chromium.close()
+    context = await chromium.new_context()
+    try:
+        page = await context.new_page()
+        await page.goto(f"{site.url}/admin")
+        await page.get_by_label("Email").fill(site.user_email)
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.get_by_text("The console is for admins")).to_be_visible()
+        assert await page.evaluate("sessionStorage.length + localStorage.length") == 0
+        await expect(page.get_by_role("navigation", name="Sections")).to_be_empty()
+    finally:
+        await context.close()
