@@ -321,6 +321,14 @@ async def delete_user(user_id: str, admin: AdminUser, users: UserServiceDep) -> 
 UserId = Annotated[str, Path(max_length=64)]
 
 
+async def managed_account(user_id: UserId, _: AdminPerson, users: UserServiceDep) -> str:
+    """The id of the account an admin acts on, in its one spelling (404 when none)."""
+    return str((await users.get(user_id)).id)
+
+
+ManagedAccount = Annotated[str, Depends(managed_account)]
+
+
 @router.get(
     "/{user_id}/sessions",
     operation_id="users_list_sessions_of",
@@ -328,10 +336,9 @@ UserId = Annotated[str, Path(max_length=64)]
     responses=problem_responses(401, 403, 404),
 )
 async def list_sessions_of(
-    user_id: UserId, admin: AdminPerson, users: UserServiceDep, auth: AuthServiceDep
+    account: ManagedAccount, admin: AdminPerson, auth: AuthServiceDep
 ) -> SessionList:
-    user = await users.get(user_id)
-    return _sessions(await auth.list_sessions(str(user.id)), admin)
+    return _sessions(await auth.list_sessions(account), admin)
 
 
 @router.post(
@@ -342,11 +349,8 @@ async def list_sessions_of(
     description="Its API keys keep working: revoke them one by one.",
     responses=problem_responses(401, 403, 404),
 )
-async def logout_all_of(
-    user_id: UserId, _: AdminPerson, users: UserServiceDep, auth: AuthServiceDep
-) -> None:
-    user = await users.get(user_id)
-    await auth.logout_all(str(user.id))
+async def logout_all_of(account: ManagedAccount, auth: AuthServiceDep) -> None:
+    await auth.logout_all(account)
 
 
 @router.delete(
@@ -357,14 +361,11 @@ async def logout_all_of(
     responses=problem_responses(401, 403, 404),
 )
 async def revoke_session_of(
-    user_id: UserId,
+    account: ManagedAccount,
     session_id: Annotated[str, Path(max_length=64)],
-    _: AdminPerson,
-    users: UserServiceDep,
     auth: AuthServiceDep,
 ) -> None:
-    user = await users.get(user_id)
-    await auth.revoke_session(str(user.id), session_id)
+    await auth.revoke_session(account, session_id)
 
 
 @router.get(
@@ -373,11 +374,8 @@ async def revoke_session_of(
     summary="An account's API keys, without their secrets (admin)",
     responses=problem_responses(401, 403, 404),
 )
-async def list_api_keys_of(
-    user_id: UserId, _: AdminPerson, users: UserServiceDep, auth: AuthServiceDep
-) -> ApiKeyList:
-    user = await users.get(user_id)
-    return _api_keys(await auth.list_api_keys(str(user.id)))
+async def list_api_keys_of(account: ManagedAccount, auth: AuthServiceDep) -> ApiKeyList:
+    return _api_keys(await auth.list_api_keys(account))
 
 
 @router.delete(
@@ -388,11 +386,8 @@ async def list_api_keys_of(
     responses=problem_responses(401, 403, 404),
 )
 async def revoke_api_key_of(
-    user_id: UserId,
+    account: ManagedAccount,
     key_id: Annotated[str, Path(max_length=64)],
-    _: AdminPerson,
-    users: UserServiceDep,
     auth: AuthServiceDep,
 ) -> None:
-    user = await users.get(user_id)
-    await auth.revoke_api_key(str(user.id), key_id)
+    await auth.revoke_api_key(account, key_id)

@@ -21,7 +21,6 @@ from datetime import datetime
 from typing import Any
 
 from app.accounts.principal import Principal
-from app.clock import rfc3339
 from app.collections.models import CollectionSpec
 from app.documents.core import DocumentCore, json_envelope
 from app.documents.models import StoredDocument
@@ -108,16 +107,10 @@ class DocumentExpansion(DocumentCore):
                 return {}
             profiles = await self.user_profiles(sorted(ids))
             return {
-                i: {
-                    "id": i,
-                    "collection": USERS,
-                    "owner": i,
-                    "team": None,
-                    "version": 1,
-                    "created_at": rfc3339(created),
-                    "updated_at": rfc3339(updated),
-                    "data": {"name": name},
-                }
+                i: json_envelope(
+                    USERS,
+                    StoredDocument(i, i, 1, created, updated, {"name": name}),
+                )
                 for i, (name, created, updated) in profiles.items()
             }
         try:

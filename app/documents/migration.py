@@ -25,6 +25,7 @@ from app.documents.crud import DocumentCrud
 from app.documents.json_patch import apply_json_patch, parse_json_patch
 from app.documents.offload import Transform
 from app.documents.operators import apply_update, parse_update
+from app.documents.rules import same_value
 from app.errors import AppError
 
 # Who a migration writes as: the operator running the script, with an admin's reach.
@@ -45,19 +46,6 @@ def migration_transform(kind: Literal["patch", "update"], change: Any, max_bytes
     if kind == "patch":
         return partial(apply_json_patch, patch=parse_json_patch(change), max_bytes=max_bytes)
     return partial(apply_update, operations=parse_update(change), max_bytes=max_bytes)
-
-
-def _same_json(a: Any, b: Any) -> bool:
-    """Equal as JSON values: Python says True == 1, JSON does not."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    return type(a) is type(b) and a == b
 
 
 class DocumentMigration(DocumentCrud):
@@ -89,7 +77,7 @@ class DocumentMigration(DocumentCrud):
             batch.last_id = doc_id
             try:
                 changed = await self._checked(spec, row["data"], transform)
-                if _same_json(changed, row["data"]):  # 1 and true differ, 1 and 1.0 not
+                if same_value(changed, row["data"]):  # 1 and true differ, 1 and 1.0 not
                     batch.unchanged += 1
                     continue
                 if not dry_run:

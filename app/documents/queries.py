@@ -76,7 +76,7 @@ class DocumentQueries(DocumentCore):
         sort = compile_sort(sort_raw or "")
         query = self._compile_query(gate, parsed_filter, gate.read_scope("list"), sort)
         if terms is not None:  # a search in another order than relevance
-            query = access.both(query, self._term_match(spec, terms))
+            query = access.both(query, self._indexer(spec).match(terms))
         projection = compile_fields(fields_raw) if fields_raw else None
         # Field rules judge whole documents (a projection could drop what they read):
         # read them whole, hide, then keep the fields asked for.
@@ -103,8 +103,7 @@ class DocumentQueries(DocumentCore):
                 item.data = projected(item.data, kept)
         return Page(items=items, next_cursor=next_cursor)
 
-    @staticmethod
-    def _search_terms(spec: CollectionSpec, gate: access.Gate, text: str) -> list[str]:
+    def _search_terms(self, spec: CollectionSpec, gate: access.Gate, text: str) -> list[str]:
         if spec.search is None:
             raise SearchNotEnabled(
                 f"Collection {spec.id} has no full-text search: declare `search` fields "
@@ -117,13 +116,13 @@ class DocumentQueries(DocumentCore):
                 f"{hidden} is readable only in some documents: it cannot be searched",
                 code=ErrorCode.FIELD_FORBIDDEN,
             )
-        return Indexer(spec.search.fields, spec.search.language).query(text)
+        return self._indexer(spec).query(text)
 
-    @staticmethod
-    def _term_match(spec: CollectionSpec, terms: list[str]) -> dict[str, Any]:
-        assert spec.search is not None
-        key = Indexer(spec.search.fields, spec.search.language).key
-        return {"_search": {"$in": terms}, "_search_key": key}
+    def _indexer(self, spec: CollectionSpec) -> Indexer:
+        """The collection's indexer, the one its writes use (kept with its repository)."""
+        indexer = self._repository(spec).indexer
+        assert indexer is not None  # spec.search is set: the repository has one
+        return indexer
 
     async def _search_page(
         self,
@@ -144,7 +143,7 @@ class DocumentQueries(DocumentCore):
             kept = [p for p in compile_fields(fields_raw) if p.startswith("data")]
         query = self._compile_query(gate, parsed_filter, gate.read_scope("list"))
         pipeline: list[dict[str, Any]] = [
-            {"$match": access.both(query, self._term_match(spec, terms))},
+            {"$match": access.both(query, self._indexer(spec).match(terms))},
             {"$limit": MAX_CANDIDATES},
             score_stage(terms),
         ]

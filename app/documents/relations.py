@@ -13,16 +13,18 @@ it, a reference may dangle (an expanded one is then null, reason `not_found`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from app.collections.schemas import NAME_PATTERN
 from app.errors import FieldError
 
 USERS = "users"
 OnDelete = Literal["restrict", "set_null", "cascade"]
 ON_DELETE = ("restrict", "set_null", "cascade")
 MAX_DEPTH = 8  # of properties walked to find references
-_TARGET_PATTERN = __import__("re").compile(r"^[a-z][a-z0-9_]{0,62}$")
+_TARGET_PATTERN = re.compile(NAME_PATTERN)  # a collection's name (users is one too)
 
 
 @dataclass(frozen=True)

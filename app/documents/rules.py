@@ -441,7 +441,7 @@ def _comparison(node: Compare, caller: Caller) -> Compiled:
     theirs = _context(right, caller) if isinstance(right, ContextRef) else right.value
     if op == "in":
         return mine in theirs
-    return _same(mine, theirs) if op == "==" else not _same(mine, theirs)
+    return same_value(mine, theirs) if op == "==" else not same_value(mine, theirs)
 
 
 def _field_filter(path: str, op: Comparison, value: Any) -> dict[str, Any]:
@@ -522,20 +522,24 @@ def _equals_any(values: Sequence[Any], wanted: Any) -> bool:
             if wanted is None:
                 return True
             continue
-        if _same(value, wanted):
+        if same_value(value, wanted):
             return True
-        if isinstance(value, list) and any(_same(v, wanted) for v in value):
+        if isinstance(value, list) and any(same_value(v, wanted) for v in value):
             return True
     return False
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_value(a: Any, b: Any) -> bool:
+    """Equal as the database compares JSON values: `true` is not `1` (Python says it is),
+    `1` is `1.0`; through lists and objects."""
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return a == b
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
     return type(a) is type(b) and a == b
 
 

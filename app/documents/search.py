@@ -41,7 +41,6 @@ MAX_QUERY_TERMS = 16
 # A search ranks at most this many matching documents (the first the index yields): for
 # words most documents have, the ranking is of that sample, not of every match.
 MAX_CANDIDATES = 2000
-SEARCH_FIELDS = ("_search", "_search_first", "_search_len", "_search_key")
 
 _WORD = re.compile(r"\w+")
 _ENGLISH_STOP = frozenset(
@@ -168,13 +167,14 @@ class Indexer:
     def __init__(self, fields: Iterable[str], language: str) -> None:
         self.fields = tuple(fields)
         self.language = language
+        # What the stored terms were made from: a search matches only documents indexed
+        # with the declaration as it is now (a field taken out of `search`, perhaps
+        # because a rule now hides it, never matches through terms kept from before).
+        self.key = hashlib.sha256(repr((self.fields, self.language)).encode()).hexdigest()[:16]
 
-    @property
-    def key(self) -> str:
-        """What the stored terms were made from: a search matches only documents indexed
-        with the declaration as it is now (a field taken out of `search`, perhaps because
-        a rule now hides it, never matches through terms kept from before)."""
-        return hashlib.sha256(repr((self.fields, self.language)).encode()).hexdigest()[:16]
+    def match(self, terms: list[str]) -> dict[str, Any]:
+        """The filter of documents indexed under this declaration with any of `terms`."""
+        return {"_search": {"$in": terms}, "_search_key": self.key}
 
     def terms(self, data: dict[str, Any]) -> dict[str, Any]:
         """The fields to store beside `data`."""

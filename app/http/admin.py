@@ -107,11 +107,8 @@ async def stats(_: AdminUser, lifecycle: LifecycleDep) -> StatsOut:
     )
 
 
-def _message_id(value: str) -> Any:
-    oid = parse_object_id(value)
-    if oid is None:
-        raise NotFound(f"There is no mail message {value}", code=ErrorCode.MAIL_NOT_FOUND)
-    return oid
+def _no_message(message_id: str) -> NotFound:
+    return NotFound(f"There is no mail message {message_id}", code=ErrorCode.MAIL_NOT_FOUND)
 
 
 @router.get(
@@ -150,14 +147,16 @@ async def list_mail(
 async def retry_mail(
     message_id: Annotated[str, Path(max_length=64)], _: AdminUser, lifecycle: LifecycleDep
 ) -> MailMessageOut:
-    oid = _message_id(message_id)
+    oid = parse_object_id(message_id)
+    if oid is None:
+        raise _no_message(message_id)
     outbox = lifecycle.outbox
     retried = await outbox.retry(oid, now=lifecycle.clock())
     if retried is not None:
         return MailMessageOut.of(retried)
     found = await outbox.find(oid)
     if found is None:
-        raise NotFound(f"There is no mail message {message_id}", code=ErrorCode.MAIL_NOT_FOUND)
+        raise _no_message(message_id)
     raise Conflict(
         f"The message is {found['status']}; only failed messages can be sent again",
         code=ErrorCode.MAIL_NOT_RETRYABLE,
