@@ -179,6 +179,27 @@ class Settings(BaseSettings):
     mail_templates_dir: Path | None = None
     # The first retry of a failed delivery, then doubling (at most an hour between tries).
     mail_retry_seconds: float = Field(default=5.0, gt=0, le=3600)
+
+    # Webhooks (app/webhooks): targets on private, loopback or link-local addresses (and
+    # http URLs) only when this is on (development, tests, a trusted private network).
+    webhook_allow_private_targets: bool = False
+    # One attempt's time limit (connect, send, answer).
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # The first retry of a failed attempt, then doubling (at most an hour between tries).
+    webhook_retry_seconds: float = Field(default=5.0, gt=0, le=3600)
+    # A message not delivered this long after it was queued is given up (failed).
+    webhook_give_up_seconds: int = Field(default=3 * 24 * 3600, ge=1)
+    # Messages each server process sends at once.
+    webhook_concurrency: int = Field(default=8, ge=1, le=256)
+    # After a secret rotation the previous secret signs too, this long.
+    webhook_secret_overlap_seconds: int = Field(default=24 * 3600, ge=0)
+    # History (collections declared with `history: true`): old versions are kept this
+    # long, deleted documents wait in the trash (with their files) this long.
+    history_retention_days: int = Field(default=90, ge=1, le=36500)
+    trash_retention_days: int = Field(default=30, ge=1, le=36500)
+    # The audit log's records are kept this long.
+    audit_retention_days: int = Field(default=365, ge=1, le=36500)
+
     app_name: str = Field(default="Docstore", min_length=1, max_length=100)
     # The frontend: mail links go to {PUBLIC_URL}/verify-email?token=... and /reset-password.
     public_url: str = Field(default="http://localhost:5173", pattern=r"^https?://[^\s?#]+$")

@@ -44,10 +44,12 @@ from app.collections.repository import CollectionRepository
 from app.collections.service import CollectionService
 from app.config import Settings
 from app.db.change_feed import ChangeFeed, ReadCache
-from app.db.client import Db, create_client
+from app.db.change_pump import ChangePump
+from app.db.client import Db, create_client, keep_change_images
 from app.db.embedded import EmbeddedDatabase, running_url
 from app.dev_secret import private_dir
 from app.documents.batch import BatchService
+from app.documents.history import HistoryStore
 from app.documents.idempotency import IdempotencyRecord, IdempotencyStore
 from app.documents.regex_safety import check_pattern
 from app.documents.service import DocumentService
@@ -63,6 +65,12 @@ from app.realtime.service import RealtimeService, TicketRepository
 from app.teams.repository import MEMBERS as TEAM_MEMBERS
 from app.teams.repository import TEAMS, TeamRepository
 from app.teams.service import INVITATION_MAIL, TeamService
+from app.webhooks.fanout import WebhookFanout
+from app.webhooks.repository import WebhookRepository
+from app.webhooks.secrets import Secrets
+from app.webhooks.sender import Sender
+from app.webhooks.service import WebhookService
+from app.webhooks.worker import DeliveryWorker
 
 log = logging.getLogger("docstore.container")
 
@@ -98,6 +106,10 @@ class Container:
     mfa: MfaService
     oauth: OAuthService
     passkeys: PasskeyService
+    webhooks: WebhookService
+    deliveries: DeliveryWorker
+    history: HistoryStore
+    pump: ChangePump
     # None when READ_CACHE is off.
     feed: ChangeFeed | None = None
     loop_lag: LoopLagMonitor = field(default_factory=LoopLagMonitor)
@@ -287,8 +299,56 @@ class Container:
             }
 
         documents.user_profiles = user_profiles
-        collections.on_delete = file_store.delete_for
-        documents.on_delete = file_store.delete_for
+        history = HistoryStore(
+            db,
+            clock=clock,
+            version_days=settings.history_retention_days,
+            trash_days=settings.trash_retention_days,
+            max_time_ms=settings.query_max_time_ms,
+        )
+        history.delete_files = file_store.delete_for
+        documents.history = history
+
+        async def collection_deleted(name: str) -> None:
+            await file_store.delete_for(name)
+            await history.forget_collection(name)
+
+        async def documents_deleted(name: str, ids: list[str]) -> None:
+            spec = await collections.repository.get(name)
+            if spec is not None and spec.history:
+                return  # the trash keeps them until it is purged
+            await file_store.delete_for(name, ids)
+
+        collections.on_delete = collection_deleted
+        documents.on_delete = documents_deleted
+        hook_repository = WebhookRepository(db, max_time_ms=settings.query_max_time_ms)
+        hook_secrets = Secrets(
+            *(key.get_secret_value() for key in settings.mfa_encryption_keys),
+            settings.jwt_secret,
+        )
+        deliveries = DeliveryWorker(
+            hook_repository,
+            Sender(
+                timeout=settings.webhook_timeout_seconds,
+                allow_private=settings.webhook_allow_private_targets,
+            ),
+            hook_secrets,
+            clock=clock,
+            concurrency=settings.webhook_concurrency,
+            retry_seconds=settings.webhook_retry_seconds,
+            give_up_seconds=settings.webhook_give_up_seconds,
+        )
+        webhooks = WebhookService(
+            hook_repository,
+            hook_secrets,
+            clock=clock,
+            allow_private=settings.webhook_allow_private_targets,
+            secret_overlap_seconds=settings.webhook_secret_overlap_seconds,
+        )
+        webhooks.on_queued = deliveries.wake
+        fanout = WebhookFanout(hook_repository, clock=clock)
+        fanout.on_queued = deliveries.wake
+        pump = ChangePump(db, [fanout, history], clock, chores=[history.purge_expired])
         files = FileService(
             store=file_store,
             documents=documents,
@@ -340,6 +400,10 @@ class Container:
             passkeys=passkeys,
             realtime=realtime,
             files=files,
+            webhooks=webhooks,
+            deliveries=deliveries,
+            history=history,
+            pump=pump,
             feed=feed,
         )
 
@@ -397,6 +461,10 @@ async def open_container(
         await container.teams.repository.ensure_indexes()
         await container.oauth.identities.ensure_indexes()
         await container.passkeys.repository.ensure_indexes()
+        await container.webhooks.repository.ensure_indexes()
+        await container.history.ensure_indexes()
+        # Account webhooks need each change's exact image, as document collections have.
+        await keep_change_images(db, User.Settings.name)
         lag = container.loop_lag
         try:
             lag.start()
@@ -406,8 +474,13 @@ async def open_container(
                 await container.feed.start()
             if background:
                 await container.realtime.hub.start()
+                container.pump.start()
+                container.deliveries.start()
             yield container
         finally:
+            await container.deliveries.stop()
+            await container.pump.stop()
+            await container.deliveries.sender.close()
             await container.realtime.hub.stop()
             await container.mail.stop()
             await lag.stop()

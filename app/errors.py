@@ -98,6 +98,13 @@ class ErrorCode(StrEnum):
     SEARCH_NOT_ENABLED = "search_not_enabled"  # ?search= on a collection without `search`
     REFERENCE_RESTRICTED = "reference_restricted"  # x-on-delete: restrict (or a huge cascade)
     REFERENCE_NOT_FOUND = "reference_not_found"  # an x-on-delete reference to nothing readable
+    WEBHOOK_NOT_FOUND = "webhook_not_found"
+    WEBHOOK_LIMIT_REACHED = "webhook_limit_reached"  # at most 100 webhooks
+    DELIVERY_NOT_FOUND = "delivery_not_found"
+    DELIVERY_PENDING = "delivery_pending"  # a redelivery of a message still queued
+    VERSION_NOT_FOUND = "version_not_found"  # no such version of a document kept
+    HISTORY_NOT_ENABLED = "history_not_enabled"  # versions/trash of a collection without history
+    NOT_IN_TRASH = "not_in_trash"
 
 
 class FieldError(BaseModel):

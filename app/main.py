@@ -17,6 +17,7 @@ from app.config import Settings, get_settings
 from app.contract.router import ContractCache
 from app.contract.router import router as contract_router
 from app.documents.batch_router import router as batch_router
+from app.documents.history_router import router as history_router
 from app.documents.router import router as documents_router
 from app.files.router import router as files_router
 from app.http.admin import router as admin_router
@@ -30,6 +31,7 @@ from app.http.problems import install_error_handlers
 from app.lifespan import lifespan
 from app.realtime.router import router as realtime_router
 from app.teams.router import router as teams_router
+from app.webhooks.router import router as webhooks_router
 
 API_DESCRIPTION = """
 User accounts plus a queryable JSON document store on MongoDB.
@@ -95,5 +97,7 @@ def create_app(settings: Settings | None = None, *, fast_paths: bool = True) -> 
     app.include_router(teams_router)
     app.include_router(contract_router)
     app.include_router(admin_router)
+    app.include_router(webhooks_router)
+    app.include_router(history_router)
     app.include_router(ops_router)
     return app

@@ -34,6 +34,7 @@ from app.accounts.auth_schemas import Email, Name, Password
 from app.accounts.models import Role
 from app.accounts.principal import Principal
 from app.backup.files import attach, sha256_of
+from app.backup.format import declaration
 from app.collections.models import CollectionSpec
 from app.collections.schemas import CollectionIn, CollectionPatch
 from app.container import Container
@@ -191,13 +192,7 @@ class Seeder:
                 await self.c.collections.create(wanted)
             return "created"
         current = CollectionIn.model_validate(
-            {
-                "name": existing.id,
-                "description": existing.description,
-                "schema": existing.json_schema,
-                "access": existing.access.model_dump(),
-                "indexes": [i.model_dump() for i in existing.indexes],
-            }
+            {k: v for k, v in declaration(existing).items() if k != "kind"}
         )
         if current == wanted:
             return "unchanged"

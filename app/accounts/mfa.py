@@ -68,12 +68,13 @@ class SecretBox:
     fits; a secret opened by another than the first is resealed on its next use.
     """
 
-    def __init__(self, *key_materials: str) -> None:
+    def __init__(self, *key_materials: str, info: bytes = b"docstore totp secrets") -> None:
+        # `info` keeps each use's keys apart (webhook signing secrets use their own).
         self._aeads = [
             AESGCM(
-                HKDF(
-                    algorithm=hashes.SHA256(), length=32, salt=None, info=b"docstore totp secrets"
-                ).derive(material.encode())
+                HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
+                    material.encode()
+                )
             )
             for material in key_materials
             if material

@@ -131,6 +131,8 @@ def declaration(spec: CollectionSpec) -> dict[str, Any]:
         "schema": spec.json_schema,
         "indexes": [i.model_dump() for i in spec.indexes],
         "access": spec.access.model_dump(mode="json"),
+        "search": spec.search.model_dump() if spec.search is not None else None,
+        "history": spec.history,
     }
 
 

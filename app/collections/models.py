@@ -71,6 +71,8 @@ class CollectionSpec(Document):
     indexes: list[IndexSpec] = Field(default_factory=list)
     access: Access = Field(default_factory=Access)
     search: SearchSpec | None = None
+    # Keep old versions (GET .../versions) and a trash of deleted documents.
+    history: bool = False
     created_at: datetime
     updated_at: datetime
 

@@ -6,11 +6,11 @@ import logging
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
-from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from app.collections.models import CollectionSpec, IndexSpec
 from app.db.change_feed import ReadCache
-from app.db.client import Db
+from app.db.client import Db, keep_change_images
 from app.documents.access import rule_fields
 from app.documents.relations import refs_of
 
@@ -189,28 +189,7 @@ class CollectionRepository:
         return result.deleted_count == 1
 
     async def _keep_change_images(self, storage: str) -> None:
-        """Have MongoDB keep each change's before and after image (6.0+), so realtime
-        streams know a deleted document's owner and each update's exact result."""
-        option = {"changeStreamPreAndPostImages": {"enabled": True}}
-        for _ in range(2):
-            try:
-                await self.db.command({"collMod": storage, **option})
-                return
-            except OperationFailure as exc:
-                if exc.code != 26:  # NamespaceNotFound: not created yet
-                    # Older servers: streams then reset where they would need an image.
-                    log.warning(
-                        "no change images: realtime streams will send reset instead",
-                        extra={"collection": storage, "error": str(exc)},
-                    )
-                    return
-            try:
-                await self.db.create_collection(
-                    storage, changeStreamPreAndPostImages={"enabled": True}
-                )
-                return
-            except CollectionInvalid:
-                continue  # created meanwhile by another process: collMod it
+        await keep_change_images(self.db, storage)
 
     async def sync_indexes(self, spec: CollectionSpec) -> None:
         """Make the storage collection's indexes exactly the declared ones (plus ours).

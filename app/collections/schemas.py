@@ -171,6 +171,13 @@ class SearchIn(BaseModel):
     )
 
 
+_HISTORY = (
+    "Keep every document's old versions (GET .../documents/{id}/versions, restore one) and "
+    "keep deleted documents, with their files, in a trash (GET .../trash, restore) for "
+    "HISTORY_RETENTION_DAYS and TRASH_RETENTION_DAYS"
+)
+
+
 class CollectionIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_EXAMPLE]})
     name: CollectionName
@@ -181,6 +188,7 @@ class CollectionIn(BaseModel):
     indexes: Annotated[list[IndexIn], Field(max_length=MAX_INDEXES)] = Field(default_factory=list)
     access: AccessIn = Field(default_factory=AccessIn)
     search: SearchIn | None = None
+    history: bool = Field(default=False, description=_HISTORY)
 
 
 class CollectionPatch(BaseModel):
@@ -199,6 +207,7 @@ class CollectionPatch(BaseModel):
         description="null turns search off. Documents stored before a change are indexed "
         "by `make reindex` (scripts.reindex); later writes index themselves",
     )
+    history: bool | None = Field(default=None, description=_HISTORY)
     force: bool = Field(
         default=False,
         description="Change the schema even though stored documents would not pass it "
@@ -215,6 +224,7 @@ class CollectionOut(BaseModel):
     indexes: list[IndexSpec] | None = Field(description="Null unless the caller is an admin")
     access: Access
     search: SearchSpec | None = None
+    history: bool = False
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -227,6 +237,7 @@ class CollectionOut(BaseModel):
             indexes=spec.indexes,
             access=spec.access,
             search=spec.search,
+            history=spec.history,
             created_at=spec.created_at,
             updated_at=spec.updated_at,
         )

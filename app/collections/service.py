@@ -183,6 +183,7 @@ class CollectionService:
             indexes=[IndexSpec(**i.model_dump()) for i in body.indexes],
             access=Access(**body.access.model_dump()),
             search=SearchSpec(**body.search.model_dump()) if body.search else None,
+            history=body.history,
             created_at=now,
             updated_at=now,
         )
@@ -247,6 +248,8 @@ class CollectionService:
             changed.json_schema if "json_schema" in given else None,
             indexes_in or [],
         )
+        if "history" in given and patch.history is not None:
+            changed.history = patch.history
         if "search" in given:
             check_search(patch.search)
             changed.search = SearchSpec(**patch.search.model_dump()) if patch.search else None

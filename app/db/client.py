@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, TypeAlias
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, CollectionInvalid, OperationFailure
 
 from app.config import Settings
+
+log = logging.getLogger("docstore.db")
 
 Db: TypeAlias = AsyncDatabase[dict[str, Any]]
 
@@ -34,3 +37,27 @@ async def insert_new(collection: Any, raws: list[dict[str, Any]]) -> None:
     except BulkWriteError as exc:
         if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
             raise
+
+
+async def keep_change_images(db: Db, storage: str) -> None:
+    """Have MongoDB keep each change's before and after image (6.0+), so realtime
+    streams know a deleted document's owner and each update's exact result, and webhooks
+    and history have exact images."""
+    option = {"changeStreamPreAndPostImages": {"enabled": True}}
+    for _ in range(2):
+        try:
+            await db.command({"collMod": storage, **option})
+            return
+        except OperationFailure as exc:
+            if exc.code != 26:  # NamespaceNotFound: not created yet
+                # Older servers: streams then reset where they would need an image.
+                log.warning(
+                    "no change images: realtime streams will send reset instead",
+                    extra={"collection": storage, "error": str(exc)},
+                )
+                return
+        try:
+            await db.create_collection(storage, changeStreamPreAndPostImages={"enabled": True})
+            return
+        except CollectionInvalid:
+            continue  # created meanwhile by another process: collMod it

@@ -12,7 +12,8 @@ modules of their own by what callers do:
 - `expansion.py`: referenced documents embedded in reads (`?expand=`);
 - `maintenance.py`: imports, account deletion and schema dry runs, for scripts, the
   account lifecycle and admins;
-- `migration.py`: a change applied to every stored document (scripts.migrate).
+- `migration.py`: a change applied to every stored document (scripts.migrate);
+- `versions.py`: old versions and the trash (`history: true`; recorded by history.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from app.documents.maintenance import DocumentMaintenance
 from app.documents.migration import DocumentMigration
 from app.documents.queries import DocumentQueries
 from app.documents.sharing import DocumentSharing
+from app.documents.versions import DocumentHistory
 
 
 class DocumentService(
@@ -34,5 +36,6 @@ class DocumentService(
     DocumentAggregation,
     DocumentExpansion,
     DocumentMaintenance,
+    DocumentHistory,
 ):
     """Everything documents do (see the module docstring for where each part lives)."""

@@ -28,6 +28,7 @@ from app.errors import ErrorCode, Forbidden, Unauthorized
 from app.files.service import FileService
 from app.realtime.service import RealtimeService
 from app.teams.service import TeamService
+from app.webhooks.service import WebhookService
 
 
 def _container(request: Request) -> Container:
@@ -93,6 +94,10 @@ async def get_batch_service(request: Request) -> BatchService:
     return _container(request).batch
 
 
+async def get_webhook_service(request: Request) -> WebhookService:
+    return _container(request).webhooks
+
+
 async def get_client_info(request: Request) -> ClientInfo:
     # Behind a proxy, uvicorn's --proxy-headers/--forwarded-allow-ips fill request.client.
     agent = request.headers.get("user-agent")
@@ -121,6 +126,7 @@ FileServiceDep = Annotated[FileService, Depends(get_file_service)]
 RealtimeServiceDep = Annotated[RealtimeService, Depends(get_realtime_service)]
 BatchServiceDep = Annotated[BatchService, Depends(get_batch_service)]
 TeamServiceDep = Annotated[TeamService, Depends(get_team_service)]
+WebhookServiceDep = Annotated[WebhookService, Depends(get_webhook_service)]
 
 # tokenUrl makes Swagger UI's Authorize button work with the OAuth2 password flow.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)

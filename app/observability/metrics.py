@@ -137,3 +137,18 @@ def render() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+CHANGE_PUMP_GAPS = Counter(
+    "docstore_change_pump_gaps_total",
+    "Times the change pump could not resume where it stopped (the database had lost that "
+    "history): webhooks and document history missed the changes in between",
+    registry=REGISTRY,
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "docstore_webhook_attempts_total",
+    "Webhook delivery attempts, by outcome (delivered, failed: an answer other than 2xx "
+    "or no answer, blocked: a target the SSRF rules refuse)",
+    ["outcome"],
+    registry=REGISTRY,
+)

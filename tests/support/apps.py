@@ -19,6 +19,7 @@ from pymongo import AsyncMongoClient
 
 from app.config import Settings
 from app.container import Container
+from app.db.change_pump import STATE as CHANGE_PUMP_STATE
 from app.main import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,7 +101,13 @@ class SharedApps:
         container: Container = app.state.container
         made = self._open[container.settings.mongodb_db][2]
         db = container.db
-        names = [n for n in await db.list_collection_names() if not n.startswith("system.")]
+        # The change pump's checkpoint stays: without it the pump would start again from
+        # "now", after changes a test already made.
+        names = [
+            n
+            for n in await db.list_collection_names()
+            if not n.startswith("system.") and n != CHANGE_PUMP_STATE
+        ]
         await asyncio.gather(*(db[n].delete_many({}) if n in made else db[n].drop() for n in names))
         if container.feed is not None:
             for cache in container.feed.caches.values():

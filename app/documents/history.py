@@ -1,0 +1,208 @@
+"""Old versions and the trash of collections declared with `history: true`.
+
+Recorded by the change pump (app/db/change_pump.py) from each change's pre-image, the
+exact document before the change, so every write is kept, whichever way it was made
+(the API, a batch, a script, TTL expiry, mongosh):
+
+- `doc_versions`: each replaced version, keyed by collection, document, the document's
+  birth (`created_at`: a document deleted and made again with the same id starts a new
+  line) and version; kept HISTORY_RETENTION_DAYS (TTL). The current version is the
+  document itself.
+- `doc_trash`: the last version of each deleted document, with `purge_at`. The files of
+  a deleted document stay (the document deletion skips them) until the trash entry is
+  purged, so a restore brings them back. Purged by the pump's leader every minute
+  (files first), or by an admin at once.
+
+Recording is idempotent (a version is inserted once; a trash entry is replaced by the
+same content), so a batch the pump records twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReplaceOne
+from pymongo.errors import BulkWriteError
+
+from app.clock import Clock
+from app.collections.models import STORAGE_PREFIX, CollectionSpec
+from app.db.change_pump import Committed
+from app.db.client import Db
+
+VERSIONS = "doc_versions"
+TRASH = "doc_trash"
+# What a stored document holds that is not part of a version (search terms, write ids).
+_INTERNAL = ("_search", "writes")
+PURGE_BATCH = 200
+
+
+def kept(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in raw.items() if k not in _INTERNAL}
+
+
+class HistoryStore:
+    config = frozenset({CollectionSpec.Settings.name})
+
+    def __init__(
+        self,
+        db: Db,
+        *,
+        clock: Clock,
+        version_days: int,
+        trash_days: int,
+        max_time_ms: int,
+    ) -> None:
+        self.db = db
+        self.versions = db[VERSIONS]
+        self.trash = db[TRASH]
+        self.clock = clock
+        self.version_days = version_days
+        self.trash_for = timedelta(days=trash_days)
+        self.max_time_ms = max_time_ms
+        self.keeping: frozenset[str] = frozenset()
+        # Deletes a purged document's files (the file store's delete_for).
+        self.delete_files: Callable[[str, list[str]], Awaitable[object]] | None = None
+
+    async def ensure_indexes(self) -> None:
+        await self.versions.create_indexes(
+            [
+                IndexModel(
+                    [("c", ASCENDING), ("d", ASCENDING), ("born", ASCENDING), ("v", DESCENDING)],
+                    name="version",
+                    unique=True,
+                ),
+                IndexModel(
+                    [("replaced_at", ASCENDING)],
+                    name="retention",
+                    expireAfterSeconds=self.version_days * 86_400,
+                ),
+            ]
+        )
+        await self.trash.create_indexes(
+            [
+                IndexModel([("c", ASCENDING), ("d", ASCENDING)], name="document", unique=True),
+                IndexModel([("c", ASCENDING), ("_id", DESCENDING)], name="listing"),
+                IndexModel([("purge_at", ASCENDING)], name="purge"),
+            ]
+        )
+
+    # -- the change pump's consumer --------------------------------------------------------
+
+    async def reload(self) -> None:
+        cursor = self.db[CollectionSpec.Settings.name].find(
+            {"history": True}, projection={"_id": True}
+        )
+        self.keeping = frozenset([STORAGE_PREFIX + raw["_id"] async for raw in cursor])
+
+    def match(self) -> dict[str, Any] | None:
+        return {"ns.coll": {"$in": sorted(self.keeping)}} if self.keeping else None
+
+    async def take(self, changes: list[Committed]) -> None:
+        versions: list[dict[str, Any]] = []
+        trashed: list[ReplaceOne[Any]] = []
+        for change in changes:
+            if change.namespace not in self.keeping or change.before is None:
+                continue
+            name = change.namespace[len(STORAGE_PREFIX) :]
+            before = kept(change.before)
+            versions.append(
+                {
+                    "c": name,
+                    "d": change.doc_id,
+                    "born": before.get("created_at"),
+                    "v": before.get("version"),
+                    "doc": before,
+                    "replaced_at": change.at,
+                    "deleted": change.kind == "deleted",
+                }
+            )
+            if change.kind == "deleted":
+                key = {"c": name, "d": change.doc_id}
+                trashed.append(
+                    ReplaceOne(
+                        key,
+                        {
+                            **key,
+                            "doc": before,
+                            "deleted_at": change.at,
+                            "purge_at": change.at + self.trash_for,
+                        },
+                        upsert=True,
+                    )
+                )
+        if versions:
+            try:
+                await self.versions.insert_many(versions, ordered=False)
+            except BulkWriteError as exc:
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
+        if trashed:
+            await self.trash.bulk_write(trashed, ordered=True)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def version_page(
+        self, name: str, doc_id: str, born: datetime, *, below: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"c": name, "d": doc_id, "born": born}
+        if below is not None:
+            query["v"] = {"$lt": below}
+        cursor = self.versions.find(
+            query,
+            projection={"v": True, "replaced_at": True, "doc.updated_at": True},
+            max_time_ms=self.max_time_ms,
+        ).sort("v", -1)
+        return [raw async for raw in cursor.limit(limit)]
+
+    async def version(
+        self, name: str, doc_id: str, born: datetime, version: int
+    ) -> dict[str, Any] | None:
+        raw = await self.versions.find_one({"c": name, "d": doc_id, "born": born, "v": version})
+        return None if raw is None else raw["doc"]
+
+    async def trash_page(
+        self, name: str, *, before: ObjectId | None, limit: int
+    ) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"c": name}
+        if before is not None:
+            query["_id"] = {"$lt": before}
+        cursor = self.trash.find(query, max_time_ms=self.max_time_ms).sort("_id", -1)
+        return [raw async for raw in cursor.limit(limit)]
+
+    async def trashed(self, name: str, doc_id: str) -> dict[str, Any] | None:
+        return await self.trash.find_one({"c": name, "d": doc_id})
+
+    async def untrash(self, entry: dict[str, Any]) -> None:
+        """Forget a restored document's trash entry (its files are the document's again)."""
+        await self.trash.delete_one({"_id": entry["_id"]})
+
+    # -- purging ---------------------------------------------------------------------------
+
+    async def purge(self, entry: dict[str, Any], *, exists: bool) -> None:
+        """Delete a trash entry for good, and the files of its document unless a document
+        with its id exists again (they are that one's now)."""
+        if not exists and self.delete_files is not None:
+            await self.delete_files(entry["c"], [entry["d"]])
+        await self.trash.delete_one({"_id": entry["_id"], "purge_at": entry["purge_at"]})
+
+    async def purge_expired(self) -> int:
+        """The leader's chore: purge what has waited its time."""
+        cursor = self.trash.find(
+            {"purge_at": {"$lte": self.clock()}}, max_time_ms=self.max_time_ms
+        ).limit(PURGE_BATCH)
+        purged = 0
+        async for entry in cursor:
+            exists = await self.db[STORAGE_PREFIX + entry["c"]].count_documents(
+                {"_id": entry["d"]}, limit=1
+            )
+            await self.purge(entry, exists=bool(exists))
+            purged += 1
+        return purged
+
+    async def forget_collection(self, name: str) -> None:
+        """A deleted collection's history and trash (its files are gone with it)."""
+        await self.versions.delete_many({"c": name})
+        await self.trash.delete_many({"c": name})

@@ -1,0 +1,199 @@
+"""Webhook endpoints and their delivery queue, in MongoDB.
+
+`webhooks`: the endpoints admins registered, each with its signing secret sealed
+(AES-GCM, bound to the webhook's id; the key comes from JWT_SECRET as for TOTP
+secrets), and during a rotation's grace period the previous one.
+
+`webhook_deliveries`: one message per webhook and event, queued as the mail outbox is
+(app/mail/outbox.py): claimed with an atomic lease, so of several processes exactly one
+sends it; settled only by the lease holder; retried with exponential backoff; given up
+once older than WEBHOOK_GIVE_UP_SECONDS. (webhook, event) is unique, so recording the
+same change twice queues it once. Finished messages are kept a week (TTL) as the
+delivery log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from bson import Binary, ObjectId
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo.errors import BulkWriteError
+
+from app.db.client import Db
+
+WEBHOOKS = "webhooks"
+DELIVERIES = "webhook_deliveries"
+KEEP_FINISHED = timedelta(days=7)
+# Attempts kept in a delivery's log (the latest).
+LOG_ATTEMPTS = 10
+MAX_WEBHOOKS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: ObjectId
+    webhook: ObjectId
+    body: bytes
+    attempts: int
+    created_at: datetime
+
+
+def backoff(attempts: int, first: float) -> timedelta:
+    """After the n-th failed attempt: `first` seconds, doubling, at most an hour."""
+    return timedelta(seconds=min(3600.0, first * 2 ** max(0, attempts - 1)))
+
+
+class WebhookRepository:
+    def __init__(self, db: Db, *, max_time_ms: int) -> None:
+        self.webhooks = db[WEBHOOKS]
+        self.deliveries = db[DELIVERIES]
+        self.max_time_ms = max_time_ms
+
+    async def ensure_indexes(self) -> None:
+        await self.deliveries.create_indexes(
+            [
+                IndexModel(
+                    [("webhook", ASCENDING), ("event", ASCENDING)], name="once", unique=True
+                ),
+                IndexModel([("status", ASCENDING), ("due_at", ASCENDING)], name="due"),
+                IndexModel(
+                    [("webhook", ASCENDING), ("status", ASCENDING), ("_id", DESCENDING)],
+                    name="log",
+                ),
+                IndexModel([("webhook", ASCENDING), ("_id", DESCENDING)], name="log_all"),
+                IndexModel(
+                    [("finished_at", ASCENDING)],
+                    name="finished_ttl",
+                    expireAfterSeconds=int(KEEP_FINISHED.total_seconds()),
+                ),
+            ]
+        )
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    async def all(self) -> list[dict[str, Any]]:
+        cursor = self.webhooks.find({}, max_time_ms=self.max_time_ms).sort("_id", 1)
+        return [raw async for raw in cursor.limit(MAX_WEBHOOKS + 1)]
+
+    async def enabled(self) -> list[dict[str, Any]]:
+        cursor = self.webhooks.find({"enabled": True}, max_time_ms=self.max_time_ms)
+        return [raw async for raw in cursor.limit(MAX_WEBHOOKS)]
+
+    async def count(self) -> int:
+        return await self.webhooks.count_documents({}, maxTimeMS=self.max_time_ms)
+
+    async def get(self, webhook_id: ObjectId) -> dict[str, Any] | None:
+        return await self.webhooks.find_one({"_id": webhook_id})
+
+    async def insert(self, raw: dict[str, Any]) -> None:
+        await self.webhooks.insert_one(raw)
+
+    async def update(self, webhook_id: ObjectId, changes: dict[str, Any]) -> dict[str, Any] | None:
+        return await self.webhooks.find_one_and_update(
+            {"_id": webhook_id}, {"$set": changes}, return_document=ReturnDocument.AFTER
+        )
+
+    async def delete(self, webhook_id: ObjectId) -> bool:
+        result = await self.webhooks.delete_one({"_id": webhook_id})
+        if result.deleted_count:
+            await self.deliveries.delete_many({"webhook": webhook_id, "status": "pending"})
+        return bool(result.deleted_count)
+
+    # -- the queue -------------------------------------------------------------------------
+
+    async def enqueue(self, messages: list[dict[str, Any]], *, now: datetime) -> int:
+        """Queue messages ({webhook, event, type, body}); those already queued (the same
+        webhook and event) are left alone. Returns how many are new."""
+        if not messages:
+            return 0
+        raws = [
+            {
+                **m,
+                "body": Binary(m["body"]),
+                "status": "pending",
+                "attempts": 0,
+                "created_at": now,
+                "due_at": now,
+                "lease_until": now,
+                "log": [],
+            }
+            for m in messages
+        ]
+        try:
+            result = await self.deliveries.insert_many(raws, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+            return int(exc.details.get("nInserted", 0))
+        return len(result.inserted_ids)
+
+    async def claim(self, worker: str, *, now: datetime, lease: timedelta) -> Claimed | None:
+        raw = await self.deliveries.find_one_and_update(
+            {"status": "pending", "due_at": {"$lte": now}, "lease_until": {"$lte": now}},
+            {"$set": {"lease_until": now + lease, "leased_by": worker}, "$inc": {"attempts": 1}},
+            sort=[("due_at", ASCENDING), ("_id", ASCENDING)],
+            projection={"log": False},
+            return_document=ReturnDocument.AFTER,
+        )
+        if raw is None:
+            return None
+        return Claimed(
+            raw["_id"], raw["webhook"], bytes(raw["body"]), raw["attempts"], raw["created_at"]
+        )
+
+    async def settle(
+        self,
+        claimed: Claimed,
+        worker: str,
+        *,
+        attempt: dict[str, Any],
+        status: str,
+        due: datetime | None,
+        now: datetime,
+    ) -> None:
+        """Record an attempt; `status` pending (with `due`), delivered or failed. Only the
+        lease holder settles (a stale worker's late answer is ignored)."""
+        update: dict[str, Any] = {
+            "$set": {"status": status, "last_error": attempt.get("error")},
+            "$push": {"log": {"$each": [attempt], "$slice": -LOG_ATTEMPTS}},
+        }
+        if due is not None:
+            update["$set"] |= {"due_at": due, "lease_until": due}
+        else:
+            update["$set"]["finished_at"] = now
+        await self.deliveries.update_one({"_id": claimed.id, "leased_by": worker}, update)
+
+    async def redeliver(
+        self, webhook_id: ObjectId, delivery_id: ObjectId, *, now: datetime
+    ) -> dict[str, Any] | None:
+        """Send a finished (delivered or failed) message again, as soon as possible."""
+        return await self.deliveries.find_one_and_update(
+            {"_id": delivery_id, "webhook": webhook_id, "status": {"$ne": "pending"}},
+            {
+                "$set": {"status": "pending", "due_at": now, "lease_until": now, "created_at": now},
+                "$unset": {"leased_by": "", "finished_at": ""},
+            },
+            projection={"body": False},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def delivery(self, webhook_id: ObjectId, delivery_id: ObjectId) -> dict[str, Any] | None:
+        return await self.deliveries.find_one(
+            {"_id": delivery_id, "webhook": webhook_id}, projection={"body": False}
+        )
+
+    async def page(
+        self, webhook_id: ObjectId, *, status: str | None, before: ObjectId | None, limit: int
+    ) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"webhook": webhook_id}
+        if status is not None:
+            query["status"] = status
+        if before is not None:
+            query["_id"] = {"$lt": before}
+        cursor = self.deliveries.find(
+            query, projection={"body": False}, max_time_ms=self.max_time_ms
+        ).sort("_id", -1)
+        return [raw async for raw in cursor.limit(limit)]

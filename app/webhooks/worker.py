@@ -1,0 +1,181 @@
+"""The delivery worker: each server process sends due webhook messages, several at once.
+
+Safe with any number of processes: each message is claimed with an atomic lease
+(repository.py), so in the normal case exactly one process sends it, once. A process that
+dies mid-send only delays the message until its lease ends; then another sends it again
+(at least once: receivers deduplicate on `webhook-id`). Stopped cleanly on shutdown:
+sends in flight are cancelled and their messages retried when their leases end.
+
+Order: messages are claimed oldest first, so one process sends a document's changes in
+commit order; a retry, or several processes, can deliver them out of order. Each body
+names the document's `version`: keep the highest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from datetime import datetime, timedelta
+
+from app.clock import Clock
+from app.observability.metrics import WEBHOOK_ATTEMPTS
+from app.tasks import cancel_and_wait
+from app.webhooks import signing
+from app.webhooks.repository import Claimed, WebhookRepository, backoff
+from app.webhooks.secrets import Secrets
+from app.webhooks.sender import Sender
+
+log = logging.getLogger("docstore.webhooks")
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        repository: WebhookRepository,
+        sender: Sender,
+        secrets: Secrets,
+        *,
+        clock: Clock,
+        concurrency: int,
+        retry_seconds: float,
+        give_up_seconds: float,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.repository = repository
+        self.sender = sender
+        self.secrets = secrets
+        self.clock = clock
+        self.retry_seconds = retry_seconds
+        self.give_up = timedelta(seconds=give_up_seconds)
+        self.poll_seconds = poll_seconds
+        # Long enough for the request's time limit and the settling write after it.
+        self.lease = timedelta(seconds=sender.timeout + 30)
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._slots = asyncio.Semaphore(concurrency)
+        self._sending: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        # Attempts made by this process (tests wait on the count, not on time).
+        self.attempts = 0
+        self._progress = asyncio.Condition()
+
+    def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="webhook-worker")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        await cancel_and_wait(self._task)
+        self._task = None
+        for task in list(self._sending):
+            await cancel_and_wait(task)
+
+    async def wait_for(self, predicate: object) -> None:
+        async with self._progress:
+            await self._progress.wait_for(predicate)  # type: ignore[arg-type]
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                while not self._stopping:
+                    await self._slots.acquire()
+                    try:
+                        claimed = await self.repository.claim(
+                            self.worker_id, now=self.clock(), lease=self.lease
+                        )
+                    except BaseException:
+                        self._slots.release()
+                        raise
+                    if claimed is None:
+                        self._slots.release()
+                        break
+                    task = asyncio.create_task(self._send(claimed), name="webhook-send")
+                    self._sending.add(task)
+                    task.add_done_callback(self._sending.discard)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database is away: try again at the next poll
+                log.exception("webhook queue unavailable")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+
+    async def _send(self, claimed: Claimed) -> None:
+        try:
+            await self.deliver(claimed)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(
+                "webhook delivery failed unexpectedly", extra={"delivery": str(claimed.id)}
+            )
+        finally:
+            self._slots.release()
+            self.attempts += 1
+            async with self._progress:
+                self._progress.notify_all()
+            # A slot is free: look for more now rather than at the next poll.
+            self._wake.set()
+
+    async def deliver(self, claimed: Claimed) -> None:
+        webhook = await self.repository.get(claimed.webhook)
+        now = self.clock()
+        if webhook is None or not webhook.get("enabled", False):
+            reason = "the webhook was deleted" if webhook is None else "the webhook is disabled"
+            attempt = {
+                "at": now,
+                "status": None,
+                "latency_ms": 0.0,
+                "error": reason,
+                "response": None,
+            }
+            await self.repository.settle(
+                claimed, self.worker_id, attempt=attempt, status="failed", due=None, now=now
+            )
+            return
+        in_force = self.secrets.in_force(webhook, now=now)
+        msg_id = f"msg_{claimed.id}"
+        headers = signing.headers(in_force, msg_id, int(now.timestamp()), claimed.body)
+        result = await self.sender.post(webhook["url"], claimed.body, headers)
+        now = self.clock()
+        attempt = {
+            "at": now,
+            "status": result.status,
+            "latency_ms": result.latency_ms,
+            "error": result.error or (None if result.delivered else f"answered {result.status}"),
+            "response": result.excerpt,
+        }
+        if result.delivered:
+            WEBHOOK_ATTEMPTS.labels("delivered").inc()
+            await self.repository.settle(
+                claimed, self.worker_id, attempt=attempt, status="delivered", due=None, now=now
+            )
+            return
+        WEBHOOK_ATTEMPTS.labels("blocked" if result.blocked else "failed").inc()
+        due: datetime | None = now + backoff(claimed.attempts, self.retry_seconds)
+        if due is not None and due - claimed.created_at > self.give_up:
+            due = None
+        await self.repository.settle(
+            claimed,
+            self.worker_id,
+            attempt=attempt,
+            status="pending" if due else "failed",
+            due=due,
+            now=now,
+        )
+        log.warning(
+            "webhook delivery failed" + ("; will retry" if due else "; giving up"),
+            extra={
+                "webhook": str(claimed.webhook),
+                "attempts": claimed.attempts,
+                "error": attempt["error"],
+            },
+        )

@@ -1,0 +1,382 @@
+"""Webhooks against a real HTTP receiver on loopback: Standard Webhooks signatures checked
+with the reference implementation, retries after 500s and timeouts, giving up and
+redelivering, secret rotation, account events, SSRF rules, restarts and two processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from app.config import Settings
+from app.container import Container
+from tests.support.accounts import Account, MakeAccount
+from tests.support.apps import http_client, make_settings, running_app, shared_settings
+from tests.support.problems import assert_problem
+from tests.support.receiver import HANG, Receiver, receiving
+from tests.support.waiting import until
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return hook_settings(database_url)
+
+
+HOOKS: dict[str, Any] = {
+    "webhook_allow_private_targets": True,
+    "webhook_timeout_seconds": 0.5,
+    "webhook_retry_seconds": 0.05,
+    "webhook_give_up_seconds": 3,
+}
+
+
+def hook_settings(database_url: str) -> Settings:
+    return shared_settings(database_url, **HOOKS)
+
+
+def own_settings(database_url: str) -> Settings:
+    """An app of its own (not shared), on a database of its own."""
+    return make_settings(database_url, **HOOKS)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with receiving() as found:
+        yield found
+
+
+async def register(
+    client: httpx.AsyncClient, admin: Account, url: str, **body: Any
+) -> dict[str, Any]:
+    body = {
+        "url": url,
+        "events": ["document.created", "document.updated", "document.deleted"],
+        **body,
+    }
+    response = await client.post("/v1/webhooks", json=body, headers=admin.headers)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def declare(client: httpx.AsyncClient, admin: Account, name: str = "orders") -> None:
+    body = {"name": name, "access": {"read": "authenticated", "write": "authenticated"}}
+    response = await client.post("/v1/collections", json=body, headers=admin.headers)
+    assert response.status_code == 201, response.text
+
+
+async def deliveries(client: httpx.AsyncClient, admin: Account, hook: dict[str, Any]) -> list[Any]:
+    response = await client.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=admin.headers)
+    assert response.status_code == 200, response.text
+    return list(response.json()["items"])
+
+
+async def settled(
+    client: httpx.AsyncClient, admin: Account, hook: dict[str, Any], status: str
+) -> dict[str, Any]:
+    """The hook's latest message, once it is in `status`."""
+
+    async def reached() -> bool:
+        found = await deliveries(client, admin, hook)
+        return bool(found) and found[0]["status"] == status
+
+    await until(reached)
+    return dict((await deliveries(client, admin, hook))[0])
+
+
+async def test_a_change_is_delivered_signed_as_standard_webhooks_says(
+    client: httpx.AsyncClient, admin: Account, user: Account, receiver: Receiver
+) -> None:
+    hook = await register(client, admin, receiver.url)
+    assert hook["secret"].startswith("whsec_")
+    await declare(client, admin)
+    created = await client.post(
+        "/v1/collections/orders/documents", json={"total": 12}, headers=user.headers
+    )
+    [got] = await receiver.wait_for(1)
+    payload = Webhook(hook["secret"]).verify(got.body, got.headers)
+    assert payload["type"] == "document.created"
+    assert payload["data"]["id"] == created.json()["id"]
+    assert payload["data"]["document"]["data"] == {"total": 12}
+    assert payload["data"]["version"] == 1
+    assert got.headers["webhook-id"].startswith("msg_")
+    # Another secret does not verify it: the signature is over this body with this secret.
+    with pytest.raises(WebhookVerificationError):
+        Webhook("whsec_" + "A" * 44).verify(got.body, got.headers)
+    tampered = got.body.replace(b"12", b"13")
+    with pytest.raises(WebhookVerificationError):
+        Webhook(hook["secret"]).verify(tampered, got.headers)
+    # The log shows the attempt; the secret is never shown again.
+    logged = await settled(client, admin, hook, "delivered")
+    assert logged["log"][0]["status"] == 200
+    assert (
+        "secret"
+        not in (await client.get(f"/v1/webhooks/{hook['id']}", headers=admin.headers)).json()
+    )
+
+
+async def test_updates_and_deletes_of_only_the_chosen_collections_and_events(
+    client: httpx.AsyncClient, admin: Account, user: Account, receiver: Receiver
+) -> None:
+    await register(client, admin, receiver.url, events=["document.deleted"], collections=["orders"])
+    await declare(client, admin, "orders")
+    await declare(client, admin, "notes")
+    note = await client.post("/v1/collections/notes/documents", json={}, headers=user.headers)
+    await client.delete(
+        f"/v1/collections/notes/documents/{note.json()['id']}", headers=user.headers
+    )
+    order = (
+        await client.post("/v1/collections/orders/documents", json={"n": 1}, headers=user.headers)
+    ).json()
+    path = f"/v1/collections/orders/documents/{order['id']}"
+    await client.patch(path, json={"n": 2}, headers=user.headers)
+    await client.delete(path, headers=user.headers)
+    [got] = await receiver.wait_for(1)
+    assert got.json["type"] == "document.deleted"
+    # The document as it was when deleted.
+    assert got.json["data"]["document"]["data"] == {"n": 2}
+    assert got.json["data"]["version"] == 2
+
+
+async def test_a_failed_attempt_is_retried_the_same_message_until_it_lands(
+    client: httpx.AsyncClient, admin: Account, user: Account, receiver: Receiver
+) -> None:
+    hook = await register(client, admin, receiver.url)
+    await declare(client, admin)
+    receiver.answer(500, HANG)  # an error, then no answer within the time limit
+    await client.post("/v1/collections/orders/documents", json={}, headers=user.headers)
+    got = await receiver.wait_for(3)
+    assert [r.status for r in got] == [500, None, 200]
+    # Every attempt is the same message: the same id and body, each one signed.
+    assert len({r.headers["webhook-id"] for r in got}) == 1
+    assert len({r.body for r in got}) == 1
+    for attempt in got:
+        Webhook(hook["secret"]).verify(attempt.body, attempt.headers)
+    logged = await settled(client, admin, hook, "delivered")
+    assert [a["status"] for a in logged["log"]] == [500, None, 200]
+    assert "within" in logged["log"][1]["error"]
+    assert logged["log"][0]["response"] == "nope"
+
+
+async def test_a_message_is_given_up_after_its_time_and_can_be_sent_again(
+    client: httpx.AsyncClient, admin: Account, user: Account, receiver: Receiver
+) -> None:
+    hook = await register(client, admin, receiver.url)
+    await declare(client, admin)
+    receiver.answer(*[503] * 40)
+    await client.post("/v1/collections/orders/documents", json={}, headers=user.headers)
+    logged = await settled(client, admin, hook, "failed")
+    tries = len(receiver.received)
+    assert tries >= 3 and logged["attempts"] == tries
+    pending = await client.post(
+        f"/v1/webhooks/{hook['id']}/deliveries/{logged['id']}/redeliver", headers=admin.headers
+    )
+    assert pending.status_code == 200 and pending.json()["status"] == "pending"
+    again = await client.post(
+        f"/v1/webhooks/{hook['id']}/deliveries/{logged['id']}/redeliver", headers=admin.headers
+    )
+    assert_problem(again, 409, "delivery_pending")
+    receiver.plan.clear()
+    got = await receiver.wait_for(tries + 1)
+    assert got[-1].status == 200
+    assert got[-1].headers["webhook-id"] == got[0].headers["webhook-id"]
+
+
+async def test_after_a_rotation_both_secrets_sign_until_the_overlap_ends(
+    client: httpx.AsyncClient, admin: Account, user: Account, receiver: Receiver
+) -> None:
+    hook = await register(client, admin, receiver.url)
+    rotated = await client.post(f"/v1/webhooks/{hook['id']}/secret", headers=admin.headers)
+    assert rotated.status_code == 200
+    new = rotated.json()["secret"]
+    assert new != hook["secret"]
+    await declare(client, admin)
+    await client.post("/v1/collections/orders/documents", json={}, headers=user.headers)
+    [got] = await receiver.wait_for(1)
+    assert len(got.headers["webhook-signature"].split(" ")) == 2
+    Webhook(new).verify(got.body, got.headers)
+    Webhook(hook["secret"]).verify(got.body, got.headers)
+
+
+async def test_account_events_show_public_fields_only_when_they_change(
+    client: httpx.AsyncClient, admin: Account, make_account: MakeAccount, receiver: Receiver
+) -> None:
+    await register(
+        client, admin, receiver.url, events=["user.created", "user.updated", "user.deleted"]
+    )
+    ada = await make_account("ada@example.com")  # created, then signs in (no event)
+    await client.patch("/v1/users/me", json={"name": "Ada L."}, headers=ada.headers)
+    response = await client.delete(f"/v1/users/{ada.id}", headers=admin.headers)
+    assert response.status_code == 204, response.text
+    got = await receiver.wait_for(3)
+    assert [r.json["type"] for r in got] == ["user.created", "user.updated", "user.deleted"]
+    assert got[0].json["data"]["email"] == "ada@example.com"
+    assert got[1].json["data"]["name"] == "Ada L."
+    assert got[2].json["data"] == {"id": ada.id}
+    assert not any(b"password" in r.body or b"totp" in r.body for r in got)
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://127.0.0.1/hook", "https"),
+        ("https://10.0.0.8/hook", "public"),
+        ("https://169.254.169.254/latest/meta-data", "public"),
+        ("https://[::ffff:127.0.0.1]/hook", "public"),
+        ("https://user:pw@example.com/hook", "credentials"),
+        ("ftp://example.com/hook", "https"),
+    ],
+    ids=["http", "private", "metadata", "mapped-loopback", "credentials", "ftp"],
+)
+async def test_private_targets_are_refused_without_the_setting(
+    database_url: str, url: str, why: str
+) -> None:
+    async with running_app(shared_settings(database_url)) as app, http_client(app) as client:
+        admin = await _admin(app, client)
+        response = await client.post(
+            "/v1/webhooks", json={"url": url, "events": ["user.created"]}, headers=admin.headers
+        )
+        assert_problem(response, 422, "validation_failed")
+        assert why in response.json()["detail"]
+        assert (await client.get("/v1/webhooks", headers=admin.headers)).json()["items"] == []
+
+
+async def _admin(app: Any, client: httpx.AsyncClient) -> Account:
+    from app.accounts.models import Role
+    from tests.support.accounts import signed_in
+
+    return await signed_in(app, client, role=Role.ADMIN)
+
+
+async def test_a_name_resolving_to_a_private_address_is_refused_when_sending(
+    database_url: str,
+) -> None:
+    async with running_app(shared_settings(database_url, webhook_retry_seconds=3600)) as app:
+        async with http_client(app) as client:
+            admin = await _admin(app, client)
+            # Accepted when registered (a name), refused when sent: it resolves to loopback.
+            hook = await register(
+                client, admin, "https://localhost:9/hook", events=["user.created"]
+            )
+            await _admin(app, client)  # a user.created to send
+            container: Container = app.state.container
+
+            async def tried() -> bool:
+                return bool(
+                    (await deliveries(client, admin, hook))
+                    and (await deliveries(client, admin, hook))[0]["log"]
+                )
+
+            await until(tried)
+            [logged] = await deliveries(client, admin, hook)
+            assert logged["log"][0]["status"] is None
+            assert "not a public address" in logged["log"][0]["error"]
+            assert container.deliveries.attempts >= 1
+
+
+async def test_redirects_are_not_followed(
+    client: httpx.AsyncClient, admin: Account, user: Account, receiver: Receiver
+) -> None:
+    hook = await register(client, admin, receiver.url)
+    await declare(client, admin)
+    receiver.answer(302)
+    await client.post("/v1/collections/orders/documents", json={}, headers=user.headers)
+    got = await receiver.wait_for(2)  # the 302, then the retry: never /elsewhere
+    assert [r.path for r in got] == ["/hook", "/hook"]
+    assert [a["status"] for a in (await deliveries(client, admin, hook))[0]["log"]][:1] == [302]
+
+
+async def test_admin_only_and_clear_errors(
+    client: httpx.AsyncClient, admin: Account, user: Account, receiver: Receiver
+) -> None:
+    body = {"url": receiver.url, "events": ["user.created"]}
+    assert_problem(
+        await client.post("/v1/webhooks", json=body, headers=user.headers), 403, "forbidden"
+    )
+    twice = {"url": receiver.url, "events": ["user.created", "user.created"]}
+    assert_problem(
+        await client.post("/v1/webhooks", json=twice, headers=admin.headers),
+        422,
+        "validation_failed",
+    )
+    unknown = {"url": receiver.url, "events": ["user.exploded"]}
+    assert_problem(
+        await client.post("/v1/webhooks", json=unknown, headers=admin.headers),
+        422,
+        "validation_failed",
+    )
+    missing = await client.get("/v1/webhooks/0123456789abcdef01234567", headers=admin.headers)
+    assert_problem(missing, 404, "webhook_not_found")
+    assert_problem(
+        await client.get("/v1/webhooks/nope", headers=admin.headers), 404, "webhook_not_found"
+    )
+    hook = await register(client, admin, receiver.url)
+    none = await client.get(f"/v1/webhooks/{hook['id']}/deliveries/nope", headers=admin.headers)
+    assert_problem(none, 404, "delivery_not_found")
+    null = await client.patch(
+        f"/v1/webhooks/{hook['id']}", json={"url": None}, headers=admin.headers
+    )
+    assert_problem(null, 422, "validation_failed")
+    off = await client.patch(
+        f"/v1/webhooks/{hook['id']}", json={"enabled": False}, headers=admin.headers
+    )
+    assert off.status_code == 200 and off.json()["enabled"] is False
+    assert (
+        await client.delete(f"/v1/webhooks/{hook['id']}", headers=admin.headers)
+    ).status_code == 204
+    assert_problem(
+        await client.get(f"/v1/webhooks/{hook['id']}", headers=admin.headers),
+        404,
+        "webhook_not_found",
+    )
+
+
+async def test_nothing_committed_is_lost_across_a_restart(
+    database_url: str, receiver: Receiver
+) -> None:
+    settings = own_settings(database_url)
+    async with running_app(settings, drop_database=False) as first, http_client(first) as client:
+        admin = await _admin(first, client)
+        await register(client, admin, receiver.url)
+        await declare(client, admin)
+        container: Container = first.state.container
+        # One change recorded but not yet sent when the server stops...
+        await container.deliveries.stop()
+        await client.post("/v1/collections/orders/documents", json={"n": 1}, headers=admin.headers)
+        await container.pump.wait_for(lambda: container.pump.recorded >= 1)
+        # ...and one committed while no pump ran at all.
+        await container.pump.stop()
+        await client.post("/v1/collections/orders/documents", json={"n": 2}, headers=admin.headers)
+    assert receiver.received == []
+    async with running_app(settings) as second:
+        got = await receiver.wait_for(2)
+        assert sorted(r.json["data"]["document"]["data"]["n"] for r in got) == [1, 2]
+        del second
+
+
+async def test_two_processes_deliver_each_message_once(
+    database_url: str, receiver: Receiver
+) -> None:
+    settings = own_settings(database_url)
+    async with running_app(settings, drop_database=False) as one, running_app(settings) as two:
+        async with http_client(one) as a, http_client(two) as b:
+            admin = await _admin(one, a)
+            await register(a, admin, receiver.url, events=["document.created"])
+            await declare(a, admin)
+            for n in range(30):
+                await (a if n % 2 else b).post(
+                    "/v1/collections/orders/documents", json={"n": n}, headers=admin.headers
+                )
+            got = await receiver.wait_for(30)
+            queue = one.state.container.webhooks.repository.deliveries
+
+            async def all_settled() -> bool:
+                return await queue.count_documents({"status": "delivered"}) == 30
+
+            # Every message settled: nothing more will be sent.
+            await until(all_settled)
+    ids = [r.headers["webhook-id"] for r in receiver.received]
+    assert len(ids) == 30 == len(set(ids))
+    assert sorted(r.json["data"]["document"]["data"]["n"] for r in got) == list(range(30))
