@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         return (
             f"exported {plural(exported.users, 'user')} and {plural(len(counts), 'collection')} to "
             f"{folder} ({', '.join(counts) or 'no documents'}; {plural(exported.files, 'file')}; "
-            f"{plural(exported.teams, 'team')})\n"
+            f"{plural(exported.teams, 'team')}; "
+            f"{plural(exported.versions, 'old version')}, {exported.trashed} in the trash)\n"
             f"restore with: MONGODB_DB=<target> python -m scripts.restore --all {folder}\n"
             f"{folder} holds password hashes and private documents: keep it private"
         )

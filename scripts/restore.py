@@ -27,12 +27,20 @@ from pathlib import Path
 
 from app.backup.format import (
     COLLECTIONS_FILE,
+    HISTORY_FILE,
     MANIFEST,
     TEAMS_FILE,
+    TRASH_FILE,
     USERS_FILE,
     read_declarations,
 )
-from app.backup.restore import import_file, import_files, import_teams, import_users
+from app.backup.restore import (
+    import_file,
+    import_files,
+    import_history,
+    import_teams,
+    import_users,
+)
 from app.collections.models import CollectionSpec
 from app.container import Container
 from scripts.cli import ScriptError, guarded, note, plural, progress, run
@@ -184,6 +192,20 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"  documents: {plural(total, 'document')} imported ({'; '.join(parts) or 'none'})"
         )
+        # The trash before the files: a trashed document's files come back with it.
+        for which, name in (("versions", HISTORY_FILE), ("trash", TRASH_FILE)):
+            if (args.source / name).is_file():
+                added, present = await import_history(
+                    container,
+                    args.source / name,
+                    which,  # type: ignore[arg-type]
+                    batch_size=args.batch_size,
+                    restart=args.restart,
+                    bars=progress,
+                    note=note,
+                )
+                label = "history" if which == "versions" else "trash"
+                lines.append(f"  {label}: {added} new, {present} present")
         if (args.source / MANIFEST).is_file():
             files = await import_files(container, args.source, bars=progress)
             lines.append(

@@ -109,12 +109,14 @@ async def test_a_full_export_restores_into_an_empty_database_and_people_sign_in(
     assert exported.returncode == 0, exported.stderr
     assert "exported 3 users and 1 collection to" in exported.stdout
     assert "notes: 4 documents" in exported.stdout
-    assert "1 file; 1 team)" in exported.stdout
+    assert "1 file; 1 team; 0 old versions, 0 in the trash)" in exported.stdout
     assert "scripts.restore --all" in exported.stdout  # what to do next
 
     # The export holds password hashes: owner-only files in an owner-only directory.
     assert sorted(p.name for p in backup.iterdir()) == [
+        "_history.ndjson",
         "_teams.ndjson",
+        "_trash.ndjson",
         "collections.json",
         "files",
         "files.ndjson",

@@ -253,27 +253,25 @@ async def _admin(app: Any, client: httpx.AsyncClient) -> Account:
 async def test_a_name_resolving_to_a_private_address_is_refused_when_sending(
     database_url: str,
 ) -> None:
-    async with running_app(shared_settings(database_url, webhook_retry_seconds=3600)) as app:
-        async with http_client(app) as client:
-            admin = await _admin(app, client)
-            # Accepted when registered (a name), refused when sent: it resolves to loopback.
-            hook = await register(
-                client, admin, "https://localhost:9/hook", events=["user.created"]
+    plain = shared_settings(database_url, webhook_retry_seconds=3600)
+    async with running_app(plain) as app, http_client(app) as client:
+        admin = await _admin(app, client)
+        # Accepted when registered (a name), refused when sent: it resolves to loopback.
+        hook = await register(client, admin, "https://localhost:9/hook", events=["user.created"])
+        await _admin(app, client)  # a user.created to send
+        container: Container = app.state.container
+
+        async def tried() -> bool:
+            return bool(
+                (await deliveries(client, admin, hook))
+                and (await deliveries(client, admin, hook))[0]["log"]
             )
-            await _admin(app, client)  # a user.created to send
-            container: Container = app.state.container
 
-            async def tried() -> bool:
-                return bool(
-                    (await deliveries(client, admin, hook))
-                    and (await deliveries(client, admin, hook))[0]["log"]
-                )
-
-            await until(tried)
-            [logged] = await deliveries(client, admin, hook)
-            assert logged["log"][0]["status"] is None
-            assert "not a public address" in logged["log"][0]["error"]
-            assert container.deliveries.attempts >= 1
+        await until(tried)
+        [logged] = await deliveries(client, admin, hook)
+        assert logged["log"][0]["status"] is None
+        assert "not a public address" in logged["log"][0]["error"]
+        assert container.deliveries.attempts >= 1
 
 
 async def test_redirects_are_not_followed(
@@ -360,23 +358,28 @@ async def test_two_processes_deliver_each_message_once(
     database_url: str, receiver: Receiver
 ) -> None:
     settings = own_settings(database_url)
-    async with running_app(settings, drop_database=False) as one, running_app(settings) as two:
-        async with http_client(one) as a, http_client(two) as b:
-            admin = await _admin(one, a)
-            await register(a, admin, receiver.url, events=["document.created"])
-            await declare(a, admin)
-            for n in range(30):
-                await (a if n % 2 else b).post(
-                    "/v1/collections/orders/documents", json={"n": n}, headers=admin.headers
-                )
-            got = await receiver.wait_for(30)
-            queue = one.state.container.webhooks.repository.deliveries
+    async with (
+        running_app(settings, drop_database=False) as one,
+        running_app(settings) as two,
+        http_client(one) as a,
+        http_client(two) as b,
+    ):
+        admin = await _admin(one, a)
+        await register(a, admin, receiver.url, events=["document.created"])
+        await declare(a, admin)
+        for n in range(30):
+            await (a if n % 2 else b).post(
+                "/v1/collections/orders/documents", json={"n": n}, headers=admin.headers
+            )
+        got = await receiver.wait_for(30)
+        queue = one.state.container.webhooks.repository.deliveries
 
-            async def all_settled() -> bool:
-                return await queue.count_documents({"status": "delivered"}) == 30
+        async def all_settled() -> bool:
+            delivered: int = await queue.count_documents({"status": "delivered"})
+            return delivered == 30
 
-            # Every message settled: nothing more will be sent.
-            await until(all_settled)
+        # Every message settled: nothing more will be sent.
+        await until(all_settled)
     ids = [r.headers["webhook-id"] for r in receiver.received]
     assert len(ids) == 30 == len(set(ids))
     assert sorted(r.json["data"]["document"]["data"]["n"] for r in got) == list(range(30))

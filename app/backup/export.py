@@ -18,13 +18,17 @@ from app.backup import BackupError, Bars, Note, no_bars, no_notes
 from app.backup.format import (
     BLOBS,
     COLLECTIONS_FILE,
+    HISTORY_FILE,
     MANIFEST,
     TEAMS_FILE,
+    TRASH_FILE,
     USERS_FILE,
     declaration,
+    history_line,
     manifest_line,
     team_line,
     to_line,
+    trash_line,
     user_line,
 )
 from app.collections.models import CollectionSpec
@@ -62,6 +66,8 @@ class Exported:
     documents: list[tuple[str, int]]
     files: int
     teams: int = 0
+    versions: int = 0
+    trashed: int = 0
 
 
 async def export_all(
@@ -82,7 +88,17 @@ async def export_all(
         files = await export_files(container, folder, out, bars=bars)
     with private_file(folder / TEAMS_FILE) as out:
         teams = await export_teams(container, out, bars=bars)
-    return Exported(users, documents, files, teams)
+    history = container.history
+    kept, trashed = await history.count_all()
+    with private_file(folder / HISTORY_FILE) as out, bars(kept, "exporting history") as bar:
+        async for raw in history.stream_versions():
+            out.write(history_line(raw))
+            bar.update()
+    with private_file(folder / TRASH_FILE) as out, bars(trashed, "exporting trash") as bar:
+        async for raw in history.stream_trash():
+            out.write(trash_line(raw))
+            bar.update()
+    return Exported(users, documents, files, teams, kept, trashed)
 
 
 async def export_teams(container: Container, out: IO[str], *, bars: Bars = no_bars) -> int:

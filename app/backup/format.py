@@ -9,6 +9,10 @@ files/<sha256>      the blobs, each content once, named by its hash (so no file 
                     document name ever becomes a path)
 _teams.ndjson       one team a line with its members (team_line; read back as TeamLine);
                     pending invitations are not exported (like sessions)
+_history.ndjson     one kept version a line, of collections with history (history_line;
+                    read back as HistoryLine)
+_trash.ndjson       one trashed document a line (trash_line; read back as TrashLine);
+                    their files are in files.ndjson with the rest
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ USERS_FILE = "users.ndjson"
 MANIFEST = "files.ndjson"
 # Collection names start with a letter, so no collection's file can clash with this one.
 TEAMS_FILE = "_teams.ndjson"
+HISTORY_FILE = "_history.ndjson"
+TRASH_FILE = "_trash.ndjson"
 BLOBS = "files"
 SHA256 = re.compile(r"[0-9a-f]{64}")  # a blob name, never a path
 
@@ -49,7 +55,11 @@ def _compact(body: dict[str, Any]) -> str:
 
 
 def to_line(doc: StoredDocument) -> str:
-    body = {
+    return _compact(line_body(doc))
+
+
+def line_body(doc: StoredDocument) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "id": doc.id,
         "owner": doc.owner,
         "version": doc.version,
@@ -62,7 +72,31 @@ def to_line(doc: StoredDocument) -> str:
         body["team"] = doc.team
     if doc.readers:
         body["shared"] = {"read": list(doc.readers), "write": list(doc.writers)}
-    return _compact(body)
+    return body
+
+
+def history_line(raw: dict[str, Any]) -> str:
+    """A kept version (a doc_versions record)."""
+    return _compact(
+        {
+            "collection": raw["c"],
+            "replaced_at": rfc3339(raw["replaced_at"]),
+            "deleted": bool(raw.get("deleted")),
+            "document": line_body(StoredDocument.from_mongo(raw["doc"])),
+        }
+    )
+
+
+def trash_line(raw: dict[str, Any]) -> str:
+    """A trashed document (a doc_trash record)."""
+    return _compact(
+        {
+            "collection": raw["c"],
+            "deleted_at": rfc3339(raw["deleted_at"]),
+            "purge_at": rfc3339(raw["purge_at"]),
+            "document": line_body(StoredDocument.from_mongo(raw["doc"])),
+        }
+    )
 
 
 def identity_entry(raw: dict[str, Any]) -> dict[str, Any]:
@@ -198,6 +232,44 @@ class Line(BaseModel):
             readers=tuple(self.shared.read) if self.shared else (),
             writers=tuple(self.shared.write) if self.shared else (),
         )
+
+
+class HistoryLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    collection: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+    replaced_at: AwareDatetime
+    deleted: bool = False
+    document: Line
+
+    def record(self) -> dict[str, Any]:
+        doc = self.document.stored().to_mongo()
+        return {
+            "c": self.collection,
+            "d": doc["_id"],
+            "born": doc["created_at"],
+            "v": doc["version"],
+            "doc": doc,
+            "replaced_at": self.replaced_at,
+            "deleted": self.deleted,
+        }
+
+
+class TrashLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    collection: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+    deleted_at: AwareDatetime
+    purge_at: AwareDatetime
+    document: Line
+
+    def record(self) -> dict[str, Any]:
+        doc = self.document.stored().to_mongo()
+        return {
+            "c": self.collection,
+            "d": doc["_id"],
+            "doc": doc,
+            "deleted_at": self.deleted_at,
+            "purge_at": self.purge_at,
+        }
 
 
 class SharedLine(BaseModel):

@@ -5,14 +5,24 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
 from app.backup import BackupError, Bars, Note, no_bars, no_notes
 from app.backup.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from app.backup.files import attach, sha256_of
-from app.backup.format import BLOBS, MANIFEST, SHA256, Line, TeamLine, UserLine, manifest_time
+from app.backup.format import (
+    BLOBS,
+    MANIFEST,
+    SHA256,
+    HistoryLine,
+    Line,
+    TeamLine,
+    TrashLine,
+    UserLine,
+    manifest_time,
+)
 from app.collections.models import CollectionSpec
 from app.container import Container
 from app.db.ids import canonical_id
@@ -23,6 +33,8 @@ from app.teams.repository import Member, Team
 T = TypeVar("T")
 USERS_KEY = "users"  # the checkpoint's name for users.ndjson (a reserved collection name)
 TEAMS_KEY = "_teams"  # and for _teams.ndjson (no collection name starts with _)
+HISTORY_KEY = "_history"
+TRASH_KEY = "_trash"
 
 
 async def import_lines(
@@ -178,6 +190,37 @@ async def import_teams(
         source,
         TEAMS_KEY,
         lambda raw: TeamLine.model_validate_json(raw).team(),
+        insert,
+        batch_size=batch_size,
+        restart=restart,
+        bars=bars,
+        note=note,
+    )
+
+
+async def import_history(
+    container: Container,
+    source: Path,
+    which: Literal["versions", "trash"],
+    *,
+    batch_size: int,
+    restart: bool,
+    bars: Bars = no_bars,
+    note: Note = no_notes,
+) -> tuple[int, int]:
+    """Kept versions (_history.ndjson) or trashed documents (_trash.ndjson); records whose
+    key is taken are left alone, so running it again changes nothing. (inserted, present)"""
+    model = HistoryLine if which == "versions" else TrashLine
+    store = container.history
+
+    async def insert(batch: list[dict[str, Any]]) -> tuple[int, int]:
+        added = await store.import_records(which, batch)
+        return added, len(batch) - added
+
+    return await import_lines(
+        source,
+        HISTORY_KEY if which == "versions" else TRASH_KEY,
+        lambda raw: model.model_validate_json(raw).record(),
         insert,
         batch_size=batch_size,
         restart=restart,

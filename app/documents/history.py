@@ -202,6 +202,34 @@ class HistoryStore:
             purged += 1
         return purged
 
+    # -- backups ---------------------------------------------------------------------------
+
+    async def count_all(self) -> tuple[int, int]:
+        """(versions kept, documents in the trash)"""
+        return await self.versions.count_documents({}), await self.trash.count_documents({})
+
+    def stream_versions(self) -> Any:
+        return self.versions.find({}, projection={"_id": False}).sort(
+            [("c", 1), ("d", 1), ("born", 1), ("v", -1)]
+        )
+
+    def stream_trash(self) -> Any:
+        return self.trash.find({}, projection={"_id": False}).sort([("c", 1), ("d", 1)])
+
+    async def import_records(self, which: str, records: list[dict[str, Any]]) -> int:
+        """Insert exported records (`which`: versions or trash), leaving alone those whose
+        key is taken. Returns how many were new."""
+        if not records:
+            return 0
+        target = self.versions if which == "versions" else self.trash
+        try:
+            result = await target.insert_many(records, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+            return int(exc.details.get("nInserted", 0))
+        return len(result.inserted_ids)
+
     async def forget_collection(self, name: str) -> None:
         """A deleted collection's history and trash (its files are gone with it)."""
         await self.versions.delete_many({"c": name})
