@@ -38,6 +38,7 @@ from app.accounts.session_repository import (
 )
 from app.accounts.user_repository import UserRepository
 from app.accounts.user_service import UserService
+from app.audit.log import AuditLog
 from app.clock import Clock, utc_now
 from app.collections.models import CollectionSpec
 from app.collections.repository import CollectionRepository
@@ -110,6 +111,7 @@ class Container:
     deliveries: DeliveryWorker
     history: HistoryStore
     pump: ChangePump
+    audit: AuditLog
     # None when READ_CACHE is off.
     feed: ChangeFeed | None = None
     loop_lag: LoopLagMonitor = field(default_factory=LoopLagMonitor)
@@ -404,6 +406,11 @@ class Container:
             deliveries=deliveries,
             history=history,
             pump=pump,
+            audit=AuditLog(
+                db,
+                retention_days=settings.audit_retention_days,
+                max_time_ms=settings.query_max_time_ms,
+            ),
             feed=feed,
         )
 
@@ -463,6 +470,7 @@ async def open_container(
         await container.passkeys.repository.ensure_indexes()
         await container.webhooks.repository.ensure_indexes()
         await container.history.ensure_indexes()
+        await container.audit.ensure_indexes()
         # Account webhooks need each change's exact image, as document collections have.
         await keep_change_images(db, User.Settings.name)
         lag = container.loop_lag

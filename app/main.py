@@ -12,6 +12,7 @@ from app.accounts.passkey_router import auth_router as passkey_auth_router
 from app.accounts.passkey_router import options_router as passkey_options_router
 from app.accounts.passkey_router import router as passkeys_router
 from app.accounts.user_router import router as users_router
+from app.audit.router import router as audit_router
 from app.collections.router import router as collections_router
 from app.config import Settings, get_settings
 from app.contract.router import ContractCache
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, *, fast_paths: bool = True) -> 
     app.include_router(contract_router)
     app.include_router(admin_router)
     app.include_router(webhooks_router)
+    app.include_router(audit_router)
     app.include_router(history_router)
     app.include_router(ops_router)
     return app

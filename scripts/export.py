@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from app.backup.export import export_all, export_one, private_file
+from app.clock import utc_now
 from app.container import Container
 from scripts.cli import guarded, note, plural, progress, run
 
@@ -57,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
             return f"{done}\nload it with: python -m scripts.restore {spec.id} {args.output}"
         folder = Path(args.output)
         exported = await export_all(container, folder, bars=progress, note=note)
+        await container.audit.record_script(
+            "data_exported",
+            at=utc_now(),
+            subject=str(folder),
+            details={"users": str(exported.users), "files": str(exported.files)},
+        )
         counts = [f"{name}: {plural(count, 'document')}" for name, count in exported.documents]
         return (
             f"exported {plural(exported.users, 'user')} and {plural(len(counts), 'collection')} to "

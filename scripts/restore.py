@@ -41,6 +41,7 @@ from app.backup.restore import (
     import_teams,
     import_users,
 )
+from app.clock import utc_now
 from app.collections.models import CollectionSpec
 from app.container import Container
 from scripts.cli import ScriptError, guarded, note, plural, progress, run
@@ -135,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
                 "scripts.export --all (for one NDJSON file, name its collection instead)"
             )
         lines = [f"imported {args.source} into database {database}:"]
+        await container.audit.record_script(
+            "data_imported", at=utc_now(), subject=str(args.source), details={}
+        )
         users_file = args.source / USERS_FILE
         if users_file.is_file():
             added, present, taken = await import_users(

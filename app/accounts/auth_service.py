@@ -41,6 +41,7 @@ from app.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from app.observability.context import note_audit
 
 
 class RegistrationDisabled(AppError):
@@ -219,6 +220,7 @@ class AuthService:
                 "login-account", email, limit=limits.rate_limit_login_per_account, now=now
             )
         user = await self.users.get_by_email(email)
+        note_audit(subject=email, user=str(user.id) if user else None)
         # Unknown emails cost one argon2 verification too, so timing tells nothing.
         ok = await self.hasher.verify(user.password_hash if user else None, password)
         if user is None or not ok:
@@ -262,7 +264,9 @@ class AuthService:
     ) -> TokenPair | MfaRequired:
         """After a first factor (a password, a mailed link): a session, or for an account
         with a second factor the challenge `POST /v1/auth/mfa/verify` redeems."""
+        note_audit(user=str(user.id), method=first_factor)
         if user.totp_secret is not None and self.challenges is not None:
+            note_audit(second_factor="required")
             token = await self.challenges.create(
                 user,
                 address=client.address,
@@ -283,6 +287,7 @@ class AuthService:
     async def start_session(
         self, user: User, client: ClientInfo | None = None, *, method: str = "password"
     ) -> TokenPair:
+        note_audit(user=str(user.id), method=method)
         now = self.clock()
         session_id = ObjectId()
         refresh_token, token_hash = new_refresh_token(str(session_id))

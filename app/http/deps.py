@@ -147,6 +147,7 @@ async def authenticate(
         return None
     principal = await auth.authenticate(token)
     state["user_id"] = principal.id
+    state["via"] = "api_key" if principal.api_key_id is not None else "session"
     return principal
 
 

@@ -17,8 +17,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ErrorCode
+from app.http.audit import audited_action
+from app.http.audit import record as record_audit
 from app.http.problems import problem_response
-from app.observability.context import collect_problem_codes, set_request_id
+from app.observability.context import (
+    collect_audit_notes,
+    collect_problem_codes,
+    set_request_id,
+)
 from app.observability.metrics import IN_PROGRESS, observe_request
 
 access_log = logging.getLogger("docstore.access")
@@ -79,6 +85,7 @@ class RequestContextMiddleware:
         request_id = given if _VALID_REQUEST_ID.match(given) else os.urandom(16).hex()
         set_request_id(request_id)
         problem_codes = collect_problem_codes()
+        audit_notes = collect_audit_notes()
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -133,6 +140,9 @@ class RequestContextMiddleware:
         finally:
             IN_PROGRESS.dec()
             self._log(scope, status, started, problem_codes)
+            action = audited_action(scope)
+            if action is not None:
+                await record_audit(scope, action, status, audit_notes, request_id)
 
     def _refusal(self, headers: dict[bytes, bytes], method: str) -> Response | None:
         """A response for requests refused before they reach the app (size, media type)."""

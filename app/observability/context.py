@@ -31,3 +31,21 @@ def note_problem_code(code: str) -> None:
     codes = _problem_codes.get()
     if codes is not None:
         codes.append(code)
+
+
+# What a request's handling learned for its audit record (the account that signed in,
+# the address it tried): a dict the middleware owns, as the problem codes above.
+_audit_notes: ContextVar[dict[str, str] | None] = ContextVar("audit_notes", default=None)
+
+
+def collect_audit_notes() -> dict[str, str]:
+    notes: dict[str, str] = {}
+    _audit_notes.set(notes)
+    return notes
+
+
+def note_audit(**fields: str | None) -> None:
+    """Tell the request's audit record (if it has one) who and what it is about."""
+    notes = _audit_notes.get()
+    if notes is not None:
+        notes.update({k: v for k, v in fields.items() if v is not None})
