@@ -308,7 +308,7 @@ class Container:
             trash_days=settings.trash_retention_days,
             max_time_ms=settings.query_max_time_ms,
         )
-        history.delete_files = file_store.delete_for
+        history.files = file_store
         documents.history = history
 
         async def collection_deleted(name: str) -> None:
@@ -318,7 +318,9 @@ class Container:
         async def documents_deleted(name: str, ids: list[str]) -> None:
             spec = await collections.repository.get(name)
             if spec is not None and spec.history:
-                return  # the trash keeps them until it is purged
+                # Kept for the trash (restored with the document, deleted by its purge).
+                await file_store.set_aside(name, ids)
+                return
             await file_store.delete_for(name, ids)
 
         collections.on_delete = collection_deleted

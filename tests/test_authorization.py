@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -22,6 +22,7 @@ from app.clock import utc_now
 from app.config import Settings
 from app.container import Container
 from app.main import create_app
+from app.webhooks.schemas import WebhookIn
 from tests.support.accounts import PASSWORD, Account, MakeAccount, sign_in
 from tests.support.apps import shared_settings
 
@@ -55,6 +56,10 @@ RULES: dict[str, dict[str, int | str]] = {
     "passkey_challenge": {ANON: 401, USER: 401, OTHER: 401, ADMIN: 401},
     # A team `user` owns: invisible to non-members, site admins included.
     "own_team": {ANON: 401, USER: OK, OTHER: 404, ADMIN: 404},
+    # Restoring from a trash that holds nothing: 404 once signed in.
+    "empty_trash": {ANON: 401, USER: 404, OTHER: 404, ADMIN: 404},
+    # Admins only, aimed at nothing there: 404 for them.
+    "admin_missing": {ANON: 401, USER: 403, OTHER: 403, ADMIN: 404},
 }
 
 
@@ -74,6 +79,9 @@ class World:
     invitation_id: dict[str, str]  # a pending invitation to that team
     user_id: str = ""  # `user`'s account id
     mail_id: str = ""  # a mail message that gave up (part "mail")
+    # A webhook per caller, each with a message that gave up (part "webhooks").
+    webhook_id: dict[str, str] = field(default_factory=dict)
+    delivery_id: dict[str, str] = field(default_factory=dict)
 
 
 @pytest.fixture
@@ -409,6 +417,50 @@ ROUTES: dict[str, tuple[str, Builder]] = {
         "own_document",
         lambda w, p: (f"{DOCS}/{w.doc_id[p]}/shares/users/{w.victim_id[p]}", {}),
     ),
+    "documents_versions": ("own_document", lambda w, p: (f"{DOCS}/{w.doc_id[p]}/versions", {})),
+    "documents_version": ("own_document", lambda w, p: (f"{DOCS}/{w.doc_id[p]}/versions/1", {})),
+    "documents_restore_version": (
+        "own_document",
+        lambda w, p: (f"{DOCS}/{w.doc_id[p]}/versions/1/restore", {}),
+    ),
+    "trash_list": ("collection", lambda w, p: ("/v1/collections/notes/trash", {})),
+    "trash_restore": ("empty_trash", lambda w, p: ("/v1/collections/notes/trash/x/restore", {})),
+    "trash_purge": ("admin_missing", lambda w, p: ("/v1/collections/notes/trash/x", {})),
+    "webhooks_list": ("admin", lambda w, p: ("/v1/webhooks", {})),
+    "webhooks_create": (
+        "admin",
+        lambda w, p: (
+            "/v1/webhooks",
+            {"json": {"url": "https://hooks.example.com/in", "events": ["user.created"]}},
+        ),
+    ),
+    "webhooks_get": ("admin", lambda w, p: (f"/v1/webhooks/{w.webhook_id[p]}", {})),
+    "webhooks_update": (
+        "admin",
+        lambda w, p: (f"/v1/webhooks/{w.webhook_id[p]}", {"json": {"enabled": False}}),
+    ),
+    "webhooks_delete": ("admin", lambda w, p: (f"/v1/webhooks/{w.webhook_id[p]}", {})),
+    "webhooks_rotate_secret": (
+        "admin",
+        lambda w, p: (f"/v1/webhooks/{w.webhook_id[p]}/secret", {}),
+    ),
+    "webhooks_deliveries": (
+        "admin",
+        lambda w, p: (f"/v1/webhooks/{w.webhook_id[p]}/deliveries", {}),
+    ),
+    "webhooks_delivery": (
+        "admin",
+        lambda w, p: (f"/v1/webhooks/{w.webhook_id[p]}/deliveries/{w.delivery_id[p]}", {}),
+    ),
+    "webhooks_redeliver": (
+        "admin",
+        lambda w, p: (
+            f"/v1/webhooks/{w.webhook_id[p]}/deliveries/{w.delivery_id[p]}/redeliver",
+            {},
+        ),
+    ),
+    "admin_audit_list": ("admin", lambda w, p: ("/v1/admin/audit", {})),
+    "admin_audit_export": ("admin", lambda w, p: ("/v1/admin/audit/export", {})),
     "teams_create": ("signed_in", lambda w, p: ("/v1/teams", {"json": {"name": "T"}})),
     "teams_list": ("signed_in", lambda w, p: ("/v1/teams", {})),
     "teams_accept_invitation": (
@@ -479,6 +531,8 @@ def parts_of(operation: str) -> set[str]:
         return {"accounts"}
     if operation == "admin_mail_retry":
         return {"mail"}
+    if operation.startswith("webhooks_"):
+        return {"webhooks"}
     return set()
 
 
@@ -496,7 +550,8 @@ async def make_world(
     }
     user = accounts[USER]
     admin = accounts[ADMIN].headers
-    assert (await client.post("/v1/collections", json={"name": "notes"}, headers=admin)).is_success
+    notes = {"name": "notes", "history": True}
+    assert (await client.post("/v1/collections", json=notes, headers=admin)).is_success
     world = World(
         accounts=accounts,
         victim_id={},
@@ -559,6 +614,18 @@ async def make_world(
                 f"{DOCS}/{world.doc_id[who]}/files/a.txt", content=b"a", headers=user.headers
             )
             assert attached.status_code == 201, attached.text
+        if "webhooks" in parts:
+            hook, _ = await container.webhooks.create(
+                WebhookIn(url="https://hooks.example.com/in", events=["user.created"])
+            )
+            world.webhook_id[who] = str(hook["_id"])
+            now = utc_now()
+            gave_up = await container.webhooks.repository.deliveries.insert_one(
+                {"webhook": hook["_id"], "event": who, "type": "user.created", "body": b"{}"}
+                | {"status": "failed", "attempts": 1, "created_at": now, "due_at": now}
+                | {"lease_until": now, "log": []}
+            )
+            world.delivery_id[who] = str(gave_up.inserted_id)
         if "teams" in parts:
             team = (await container.teams.create(owner, f"Team of {who}")).team.id
             world.team_id[who] = team

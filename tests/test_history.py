@@ -162,9 +162,14 @@ async def test_a_trashed_document_whose_id_is_taken_again_is_not_restored_over_i
     await declare(client, admin)
     path = f"{NOTES}/documents/mine"
     assert (await client.put(path, json={"v": 1}, headers=user.headers)).status_code == 201
+    text = {**user.headers, "Content-Type": "text/plain"}
+    assert (await client.put(f"{path}/files/a.txt", content=b"old", headers=text)).is_success
     await client.delete(path, headers=user.headers)
-    await in_trash(client, user, "mine")
+    # The new document under that id starts without the trashed one's files.
     assert (await client.put(path, json={"v": 2}, headers=user.headers)).status_code == 201
+    assert (await client.get(f"{path}/files", headers=user.headers)).json()["items"] == []
+    assert (await client.get(f"{path}/files/a.txt", headers=user.headers)).status_code == 404
+    await in_trash(client, user, "mine")
     clash = await client.post(f"{NOTES}/trash/mine/restore", headers=user.headers)
     assert_problem(clash, 409, "duplicate_key")
     assert (await client.get(path, headers=user.headers)).json()["data"] == {"v": 2}
@@ -183,7 +188,12 @@ async def test_a_purge_deletes_the_document_and_its_files_for_good(
     await client.delete(path, headers=user.headers)
     await in_trash(client, user, doc["id"])
     files = container.db["files.files"]
-    assert await files.count_documents({"metadata.document": doc["id"]}) == 1
+    assert (
+        await files.count_documents(
+            {"$or": [{"metadata.document": doc["id"]}, {"metadata.trashed": doc["id"]}]}
+        )
+        == 1
+    )
     if how == "expired":
         await container.history.trash.update_many(
             {}, {"$set": {"purge_at": utc_now() - timedelta(seconds=1)}}
@@ -192,7 +202,12 @@ async def test_a_purge_deletes_the_document_and_its_files_for_good(
     else:
         response = await client.delete(f"{NOTES}/trash/{doc['id']}", headers=admin.headers)
         assert response.status_code == 204
-    assert await files.count_documents({"metadata.document": doc["id"]}) == 0
+    assert (
+        await files.count_documents(
+            {"$or": [{"metadata.document": doc["id"]}, {"metadata.trashed": doc["id"]}]}
+        )
+        == 0
+    )
     assert (await client.get(f"{NOTES}/trash", headers=user.headers)).json()["items"] == []
     gone = await client.post(f"{NOTES}/trash/{doc['id']}/restore", headers=user.headers)
     assert_problem(gone, 404, "not_in_trash")

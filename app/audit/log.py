@@ -19,7 +19,7 @@ from typing import Any, Literal, get_args
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from app.db.client import Db
+from app.db.client import Db, ensure_ttl
 
 COLLECTION = "audit_log"
 
@@ -76,13 +76,9 @@ class AuditLog:
             [
                 IndexModel([("action", ASCENDING), ("_id", DESCENDING)], name="by_action"),
                 IndexModel([("actor.id", ASCENDING), ("_id", DESCENDING)], name="by_actor"),
-                IndexModel(
-                    [("at", ASCENDING)],
-                    name="retention",
-                    expireAfterSeconds=self.retention_days * 86_400,
-                ),
             ]
         )
+        await ensure_ttl(self.collection, "retention", "at", self.retention_days * 86_400)
 
     async def record(
         self,
@@ -148,13 +144,12 @@ class AuditLog:
         if outcome is not None:
             query["outcome"] = outcome
         if since is not None or until is not None:
-            # Ids grow with time (ObjectIds carry their second): a range on the index.
-            bounds: dict[str, Any] = {}
+            bounds: dict[str, Any] = {}  # on the retention index
             if since is not None:
-                bounds["$gte"] = ObjectId.from_datetime(since)
+                bounds["$gte"] = since
             if until is not None:
-                bounds["$lt"] = ObjectId.from_datetime(until)
-            query["_id"] = bounds
+                bounds["$lt"] = until
+            query["at"] = bounds
         return query
 
     async def page(
@@ -171,10 +166,7 @@ class AuditLog:
         """Newest first (older than `before`)."""
         query = self._query(action=action, actor=actor, outcome=outcome, since=since, until=until)
         if before is not None:
-            query["_id"] = {
-                **query.get("_id", {}),
-                "$lt": min(before, query.get("_id", {}).get("$lt", before)),
-            }
+            query["_id"] = {"$lt": before}
         cursor = self.collection.find(query, max_time_ms=self.max_time_ms).sort("_id", -1)
         return [raw async for raw in cursor.limit(limit)]
 

@@ -178,7 +178,11 @@ async def export_files(
         ):
             bar.update()
             meta = raw["metadata"]
-            current = await store.current(meta["collection"], meta["document"], raw["filename"])
+            trashed = meta.get("document") is None and "trashed" in meta
+            document = meta["trashed"] if trashed else meta["document"]
+            current = await store.current(
+                meta["collection"], document, raw["filename"], trashed=trashed
+            )
             if current is None or current.id != raw["_id"]:
                 continue  # an older version about to be replaced
             blob = blobs / current.sha256
@@ -190,6 +194,6 @@ async def export_files(
                     async for piece in store.open(current, 0, current.size - 1):
                         out.write(piece)
                 part.replace(blob)
-            manifest.write(manifest_line(meta["collection"], meta["document"], current))
+            manifest.write(manifest_line(meta["collection"], document, current, trashed=trashed))
             written += 1
     return written

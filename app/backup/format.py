@@ -181,8 +181,10 @@ def read_declarations(path: Path) -> list[Any]:
     return loaded
 
 
-def manifest_line(collection: str, document: str, stored: StoredFile) -> str:
-    body = {
+def manifest_line(
+    collection: str, document: str, stored: StoredFile, *, trashed: bool = False
+) -> str:
+    body: dict[str, Any] = {
         "collection": collection,
         "document": document,
         "name": stored.name,
@@ -191,6 +193,8 @@ def manifest_line(collection: str, document: str, stored: StoredFile) -> str:
         "size": stored.size,
         "created_at": rfc3339(stored.created_at),
     }
+    if trashed:  # a file of a document in the trash (set aside until it is restored)
+        body["trashed"] = True
     return _compact(body)
 
 

@@ -255,10 +255,21 @@ async def import_files(
                         f"{manifest}:{number}: {blob} does not hold the content its name "
                         "promises (damaged or edited); export again with scripts.export --all"
                     )
+                store = container.files.store
+                collection, document = str(entry["collection"]), str(entry["document"])
+                if entry.get("trashed"):
+                    # A trashed document's file: stored, then set aside again.
+                    there = await store.current(
+                        collection, document, str(entry["name"]), trashed=True
+                    )
+                    if there is not None and there.sha256 == digest:
+                        counts["unchanged"] += 1
+                        bar.update()
+                        continue
                 outcome = await attach(
                     container,
-                    entry["collection"],
-                    entry["document"],
+                    collection,
+                    document,
                     entry["name"],
                     entry["content_type"],
                     blob,
@@ -268,6 +279,8 @@ async def import_files(
                         manifest_time(entry["created_at"]) if "created_at" in entry else None
                     ),
                 )
+                if entry.get("trashed"):
+                    await store.set_aside(collection, [document])
             except (KeyError, ValueError, TypeError) as exc:
                 raise BackupError(f"{manifest}:{number}: not a file entry ({exc})") from None
             counts[outcome] += 1

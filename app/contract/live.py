@@ -57,6 +57,9 @@ _SUFFIXES = {
     "documents_shares_list": "shares_list",
     "documents_shares_add": "shares_add",
     "documents_shares_remove": "shares_remove",
+    "documents_versions": "versions",
+    "documents_version": "version",
+    "documents_restore_version": "restore_version",
 }
 _REF_ROOT = "#/components/schemas/"
 _DEF_KEYWORDS = ("$defs", "definitions")

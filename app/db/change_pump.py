@@ -90,7 +90,7 @@ class ChangePump:
     clock: Clock
     lease_seconds: float = 10.0
     poll_ms: int = 100
-    batch: int = 500
+    batch: int = 200
     retry_seconds: float = 1.0
     # Run by the leader every `chores_seconds` (trash purges).
     chores: list[Callable[[], Any]] = field(default_factory=list)
@@ -169,6 +169,11 @@ class ChangePump:
         del raw
         self._renewed = time.monotonic()
         return True
+
+    async def _keep_lease(self) -> None:
+        """Renew the lease if a third of it has passed (long batches, chores)."""
+        if time.monotonic() - self._renewed > self.lease_seconds / 3:
+            await self._checkpoint(None)
 
     def _until(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.lease_seconds)
@@ -282,6 +287,7 @@ class ChangePump:
             return
         for consumer in self.consumers:
             await consumer.take(changes)
+            await self._keep_lease()
         await self._checkpoint(token)
         self.recorded += 1
         for listener in self.on_recorded:
@@ -294,6 +300,7 @@ class ChangePump:
         self._last_chores = time.monotonic()
         for chore in self.chores:
             try:
+                await self._keep_lease()
                 await chore()
             except PyMongoError:
                 log.exception("change pump chore failed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, TypeAlias
 
-from pymongo import AsyncMongoClient
+from pymongo import ASCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, CollectionInvalid, OperationFailure
 
@@ -61,3 +61,18 @@ async def keep_change_images(db: Db, storage: str) -> None:
             return
         except CollectionInvalid:
             continue  # created meanwhile by another process: collMod it
+
+
+async def ensure_ttl(collection: Any, name: str, field: str, seconds: int) -> None:
+    """A TTL index on `field`; when it exists with another lifetime (the setting changed),
+    its lifetime is changed in place (collMod) rather than failing the start."""
+    try:
+        await collection.create_indexes(
+            [IndexModel([(field, ASCENDING)], name=name, expireAfterSeconds=seconds)]
+        )
+    except OperationFailure as exc:
+        if exc.code not in (85, 86):  # IndexOptionsConflict, IndexKeySpecsConflict
+            raise
+        await collection.database.command(
+            {"collMod": collection.name, "index": {"name": name, "expireAfterSeconds": seconds}}
+        )

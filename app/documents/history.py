@@ -19,7 +19,6 @@ same content), so a batch the pump records twice changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,12 +29,14 @@ from pymongo.errors import BulkWriteError
 from app.clock import Clock
 from app.collections.models import STORAGE_PREFIX, CollectionSpec
 from app.db.change_pump import Committed
-from app.db.client import Db
+from app.db.client import Db, ensure_ttl
+from app.files.store import FileStore
 
 VERSIONS = "doc_versions"
 TRASH = "doc_trash"
 # What a stored document holds that is not part of a version (search terms, write ids).
 _INTERNAL = ("_search", "writes")
+_INTERNAL_SET = frozenset(_INTERNAL)
 PURGE_BATCH = 200
 
 
@@ -63,8 +64,8 @@ class HistoryStore:
         self.trash_for = timedelta(days=trash_days)
         self.max_time_ms = max_time_ms
         self.keeping: frozenset[str] = frozenset()
-        # Deletes a purged document's files (the file store's delete_for).
-        self.delete_files: Callable[[str, list[str]], Awaitable[object]] | None = None
+        # Where a trashed document's files wait (set by the container).
+        self.files: FileStore | None = None
 
     async def ensure_indexes(self) -> None:
         await self.versions.create_indexes(
@@ -74,13 +75,9 @@ class HistoryStore:
                     name="version",
                     unique=True,
                 ),
-                IndexModel(
-                    [("replaced_at", ASCENDING)],
-                    name="retention",
-                    expireAfterSeconds=self.version_days * 86_400,
-                ),
             ]
         )
+        await ensure_ttl(self.versions, "retention", "replaced_at", self.version_days * 86_400)
         await self.trash.create_indexes(
             [
                 IndexModel([("c", ASCENDING), ("d", ASCENDING)], name="document", unique=True),
@@ -106,6 +103,8 @@ class HistoryStore:
         for change in changes:
             if change.namespace not in self.keeping or change.before is None:
                 continue
+            if change.fields is not None and change.fields <= _INTERNAL_SET:
+                continue  # only search terms re-indexed: the same version
             name = change.namespace[len(STORAGE_PREFIX) :]
             before = kept(change.before)
             versions.append(
@@ -176,16 +175,17 @@ class HistoryStore:
         return await self.trash.find_one({"c": name, "d": doc_id})
 
     async def untrash(self, entry: dict[str, Any]) -> None:
-        """Forget a restored document's trash entry (its files are the document's again)."""
+        """A restored document's files are its own again; its trash entry goes."""
+        if self.files is not None:
+            await self.files.bring_back(entry["c"], entry["d"])
         await self.trash.delete_one({"_id": entry["_id"]})
 
     # -- purging ---------------------------------------------------------------------------
 
-    async def purge(self, entry: dict[str, Any], *, exists: bool) -> None:
-        """Delete a trash entry for good, and the files of its document unless a document
-        with its id exists again (they are that one's now)."""
-        if not exists and self.delete_files is not None:
-            await self.delete_files(entry["c"], [entry["d"]])
+    async def purge(self, entry: dict[str, Any]) -> None:
+        """Delete a trash entry and its document's files for good."""
+        if self.files is not None:
+            await self.files.delete_set_aside(entry["c"], entry["d"])
         await self.trash.delete_one({"_id": entry["_id"], "purge_at": entry["purge_at"]})
 
     async def purge_expired(self) -> int:
@@ -195,10 +195,7 @@ class HistoryStore:
         ).limit(PURGE_BATCH)
         purged = 0
         async for entry in cursor:
-            exists = await self.db[STORAGE_PREFIX + entry["c"]].count_documents(
-                {"_id": entry["d"]}, limit=1
-            )
-            await self.purge(entry, exists=bool(exists))
+            await self.purge(entry)
             purged += 1
         return purged
 

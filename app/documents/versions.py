@@ -25,7 +25,7 @@ from app.documents.crud import DocumentCrud
 from app.documents.history import HistoryStore
 from app.documents.models import StoredDocument
 from app.documents.repository import DocumentExistsError
-from app.errors import Conflict, ErrorCode, Forbidden, NotFound
+from app.errors import Conflict, ErrorCode, Forbidden, NotFound, Unauthorized
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +133,13 @@ class DocumentHistory(DocumentCrud):
         next page starts (a page may hold fewer than `limit` when rules hide some)."""
         spec, store = await self._keeping(name)
         gate = await self.gate(spec, caller)
+        gate.read_scope("list")  # 401 for an anonymous caller the list rule shows nothing
         rows = await store.trash_page(name, before=before, limit=limit + 1)
+        # The list rule, as the documents' own list follows (it may be narrower than read).
         shown = [
             Trashed(gate.shown(doc), raw["deleted_at"], raw["purge_at"], str(raw["_id"]))
             for raw in rows[:limit]
-            if gate.can_read(doc := StoredDocument.from_mongo(raw["doc"]))
+            if gate.can_list(doc := StoredDocument.from_mongo(raw["doc"]))
         ]
         return shown, str(rows[limit - 1]["_id"]) if len(rows) > limit else None
 
@@ -174,9 +176,10 @@ class DocumentHistory(DocumentCrud):
     async def purge_trashed(self, name: str, doc_id: str, caller: Principal | None) -> None:
         """Delete a trashed document and its files for good (admins)."""
         spec, store = await self._keeping(name)
-        if caller is None or not caller.is_admin:
+        if caller is None:
+            raise Unauthorized("Sign in first: send 'Authorization: Bearer <access token>'")
+        if not caller.is_admin:
             raise Forbidden("Only admins empty the trash")
         gate = await self.gate(spec, caller)
         entry, _ = await self._trashed(spec, store, gate, doc_id)
-        exists = await self._repository(spec).get(doc_id) is not None
-        await store.purge(entry, exists=exists)
+        await store.purge(entry)

@@ -93,7 +93,13 @@ class FileStore:
                         ("uploadDate", DESCENDING),
                     ],
                     name="by_document",
-                )
+                ),
+                # Files of trashed documents, set aside (history: true collections).
+                IndexModel(
+                    [("metadata.collection", ASCENDING), ("metadata.trashed", ASCENDING)],
+                    name="trashed",
+                    sparse=True,
+                ),
             ]
         )
         # GridFS's own chunk index (the driver makes it on the first upload only).
@@ -110,9 +116,12 @@ class FileStore:
     def _of(collection: str, document: str) -> dict[str, Any]:
         return {"metadata.collection": collection, "metadata.document": document}
 
-    async def current(self, collection: str, document: str, name: str) -> StoredFile | None:
+    async def current(
+        self, collection: str, document: str, name: str, *, trashed: bool = False
+    ) -> StoredFile | None:
+        where = self._set_aside(collection, document) if trashed else self._of(collection, document)
         raw = await self.records.find_one(
-            {**self._of(collection, document), "filename": name},
+            {**where, "filename": name},
             sort=[("uploadDate", DESCENDING), ("_id", DESCENDING)],
         )
         return StoredFile.from_mongo(raw) if raw else None
@@ -238,6 +247,35 @@ class FileStore:
         for file_id in ids:
             await self._delete_version(file_id)
         return bool(ids)
+
+    # -- files of trashed documents ----------------------------------------------------------
+    # A document deleted into the trash keeps its files, set aside: no longer its id's (a
+    # new document under that id starts without them), back when it is restored, deleted
+    # when it is purged.
+
+    @staticmethod
+    def _set_aside(collection: str, document: str) -> dict[str, Any]:
+        return {"metadata.collection": collection, "metadata.trashed": document}
+
+    async def set_aside(self, collection: str, documents: list[str]) -> None:
+        for document in documents:
+            await self.records.update_many(
+                self._of(collection, document),
+                {"$set": {"metadata.document": None, "metadata.trashed": document}},
+            )
+
+    async def bring_back(self, collection: str, document: str) -> None:
+        await self.records.update_many(
+            self._set_aside(collection, document),
+            {"$set": {"metadata.document": document}, "$unset": {"metadata.trashed": ""}},
+        )
+
+    async def delete_set_aside(self, collection: str, document: str) -> int:
+        query = self._set_aside(collection, document)
+        ids = [raw["_id"] async for raw in self.records.find(query, {"_id": 1})]
+        for file_id in ids:
+            await self._delete_version(file_id)
+        return len(ids)
 
     async def delete_for(self, collection: str, documents: list[str] | None = None) -> int:
         """Delete the files of these documents (None: of the whole collection)."""

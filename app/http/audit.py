@@ -60,6 +60,9 @@ AUDITED: dict[str, str] = {
 }
 
 
+SIGN_INS = frozenset(a for a in AUDITED.values() if a.startswith("sign_in"))
+
+
 def audited_action(scope: Scope) -> str | None:
     route = scope.get("route")
     operation = getattr(route, "operation_id", None)
@@ -77,9 +80,14 @@ async def record(
     if audit is None:
         return
     state: dict[str, Any] = scope.get("state", {})
+    if status == 401 and action not in SIGN_INS:
+        return  # nobody signed in knocked on an admin door: the access log has it
     params = {k: str(v) for k, v in (scope.get("path_params") or {}).items()}
     client = scope.get("client")
-    actor = state.get("user_id") or notes.pop("user", None)
+    named = notes.pop("user", None)
+    actor = state.get("user_id") or (named if status < 400 else None)
+    if named is not None and actor is None:
+        notes["account"] = named  # the account a failed sign-in named: not its actor
     details = {**params, **{k: v for k, v in notes.items() if k != "subject"}}
     try:
         await audit.record(

@@ -15,6 +15,7 @@ when one of them changed, `user.deleted` names the id only.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -30,9 +31,12 @@ from app.documents.core import json_envelope
 from app.documents.models import StoredDocument
 from app.webhooks.repository import WEBHOOKS, WebhookRepository
 
+log = logging.getLogger("docstore.webhooks")
 USERS = User.Settings.name
 # What an account event shows; a change to anything else is no user.updated.
 PUBLIC_USER_FIELDS = ("email", "name", "role", "disabled", "email_verified")
+# What a stored document holds besides its content.
+INTERNAL_FIELDS = frozenset({"_search", "writes"})
 
 
 def user_view(raw: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +89,13 @@ class WebhookFanout:
             return
         messages = []
         for change in changes:
-            found = self._event(change)
+            try:
+                found = self._event(change)
+            except (KeyError, TypeError, ValueError):
+                # A document written around the API (mongosh) in a shape it cannot show:
+                # skipped, so one odd document never stops every webhook.
+                log.exception("webhook: a change could not be shown; skipped")
+                continue
             if found is None:
                 continue
             kind, collection, data = found
@@ -102,6 +112,7 @@ class WebhookFanout:
                         {"type": kind, "timestamp": rfc3339(change.at), "data": data},
                         ensure_ascii=False,
                         separators=(",", ":"),
+                        default=str,  # BSON values written around the API
                     ).encode()
                 messages.append(
                     {"webhook": webhook, "event": change.event, "type": kind, "body": body}
@@ -125,6 +136,8 @@ class WebhookFanout:
             return f"user.{change.kind}", None, user_view(change.after)
         if not change.namespace.startswith(STORAGE_PREFIX):
             return None
+        if change.fields is not None and change.fields <= INTERNAL_FIELDS:
+            return None  # search terms re-indexed (make reindex): no change a user made
         collection = change.namespace[len(STORAGE_PREFIX) :]
         image = change.before if change.kind == "deleted" else change.after
         document = (

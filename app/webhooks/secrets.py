@@ -18,8 +18,7 @@ class Secrets:
     def in_force(self, webhook: dict[str, Any], *, now: datetime) -> list[str]:
         """The secrets that sign now: the current one, and the previous one while its
         grace period runs. A secret no key opens any more (JWT_SECRET changed) is left
-        out; with none left the message still goes, signed by nothing a receiver knows,
-        and fails there: rotate the secret."""
+        out; with none left the attempt fails without sending: rotate the secret."""
         webhook_id = str(webhook["_id"])
         found = [self.box.open(webhook["secret"], webhook_id)]
         until = webhook.get("previous_until")

@@ -44,13 +44,24 @@ class Attempt:
         return self.status is not None and 200 <= self.status < 300
 
 
+# Public IPv6 unicast is 2000::/3; inside it, 6to4 (2002::/16) carries an IPv4 address
+# that may be private. (NAT64 64:ff9b::/96, IPv4-compatible ::a.b.c.d, site-local fec0::/10
+# lie outside 2000::/3.)
+_IPV6_PUBLIC = ipaddress.ip_network("2000::/3")
+_IPV6_6TO4 = ipaddress.ip_network("2002::/16")
+
+
 def permitted(address: str, *, allow_private: bool) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     if ip.is_unspecified or ip.is_multicast:
         return False
-    return allow_private or ip.is_global
+    if allow_private:
+        return True
+    if isinstance(ip, ipaddress.IPv6Address):
+        return ip in _IPV6_PUBLIC and ip not in _IPV6_6TO4 and ip.is_global
+    return ip.is_global
 
 
 def url_problem(url: str, *, allow_private: bool) -> str | None:
@@ -60,7 +71,8 @@ def url_problem(url: str, *, allow_private: bool) -> str | None:
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError:
+        httpx.URL(url)  # what the sender will parse (control characters, IDNA)
+    except (ValueError, httpx.InvalidURL):
         return "not a URL"
     del port
     if parts.scheme not in ("https", "http"):
@@ -86,16 +98,23 @@ class Sender:
     def __init__(self, *, timeout: float, allow_private: bool) -> None:
         self.timeout = timeout
         self.allow_private = allow_private
-        self.http = httpx.AsyncClient(
-            timeout=timeout,
+        # Connections pool by address: over https a kept connection would carry another
+        # name's request under the first one's certificate, so https ones are not kept.
+        self.http = self._client(keepalive=20)
+        self.https = self._client(keepalive=0)
+
+    def _client(self, *, keepalive: int) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=self.timeout,
             follow_redirects=False,
             trust_env=False,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=keepalive),
             headers={"User-Agent": "docstore-webhooks"},
         )
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self.https.aclose()
 
     async def _address(self, host: str, port: int) -> str:
         loop = asyncio.get_running_loop()
@@ -125,7 +144,8 @@ class Sender:
                 if (problem := url_problem(url, allow_private=self.allow_private)) is not None:
                     raise BlockedTarget(problem)
                 address = await self._address(host, target.port or _default_port(target.scheme))
-                request = self.http.build_request(
+                client = self.https if target.scheme == "https" else self.http
+                request = client.build_request(
                     "POST",
                     target.copy_with(host=address),
                     content=body,
@@ -138,7 +158,7 @@ class Sender:
                     },
                     extensions={"sni_hostname": host} if target.scheme == "https" else {},
                 )
-                response = await self.http.send(request, stream=True)
+                response = await client.send(request, stream=True)
                 try:
                     excerpt = await _excerpt(response)
                 finally:
@@ -147,7 +167,7 @@ class Sender:
             return Attempt(None, took(), None, str(exc), blocked=True)
         except TimeoutError:
             return Attempt(None, took(), None, f"no answer within {self.timeout:g} s")
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError, OSError) as exc:
             return Attempt(None, took(), None, f"{type(exc).__name__}: {exc}"[:300])
         return Attempt(response.status_code, took(), excerpt, None)
 

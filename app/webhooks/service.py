@@ -92,13 +92,8 @@ class WebhookService:
         return raw, secret
 
     async def update(self, webhook_id: str, patch: WebhookPatch) -> dict[str, Any]:
+        # null leaves a field as it is, as omitting it does (a description: emptied).
         given = patch.model_dump(exclude_unset=True)
-        for name in ("url", "events", "enabled"):
-            if name in given and given[name] is None:
-                raise ValidationFailed(
-                    f"{name} cannot be null",
-                    errors=[FieldError(loc=["body", name], msg="may not be null", type="null")],
-                )
         self._check(patch.url, list(patch.events) if patch.events is not None else None)
         current = await self._get(webhook_id)
         changes = {k: v for k, v in given.items() if v is not None}

@@ -26,7 +26,7 @@ from app.tasks import cancel_and_wait
 from app.webhooks import signing
 from app.webhooks.repository import Claimed, WebhookRepository, backoff
 from app.webhooks.secrets import Secrets
-from app.webhooks.sender import Sender
+from app.webhooks.sender import Attempt, Sender
 
 log = logging.getLogger("docstore.webhooks")
 
@@ -143,8 +143,11 @@ class DeliveryWorker:
             return
         in_force = self.secrets.in_force(webhook, now=now)
         msg_id = f"msg_{claimed.id}"
-        headers = signing.headers(in_force, msg_id, int(now.timestamp()), claimed.body)
-        result = await self.sender.post(webhook["url"], claimed.body, headers)
+        if in_force:
+            headers = signing.headers(in_force, msg_id, int(now.timestamp()), claimed.body)
+            result = await self.sender.post(webhook["url"], claimed.body, headers)
+        else:  # no key opens its secret (JWT_SECRET changed): never sent unsigned
+            result = Attempt(None, 0.0, None, "no key opens the signing secret: rotate it")
         now = self.clock()
         attempt = {
             "at": now,
