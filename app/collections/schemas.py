@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool
 
 from app.clock import Timestamp
 from app.collections.models import (
@@ -188,7 +188,7 @@ class CollectionIn(BaseModel):
     indexes: Annotated[list[IndexIn], Field(max_length=MAX_INDEXES)] = Field(default_factory=list)
     access: AccessIn = Field(default_factory=AccessIn)
     search: SearchIn | None = None
-    history: bool = Field(default=False, description=_HISTORY)
+    history: StrictBool = Field(default=False, description=_HISTORY)
 
 
 class CollectionPatch(BaseModel):
@@ -207,7 +207,7 @@ class CollectionPatch(BaseModel):
         description="null turns search off. Documents stored before a change are indexed "
         "by `make reindex` (scripts.reindex); later writes index themselves",
     )
-    history: bool | None = Field(default=None, description=_HISTORY)
+    history: StrictBool | None = Field(default=None, description=_HISTORY)
     force: bool = Field(
         default=False,
         description="Change the schema even though stored documents would not pass it "

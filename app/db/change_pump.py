@@ -89,7 +89,8 @@ class ChangePump:
     consumers: list[Consumer]
     clock: Clock
     lease_seconds: float = 10.0
-    poll_ms: int = 100
+    # A getMore returns as soon as a change arrives; this is how long an idle one waits.
+    poll_ms: int = 1000
     batch: int = 200
     retry_seconds: float = 1.0
     # Run by the leader every `chores_seconds` (trash purges).
@@ -278,6 +279,7 @@ class ChangePump:
                 if len(pending) >= self.batch or time.monotonic() - first > 0.25:
                     await self._record(pending, token)
                     pending = []
+                    await self._chores()  # under steady writes the stream never idles
             await self._record(pending, token)
         return token
 

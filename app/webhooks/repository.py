@@ -131,8 +131,13 @@ class WebhookRepository:
         return len(result.inserted_ids)
 
     async def claim(self, worker: str, *, now: datetime, lease: timedelta) -> Claimed | None:
+        due = {"status": "pending", "due_at": {"$lte": now}, "lease_until": {"$lte": now}}
+        # A plain read on the index first: most polls find nothing, and a find-and-modify
+        # costs more than a find (much more on the embedded database).
+        if await self.deliveries.find_one(due, projection={"_id": True}) is None:
+            return None
         raw = await self.deliveries.find_one_and_update(
-            {"status": "pending", "due_at": {"$lte": now}, "lease_until": {"$lte": now}},
+            due,
             {"$set": {"lease_until": now + lease, "leased_by": worker}, "$inc": {"attempts": 1}},
             sort=[("due_at", ASCENDING), ("_id", ASCENDING)],
             projection={"log": False},

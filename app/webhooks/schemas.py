@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from app.clock import Timestamp
 from app.collections.schemas import CollectionName
@@ -45,7 +45,7 @@ class WebhookIn(BaseModel):
     description: Description = ""
     events: Events
     collections: Collections = Field(default_factory=list)
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class WebhookPatch(BaseModel):
@@ -56,7 +56,7 @@ class WebhookPatch(BaseModel):
     description: Description | None = None
     events: Events | None = None
     collections: Collections | None = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 class WebhookOut(BaseModel):

@@ -42,7 +42,7 @@ class DeliveryWorker:
         concurrency: int,
         retry_seconds: float,
         give_up_seconds: float,
-        poll_seconds: float = 1.0,
+        poll_seconds: float = 2.0,
     ) -> None:
         self.repository = repository
         self.sender = sender
