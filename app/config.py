@@ -180,6 +180,11 @@ class Settings(BaseSettings):
     # The first retry of a failed delivery, then doubling (at most an hour between tries).
     mail_retry_seconds: float = Field(default=5.0, gt=0, le=3600)
 
+    # Whether this server process also runs the background work: the mail outbox, the
+    # change pump (webhook messages, document history; one process at a time leads) and
+    # webhook deliveries. Off in API processes when `python -m app.worker` processes do it.
+    background_jobs: bool = True
+
     # Webhooks (app/webhooks): targets on private, loopback or link-local addresses (and
     # http URLs) only when this is on (development, tests, a trusted private network).
     webhook_allow_private_targets: bool = False

@@ -436,7 +436,7 @@ def mail_transport(settings: Settings) -> MailTransport:
 
 @asynccontextmanager
 async def open_container(
-    settings: Settings, *, background: bool = True
+    settings: Settings, *, background: bool = True, realtime: bool = True
 ) -> AsyncIterator[Container]:
     """Connect (starting the embedded database when no MONGODB_URL is set), ensure
     indexes, build the container; close everything on the way out."""
@@ -478,12 +478,16 @@ async def open_container(
         lag = container.loop_lag
         try:
             lag.start()
-            if background:  # the server's; an operator script only does its own job
+            # The server's (an operator script only does its own job); API processes
+            # leave it to worker processes with BACKGROUND_JOBS=false.
+            jobs = background and settings.background_jobs
+            if jobs:
                 container.mail.start()
             if container.feed is not None:
                 await container.feed.start()
-            if background:
+            if background and realtime:
                 await container.realtime.hub.start()
+            if jobs:
                 container.pump.start()
                 container.deliveries.start()
             yield container

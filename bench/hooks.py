@@ -2,16 +2,25 @@
 
 Two collections hold the same 1,000 documents; one is declared `history: true` and has a
 webhook for its changes, sent to a receiver in this (the bench's) process that answers
-200. Each run merge-patches documents flat out for the scenario's seconds, then waits
-until everything the writes caused has been done (every change recorded as a version and
-a message, every message delivered), so the API process's CPU counts all of it: the
-change pump, the versions, the queue and the signed HTTP requests.
+200. Merge-patches run flat out for the scenario's seconds against an API process
+started with BACKGROUND_JOBS=false, beside one `python -m app.worker` process (the
+deployment that keeps webhook sending off the request path). After each run the bench
+waits until everything the writes caused is done (every change recorded as a version and
+a message, every message delivered), and reports per write:
+
+- the API process's CPU (the write path): with over without is the aim's ratio;
+- the CPU of the background work (the worker process, and the main bench API, which may
+  lead the change pump): the change pump, versions, the queue and the signed requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,17 +43,27 @@ async def _receive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -
             await reader.readexactly(length)
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
             await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
         pass
     finally:
         writer.close()
 
 
 async def hooked_writes(
-    bench: Any, http: httpx.AsyncClient, url: str, db: str, auth: dict[str, str]
-) -> float:
+    bench: Any,
+    http: httpx.AsyncClient,
+    url: str,
+    db: str,
+    auth: dict[str, str],
+    *,
+    env: dict[str, str],
+    scratch: Path,
+    port: int,
+) -> dict[str, float]:
+    from bench.run import cpu_seconds, serve
+
     server = await asyncio.start_server(_receive, HOST, 0)
-    port = server.sockets[0].getsockname()[1]
+    receiver = server.sockets[0].getsockname()[1]
     docs = [{"n": i, "title": f"doc {i}", "tags": ["a", "b"]} for i in range(1000)]
     ids: dict[str, list[str]] = {}
     for name, history in (("unhooked", False), ("hooked", True)):
@@ -56,7 +75,7 @@ async def hooked_writes(
         assert made.is_success, made.text
         ids[name] = [item["id"] for item in made.json()["results"]]
     hook = {
-        "url": f"http://{HOST}:{port}/hook",
+        "url": f"http://{HOST}:{receiver}/hook",
         "events": ["document.created", "document.updated", "document.deleted"],
         "collections": ["hooked"],
     }
@@ -64,53 +83,81 @@ async def hooked_writes(
     assert registered.is_success, registered.text
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
     queue = client[db]["webhook_deliveries"]
+    api_env = {**env, "PORT": str(port), "BACKGROUND_JOBS": "false"}
     headers = {**auth, "Content-Type": "application/merge-patch+json"}
-    rows = {}
-    try:
-        for name, label in (("unhooked", "without"), ("hooked", "with")):
-            before = await queue.count_documents({})
+    rows: dict[str, dict[str, Any]] = {}
+    background: dict[str, float] = {}
+    with contextlib.ExitStack() as stack:
+        api = stack.enter_context(
+            serve(
+                [sys.executable, "-m", "app"],
+                f"http://{HOST}:{port}",
+                api_env,
+                scratch / "api2.log",
+            )
+        )
+        with (scratch / "worker.log").open("wb") as out:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "app.worker"], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        stack.callback(worker.wait, 30)
+        stack.callback(worker.terminate)
+        try:
+            for name, label in (("unhooked", "without"), ("hooked", "with")):
+                before = await queue.count_documents({})
 
-            def patch(i: int, name: str = name) -> bytes:
-                return build_request(
-                    "PATCH",
-                    f"/v1/collections/{name}/documents/{ids[name][i % 1000]}",
-                    headers=headers,
-                    body=b'{"n": %d}' % i,
+                def patch(i: int, name: str = name) -> bytes:
+                    return build_request(
+                        "PATCH",
+                        f"/v1/collections/{name}/documents/{ids[name][i % 1000]}",
+                        headers=headers,
+                        body=b'{"n": %d}' % i,
+                    )
+
+                api0, bg0 = (
+                    cpu_seconds(api.pid),
+                    cpu_seconds(worker.pid) + cpu_seconds(bench.api_pid),
                 )
+                result = await run(
+                    HOST,
+                    port,
+                    patch,
+                    concurrency=bench.args.concurrency,
+                    seconds=bench.args.seconds,
+                )
+                api_cpu = cpu_seconds(api.pid) - api0
+                if name == "hooked":
+                    await _drained(queue, before + result.requests - result.errors)
+                writes = max(1, result.requests)
+                background[label] = (
+                    (cpu_seconds(worker.pid) + cpu_seconds(bench.api_pid) - bg0) / writes * 1000
+                )
+                rows[label] = bench.row(
+                    f"merge-patch, {label} webhook + history (API only)",
+                    Result(requests=result.requests, seconds=result.seconds),
+                    cpu_ms=api_cpu / writes * 1000,
+                    rate=result.rate,
+                    p50=result.percentile(50),
+                    p99=result.percentile(99),
+                )
+                print(
+                    f"    background work per write ({label}): {background[label]:.3f} ms CPU",
+                    flush=True,
+                )
+        finally:
+            await client.close()
+            server.close()
+    without = rows["without"]["cpu_ms_per_request"]
+    return {
+        "hooked_write_cpu_ratio": rows["with"]["cpu_ms_per_request"] / without,
+        # Everything a write causes, all processes, over the plain write (not an aim).
+        "hooked_write_all_work_ratio": (rows["with"]["cpu_ms_per_request"] + background["with"])
+        / (without + background["without"]),
+        "hooked_background_ms_per_write": background["with"],
+    }
 
-            cpu0 = bench_cpu(bench)
-            result = await run(
-                HOST,
-                bench.port,
-                patch,
-                concurrency=bench.args.concurrency,
-                seconds=bench.args.seconds,
-            )
-            if name == "hooked":
-                await _drained(queue, before + result.requests - result.errors)
-            cpu = bench_cpu(bench) - cpu0
-            rows[label] = bench.row(
-                f"merge-patch, {label} webhook + history (API, all work done)",
-                Result(requests=result.requests, seconds=result.seconds),
-                cpu_ms=cpu / result.requests * 1000 if result.requests else None,
-                rate=result.rate,
-                p50=result.percentile(50),
-                p99=result.percentile(99),
-            )
-    finally:
-        await client.close()
-        server.close()
-    ratio: float = rows["with"]["cpu_ms_per_request"] / rows["without"]["cpu_ms_per_request"]
-    return ratio
 
-
-def bench_cpu(bench: Any) -> float:
-    from bench.run import cpu_seconds
-
-    return cpu_seconds(bench.api_pid)
-
-
-async def _drained(queue: Any, expected: int, within: float = 300) -> None:
+async def _drained(queue: Any, expected: int, within: float = 600) -> None:
     """Until `expected` messages exist and none is waiting to be sent."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:

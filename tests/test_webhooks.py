@@ -4,6 +4,11 @@ redelivering, secret rotation, account events, SSRF rules, restarts and two proc
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +18,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from app.config import Settings
 from app.container import Container
+from app.db.change_pump import STATE as CHANGE_PUMP_STATE
 from app.webhooks.sender import permitted
 from tests.support.accounts import Account, MakeAccount
 from tests.support.apps import http_client, make_settings, running_app, shared_settings
@@ -424,3 +430,37 @@ async def test_a_document_written_around_the_api_does_not_stop_the_others(
     made = await client.post("/v1/collections/orders/documents", json={}, headers=user.headers)
     [got] = await receiver.wait_for(1)
     assert got.json["data"]["id"] == made.json()["id"]
+
+
+async def test_a_worker_process_sends_what_api_processes_leave_to_it(
+    database_url: str, receiver: Receiver
+) -> None:
+    settings = make_settings(database_url, **HOOKS, background_jobs=False)
+    env = {
+        **os.environ,
+        "MONGODB_URL": database_url,
+        "MONGODB_DB": settings.mongodb_db,
+        "JWT_SECRET": settings.jwt_secret,
+        "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
+        "DATA_DIR": str(settings.data_dir),
+    }
+    async with running_app(settings) as app, http_client(app) as client:
+        admin = await _admin(app, client)
+        await register(client, admin, receiver.url, events=["document.created"])
+        await declare(client, admin)
+        container: Container = app.state.container
+        worker = subprocess.Popen([sys.executable, "-m", "app.worker"], env=env)  # noqa: ASYNC220
+        try:
+
+            async def following() -> bool:  # the worker's pump has its first checkpoint
+                state = await container.db[CHANGE_PUMP_STATE].find_one({"_id": "pump"})
+                return state is not None and state.get("token") is not None
+
+            await until(following)
+            await client.post("/v1/collections/orders/documents", json={}, headers=admin.headers)
+            [got] = await receiver.wait_for(1)
+            assert not container.pump.leading and container.deliveries.attempts == 0
+            assert got.json["type"] == "document.created"
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(worker.wait, 30) == 0  # a clean stop

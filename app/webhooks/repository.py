@@ -39,6 +39,8 @@ class Claimed:
     body: bytes
     attempts: int
     created_at: datetime
+    # Who holds it (the claim's token): only its holder settles it.
+    lease: str
 
 
 def backoff(attempts: int, first: float) -> timedelta:
@@ -130,29 +132,43 @@ class WebhookRepository:
             return int(exc.details.get("nInserted", 0))
         return len(result.inserted_ids)
 
-    async def claim(self, worker: str, *, now: datetime, lease: timedelta) -> Claimed | None:
+    async def claim_many(
+        self, worker: str, *, now: datetime, lease: timedelta, limit: int
+    ) -> list[Claimed]:
+        """Up to `limit` due messages, oldest first, each leased to `worker` (several
+        processes may race for the same ones: each message's update is atomic and
+        conditioned on its lease being free, so each goes to one of them). Three round
+        trips for a batch instead of two per message."""
         due = {"status": "pending", "due_at": {"$lte": now}, "lease_until": {"$lte": now}}
-        # A plain read on the index first: most polls find nothing, and a find-and-modify
-        # costs more than a find (much more on the embedded database).
-        if await self.deliveries.find_one(due, projection={"_id": True}) is None:
-            return None
-        raw = await self.deliveries.find_one_and_update(
-            due,
-            {"$set": {"lease_until": now + lease, "leased_by": worker}, "$inc": {"attempts": 1}},
-            sort=[("due_at", ASCENDING), ("_id", ASCENDING)],
-            projection={"log": False},
-            return_document=ReturnDocument.AFTER,
+        cursor = self.deliveries.find(due, projection={"_id": True}).sort(
+            [("due_at", ASCENDING), ("_id", ASCENDING)]
         )
-        if raw is None:
-            return None
-        return Claimed(
-            raw["_id"], raw["webhook"], bytes(raw["body"]), raw["attempts"], raw["created_at"]
+        ids = [raw["_id"] async for raw in cursor.limit(limit)]
+        if not ids:
+            return []
+        token = f"{worker}:{ObjectId()}"
+        await self.deliveries.update_many(
+            {"_id": {"$in": ids}, **due},
+            {"$set": {"lease_until": now + lease, "leased_by": token}, "$inc": {"attempts": 1}},
         )
+        found = self.deliveries.find(
+            {"_id": {"$in": ids}, "leased_by": token}, projection={"log": False}
+        ).sort([("due_at", ASCENDING), ("_id", ASCENDING)])
+        return [
+            Claimed(
+                raw["_id"],
+                raw["webhook"],
+                bytes(raw["body"]),
+                raw["attempts"],
+                raw["created_at"],
+                token,
+            )
+            async for raw in found
+        ]
 
     async def settle(
         self,
         claimed: Claimed,
-        worker: str,
         *,
         attempt: dict[str, Any],
         status: str,
@@ -169,7 +185,7 @@ class WebhookRepository:
             update["$set"] |= {"due_at": due, "lease_until": due}
         else:
             update["$set"]["finished_at"] = now
-        await self.deliveries.update_one({"_id": claimed.id, "leased_by": worker}, update)
+        await self.deliveries.update_one({"_id": claimed.id, "leased_by": claimed.lease}, update)
 
     async def redeliver(
         self, webhook_id: ObjectId, delivery_id: ObjectId, *, now: datetime

@@ -117,6 +117,14 @@ class Sender:
         await self.https.aclose()
 
     async def _address(self, host: str, port: int) -> str:
+        try:
+            literal = str(ipaddress.ip_address(host))
+        except ValueError:
+            literal = None
+        if literal is not None:  # an address already: nothing to resolve
+            if not permitted(literal, allow_private=self.allow_private):
+                raise BlockedTarget(f"{host} is not a public address")
+            return literal
         loop = asyncio.get_running_loop()
         try:
             found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)

@@ -18,8 +18,13 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from datetime import datetime, timedelta
+from typing import Any
 
+from bson import ObjectId
+
+from app.bounded import put_bounded
 from app.clock import Clock
 from app.observability.metrics import WEBHOOK_ATTEMPTS
 from app.tasks import cancel_and_wait
@@ -29,6 +34,7 @@ from app.webhooks.secrets import Secrets
 from app.webhooks.sender import Attempt, Sender
 
 log = logging.getLogger("docstore.webhooks")
+WEBHOOK_CACHE_SECONDS = 2.0
 
 
 class DeliveryWorker:
@@ -54,7 +60,8 @@ class DeliveryWorker:
         # Long enough for the request's time limit and the settling write after it.
         self.lease = timedelta(seconds=sender.timeout + 30)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        self._slots = asyncio.Semaphore(concurrency)
+        self.concurrency = concurrency
+        self._webhooks: dict[ObjectId, tuple[float, dict[str, Any] | None]] = {}
         self._sending: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -87,26 +94,36 @@ class DeliveryWorker:
             self._wake.clear()
             try:
                 while not self._stopping:
-                    await self._slots.acquire()
-                    try:
-                        claimed = await self.repository.claim(
-                            self.worker_id, now=self.clock(), lease=self.lease
-                        )
-                    except BaseException:
-                        self._slots.release()
-                        raise
-                    if claimed is None:
-                        self._slots.release()
+                    free = self.concurrency - len(self._sending)
+                    if free <= 0:
+                        await asyncio.wait(set(self._sending), return_when=asyncio.FIRST_COMPLETED)
+                        continue
+                    batch = await self.repository.claim_many(
+                        self.worker_id, now=self.clock(), lease=self.lease, limit=free
+                    )
+                    if not batch:
                         break
-                    task = asyncio.create_task(self._send(claimed), name="webhook-send")
-                    self._sending.add(task)
-                    task.add_done_callback(self._sending.discard)
+                    for claimed in batch:
+                        task = asyncio.create_task(self._send(claimed), name="webhook-send")
+                        self._sending.add(task)
+                        task.add_done_callback(self._sending.discard)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the database is away: try again at the next poll
                 log.exception("webhook queue unavailable")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+
+    async def _webhook(self, webhook_id: ObjectId) -> dict[str, Any] | None:
+        """The webhook, read at most every WEBHOOK_CACHE_SECONDS (a change to it, such as
+        disabling it, applies to messages claimed after that)."""
+        now = time.monotonic()
+        cached = self._webhooks.get(webhook_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = await self.repository.get(webhook_id)
+        put_bounded(self._webhooks, webhook_id, (now + WEBHOOK_CACHE_SECONDS, found), 1000)
+        return found
 
     async def _send(self, claimed: Claimed) -> None:
         try:
@@ -118,7 +135,6 @@ class DeliveryWorker:
                 "webhook delivery failed unexpectedly", extra={"delivery": str(claimed.id)}
             )
         finally:
-            self._slots.release()
             self.attempts += 1
             async with self._progress:
                 self._progress.notify_all()
@@ -126,7 +142,7 @@ class DeliveryWorker:
             self._wake.set()
 
     async def deliver(self, claimed: Claimed) -> None:
-        webhook = await self.repository.get(claimed.webhook)
+        webhook = await self._webhook(claimed.webhook)
         now = self.clock()
         if webhook is None or not webhook.get("enabled", False):
             reason = "the webhook was deleted" if webhook is None else "the webhook is disabled"
@@ -138,7 +154,7 @@ class DeliveryWorker:
                 "response": None,
             }
             await self.repository.settle(
-                claimed, self.worker_id, attempt=attempt, status="failed", due=None, now=now
+                claimed, attempt=attempt, status="failed", due=None, now=now
             )
             return
         in_force = self.secrets.in_force(webhook, now=now)
@@ -159,7 +175,7 @@ class DeliveryWorker:
         if result.delivered:
             WEBHOOK_ATTEMPTS.labels("delivered").inc()
             await self.repository.settle(
-                claimed, self.worker_id, attempt=attempt, status="delivered", due=None, now=now
+                claimed, attempt=attempt, status="delivered", due=None, now=now
             )
             return
         WEBHOOK_ATTEMPTS.labels("blocked" if result.blocked else "failed").inc()
@@ -168,7 +184,6 @@ class DeliveryWorker:
             due = None
         await self.repository.settle(
             claimed,
-            self.worker_id,
             attempt=attempt,
             status="pending" if due else "failed",
             due=due,
