@@ -193,7 +193,7 @@ class Settings(BaseSettings):
     # The first retry of a failed attempt, then doubling (at most an hour between tries).
     webhook_retry_seconds: float = Field(default=5.0, gt=0, le=3600)
     # A message not delivered this long after it was queued is given up (failed).
-    webhook_give_up_seconds: int = Field(default=3 * 24 * 3600, ge=1)
+    webhook_give_up_seconds: float = Field(default=3 * 24 * 3600, gt=0)
     # Messages each server process sends at once.
     webhook_concurrency: int = Field(default=8, ge=1, le=256)
     # After a secret rotation the previous secret signs too, this long.

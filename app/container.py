@@ -481,6 +481,11 @@ async def open_container(
             # The server's (an operator script only does its own job); API processes
             # leave it to worker processes with BACKGROUND_JOBS=false.
             jobs = background and settings.background_jobs
+            if background and not settings.background_jobs:
+                log.warning(
+                    "BACKGROUND_JOBS=false: this process sends no mail and no webhooks and "
+                    "records no history; run python -m app.worker beside it"
+                )
             if jobs:
                 container.mail.start()
             if container.feed is not None:

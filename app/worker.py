@@ -15,6 +15,7 @@ import signal
 
 from app.config import get_settings
 from app.container import open_container
+from app.db.embedded import running_url
 from app.observability.logging import configure_logging
 
 log = logging.getLogger("docstore.worker")
@@ -22,6 +23,16 @@ log = logging.getLogger("docstore.worker")
 
 async def run() -> None:
     settings = get_settings().model_copy(update={"background_jobs": True})
+    if settings.mongodb_url is None:
+        # The embedded database belongs to the API process that started it: a worker
+        # uses it while it runs, never starts (or stops) one of its own.
+        url = await asyncio.to_thread(running_url, settings.data_dir, settings.mongodb_db)
+        if url is None:
+            raise SystemExit(
+                "docstore worker: no database: set MONGODB_URL, or start the API first "
+                "(make run) so the worker can use its embedded database"
+            )
+        settings = settings.model_copy(update={"mongodb_url": url})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -173,6 +173,19 @@ async def test_a_trashed_document_whose_id_is_taken_again_is_not_restored_over_i
     clash = await client.post(f"{NOTES}/trash/mine/restore", headers=user.headers)
     assert_problem(clash, 409, "duplicate_key")
     assert (await client.get(path, headers=user.headers)).json()["data"] == {"v": 2}
+    # Deleted again: the trash holds this deletion, with this document's files only.
+    assert (await client.put(f"{path}/files/b.txt", content=b"new", headers=text)).is_success
+    await client.delete(path, headers=user.headers)
+
+    async def second_in_trash() -> bool:
+        trashed = await in_trash(client, user, "mine")
+        return bool(trashed["document"]["data"] == {"v": 2})
+
+    await until(second_in_trash)
+    back = await client.post(f"{NOTES}/trash/mine/restore", headers=user.headers)
+    assert back.status_code == 201, back.text
+    listed = (await client.get(f"{path}/files", headers=user.headers)).json()["items"]
+    assert [f["name"] for f in listed] == ["b.txt"]
 
 
 @pytest.mark.parametrize("how", ["expired", "by_admin"])

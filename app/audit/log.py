@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 from bson import ObjectId
@@ -144,12 +144,14 @@ class AuditLog:
         if outcome is not None:
             query["outcome"] = outcome
         if since is not None or until is not None:
-            bounds: dict[str, Any] = {}  # on the retention index
+            # Ids grow with time (an ObjectId starts with its second): a range on _id,
+            # served by the index every listing sorts on.
+            bounds: dict[str, Any] = {}
             if since is not None:
-                bounds["$gte"] = since
+                bounds["$gte"] = _id_at(since)
             if until is not None:
-                bounds["$lt"] = until
-            query["at"] = bounds
+                bounds["$lt"] = _id_at(until)
+            query["_id"] = bounds
         return query
 
     async def page(
@@ -166,7 +168,8 @@ class AuditLog:
         """Newest first (older than `before`)."""
         query = self._query(action=action, actor=actor, outcome=outcome, since=since, until=until)
         if before is not None:
-            query["_id"] = {"$lt": before}
+            bounds = query.setdefault("_id", {})
+            bounds["$lt"] = min(before, bounds.get("$lt", before))
         cursor = self.collection.find(query, max_time_ms=self.max_time_ms).sort("_id", -1)
         return [raw async for raw in cursor.limit(limit)]
 
@@ -183,3 +186,12 @@ class AuditLog:
         query = self._query(action=action, actor=actor, outcome=outcome, since=since, until=until)
         async for raw in self.collection.find(query, batch_size=500).sort("_id", 1):
             yield raw
+
+
+_FIRST = datetime(1970, 1, 1, tzinfo=UTC)
+_LAST = datetime(2106, 2, 7, 6, 28, 15, tzinfo=UTC)  # an ObjectId's last second
+
+
+def _id_at(moment: datetime) -> ObjectId:
+    """The smallest ObjectId of `moment`'s second, within the range ids can spell."""
+    return ObjectId.from_datetime(min(max(moment, _FIRST), _LAST))

@@ -84,8 +84,6 @@ async def export_all(
     for spec in specs:
         with private_file(folder / f"{spec.id}.ndjson") as out:
             documents.append((spec.id, await export_one(container, spec, out, bars=bars)))
-    with private_file(folder / MANIFEST) as out:
-        files = await export_files(container, folder, out, bars=bars)
     with private_file(folder / TEAMS_FILE) as out:
         teams = await export_teams(container, out, bars=bars)
     history = container.history
@@ -98,6 +96,10 @@ async def export_all(
         async for raw in history.stream_trash():
             out.write(trash_line(raw))
             bar.update()
+    # The trash before the files: a file set aside for a trash entry purged meanwhile
+    # is then left out on import rather than failing it.
+    with private_file(folder / MANIFEST) as out:
+        files = await export_files(container, folder, out, bars=bars)
     return Exported(users, documents, files, teams, kept, trashed)
 
 

@@ -46,11 +46,10 @@ async def attach(
     name = check_filename(name)
     content_type = media_type(content_type)
     spec = await container.collections.get(collection)
-    if (
-        await container.documents.find_any(spec, document) is None
-        and await container.history.trashed(collection, document) is None
-    ):
+    if await container.documents.find_any(spec, document) is None and (
         # (A trashed document keeps its files: they come back with it.)
+        await container.history.trashed(collection, document) is None
+    ):
         raise BackupError(f"document {collection}/{document} does not exist; load it first")
     current = await files.store.current(collection, document, name)
     wanted = sha256 or sha256_of(source)

@@ -258,11 +258,17 @@ async def import_files(
                 store = container.files.store
                 collection, document = str(entry["collection"]), str(entry["document"])
                 if entry.get("trashed"):
-                    # A trashed document's file: stored, then set aside again.
+                    # A trashed document's file: stored, then set aside again; only while
+                    # its document is in the trash and no live one has its id.
                     there = await store.current(
                         collection, document, str(entry["name"]), trashed=True
                     )
-                    if there is not None and there.sha256 == digest:
+                    spec = await container.collections.get(collection)
+                    if (
+                        (there is not None and there.sha256 == digest)
+                        or await container.history.trashed(collection, document) is None
+                        or await container.documents.find_any(spec, document) is not None
+                    ):
                         counts["unchanged"] += 1
                         bar.update()
                         continue

@@ -259,6 +259,10 @@ class FileStore:
 
     async def set_aside(self, collection: str, documents: list[str]) -> None:
         for document in documents:
+            # The trash keeps one deletion per id: files set aside by an earlier one (a
+            # document deleted, made again, deleted again) go, never to come back with
+            # the later one.
+            await self.delete_set_aside(collection, document)
             await self.records.update_many(
                 self._of(collection, document),
                 {"$set": {"metadata.document": None, "metadata.trashed": document}},

@@ -90,6 +90,9 @@ class WebhookRepository:
     async def get(self, webhook_id: ObjectId) -> dict[str, Any] | None:
         return await self.webhooks.find_one({"_id": webhook_id})
 
+    async def get_many(self, ids: set[ObjectId]) -> dict[ObjectId, dict[str, Any]]:
+        return {raw["_id"]: raw async for raw in self.webhooks.find({"_id": {"$in": list(ids)}})}
+
     async def insert(self, raw: dict[str, Any]) -> None:
         await self.webhooks.insert_one(raw)
 
@@ -134,18 +137,19 @@ class WebhookRepository:
 
     async def claim_many(
         self, worker: str, *, now: datetime, lease: timedelta, limit: int
-    ) -> list[Claimed]:
+    ) -> list[Claimed] | None:
         """Up to `limit` due messages, oldest first, each leased to `worker` (several
         processes may race for the same ones: each message's update is atomic and
         conditioned on its lease being free, so each goes to one of them). Three round
-        trips for a batch instead of two per message."""
+        trips for a batch instead of two per message. None: nothing was due; [] : other
+        processes took what was (look again at once)."""
         due = {"status": "pending", "due_at": {"$lte": now}, "lease_until": {"$lte": now}}
         cursor = self.deliveries.find(due, projection={"_id": True}).sort(
             [("due_at", ASCENDING), ("_id", ASCENDING)]
         )
         ids = [raw["_id"] async for raw in cursor.limit(limit)]
         if not ids:
-            return []
+            return None
         token = f"{worker}:{ObjectId()}"
         await self.deliveries.update_many(
             {"_id": {"$in": ids}, **due},
@@ -194,7 +198,15 @@ class WebhookRepository:
         return await self.deliveries.find_one_and_update(
             {"_id": delivery_id, "webhook": webhook_id, "status": {"$ne": "pending"}},
             {
-                "$set": {"status": "pending", "due_at": now, "lease_until": now, "created_at": now},
+                # A fresh round: attempts (and so backoff) and the give-up age start over;
+                # the log keeps the earlier attempts.
+                "$set": {
+                    "status": "pending",
+                    "due_at": now,
+                    "lease_until": now,
+                    "created_at": now,
+                    "attempts": 0,
+                },
                 "$unset": {"leased_by": "", "finished_at": ""},
             },
             projection={"body": False},

@@ -18,13 +18,9 @@ import contextlib
 import logging
 import os
 import socket
-import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from bson import ObjectId
-
-from app.bounded import put_bounded
 from app.clock import Clock
 from app.observability.metrics import WEBHOOK_ATTEMPTS
 from app.tasks import cancel_and_wait
@@ -34,7 +30,6 @@ from app.webhooks.secrets import Secrets
 from app.webhooks.sender import Attempt, Sender
 
 log = logging.getLogger("docstore.webhooks")
-WEBHOOK_CACHE_SECONDS = 2.0
 
 
 class DeliveryWorker:
@@ -61,9 +56,10 @@ class DeliveryWorker:
         self.lease = timedelta(seconds=sender.timeout + 30)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.concurrency = concurrency
-        self._webhooks: dict[ObjectId, tuple[float, dict[str, Any] | None]] = {}
         self._sending: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        # The earliest retry this process scheduled: it looks again then.
+        self._next_retry: datetime | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         # Attempts made by this process (tests wait on the count, not on time).
@@ -82,6 +78,10 @@ class DeliveryWorker:
         self._wake.set()
         await cancel_and_wait(self._task)
         self._task = None
+        if self._sending:
+            # Sends in flight finish (within their time limit) rather than being cut off
+            # and sent again after their leases end.
+            await asyncio.wait(set(self._sending), timeout=self.sender.timeout + 1)
         for task in list(self._sending):
             await cancel_and_wait(task)
 
@@ -101,10 +101,14 @@ class DeliveryWorker:
                     batch = await self.repository.claim_many(
                         self.worker_id, now=self.clock(), lease=self.lease, limit=free
                     )
-                    if not batch:
-                        break
+                    if batch is None:
+                        break  # nothing due
+                    # (An empty batch: other processes won those; look again at once.)
+                    # The batch's webhooks, as they are now (one read).
+                    hooks = await self.repository.get_many({c.webhook for c in batch})
                     for claimed in batch:
-                        task = asyncio.create_task(self._send(claimed), name="webhook-send")
+                        send = self._send(claimed, hooks.get(claimed.webhook))
+                        task = asyncio.create_task(send, name="webhook-send")
                         self._sending.add(task)
                         task.add_done_callback(self._sending.discard)
             except asyncio.CancelledError:
@@ -112,22 +116,21 @@ class DeliveryWorker:
             except Exception:  # the database is away: try again at the next poll
                 log.exception("webhook queue unavailable")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                await asyncio.wait_for(self._wake.wait(), self._pause())
 
-    async def _webhook(self, webhook_id: ObjectId) -> dict[str, Any] | None:
-        """The webhook, read at most every WEBHOOK_CACHE_SECONDS (a change to it, such as
-        disabling it, applies to messages claimed after that)."""
-        now = time.monotonic()
-        cached = self._webhooks.get(webhook_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        found = await self.repository.get(webhook_id)
-        put_bounded(self._webhooks, webhook_id, (now + WEBHOOK_CACHE_SECONDS, found), 1000)
-        return found
+    def _pause(self) -> float:
+        """Seconds until the next look: the poll interval, or sooner when a retry this
+        process scheduled is due (other processes' retries are found by polling)."""
+        if self._next_retry is None:
+            return self.poll_seconds
+        until = (self._next_retry - self.clock()).total_seconds()
+        if until <= self.poll_seconds:
+            self._next_retry = None
+        return min(self.poll_seconds, max(0.0, until))
 
-    async def _send(self, claimed: Claimed) -> None:
+    async def _send(self, claimed: Claimed, webhook: dict[str, Any] | None) -> None:
         try:
-            await self.deliver(claimed)
+            await self.deliver(claimed, webhook)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -141,8 +144,7 @@ class DeliveryWorker:
             # A slot is free: look for more now rather than at the next poll.
             self._wake.set()
 
-    async def deliver(self, claimed: Claimed) -> None:
-        webhook = await self._webhook(claimed.webhook)
+    async def deliver(self, claimed: Claimed, webhook: dict[str, Any] | None) -> None:
         now = self.clock()
         if webhook is None or not webhook.get("enabled", False):
             reason = "the webhook was deleted" if webhook is None else "the webhook is disabled"
@@ -182,6 +184,8 @@ class DeliveryWorker:
         due: datetime | None = now + backoff(claimed.attempts, self.retry_seconds)
         if due is not None and due - claimed.created_at > self.give_up:
             due = None
+        if due is not None and (self._next_retry is None or due < self._next_retry):
+            self._next_retry = due
         await self.repository.settle(
             claimed,
             attempt=attempt,
