@@ -90,7 +90,7 @@ class ChangePump:
     clock: Clock
     lease_seconds: float = 10.0
     # A getMore returns as soon as a change arrives; this is how long an idle one waits.
-    poll_ms: int = 1000
+    poll_ms: int = 250
     batch: int = 200
     retry_seconds: float = 1.0
     # Run by the leader every `chores_seconds` (trash purges).
@@ -222,12 +222,18 @@ class ChangePump:
         where it stopped."""
         pipeline, config = self._pipeline()
         try:
+            # Images only when some consumer wants changes (a database may look them up
+            # for every change before matching).
+            images: dict[str, Any] = (
+                {"full_document": "whenAvailable", "full_document_before_change": "whenAvailable"}
+                if len(pipeline[0]["$match"]["$or"]) > 1
+                else {}
+            )
             stream = await self.db.watch(
-                pipeline,
+                pipeline if images else pipeline[:1],
                 resume_after=token,
-                full_document="whenAvailable",
-                full_document_before_change="whenAvailable",
                 max_await_time_ms=self.poll_ms,
+                **images,
             )
         except OperationFailure as exc:
             if token is None or exc.code not in _LOST:
@@ -242,12 +248,32 @@ class ChangePump:
             return None
         pending: list[Committed] = []
         first = 0.0  # when the oldest pending change arrived
+        # The first configuration change not yet reloaded: reloads wait for the next
+        # change or a quiet moment (one per run of them, not one each), and the stream is
+        # reopened from there when the interest changed.
+        dirty: Mapping[str, Any] | None = None
         async with stream:
             if token is None:
                 token = stream.resume_token
                 await self._checkpoint(token)
             while stream.alive and not self._stopping:
                 raw = await stream.try_next()
+                namespace = "" if raw is None else raw.get("ns", {}).get("coll", "")
+                if raw is not None and namespace in config:
+                    if dirty is None:
+                        await self._record(pending, token)
+                        pending = []
+                        dirty = raw["_id"]
+                    continue
+                if dirty is not None:
+                    for consumer in self.consumers:
+                        await consumer.reload()
+                    if self._pipeline()[0] != pipeline:
+                        # Changes after it may match the new interest only: again from it.
+                        await self._record(pending, token)
+                        await self._checkpoint(dirty)
+                        return dirty
+                    dirty = None
                 if raw is None:  # nothing more for now
                     if pending:
                         await self._record(pending, token)
@@ -257,17 +283,6 @@ class ChangePump:
                         if time.monotonic() - self._renewed > 1.0:
                             await self._checkpoint(token)
                     await self._chores()
-                    continue
-                namespace = raw.get("ns", {}).get("coll", "")
-                if namespace in config:
-                    await self._record(pending, token)
-                    pending = []
-                    token = raw["_id"]
-                    for consumer in self.consumers:
-                        await consumer.reload()
-                    await self._checkpoint(token)
-                    if self._pipeline()[0] != pipeline:
-                        return token  # reopen with the new interest, right after this
                     continue
                 change = _committed(raw, self.clock)
                 token = raw["_id"]
