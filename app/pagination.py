@@ -13,6 +13,9 @@ import hmac
 import json
 from typing import Any
 
+from bson import ObjectId
+
+from app.db.ids import parse_object_id
 from app.errors import AppError, ErrorCode
 
 
@@ -53,3 +56,13 @@ class CursorCodec:
             return json.loads(_unb64(body))
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidCursor("The cursor is malformed; start from the first page") from exc
+
+
+def id_cursor(cursor: str | None) -> ObjectId | None:
+    """A newest-first listing's cursor (the last id it gave); 400 when it is not one."""
+    if cursor is None:
+        return None
+    found = parse_object_id(cursor)
+    if found is None:
+        raise InvalidCursor("The cursor is not one this list gave")
+    return found

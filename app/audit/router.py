@@ -14,11 +14,10 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 
 from app.audit.log import Action, AuditLog, Outcome
 from app.clock import Timestamp, rfc3339
-from app.db.ids import parse_object_id
 from app.http.deps import AdminPerson
 from app.http.problems import problem_responses
 from app.http.strict_route import StrictJSONRoute
-from app.pagination import InvalidCursor
+from app.pagination import id_cursor
 
 router = APIRouter(prefix="/v1/admin/audit", tags=["admin"], route_class=StrictJSONRoute)
 
@@ -102,11 +101,7 @@ async def list_audit(
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="Page size, 1 to 200")] = 50,
 ) -> AuditPage:
-    before = None
-    if cursor is not None:
-        before = parse_object_id(cursor)
-        if before is None:
-            raise InvalidCursor("The cursor is not one this list gave")
+    before = id_cursor(cursor)
     rows = await _log(request).page(
         before=before,
         limit=limit + 1,

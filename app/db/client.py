@@ -28,15 +28,18 @@ def create_client(url: str, settings: Settings) -> AsyncMongoClient[dict[str, An
     )
 
 
-async def insert_new(collection: Any, raws: list[dict[str, Any]]) -> None:
-    """Insert records (from a backup), leaving alone those whose unique key is taken."""
+async def insert_new(collection: Any, raws: list[dict[str, Any]]) -> int:
+    """Insert records (from a backup, or recorded twice), leaving alone those whose unique
+    key is taken. Returns how many were new."""
     if not raws:
-        return
+        return 0
     try:
-        await collection.insert_many(raws, ordered=False)
+        result = await collection.insert_many(raws, ordered=False)
     except BulkWriteError as exc:
         if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
             raise
+        return int(exc.details.get("nInserted", 0))
+    return len(result.inserted_ids)
 
 
 async def keep_change_images(db: Db, storage: str) -> None:

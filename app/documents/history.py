@@ -24,12 +24,11 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReplaceOne
-from pymongo.errors import BulkWriteError
 
 from app.clock import Clock
 from app.collections.models import STORAGE_PREFIX, CollectionSpec
 from app.db.change_pump import Committed
-from app.db.client import Db, ensure_ttl
+from app.db.client import Db, ensure_ttl, insert_new
 from app.files.store import FileStore
 
 VERSIONS = "doc_versions"
@@ -132,12 +131,7 @@ class HistoryStore:
                         upsert=True,
                     )
                 )
-        if versions:
-            try:
-                await self.versions.insert_many(versions, ordered=False)
-            except BulkWriteError as exc:
-                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                    raise
+        await insert_new(self.versions, versions)
         if trashed:
             await self.trash.bulk_write(trashed, ordered=True)
 
@@ -216,16 +210,7 @@ class HistoryStore:
     async def import_records(self, which: str, records: list[dict[str, Any]]) -> int:
         """Insert exported records (`which`: versions or trash), leaving alone those whose
         key is taken. Returns how many were new."""
-        if not records:
-            return 0
-        target = self.versions if which == "versions" else self.trash
-        try:
-            result = await target.insert_many(records, ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                raise
-            return int(exc.details.get("nInserted", 0))
-        return len(result.inserted_ids)
+        return await insert_new(self.versions if which == "versions" else self.trash, records)
 
     async def forget_collection(self, name: str) -> None:
         """A deleted collection's history and trash (its files are gone with it)."""

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import BaseModel, Field
 
 from app.clock import Timestamp
-from app.db.ids import parse_object_id
 from app.documents.models import StoredDocument
 
 # Registers the {doc_id:doc_id} path convertor (and names a document's URL).
@@ -20,7 +19,7 @@ from app.http.encoding import encode_document
 from app.http.params import DocumentPathId
 from app.http.problems import problem_responses
 from app.http.strict_route import StrictJSONRoute
-from app.pagination import InvalidCursor
+from app.pagination import InvalidCursor, id_cursor
 
 router = APIRouter(prefix="/v1/collections/{name}", tags=["history"], route_class=StrictJSONRoute)
 Version = Annotated[int, Path(ge=1, le=2**53, description="A version number (the ETag's value)")]
@@ -143,11 +142,7 @@ async def list_trash(
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size, 1 to 100")] = 20,
 ) -> TrashPage:
-    before = None
-    if cursor is not None:
-        before = parse_object_id(cursor)
-        if before is None:
-            raise InvalidCursor("The cursor is not one this list gave")
+    before = id_cursor(cursor)
     found, next_cursor = await documents.trash(name, caller, before=before, limit=limit)
     items = [
         TrashedOut(

@@ -20,7 +20,7 @@ from app.http.deps import AdminUser, LifecycleDep
 from app.http.problems import problem_responses
 from app.http.strict_route import StrictJSONRoute
 from app.observability.stats import collect
-from app.pagination import InvalidCursor
+from app.pagination import id_cursor
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=StrictJSONRoute)
 
@@ -126,11 +126,7 @@ async def list_mail(
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size, 1 to 100")] = 20,
 ) -> MailPage:
-    before = None
-    if cursor is not None:
-        before = parse_object_id(cursor)
-        if before is None:
-            raise InvalidCursor("The cursor is not one this list gave")
+    before = id_cursor(cursor)
     rows = await lifecycle.outbox.page(status=status, before=before, limit=limit + 1)
     items = [MailMessageOut.of(raw) for raw in rows[:limit]]
     return MailPage(items=items, next_cursor=items[-1].id if len(rows) > limit else None)

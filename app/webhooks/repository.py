@@ -20,9 +20,8 @@ from typing import Any
 
 from bson import Binary, ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
-from pymongo.errors import BulkWriteError
 
-from app.db.client import Db
+from app.db.client import Db, insert_new
 
 WEBHOOKS = "webhooks"
 DELIVERIES = "webhook_deliveries"
@@ -127,13 +126,7 @@ class WebhookRepository:
             }
             for m in messages
         ]
-        try:
-            result = await self.deliveries.insert_many(raws, ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                raise
-            return int(exc.details.get("nInserted", 0))
-        return len(result.inserted_ids)
+        return await insert_new(self.deliveries, raws)
 
     async def claim_many(
         self, worker: str, *, now: datetime, lease: timedelta, limit: int

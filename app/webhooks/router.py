@@ -6,11 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from app.db.ids import parse_object_id
 from app.http.deps import AdminUser, WebhookServiceDep
 from app.http.problems import problem_responses
 from app.http.strict_route import StrictJSONRoute
-from app.pagination import InvalidCursor
+from app.pagination import id_cursor
 from app.webhooks.schemas import (
     DeliveryOut,
     DeliveryPage,
@@ -123,11 +122,7 @@ async def list_deliveries(
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size, 1 to 100")] = 20,
 ) -> DeliveryPage:
-    before = None
-    if cursor is not None:
-        before = parse_object_id(cursor)
-        if before is None:
-            raise InvalidCursor("The cursor is not one this list gave")
+    before = id_cursor(cursor)
     rows = await webhooks.deliveries(webhook_id, status=status, before=before, limit=limit + 1)
     items = [DeliveryOut.of(raw) for raw in rows[:limit]]
     return DeliveryPage(items=items, next_cursor=items[-1].id if len(rows) > limit else None)
