@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 
@@ -19,3 +20,9 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
         current = asyncio.current_task()
         if current is not None and current.cancelling():
             raise
+
+
+def backoff(attempts: int, first: float = 5.0) -> timedelta:
+    """After the n-th failed attempt (a mail, a webhook message): `first` seconds (5 s,
+    10 s, 20 s ... by default), doubling, at most an hour."""
+    return timedelta(seconds=min(3600.0, first * 2 ** max(0, attempts - 1)))

@@ -107,7 +107,6 @@ class ChangePump:
         # Batches recorded (tests wait on this count, not on time).
         self.recorded = 0
         self._progress = asyncio.Condition()
-        self.on_recorded: list[Callable[[], None]] = []
         self._last_chores = 0.0
         self._renewed = 0.0
 
@@ -307,8 +306,6 @@ class ChangePump:
             await self._keep_lease()
         await self._checkpoint(token)
         self.recorded += 1
-        for listener in self.on_recorded:
-            listener()
         await self._progressed()
 
     async def _chores(self) -> None:

@@ -8,14 +8,13 @@ from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import BaseModel, Field
 
 from app.clock import Timestamp
-from app.documents.models import StoredDocument
+from app.documents.core import json_envelope
 
-# Registers the {doc_id:doc_id} path convertor (and names a document's URL).
-from app.documents.router import location
+# Registers the {doc_id:doc_id} path convertor; a document's response, as documents answer.
+from app.documents.router import _document
 from app.documents.schemas import DocumentOut
 from app.http.conditional import PreconditionsDep
 from app.http.deps import DocumentServiceDep, OptionalUser
-from app.http.encoding import encode_document
 from app.http.params import DocumentPathId
 from app.http.problems import problem_responses
 from app.http.strict_route import StrictJSONRoute
@@ -50,15 +49,6 @@ class TrashPage(BaseModel):
         "rules hide some"
     )
     next_cursor: str | None
-
-
-def _document(name: str, doc: StoredDocument, status_code: int = 200) -> Response:
-    return Response(
-        encode_document(name, doc),
-        status_code=status_code,
-        headers={"ETag": doc.etag},
-        media_type="application/json",
-    )
 
 
 @router.get(
@@ -104,7 +94,9 @@ async def get_version(
     caller: OptionalUser,
     documents: DocumentServiceDep,
 ) -> Response:
-    return _document(name, await documents.version(name, doc_id, version, caller))
+    return _document(
+        name, await documents.version(name, doc_id, version, caller), with_location=False
+    )
 
 
 @router.post(
@@ -124,7 +116,8 @@ async def restore_version(
     documents: DocumentServiceDep,
     pre: PreconditionsDep,
 ) -> Response:
-    return _document(name, await documents.restore_version(name, doc_id, version, caller, pre))
+    doc = await documents.restore_version(name, doc_id, version, caller, pre)
+    return _document(name, doc, with_location=False)
 
 
 @router.get(
@@ -146,7 +139,7 @@ async def list_trash(
     found, next_cursor = await documents.trash(name, caller, before=before, limit=limit)
     items = [
         TrashedOut(
-            document=DocumentOut.model_validate_json(encode_document(name, t.doc)),
+            document=DocumentOut.model_validate(json_envelope(name, t.doc)),
             deleted_at=t.deleted_at,
             purge_at=t.purge_at,
         )
@@ -169,9 +162,7 @@ async def restore_trashed(
     name: str, doc_id: DocumentPathId, caller: OptionalUser, documents: DocumentServiceDep
 ) -> Response:
     doc = await documents.restore_trashed(name, doc_id, caller)
-    response = _document(name, doc, status.HTTP_201_CREATED)
-    response.headers["Location"] = location(name, doc.id)
-    return response
+    return _document(name, doc, status.HTTP_201_CREATED)
 
 
 @router.delete(

@@ -17,6 +17,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 
 from app.db.client import Db
+from app.tasks import backoff
 
 COLLECTION = "mail_outbox"
 MAX_ATTEMPTS = 12
@@ -31,12 +32,6 @@ class OutboxMessage:
     to: str
     params: dict[str, Any]
     attempts: int
-
-
-def backoff(attempts: int, first: float = 5.0) -> timedelta:
-    """After the n-th failed attempt: `first` seconds (5 s, 10 s, 20 s ... by default),
-    doubling, at most an hour."""
-    return timedelta(seconds=min(3600.0, first * 2 ** max(0, attempts - 1)))
 
 
 class Outbox:

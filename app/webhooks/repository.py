@@ -42,11 +42,6 @@ class Claimed:
     lease: str
 
 
-def backoff(attempts: int, first: float) -> timedelta:
-    """After the n-th failed attempt: `first` seconds, doubling, at most an hour."""
-    return timedelta(seconds=min(3600.0, first * 2 ** max(0, attempts - 1)))
-
-
 class WebhookRepository:
     def __init__(self, db: Db, *, max_time_ms: int) -> None:
         self.webhooks = db[WEBHOOKS]

@@ -23,9 +23,9 @@ from typing import Any
 
 from app.clock import Clock
 from app.observability.metrics import WEBHOOK_ATTEMPTS
-from app.tasks import cancel_and_wait
+from app.tasks import backoff, cancel_and_wait
 from app.webhooks import signing
-from app.webhooks.repository import Claimed, WebhookRepository, backoff
+from app.webhooks.repository import Claimed, WebhookRepository
 from app.webhooks.secrets import Secrets
 from app.webhooks.sender import Attempt, Sender
 
@@ -64,7 +64,6 @@ class DeliveryWorker:
         self._stopping = False
         # Attempts made by this process (tests wait on the count, not on time).
         self.attempts = 0
-        self._progress = asyncio.Condition()
 
     def start(self) -> None:
         self._stopping = False
@@ -84,10 +83,6 @@ class DeliveryWorker:
             await asyncio.wait(set(self._sending), timeout=self.sender.timeout + 1)
         for task in list(self._sending):
             await cancel_and_wait(task)
-
-    async def wait_for(self, predicate: object) -> None:
-        async with self._progress:
-            await self._progress.wait_for(predicate)  # type: ignore[arg-type]
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -139,8 +134,6 @@ class DeliveryWorker:
             )
         finally:
             self.attempts += 1
-            async with self._progress:
-                self._progress.notify_all()
             # A slot is free: look for more now rather than at the next poll.
             self._wake.set()
 
