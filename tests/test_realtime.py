@@ -27,7 +27,7 @@ from fastapi import FastAPI
 from app.accounts.models import Role
 from app.accounts.principal import Principal
 from app.collections.schemas import CollectionIn
-from app.realtime.hub import Change, Subscriber, network_of
+from app.realtime.hub import Change, RealtimeHub, Subscriber, network_of
 from tests.support.accounts import PASSWORD, Account
 from tests.support.browser import BROWSER_ARGS, CHROMIUM
 from tests.support.problems import assert_problem
@@ -618,11 +618,12 @@ async def test_a_browser_eventsource_with_a_ticket_sees_a_write(
 async def test_the_hub_outlives_an_unexpected_error(
     app: FastAPI, client: httpx.AsyncClient, admin: Account, user: Account
 ) -> None:
-    """A bug in one change's handling restarts the shared stream; it never dies quietly
-    while new streams are still accepted."""
+    """A bug in one change's handling ends the open streams (their clients resume from
+    their last id) and restarts the shared stream: it never dies quietly while new
+    streams are still accepted."""
     hub = app.state.container.realtime.hub
     await declare(client, admin, "fragile", "authenticated")
-    opens = hub.opens
+    first = await hub.subscribe("fragile", None, address="198.51.100.1")
     dispatch = hub._dispatch
 
     def fails_once(change: Change) -> None:
@@ -632,10 +633,55 @@ async def test_the_hub_outlives_an_unexpected_error(
     hub._dispatch = fails_once
     try:
         await create(client, user, "fragile", {"n": 1})
-        async with asyncio.timeout(HANG_GUARD):
-            await hub.wait_for(lambda: hub.opens > opens and hub.available)
+        assert await first.next(HANG_GUARD) is None
+        assert first.end_reason == "server_unavailable"
     finally:
         hub._dispatch = dispatch
+        hub.unsubscribe(first)
+    async with asyncio.timeout(HANG_GUARD):
+        await hub.wait_for(lambda: hub.available)
+    second = await hub.subscribe("fragile", None, address="198.51.100.1")
+    try:
+        written = await create(client, user, "fragile", {"n": 2})
+        change = await second.next(HANG_GUARD)
+        assert change is not None and change.doc_id == written
+    finally:
+        hub.unsubscribe(second)
+
+
+async def test_the_shared_stream_runs_only_while_someone_listens(
+    app: FastAPI, client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    """With no subscriber the hub closes its stream (the database serves it nothing);
+    the next subscriber opens it again and gets every change from its `ready` on."""
+    container = app.state.container
+    hub = RealtimeHub(
+        container.db,
+        max_streams=10,
+        max_per_user=5,
+        max_per_address=5,
+        buffer=10,
+        poll_ms=50,
+        idle_close_seconds=0,
+    )
+    await declare(client, admin, "quiet", "authenticated")
+    await hub.start()
+    try:
+        async with asyncio.timeout(HANG_GUARD):
+            await hub.wait_for(lambda: not hub.streaming)
+        opens = hub.opens
+        sub = await hub.subscribe("quiet", None, address="198.51.100.2")
+        assert hub.streaming and hub.opens == opens + 1
+        assert sub.start is not None  # the `ready` id: where the reopened stream began
+        written = await create(client, user, "quiet", {"n": 1})
+        change = await sub.next(HANG_GUARD)
+        assert change is not None and change.doc_id == written
+        hub.unsubscribe(sub)
+        async with asyncio.timeout(HANG_GUARD):
+            await hub.wait_for(lambda: not hub.streaming)
+        assert hub.opens == opens + 1
+    finally:
+        await hub.stop()
 
 
 @pytest.mark.parametrize(

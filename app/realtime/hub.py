@@ -11,6 +11,12 @@ token, after registering the subscriber, so nothing falls between the two: the p
 stream replays until it meets a change the shared stream has already buffered (or
 until it has nothing more), then the buffer takes over, minus what was replayed.
 
+The shared stream runs only while someone listens: with no subscriber for
+IDLE_CLOSE_SECONDS it closes, and the next subscriber opens it again (and waits for it:
+its `ready` id is where the new stream starts). A process serving no event streams asks
+the database for nothing, and decodes no document changes (each change would otherwise
+cost every process its images: make bench's background CPU per write).
+
 Deleted documents come with their pre-image (MongoDB's changeStreamPreAndPostImages,
 enabled on every document collection), which names the owner, so an owner-read
 collection tells a deletion only to its owner and admins. Without an image the stream
@@ -20,6 +26,7 @@ sends `reset` rather than guess.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 from collections import deque
@@ -41,6 +48,11 @@ log = logging.getLogger("docstore.realtime")
 _KINDS = {"insert": "created", "update": "updated", "replace": "updated", "delete": "deleted"}
 # The whole collection is gone (or renamed away): its streams end.
 _GONE = {"drop", "rename", "dropDatabase", "invalidate"}
+# The shared stream closes after this long without subscribers (not at once: a client
+# that reconnects would otherwise reopen it every time).
+IDLE_CLOSE_SECONDS = 30.0
+# How long a subscriber waits for the shared stream to open before a 503.
+OPEN_TIMEOUT_SECONDS = 10.0
 
 
 class RealtimeUnavailable(AppError):
@@ -177,6 +189,7 @@ class RealtimeHub:
         buffer: int,
         poll_ms: int = 500,
         retry_seconds: float = 1.0,
+        idle_close_seconds: float = IDLE_CLOSE_SECONDS,
     ) -> None:
         self.db = db
         self.max_streams = max_streams
@@ -185,7 +198,14 @@ class RealtimeHub:
         self.buffer = buffer
         self.poll_ms = poll_ms
         self.retry_seconds = retry_seconds
+        self.idle_close_seconds = idle_close_seconds
+        # False once the shared stream failed to open or broke (until it opens again).
         self.available = False
+        # Whether the shared stream is open now (it closes while nobody subscribes).
+        self.streaming = False
+        # Set while the stream should be open (subscribers, or the start-up probe).
+        self._wanted = asyncio.Event()
+        self._idle_since = 0.0
         # Where the shared stream stands: the resume token after the last change it
         # handed out (a new subscriber's starting point).
         self.position: Mapping[str, Any] | None = None
@@ -198,15 +218,17 @@ class RealtimeHub:
         self._settled = asyncio.Event()
         # Tests wait on these counts rather than on time.
         self.opens = 0
+        self.failures = 0
         self.dispatched = 0
         self._progress = asyncio.Condition()
 
     # -- subscribers -----------------------------------------------------------------------
 
-    def subscribe(
+    async def subscribe(
         self, collection: str, caller: Principal | None, *, address: str = ""
     ) -> Subscriber:
-        if not self.available:
+        """Register a stream, opening the shared stream first when it is closed."""
+        if not self.available or self._stopping or self._task is None:
             raise RealtimeUnavailable(f"Realtime events are unavailable: {self.unavailable_reason}")
         if self._count >= self.max_streams:
             raise TooManyStreams(
@@ -230,11 +252,27 @@ class RealtimeHub:
                 "the most it allows; close one, or sign in (signed-in streams count per user)",
                 status=429,
             )
-        sub = Subscriber(collection, caller, buffer=self.buffer, start=self.position, key=key)
+        start = self.position if self.streaming else None
+        sub = Subscriber(collection, caller, buffer=self.buffer, start=start, key=key)
         mine.add(sub)
         self._by_collection.setdefault(collection, set()).add(sub)
         self._count += 1
         REALTIME_STREAMS.inc()
+        if not self.streaming:
+            # Registered first, so the stream opening for it stays open and hands it
+            # every change from its first position on (set as `start` when it opens).
+            failures = self.failures
+            self._wanted.set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(OPEN_TIMEOUT_SECONDS):
+                    await self.wait_for(
+                        lambda: self.streaming or self.failures > failures or self._stopping
+                    )
+            if not self.streaming or sub.end_reason is not None:
+                self.unsubscribe(sub)
+                raise RealtimeUnavailable(
+                    f"Realtime events are unavailable: {self.unavailable_reason}"
+                )
         return sub
 
     @property
@@ -254,6 +292,8 @@ class RealtimeHub:
             self._by_user.pop(sub.key, None)
         self._count -= 1
         REALTIME_STREAMS.dec()
+        if not self._count:
+            self._idle_since = asyncio.get_running_loop().time()
 
     def subscribers(
         self, predicate: Callable[[Subscriber], bool] | None = None
@@ -308,7 +348,10 @@ class RealtimeHub:
     # -- the shared stream -----------------------------------------------------------------
 
     async def start(self) -> None:
+        """Open the shared stream once (does this database have change streams?); it
+        closes again when nobody subscribes."""
         self._stopping = False
+        self._wanted.set()
         self._task = asyncio.create_task(self._run(), name="realtime-hub")
         await self._settled.wait()
 
@@ -318,6 +361,7 @@ class RealtimeHub:
         await cancel_and_wait(self._task)
         self._task = None
         self.available = False
+        self.streaming = False
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
         async with self._progress:
@@ -330,8 +374,10 @@ class RealtimeHub:
     async def _run(self) -> None:
         warned = False
         while not self._stopping:
+            await self._wanted.wait()
             try:
-                await self._follow()
+                if await self._follow():
+                    continue  # closed for want of subscribers
                 warned = False
             except Exception as exc:  # the hub outlives any one failure
                 self._settled.set()
@@ -349,7 +395,8 @@ class RealtimeHub:
                     )
                     warned = True
             REALTIME_FEED_FAILURES.inc()
-            self.available = False
+            self.available = self.streaming = False
+            self.failures += 1
             # Changes may be lost between the old stream and a new one: end the streams
             # so their clients resume from their last event id, which loses nothing.
             self._end_all("server_unavailable" if not self._stopping else "shutdown")
@@ -358,7 +405,8 @@ class RealtimeHub:
                 break
             await asyncio.sleep(self.retry_seconds)
 
-    async def _follow(self) -> None:
+    async def _follow(self) -> bool:
+        """Follow the shared stream; True when it closed for want of subscribers."""
         pipeline: list[dict[str, Any]] = [
             {
                 "$match": {
@@ -375,13 +423,26 @@ class RealtimeHub:
             full_document_before_change="whenAvailable",
             max_await_time_ms=self.poll_ms,
         )
+        loop = asyncio.get_running_loop()
         async with stream:
             self.position = stream.resume_token
-            self.available = True
+            for sub in self.subscribers(lambda s: s.start is None):
+                sub.start = self.position  # registered while the stream was closed
+            self.available = self.streaming = True
+            # Opened with nobody waiting (the start-up probe, a retry): close at once
+            # unless someone subscribes meanwhile.
+            self._idle_since = loop.time() if self._count else -self.idle_close_seconds
             self.opens += 1
             self._settled.set()
             await self._progressed()
             while stream.alive and not self._stopping:
+                if not self._count and loop.time() - self._idle_since >= self.idle_close_seconds:
+                    # Nobody listens: close (a subscriber arriving from here on opens it
+                    # again and waits for that).
+                    self.streaming = False
+                    self._wanted.clear()
+                    await self._progressed()
+                    return True
                 raw = await stream.try_next()
                 if raw is not None:
                     change = parse_change(raw)
@@ -393,6 +454,7 @@ class RealtimeHub:
                 if raw is not None:
                     self.dispatched += 1
                     await self._progressed()
+        return False  # the stream ended (the database closed it)
 
     def _dispatch(self, change: Change) -> None:
         if change.kind == "gone":

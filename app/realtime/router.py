@@ -163,7 +163,7 @@ async def stream_events(
     stream = await realtime.prepare(
         name, caller, filter_raw=filter, last_event_id=last_event_id_header or last_event_id
     )
-    sub = realtime.open(stream, client.address)
+    sub = await realtime.open(stream, client.address)
     shutdown = anyio.Event()
     return EventSourceResponse(
         _framed(name, realtime.events(stream, sub, shutdown)),

@@ -220,10 +220,10 @@ class RealtimeService:
         key = json.dumps(query, default=str) if query else ""
         return StreamRequest(name, caller, query, key, resume, refused)
 
-    def open(self, request: StreamRequest, address: str) -> Subscriber:
+    async def open(self, request: StreamRequest, address: str) -> Subscriber:
         """Register the stream (429/503 past the caps, 503 without change streams);
         `address` is the client's, which anonymous streams count against."""
-        return self.hub.subscribe(request.collection, request.caller, address=address)
+        return await self.hub.subscribe(request.collection, request.caller, address=address)
 
     async def events(
         self, request: StreamRequest, sub: Subscriber, shutdown: asyncio.Event | Any
