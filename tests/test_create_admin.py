@@ -57,8 +57,10 @@ async def test_promotes_an_existing_user_while_the_server_runs(
     settings: Settings, container: Container, client: httpx.AsyncClient, user: Account
 ) -> None:
     feed = container.feed
-    assert feed is not None and user.id in container.users.principals  # type: ignore[operator]
-    seen = feed.applied
+    assert feed is not None
+    await asyncio.wait_for(feed.settled(), timeout=10)  # the account's creation applied
+    assert (await client.get("/v1/users/me", headers=user.headers)).status_code == 200
+    assert user.id in container.users.principals  # type: ignore[operator]
 
     result = run_script(settings, "--email", user.email)
     assert result.returncode == 0, result.stderr
@@ -68,7 +70,8 @@ async def test_promotes_an_existing_user_while_the_server_runs(
 
     # The running server hears of it through its change stream: tokens from before the
     # promotion stop working, a new sign-in carries the admin role.
-    await asyncio.wait_for(feed.wait_for(lambda: feed.applied > seen), timeout=10)
+    principals = container.users.principals
+    await asyncio.wait_for(feed.wait_for(lambda: user.id not in principals), timeout=10)  # type: ignore[operator]
     assert_problem(await client.get("/v1/users/me", headers=user.headers), 401, "token_invalid")
     again = await sign_in(client, user.email)
     assert (await client.get("/v1/users/me", headers=again.headers)).json()["role"] == "admin"

@@ -98,6 +98,7 @@ class ChangeFeed:
         caches: dict[str, ReadCache[str, Any]],
         *,
         poll_ms: int = 500,
+        idle_pause_seconds: float = 0.05,
         lease_seconds: float = 2.0,
         retry_seconds: float = 1.0,
         keys: dict[str, Callable[[str], str | None]] | None = None,
@@ -109,6 +110,11 @@ class ChangeFeed:
         self.db = db
         self.caches = caches
         self.poll_ms = poll_ms
+        # After a getMore that brought nothing, the next waits this long: a database may
+        # answer early whenever anything is written (SecantusDB does), and each write to
+        # a collection no cache holds would otherwise cost a round trip. Another
+        # process's change reaches this one's caches at most this much later.
+        self.idle_pause_seconds = idle_pause_seconds
         self.lease_seconds = lease_seconds
         self.retry_seconds = retry_seconds
         self._trusted_until = 0.0
@@ -121,6 +127,8 @@ class ChangeFeed:
         # (tests wait for a count rather than for time).
         self.opens = 0
         self.applied = 0
+        # Reads that found nothing more (settled() waits on this count).
+        self.idle_reads = 0
         self._progress = asyncio.Condition()
         # Told (collection, key or None for "anything") after each invalidation, e.g. so
         # realtime streams re-check their caller once the caches have forgotten it.
@@ -151,6 +159,12 @@ class ChangeFeed:
         applies an event."""
         async with self._progress:
             await self._progress.wait_for(predicate)
+
+    async def settled(self) -> None:
+        """Return once every change committed before the call is applied: two reads
+        that found nothing more, the second begun after the call."""
+        start = self.idle_reads
+        await self.wait_for(lambda: self.idle_reads >= start + 2)
 
     async def _progressed(self) -> None:
         async with self._progress:
@@ -223,6 +237,10 @@ class ChangeFeed:
                 change = await stream.try_next()
                 if change is not None:
                     await self._apply(change)
+                else:
+                    self.idle_reads += 1
+                    await self._progressed()
+                    await asyncio.sleep(self.idle_pause_seconds)
                 self._renew()
 
     async def _apply(self, change: dict[str, Any]) -> None:

@@ -91,6 +91,11 @@ class ChangePump:
     lease_seconds: float = 10.0
     # A getMore returns as soon as a change arrives; this is how long an idle one waits.
     poll_ms: int = 250
+    # After a getMore that brought nothing it wants, the next waits this long: a database
+    # may answer early whenever anything is written (SecantusDB does), and the writes the
+    # pump ignores would otherwise cost it and the database a round trip each. Changes
+    # it wants then arrive together, at most this much later.
+    idle_pause_seconds: float = 0.1
     batch: int = 200
     retry_seconds: float = 1.0
     # Run by the leader every `chores_seconds` (trash purges).
@@ -106,6 +111,8 @@ class ChangePump:
         self.leading = False
         # Batches recorded (tests wait on this count, not on time).
         self.recorded = 0
+        # Reads that found nothing more (settled() waits on this count).
+        self.idle_reads = 0
         self._progress = asyncio.Condition()
         self._last_chores = 0.0
         self._renewed = 0.0
@@ -131,6 +138,12 @@ class ChangePump:
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
         async with self._progress:
             await self._progress.wait_for(predicate)
+
+    async def settled(self) -> None:
+        """Return once this process, leading, has recorded every change committed before
+        the call: two reads that found nothing more, the second begun after the call."""
+        start = self.idle_reads
+        await self.wait_for(lambda: self.idle_reads >= start + 2)
 
     async def _progressed(self) -> None:
         async with self._progress:
@@ -282,6 +295,9 @@ class ChangePump:
                         if time.monotonic() - self._renewed > 1.0:
                             await self._checkpoint(token)
                     await self._chores()
+                    self.idle_reads += 1
+                    await self._progressed()
+                    await asyncio.sleep(self.idle_pause_seconds)
                     continue
                 change = _committed(raw, self.clock)
                 token = raw["_id"]
