@@ -170,13 +170,17 @@ class EmbeddedDatabase:
         return f"The embedded SecantusDB on port {self.port} {what}{where}.{locked}"
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop the server cleanly (SIGTERM lets WiredTiger checkpoint), or kill it."""
+        """Stop the server cleanly (SIGTERM lets WiredTiger checkpoint), or kill it. An
+        in-memory one has nothing to keep: killed at once (a clean stop takes seconds)."""
         process, self.process = self.process, None
         if self.storage != MEMORY:
             self._url_file.unlink(missing_ok=True)
         if process is None or process.poll() is not None:
             return
-        process.terminate()
+        if self.storage == MEMORY:
+            process.kill()
+        else:
+            process.terminate()
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
