@@ -58,6 +58,9 @@ async def stop_following_but_trust(feed: ChangeFeed) -> None:
 async def read_through(app: FastAPI, client: httpx.AsyncClient, user: Account, path: str) -> int:
     """`user` reads `path` through `app`, which then holds the user's principal in memory.
     Returns the count of change events `app` has applied so far."""
+    # First the events of what came before (the user's creation and sign-in): applied
+    # later, they would drop the copy this read makes.
+    await feed_of(app).settled()
     assert (await client.get(path, headers=user.headers)).status_code == 200
     assert user.id in container_of(app).users.principals  # type: ignore[operator]
     return feed_of(app).applied

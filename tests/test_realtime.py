@@ -680,6 +680,14 @@ async def test_the_shared_stream_runs_only_while_someone_listens(
         async with asyncio.timeout(HANG_GUARD):
             await hub.wait_for(lambda: not hub.streaming)
         assert hub.opens == opens + 1
+        # A client that leaves while its stream waits for the shared one frees its place.
+        waiting = asyncio.create_task(hub.subscribe("quiet", None, address="198.51.100.2"))
+        await asyncio.sleep(0)  # let it register and start waiting
+        assert hub.count == 1
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert hub.count == 0
     finally:
         await hub.stop()
 

@@ -8,7 +8,8 @@ while a `ChangeFeed` proves it current:
 - A write made by this process drops the entry as soon as the write returns, so in a
   single process a revocation is seen by the very next request.
 - A write made by any other process (another worker, a script, mongosh) reaches this
-  process through the change stream, a few milliseconds later, and drops the entry.
+  process through the change stream, a few milliseconds later (up to 50 ms more after a
+  quiet moment: see `idle_pause_seconds`), and drops the entry.
 - The cache is trusted only while the stream answers: every poll renews a short lease.
   If the stream fails or is unsupported (a standalone mongod has no change streams), the
   cache is emptied and every request reads MongoDB again until the stream is back: it
@@ -162,9 +163,11 @@ class ChangeFeed:
 
     async def settled(self) -> None:
         """Return once every change committed before the call is applied: two reads
-        that found nothing more, the second begun after the call."""
+        that found nothing more, the second begun after the call (TimeoutError when the
+        stream is down or never quiet)."""
         start = self.idle_reads
-        await self.wait_for(lambda: self.idle_reads >= start + 2)
+        async with asyncio.timeout(30):
+            await self.wait_for(lambda: self.idle_reads >= start + 2)
 
     async def _progressed(self) -> None:
         async with self._progress:
@@ -233,7 +236,7 @@ class ChangeFeed:
             self.opens += 1
             await self._progressed()
             log.info("read cache on", extra={"collections": sorted(self.caches)})
-            while stream.alive:
+            while stream.alive and not self._stopping:
                 change = await stream.try_next()
                 if change is not None:
                     await self._apply(change)

@@ -141,9 +141,11 @@ class ChangePump:
 
     async def settled(self) -> None:
         """Return once this process, leading, has recorded every change committed before
-        the call: two reads that found nothing more, the second begun after the call."""
+        the call: two reads that found nothing more, the second begun after the call
+        (TimeoutError when it does not lead, the stream is down or never quiet)."""
         start = self.idle_reads
-        await self.wait_for(lambda: self.idle_reads >= start + 2)
+        async with asyncio.timeout(30):
+            await self.wait_for(lambda: self.idle_reads >= start + 2)
 
     async def _progressed(self) -> None:
         async with self._progress:

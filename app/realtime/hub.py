@@ -26,7 +26,6 @@ sends `reset` rather than guess.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 from collections import deque
@@ -263,16 +262,26 @@ class RealtimeHub:
             # every change from its first position on (set as `start` when it opens).
             failures = self.failures
             self._wanted.set()
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(OPEN_TIMEOUT_SECONDS):
                     await self.wait_for(
                         lambda: self.streaming or self.failures > failures or self._stopping
                     )
-            if not self.streaming or sub.end_reason is not None:
+            except TimeoutError:
+                self.unsubscribe(sub)
+                raise RealtimeUnavailable(
+                    "Realtime events are unavailable: the change stream did not open within "
+                    f"{OPEN_TIMEOUT_SECONDS:g} s"
+                ) from None
+            except BaseException:  # the request went away meanwhile: free its place
+                self.unsubscribe(sub)
+                raise
+            if not self.streaming and (self.failures > failures or self._stopping):
                 self.unsubscribe(sub)
                 raise RealtimeUnavailable(
                     f"Realtime events are unavailable: {self.unavailable_reason}"
                 )
+            # Otherwise open (or ended for reasons of its own, which its `end` event tells).
         return sub
 
     @property
@@ -358,6 +367,7 @@ class RealtimeHub:
     async def stop(self) -> None:
         self._stopping = True
         self._end_all("shutdown")
+        await self._progressed()  # a subscriber waiting for the stream to open: 503 now
         await cancel_and_wait(self._task)
         self._task = None
         self.available = False
@@ -397,6 +407,7 @@ class RealtimeHub:
             REALTIME_FEED_FAILURES.inc()
             self.available = self.streaming = False
             self.failures += 1
+            self._wanted.set()  # retry until it opens again, subscribers or not
             # Changes may be lost between the old stream and a new one: end the streams
             # so their clients resume from their last event id, which loses nothing.
             self._end_all("server_unavailable" if not self._stopping else "shutdown")
