@@ -15,6 +15,7 @@ from datetime import datetime
 
 import httpx
 from beanie import init_beanie
+from pymongo.errors import PyMongoError
 
 from app.accounts.action_tokens import ActionTokenRepository
 from app.accounts.api_keys import COLLECTION as API_KEYS
@@ -486,6 +487,10 @@ async def open_container(
                     "BACKGROUND_JOBS=false: this process sends no mail and no webhooks and "
                     "records no history; run python -m app.worker beside it"
                 )
+                try:  # a worker started later records what this process writes from now
+                    await container.pump.mark_start()
+                except PyMongoError as exc:  # no change streams: no pump either
+                    log.warning("cannot mark the change pump's start", extra={"error": str(exc)})
             if jobs:
                 container.mail.start()
             if container.feed is not None:

@@ -69,6 +69,9 @@ AIMS = {
     "hooked_write_cpu_ratio": ("<=", 1.3),
     "hooked_write_all_work_ratio": (None, None),
     "hooked_background_ms_per_write": (None, None),
+    # Not a ratio: the API's CPU (ms) per document written around it while it serves
+    # no event streams (its change streams reading what it does not need).
+    "idle_api_ms_per_outside_write": (None, None),
     "login_storm_p99_ratio": ("<=", 1.5),
     "login_storm_p99_ratio_saturated": (None, None),
     "login_storm_db_p99_ratio": (None, None),
@@ -445,6 +448,26 @@ async def expand_lists(
     return ratio
 
 
+async def idle_cpu_per_outside_write(bench: Bench, url: str, db: str) -> float:
+    """The API process's CPU per document another process inserts (1,000 through the
+    driver, one at a time) while the API serves nothing: what its change streams cost it."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, tz_aware=True)
+    target = client[db][storage_name("outside")]
+    try:
+        await target.insert_one(stored({"warm": True}, datetime.now(UTC)))
+        await asyncio.sleep(1.0)  # the bench, not a test: let the streams go quiet
+        cpu0 = cpu_seconds(bench.api_pid)
+        for i in range(1000):
+            await target.insert_one(stored({"n": i, "text": "x" * 200}, datetime.now(UTC)))
+        await asyncio.sleep(1.5)  # what the streams still have to read
+        spent = (cpu_seconds(bench.api_pid) - cpu0) / 1000 * 1000
+    finally:
+        await target.drop()
+        await client.close()
+    print(f"  idle API, 1,000 writes by another process: {spent:.3f} ms CPU a write")
+    return spent
+
+
 async def search_aggregate_latency(
     http: httpx.AsyncClient, url: str, db: str, auth: dict[str, str]
 ) -> list[dict[str, Any]]:
@@ -738,6 +761,7 @@ async def main(args: argparse.Namespace) -> int:
         ratios["list50_cpu_ratio"] = api_row["cpu_ms_per_request"] / raw_row["cpu_ms_per_request"]
         ratios["team_rule_list_cpu_ratio"] = await rule_lists(bench, http, url, db, auth)
         ratios["expand_list_cpu_ratio"] = await expand_lists(bench, http, url, db, auth)
+        ratios["idle_api_ms_per_outside_write"] = await idle_cpu_per_outside_write(bench, url, db)
         ratios.update(
             await hooked_writes(
                 bench, http, url, db, auth, env=env, scratch=scratch, port=free_port()

@@ -30,7 +30,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
@@ -203,6 +203,22 @@ class ChangePump:
         if result.matched_count == 0:
             raise LostLease
         self._renewed = time.monotonic()
+
+    async def mark_start(self) -> None:
+        """Where no pump has ever run on this database, save the present as its first
+        checkpoint: a pump that starts later (a worker process beside API processes that
+        run no jobs) then begins here, not at its own start, and records the changes
+        made meanwhile."""
+        if await self.state.find_one({"_id": "pump"}, projection={"_id": True}) is not None:
+            return
+        async with await self.db.watch([{"$match": {"_id": None}}]) as stream:
+            token = stream.resume_token
+        with contextlib.suppress(DuplicateKeyError):  # another process did it meanwhile
+            await self.state.update_one(
+                {"_id": "pump"},
+                {"$setOnInsert": {"token": token, "lease_until": datetime.fromtimestamp(0, UTC)}},
+                upsert=True,
+            )
 
     # -- leading ---------------------------------------------------------------------------
 
