@@ -340,6 +340,35 @@ async def test_cascade_deletes_through_levels_unless_something_restricts(
     assert (await get(client, user, "shelves", "s1")).status_code == 200  # not cascaded
 
 
+@pytest.mark.parametrize("through_batch", [False, True])
+async def test_cascaded_documents_lose_their_files_once_committed(
+    client: httpx.AsyncClient, user: Account, library: None, through_batch: bool
+) -> None:
+    """Files of documents a cascade deletes go with them, in /v1/batch too (after its
+    transaction commits, never before: an aborted batch keeps them)."""
+    loan_file = f"{docs('loans')}/l1/files/receipt.txt"
+    attached = await client.put(loan_file, content=b"paid", headers=user.headers)
+    assert attached.status_code == 201, attached.text
+    if through_batch:
+        # A failing second operation: nothing is deleted, the file stays.
+        failing = [
+            {"op": "delete", "collection": "writers", "id": "frank"},
+            {"op": "delete", "collection": "writers", "id": "nobody"},
+        ]
+        answer = await client.post("/v1/batch", json={"operations": failing}, headers=user.headers)
+        assert answer.status_code == 404, answer.text
+        assert (await client.get(loan_file, headers=user.headers)).status_code == 200
+        ops = [{"op": "delete", "collection": "writers", "id": "frank"}]
+        done = await client.post("/v1/batch", json={"operations": ops}, headers=user.headers)
+    else:
+        done = await client.delete(f"{docs('writers')}/frank", headers=user.headers)
+    assert done.is_success, done.text
+    assert (await get(client, user, "loans", "l1")).status_code == 404
+    # A new l1 starts without the old one's file.
+    await put(client, user, "loans", "l1", {})
+    assert_problem(await client.get(loan_file, headers=user.headers), 404, "file_not_found")
+
+
 async def test_a_document_the_caller_may_not_delete_answers_as_before_not_409(
     client: httpx.AsyncClient, admin: Account, user: Account, other_user: Account
 ) -> None:

@@ -86,6 +86,7 @@ class BatchService:
 
     async def run(self, operations: list[Operation], caller: Principal | None) -> list[Done]:
         rounds = 0
+        after_commit: transaction.AfterCommit = []
 
         async def body(session: Any) -> list[Done]:
             nonlocal rounds
@@ -94,7 +95,8 @@ class BatchService:
                 raise WriteConflict("The batch kept colliding with other writes; retry it")
             if rounds > 1:
                 await asyncio.sleep(_JITTER.uniform(0, 0.005 * min(rounds, 20)))
-            token = transaction.bind(session)
+            after_commit.clear()  # what an attempt that did not commit asked for
+            token = transaction.bind(session, after_commit)
             try:
                 results = []
                 for index, op in enumerate(operations):
@@ -109,9 +111,8 @@ class BatchService:
         try:
             async with self.db.client.start_session() as session:
                 done: list[Done] = await session.with_transaction(body)
-            for item in done:
-                if item.status == 204:  # committed: the deleted documents' files go too
-                    await self.documents.delete_files(item.collection, [item.id])
+            for action in after_commit:  # committed: the deleted documents' files go too
+                await action()
             return done
         except BatchFailed as failed:
             error = failed.error

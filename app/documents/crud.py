@@ -381,8 +381,8 @@ class DocumentCrud(DocumentIntegrity):
             await self._explain_failed_write(spec, repo, caller, doc_id, pre, "delete")
         if plan is not None and not plan.empty:
             await self.carry_out(plan)
-        if transaction.current() is None:  # a batch deletes files once it has committed
-            await self.delete_files(name, [doc_id])
+        # In a batch, once it has committed.
+        await transaction.when_committed(lambda: self.delete_files(name, [doc_id]))
 
 
 def _shown(if_match: tuple[int, ...] | Literal["*"] | None) -> str:

@@ -17,6 +17,7 @@ collection deletion leave references dangling (expanded, they are `not_found`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from app.collections.models import CollectionSpec
@@ -156,8 +157,8 @@ class DocumentIntegrity(DocumentCore):
         now = self.clock()
         for source, ids in plan.cascade:
             await self._repository(source).delete_ids(ids, conditions={})
-            if transaction.current() is None:  # a batch deletes files once it has committed
-                await self.delete_files(source.id, ids)
+            # In a batch, once it has committed.
+            await transaction.when_committed(partial(self.delete_files, source.id, ids))
         for source, ref, ids in plan.clear:
             repo = self._repository(source)
             bump = {"$inc": {"version": 1}, "$set": {"updated_at": now}}
