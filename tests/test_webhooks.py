@@ -272,6 +272,36 @@ async def _admin(app: Any, client: httpx.AsyncClient) -> Account:
     return await signed_in(app, client, role=Role.ADMIN)
 
 
+async def test_an_endpoint_that_never_answers_leaves_slots_for_the_others(
+    database_url: str, receiver: Receiver
+) -> None:
+    """Three sends at once; a webhook whose endpoint hangs holds at most one of them, so
+    another webhook's message goes out while those wait for their (long) time limit."""
+    hung = shared_settings(
+        database_url, **(HOOKS | {"webhook_concurrency": 3, "webhook_timeout_seconds": 120})
+    )
+    async with running_app(hung) as app, http_client(app) as client:
+        admin = await _admin(app, client)
+        # Stopped before the app, which then has no send left waiting for its time limit.
+        with receiving() as stuck:
+            stuck.answer(*[HANG] * 10)
+            await register(client, admin, stuck.url, events=["document.created"])
+            await declare(client, admin)
+            for _ in range(5):  # five messages for the hanging endpoint, the oldest
+                await client.post(
+                    "/v1/collections/orders/documents", json={}, headers=admin.headers
+                )
+            await stuck.wait_for(1)
+            await register(client, admin, receiver.url, events=["document.created"])
+            made = await client.post(
+                "/v1/collections/orders/documents", json={}, headers=admin.headers
+            )
+            [got] = await receiver.wait_for(1)
+            assert got.json["data"]["id"] == made.json()["id"]
+            # Meanwhile the hanging endpoint had one send at a time, unanswered.
+            assert [r.status for r in stuck.received] == [None]
+
+
 async def test_a_name_resolving_to_a_private_address_is_refused_when_sending(
     database_url: str,
 ) -> None:

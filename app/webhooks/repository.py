@@ -14,6 +14,8 @@ delivery log.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -124,18 +126,39 @@ class WebhookRepository:
         return await insert_new(self.deliveries, raws)
 
     async def claim_many(
-        self, worker: str, *, now: datetime, lease: timedelta, limit: int
+        self,
+        worker: str,
+        *,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        busy: Mapping[ObjectId, int] | None = None,
+        per_webhook: int | None = None,
     ) -> list[Claimed] | None:
         """Up to `limit` due messages, oldest first, each leased to `worker` (several
         processes may race for the same ones: each message's update is atomic and
         conditioned on its lease being free, so each goes to one of them). Three round
-        trips for a batch instead of two per message. None: nothing was due; [] : other
-        processes took what was (look again at once)."""
+        trips for a batch instead of two per message. With `per_webhook`, no webhook gets
+        more than that many sends at once counting `busy` (those in flight): one that
+        never answers cannot hold every slot. None: nothing was due (that this worker may
+        take); [] : other processes took what was (look again at once)."""
         due = {"status": "pending", "due_at": {"$lte": now}, "lease_until": {"$lte": now}}
-        cursor = self.deliveries.find(due, projection={"_id": True}).sort(
+        full = [w for w, n in (busy or {}).items() if per_webhook and n >= per_webhook]
+        wanted = {**due, "webhook": {"$nin": full}} if full else due
+        cursor = self.deliveries.find(wanted, projection={"_id": True, "webhook": True}).sort(
             [("due_at", ASCENDING), ("_id", ASCENDING)]
         )
-        ids = [raw["_id"] async for raw in cursor.limit(limit)]
+        # A few more than wanted, for the turns a webhook at its share must pass.
+        looked = limit if per_webhook is None else min(limit * 4, 200)
+        taken: Counter[ObjectId] = Counter(busy or {})
+        ids = []
+        for raw in await cursor.limit(looked).to_list():
+            if per_webhook is not None and taken[raw["webhook"]] >= per_webhook:
+                continue
+            taken[raw["webhook"]] += 1
+            ids.append(raw["_id"])
+            if len(ids) == limit:
+                break
         if not ids:
             return None
         token = f"{worker}:{ObjectId()}"

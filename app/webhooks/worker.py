@@ -18,8 +18,11 @@ import contextlib
 import logging
 import os
 import socket
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
+
+from bson import ObjectId
 
 from app.clock import Clock
 from app.observability.metrics import WEBHOOK_ATTEMPTS
@@ -56,7 +59,12 @@ class DeliveryWorker:
         self.lease = timedelta(seconds=sender.timeout + 30)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.concurrency = concurrency
+        # Sends one webhook may have at once: two slots stay for the others, so an
+        # endpoint that never answers delays them by nothing (it alone waits for its
+        # time limits), while a lone busy webhook still gets most of the slots.
+        self.per_webhook = max(1, concurrency - 2)
         self._sending: set[asyncio.Task[None]] = set()
+        self._busy: Counter[ObjectId] = Counter()  # sends in flight, by webhook
         self._wake = asyncio.Event()
         # The earliest retry this process scheduled: it looks again then.
         self._next_retry: datetime | None = None
@@ -94,7 +102,12 @@ class DeliveryWorker:
                         await asyncio.wait(set(self._sending), return_when=asyncio.FIRST_COMPLETED)
                         continue
                     batch = await self.repository.claim_many(
-                        self.worker_id, now=self.clock(), lease=self.lease, limit=free
+                        self.worker_id,
+                        now=self.clock(),
+                        lease=self.lease,
+                        limit=free,
+                        busy=self._busy,
+                        per_webhook=self.per_webhook,
                     )
                     if batch is None:
                         break  # nothing due
@@ -102,6 +115,7 @@ class DeliveryWorker:
                     # The batch's webhooks, as they are now (one read).
                     hooks = await self.repository.get_many({c.webhook for c in batch})
                     for claimed in batch:
+                        self._busy[claimed.webhook] += 1
                         send = self._send(claimed, hooks.get(claimed.webhook))
                         task = asyncio.create_task(send, name="webhook-send")
                         self._sending.add(task)
@@ -133,6 +147,9 @@ class DeliveryWorker:
                 "webhook delivery failed unexpectedly", extra={"delivery": str(claimed.id)}
             )
         finally:
+            self._busy[claimed.webhook] -= 1
+            if not self._busy[claimed.webhook]:
+                del self._busy[claimed.webhook]
             self.attempts += 1
             # A slot is free: look for more now rather than at the next poll.
             self._wake.set()
