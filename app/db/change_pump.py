@@ -209,14 +209,20 @@ class ChangePump:
         checkpoint: a pump that starts later (a worker process beside API processes that
         run no jobs) then begins here, not at its own start, and records the changes
         made meanwhile."""
-        if await self.state.find_one({"_id": "pump"}, projection={"_id": True}) is not None:
+        marked = {"_id": "pump", "token": {"$ne": None}}
+        if await self.state.find_one(marked, projection={"_id": True}) is not None:
             return
         async with await self.db.watch([{"$match": {"_id": None}}]) as stream:
             token = stream.resume_token
+        if token is None:
+            return
         with contextlib.suppress(DuplicateKeyError):  # another process did it meanwhile
             await self.state.update_one(
-                {"_id": "pump"},
-                {"$setOnInsert": {"token": token, "lease_until": datetime.fromtimestamp(0, UTC)}},
+                {"_id": "pump", "token": None},  # none yet, or one without a token
+                {
+                    "$set": {"token": token},
+                    "$setOnInsert": {"lease_until": datetime.fromtimestamp(0, UTC)},
+                },
                 upsert=True,
             )
 

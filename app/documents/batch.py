@@ -10,6 +10,7 @@ index. A standalone mongod has no transactions: 503 transactions_unavailable.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ from app.documents.core import Preconditions, WriteConflict
 from app.documents.models import StoredDocument
 from app.documents.service import DocumentService
 from app.errors import AppError, ErrorCode, FieldError
+
+log = logging.getLogger("docstore.documents")
 
 MAX_OPERATIONS = 100
 # Rounds of the whole batch after transient errors (write conflicts with other writers),
@@ -112,7 +115,10 @@ class BatchService:
             async with self.db.client.start_session() as session:
                 done: list[Done] = await session.with_transaction(body)
             for action in after_commit:  # committed: the deleted documents' files go too
-                await action()
+                try:
+                    await action()
+                except Exception:  # the batch stands; the others still run
+                    log.exception("a batch's work after its commit failed")
             return done
         except BatchFailed as failed:
             error = failed.error

@@ -133,32 +133,36 @@ class WebhookRepository:
         lease: timedelta,
         limit: int,
         busy: Mapping[ObjectId, int] | None = None,
-        per_webhook: int | None = None,
+        share: int | None = None,
+        cap: int | None = None,
     ) -> list[Claimed] | None:
         """Up to `limit` due messages, oldest first, each leased to `worker` (several
         processes may race for the same ones: each message's update is atomic and
         conditioned on its lease being free, so each goes to one of them). Three round
-        trips for a batch instead of two per message. With `per_webhook`, no webhook gets
-        more than that many sends at once counting `busy` (those in flight): one that
-        never answers cannot hold every slot. None: nothing was due (that this worker may
+        trips for a batch instead of two per message. Counting `busy` (sends in flight, by
+        webhook), each webhook first gets up to `share` sends at once, then what is left
+        up to `cap`: one that never answers cannot hold every slot, and webhooks over
+        their share give way to the others. None: nothing was due (that this worker may
         take); [] : other processes took what was (look again at once)."""
         due = {"status": "pending", "due_at": {"$lte": now}, "lease_until": {"$lte": now}}
-        full = [w for w, n in (busy or {}).items() if per_webhook and n >= per_webhook]
+        full = [w for w, n in (busy or {}).items() if cap is not None and n >= cap]
         wanted = {**due, "webhook": {"$nin": full}} if full else due
         cursor = self.deliveries.find(wanted, projection={"_id": True, "webhook": True}).sort(
             [("due_at", ASCENDING), ("_id", ASCENDING)]
         )
-        # A few more than wanted, for the turns a webhook at its share must pass.
-        looked = limit if per_webhook is None else min(limit * 4, 200)
+        # A few more than wanted, for the turns a webhook over its share must pass.
+        looked = limit if cap is None else min(limit * 4, 200)
+        candidates = await cursor.limit(looked).to_list()
         taken: Counter[ObjectId] = Counter(busy or {})
-        ids = []
-        for raw in await cursor.limit(looked).to_list():
-            if per_webhook is not None and taken[raw["webhook"]] >= per_webhook:
-                continue
-            taken[raw["webhook"]] += 1
-            ids.append(raw["_id"])
-            if len(ids) == limit:
-                break
+        ids: list[ObjectId] = []
+        for most in (share, cap):  # fair shares first, then the rest (oldest first)
+            for raw in candidates:
+                if len(ids) == limit:
+                    break
+                if raw["_id"] in ids or (most is not None and taken[raw["webhook"]] >= most):
+                    continue
+                taken[raw["webhook"]] += 1
+                ids.append(raw["_id"])
         if not ids:
             return None
         token = f"{worker}:{ObjectId()}"

@@ -20,6 +20,7 @@ import os
 import socket
 from collections import Counter
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from bson import ObjectId
@@ -59,10 +60,13 @@ class DeliveryWorker:
         self.lease = timedelta(seconds=sender.timeout + 30)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.concurrency = concurrency
-        # Sends one webhook may have at once: two slots stay for the others, so an
-        # endpoint that never answers delays them by nothing (it alone waits for its
-        # time limits), while a lone busy webhook still gets most of the slots.
-        self.per_webhook = max(1, concurrency - 2)
+        # Sends one webhook may have at once: a quarter of the slots while others wait
+        # too, at most all but two: an endpoint that never answers delays the others by
+        # nothing (only its own sends wait for their time limits), while a lone busy
+        # webhook still gets most of the slots. Several hanging endpoints can still fill
+        # them (each until its sends time out).
+        self.share = max(1, concurrency // 4)
+        self.cap = max(1, concurrency - 2)
         self._sending: set[asyncio.Task[None]] = set()
         self._busy: Counter[ObjectId] = Counter()  # sends in flight, by webhook
         self._wake = asyncio.Event()
@@ -107,7 +111,8 @@ class DeliveryWorker:
                         lease=self.lease,
                         limit=free,
                         busy=self._busy,
-                        per_webhook=self.per_webhook,
+                        share=self.share,
+                        cap=self.cap,
                     )
                     if batch is None:
                         break  # nothing due
@@ -120,12 +125,19 @@ class DeliveryWorker:
                         task = asyncio.create_task(send, name="webhook-send")
                         self._sending.add(task)
                         task.add_done_callback(self._sending.discard)
+                        # (A callback: it runs even for a task cancelled before it began.)
+                        task.add_done_callback(partial(self._release, claimed.webhook))
             except asyncio.CancelledError:
                 raise
             except Exception:  # the database is away: try again at the next poll
                 log.exception("webhook queue unavailable")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._pause())
+
+    def _release(self, webhook: ObjectId, _: object) -> None:
+        self._busy[webhook] -= 1
+        if self._busy[webhook] <= 0:
+            del self._busy[webhook]
 
     def _pause(self) -> float:
         """Seconds until the next look: the poll interval, or sooner when a retry this
@@ -147,9 +159,6 @@ class DeliveryWorker:
                 "webhook delivery failed unexpectedly", extra={"delivery": str(claimed.id)}
             )
         finally:
-            self._busy[claimed.webhook] -= 1
-            if not self._busy[claimed.webhook]:
-                del self._busy[claimed.webhook]
             self.attempts += 1
             # A slot is free: look for more now rather than at the next poll.
             self._wake.set()
