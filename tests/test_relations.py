@@ -88,6 +88,9 @@ async def test_get_expands_references_through_levels(
     assert post["data"]["author"] == "ada"  # the data is as stored
     author = post["expanded"]["author"]
     assert author["id"] == "ada" and author["document"]["data"]["name"] == "Ada"
+    # Embedded as a GET shows it (plus what it expands in turn).
+    alone = (await client.get(f"{docs('authors')}/ada", headers=user.headers)).json()
+    assert {k: v for k, v in author["document"].items() if k != "expanded"} == alone
     assert author["document"]["expanded"]["boss"]["document"]["data"] == {"name": "Grace"}
     comments = post["expanded"]["comments"]
     assert [c["id"] for c in comments] == ["c1", "c2", "zz"]

@@ -231,6 +231,11 @@ class Gate:
         query = self._compiled(rule)
         return not query or rules.matches(query, raw)
 
+    @property
+    def hides_fields(self) -> bool:
+        """Whether some documents may show this caller less than their whole data."""
+        return bool(self.policy.fields) and not self.bypass
+
     def hidden(self, doc: StoredDocument) -> list[str]:
         """Paths under `data` this caller may not read in `doc` (without the `data.`)."""
         if not self.policy.fields or self.bypass:

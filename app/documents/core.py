@@ -133,6 +133,21 @@ def json_envelope(collection: str, doc: StoredDocument) -> dict[str, Any]:
     }
 
 
+def row_envelope(collection: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """json_envelope of a stored row as it came from the database (no StoredDocument in
+    between: for many documents shown whole, e.g. expanded references)."""
+    return {
+        "id": row["_id"],
+        "collection": collection,
+        "owner": row.get("owner"),
+        "team": row.get("team"),
+        "version": row["version"],
+        "created_at": rfc3339(row["created_at"]),
+        "updated_at": rfc3339(row["updated_at"]),
+        "data": row.get("data", {}),
+    }
+
+
 def envelope(collection: str, doc: StoredDocument) -> dict[str, Any]:
     """The JSON shape clients see (as stored for idempotent replays)."""
     return {

@@ -22,7 +22,7 @@ from typing import Any
 
 from app.accounts.principal import Principal
 from app.collections.models import CollectionSpec
-from app.documents.core import DocumentCore, json_envelope
+from app.documents.core import DocumentCore, json_envelope, row_envelope
 from app.documents.models import StoredDocument
 from app.documents.relations import USERS, ExpandNode, Ref, ids_at, refs_of
 from app.errors import FieldError, NotFound, Unauthorized, ValidationFailed
@@ -126,6 +126,8 @@ class DocumentExpansion(DocumentCore):
         rows = await self._repository(spec).find_page(
             query, sort=[("_id", 1)], limit=len(ids), projection=None
         )
+        if not gate.hides_fields:
+            return {row["_id"]: row_envelope(target, row) for row in rows}
         return {
             row["_id"]: json_envelope(target, gate.shown(StoredDocument.from_mongo(row)))
             for row in rows
@@ -152,9 +154,13 @@ class DocumentExpansion(DocumentCore):
         while frontier:
             wanted: dict[str, set[str]] = {}
             entries = 0  # what the answer embeds at this level, repeats included
-            for _, data, nodes in frontier:
-                for node in nodes.values():
-                    ids = ids_at(data, node.ref)[0]
+            held = [
+                {name: ids_at(data, node.ref) for name, node in nodes.items()}
+                for _, data, nodes in frontier
+            ]
+            for (_, _, nodes), found_ids in zip(frontier, held, strict=True):
+                for name, node in nodes.items():
+                    ids = found_ids[name][0]
                     entries += len(ids)
                     wanted.setdefault(node.ref.target, set()).update(ids)
             if entries > EXPAND_MAX_DOCUMENTS:
@@ -166,21 +172,23 @@ class DocumentExpansion(DocumentCore):
                 target: await self._fetch(target, ids, caller) for target, ids in wanted.items()
             }
             following: list[tuple[Expanded, dict[str, Any], dict[str, ExpandNode]]] = []
-            for holder, data, nodes in frontier:
+            for (holder, _, nodes), found_ids in zip(frontier, held, strict=True):
                 for name, node in nodes.items():
-                    holder[name] = self._entries(node, data, found[node.ref.target], following)
+                    holder[name] = self._entries(
+                        node, found_ids[name], found[node.ref.target], following
+                    )
             frontier = following
         return out
 
     @staticmethod
     def _entries(
         node: ExpandNode,
-        data: dict[str, Any],
+        held: tuple[list[str], bool],
         found: dict[str, dict[str, Any]],
         following: list[tuple[Expanded, dict[str, Any], dict[str, ExpandNode]]],
     ) -> Any:
         ref: Ref = node.ref
-        ids, usable = ids_at(data, ref)
+        ids, usable = held  # ids_at(data, ref)
 
         def entry(doc_id: str | None) -> dict[str, Any]:
             if doc_id is None:
@@ -193,8 +201,8 @@ class DocumentExpansion(DocumentCore):
                     "document": None,
                     "reason": "not_found",
                 }
-            document = dict(document)  # each holder its own (children differ by path)
             if node.children:
+                document = dict(document)  # each holder its own (children differ by path)
                 document["expanded"] = {}
                 following.append((document["expanded"], document["data"], node.children))
             return {"id": doc_id, "collection": ref.target, "document": document, "reason": None}
