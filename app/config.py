@@ -307,6 +307,12 @@ class Settings(BaseSettings):
                 )
         return self
 
+    @property
+    def sealing_keys(self) -> tuple[str, ...]:
+        """Key materials of the secrets sealed at rest (TOTP secrets, webhook signing
+        secrets): MFA_ENCRYPTION_KEYS, the first of which seals, then JWT_SECRET."""
+        return (*(key.get_secret_value() for key in self.mfa_encryption_keys), self.jwt_secret)
+
     @model_validator(mode="after")
     def _strong_mfa_keys(self) -> Settings:
         if any(

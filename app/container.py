@@ -327,10 +327,7 @@ class Container:
         collections.on_delete = collection_deleted
         documents.on_delete = documents_deleted
         hook_repository = WebhookRepository(db, max_time_ms=settings.query_max_time_ms)
-        hook_secrets = Secrets(
-            *(key.get_secret_value() for key in settings.mfa_encryption_keys),
-            settings.jwt_secret,
-        )
+        hook_secrets = Secrets(*settings.sealing_keys)
         deliveries = DeliveryWorker(
             hook_repository,
             Sender(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 
@@ -20,6 +21,30 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
         current = asyncio.current_task()
         if current is not None and current.cancelling():
             raise
+
+
+class NextRetry:
+    """The earliest retry a queue worker (mail, webhooks) scheduled in this process: it
+    looks again then rather than at its next poll (other processes' retries are found by
+    polling)."""
+
+    def __init__(self, clock: Callable[[], datetime], poll_seconds: float) -> None:
+        self.clock = clock
+        self.poll_seconds = poll_seconds
+        self._at: datetime | None = None
+
+    def schedule(self, at: datetime | None) -> None:
+        if at is not None and (self._at is None or at < self._at):
+            self._at = at
+
+    def pause(self) -> float:
+        """Seconds until the next look: the poll interval, or sooner if a retry is due."""
+        if self._at is None:
+            return self.poll_seconds
+        until = (self._at - self.clock()).total_seconds()
+        if until <= self.poll_seconds:
+            self._at = None
+        return min(self.poll_seconds, max(0.0, until))
 
 
 def backoff(attempts: int, first: float = 5.0) -> timedelta:

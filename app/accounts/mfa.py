@@ -178,10 +178,7 @@ class MfaService:
         self.limiter = limiter
         self.daily = daily
         self.clock = clock
-        self.box = SecretBox(
-            *(key.get_secret_value() for key in settings.mfa_encryption_keys),
-            settings.jwt_secret,
-        )
+        self.box = SecretBox(*settings.sealing_keys)
         # Mails the owner about a change to how the account signs in (set by the
         # container: the mail outbox lives in the account lifecycle).
         self.notify: Callable[[User, str], Awaitable[None]] | None = None

@@ -13,14 +13,14 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 
 from app.clock import Clock
 from app.mail.outbox import Outbox, OutboxMessage
 from app.mail.transport import MailTransport
-from app.tasks import cancel_and_wait
+from app.tasks import NextRetry, cancel_and_wait
 
 log = logging.getLogger("docstore.mail")
 
@@ -60,9 +60,7 @@ class MailWorker:
         self.lease = lease
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._wake = asyncio.Event()
-        # The earliest retry this process scheduled: the worker looks again then, not
-        # at the next poll (other processes' retries are found by polling).
-        self._next_retry: datetime | None = None
+        self._next_retry = NextRetry(clock, poll_seconds)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         # Set after each pass over the due messages (tests wait on it, not on time).
@@ -96,17 +94,8 @@ class MailWorker:
                 log.exception("mail outbox unavailable")
             self.idle.set()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._pause())
+                await asyncio.wait_for(self._wake.wait(), self._next_retry.pause())
             self.idle.clear()
-
-    def _pause(self) -> float:
-        """Seconds until the next look: the poll interval, or sooner if a retry is due."""
-        if self._next_retry is None:
-            return self.poll_seconds
-        until = float((self._next_retry - self.clock()).total_seconds())
-        if until <= self.poll_seconds:
-            self._next_retry = None
-        return min(self.poll_seconds, max(0.0, until))
 
     async def deliver_one(self) -> bool:
         """Claim and deliver one due message; False when none is due."""
@@ -125,8 +114,7 @@ class MailWorker:
             again = await self.outbox.failed(
                 message, self.worker_id, now=self.clock(), error=f"{type(exc).__name__}: {exc}"
             )
-            if again is not None and (self._next_retry is None or again < self._next_retry):
-                self._next_retry = again
+            self._next_retry.schedule(again)
             log.warning(
                 "mail delivery failed" + ("; will retry" if again else "; giving up"),
                 extra={"kind": message.kind, "attempts": message.attempts, "error": str(exc)},

@@ -27,7 +27,7 @@ from bson import ObjectId
 
 from app.clock import Clock
 from app.observability.metrics import WEBHOOK_ATTEMPTS
-from app.tasks import backoff, cancel_and_wait
+from app.tasks import NextRetry, backoff, cancel_and_wait
 from app.webhooks import signing
 from app.webhooks.repository import Claimed, WebhookRepository
 from app.webhooks.secrets import Secrets
@@ -70,8 +70,7 @@ class DeliveryWorker:
         self._sending: set[asyncio.Task[None]] = set()
         self._busy: Counter[ObjectId] = Counter()  # sends in flight, by webhook
         self._wake = asyncio.Event()
-        # The earliest retry this process scheduled: it looks again then.
-        self._next_retry: datetime | None = None
+        self._next_retry = NextRetry(clock, poll_seconds)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         # Attempts made by this process (tests wait on the count, not on time).
@@ -132,22 +131,12 @@ class DeliveryWorker:
             except Exception:  # the database is away: try again at the next poll
                 log.exception("webhook queue unavailable")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._pause())
+                await asyncio.wait_for(self._wake.wait(), self._next_retry.pause())
 
     def _release(self, webhook: ObjectId, _: object) -> None:
         self._busy[webhook] -= 1
         if self._busy[webhook] <= 0:
             del self._busy[webhook]
-
-    def _pause(self) -> float:
-        """Seconds until the next look: the poll interval, or sooner when a retry this
-        process scheduled is due (other processes' retries are found by polling)."""
-        if self._next_retry is None:
-            return self.poll_seconds
-        until = (self._next_retry - self.clock()).total_seconds()
-        if until <= self.poll_seconds:
-            self._next_retry = None
-        return min(self.poll_seconds, max(0.0, until))
 
     async def _send(self, claimed: Claimed, webhook: dict[str, Any] | None) -> None:
         try:
@@ -203,8 +192,7 @@ class DeliveryWorker:
         due: datetime | None = now + backoff(claimed.attempts, self.retry_seconds)
         if due is not None and due - claimed.created_at > self.give_up:
             due = None
-        if due is not None and (self._next_retry is None or due < self._next_retry):
-            self._next_retry = due
+        self._next_retry.schedule(due)
         await self.repository.settle(
             claimed,
             attempt=attempt,
