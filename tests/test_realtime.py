@@ -26,6 +26,7 @@ from fastapi import FastAPI
 
 from app.accounts.models import Role
 from app.accounts.principal import Principal
+from app.clock import utc_now
 from app.collections.schemas import CollectionIn
 from app.realtime.hub import Change, RealtimeHub, Subscriber, network_of
 from tests.support.accounts import PASSWORD, Account
@@ -315,6 +316,29 @@ async def test_resume_from_the_ready_id_loses_nothing_written_while_away(
     written = await create(client, user, "quiet", {"n": 1})
     async with stream(server_b, "quiet", user, last_event_id=ready_id) as resumed:
         assert (await resumed.next_change()).data["id"] == written
+
+
+async def test_joining_or_leaving_a_team_tells_the_members_streams_to_list_again(
+    app: FastAPI, client: httpx.AsyncClient, admin: Account, user: Account, server_b: str
+) -> None:
+    """Team rules may now show the member other documents, with no document changing:
+    the member's streams say `reset` (list again); other users' streams say nothing."""
+    container = app.state.container
+    await declare(client, admin, "tasks", "authenticated")
+    owner = await container.auth.users.get_principal(admin.id)
+    team = (await container.teams.create(owner, "Crew")).team.id
+    await caught_up(app, server_b)  # B has applied the team's making (the admin joined it)
+    async with stream(server_b, "tasks", user) as mine, stream(server_b, "tasks", admin) as theirs:
+        await container.teams.repository.add_member(team, user.id, "member", now=utc_now())
+        joined = await mine.next_change()
+        assert (joined.event, joined.data) == ("reset", {"reason": "membership_changed"})
+        assert joined.id is not None  # a resume point, as every other event
+        await container.teams.repository.remove_member(team, user.id)
+        left = await mine.next_change()
+        assert (left.event, left.data) == ("reset", {"reason": "membership_changed"})
+        # The admin's stream saw none of it; the next thing it sees is a document.
+        made = await create(client, user, "tasks", {"n": 1})
+        assert (await theirs.next_change()).data["id"] == made
 
 
 async def test_an_unknown_last_event_id_resets(

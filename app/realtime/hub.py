@@ -84,6 +84,8 @@ class Change:
     before: dict[str, Any] | None = None
     # Filter verdicts for this change, shared by subscribers with the same filter.
     verdicts: dict[str, asyncio.Future[bool | None]] = field(default_factory=dict)
+    # Kind "reset" (no document changed; the client should list again): why.
+    reason: str | None = None
 
 
 def parse_change(raw: dict[str, Any]) -> Change | None:
@@ -168,7 +170,7 @@ class Subscriber:
             if self.end_reason is not None:
                 return None
             change = self.pending.popleft()
-            if not self.replayed:
+            if not self.replayed or change.kind == "reset":
                 return change
             if change.token.get("_data") not in self.replayed:
                 # Changes arrive in order: once one is new, so is everything after it.
@@ -303,6 +305,12 @@ class RealtimeHub:
         REALTIME_STREAMS.dec()
         if not self._count:
             self._idle_since = asyncio.get_running_loop().time()
+
+    def tell_reset(self, sub: Subscriber, reason: str) -> None:
+        """Queue a `reset` for `sub` after the changes it has been handed so far (what
+        it may see changed without any document changing: list again)."""
+        if self.position is not None:
+            sub.push(Change(dict(self.position), sub.collection, "reset", reason=reason))
 
     def subscribers(
         self, predicate: Callable[[Subscriber], bool] | None = None

@@ -26,7 +26,8 @@ EVENT_TYPES = {
     "created": "A document was created (data: the document, as GET returns it).",
     "updated": "A document was changed (data: the document after the change).",
     "deleted": 'A document was deleted (data: {"id": ...}).',
-    "reset": "Events may have been missed (resume point too old or unknown): re-list.",
+    "reset": "Re-list: events may have been missed (resume point too old or unknown), or "
+    "what the caller may read changed without a document changing (membership_changed).",
     "end": 'The server ended the stream (data: {"reason": ...}); do not reconnect blindly.',
 }
 STREAM_DESCRIPTION = (

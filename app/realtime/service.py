@@ -38,6 +38,7 @@ from app.documents.models import StoredDocument
 from app.errors import AppError, ErrorCode, Unauthorized
 from app.pagination import CursorCodec, InvalidCursor
 from app.realtime.hub import Change, RealtimeHub, Subscriber
+from app.teams.repository import MEMBERS as TEAM_MEMBERS
 
 log = logging.getLogger("docstore.realtime")
 
@@ -285,8 +286,9 @@ class RealtimeService:
         return await self.auth.signed_out_reason(caller)
 
     async def on_account_change(self, collection: str, key: str | None) -> None:
-        """End the streams whose sign-in a change to users, sessions or API keys undid
-        (called by the read cache's change feed once it has forgotten the old state)."""
+        """End the streams whose sign-in a change to users, sessions or API keys undid,
+        and tell a member's streams to list again when their teams change (called by the
+        read cache's change feed once it has forgotten the old state)."""
         if not self.hub.count:
             return
         if key is None:
@@ -297,6 +299,13 @@ class RealtimeService:
             subs = self.hub.subscribers(lambda s: _caller(s).session_id == key)
         elif collection == API_KEYS:
             subs = self.hub.subscribers(lambda s: _caller(s).api_key_id is not None)
+        elif collection == TEAM_MEMBERS:
+            # Joining or leaving a team (or a new role in it) changes which documents
+            # the member may read without any document changing: their streams say
+            # `reset` (list again), and judge later changes by the new membership.
+            for sub in self.hub.of_user(key.partition(":")[2]):
+                self.hub.tell_reset(sub, "membership_changed")
+            return
         else:
             return
         for sub in subs:
@@ -315,6 +324,9 @@ class RealtimeService:
         if change.kind == "gone":
             sub.end("collection_deleted")
             return None
+        if change.kind == "reset":
+            event_id = self._event_id(request.collection, change.token)
+            return _reset(change.reason or "reset", event_id)
         try:
             spec = await self.collections.get(request.collection)
             gate = await self.gates(spec, request.caller)
