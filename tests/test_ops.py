@@ -6,6 +6,8 @@ import inspect
 import io
 import json
 import logging
+import re
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -178,6 +180,24 @@ async def test_access_is_logged_as_json_with_the_user(
     assert record.__dict__["status"] == 404
     assert record.__dict__["code"] == "collection_not_found"
     assert record.levelname == "INFO"
+
+
+async def test_metrics_tell_whether_a_change_pump_leads_and_when_it_last_saved(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """What to alert on: no process leading (no background jobs anywhere: no webhooks, no
+    history), or a leader whose checkpoint has stopped moving."""
+    pump = app.state.container.pump
+    await pump.settled()  # it leads and follows the stream
+    text = (await client.get("/metrics")).text
+
+    def value(name: str) -> float:
+        found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+        assert found is not None, f"{name} is not in /metrics"
+        return float(found.group(1))
+
+    assert pump.leading and value("docstore_change_pump_leading") >= 1
+    assert 0 < value("docstore_change_pump_checkpoint_timestamp_seconds") <= time.time()
 
 
 def _metric(text: str, name: str, **labels: str) -> float:

@@ -37,7 +37,11 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from app.clock import Clock
 from app.db.client import Db
-from app.observability.metrics import CHANGE_PUMP_GAPS
+from app.observability.metrics import (
+    CHANGE_PUMP_CHECKPOINT,
+    CHANGE_PUMP_GAPS,
+    CHANGE_PUMP_LEADING,
+)
 from app.tasks import cancel_and_wait
 
 log = logging.getLogger("docstore.changes")
@@ -156,7 +160,11 @@ class ChangePump:
             try:
                 if await self._acquire():
                     self.leading = True
-                    await self._lead()
+                    CHANGE_PUMP_LEADING.inc()
+                    try:
+                        await self._lead()
+                    finally:
+                        CHANGE_PUMP_LEADING.dec()
             except (LostLease, PyMongoError) as exc:
                 if not isinstance(exc, LostLease):
                     log.warning("change pump interrupted; retrying", extra={"error": str(exc)})
@@ -183,6 +191,7 @@ class ChangePump:
         # None: the lease was free (or never taken) and is ours now, as is a found one.
         del raw
         self._renewed = time.monotonic()
+        CHANGE_PUMP_CHECKPOINT.set(time.time())
         return True
 
     async def _keep_lease(self) -> None:
@@ -203,6 +212,7 @@ class ChangePump:
         if result.matched_count == 0:
             raise LostLease
         self._renewed = time.monotonic()
+        CHANGE_PUMP_CHECKPOINT.set(time.time())
 
     async def mark_start(self) -> None:
         """Where no pump has ever run on this database, save the present as its first

@@ -139,6 +139,20 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
+CHANGE_PUMP_LEADING = Gauge(
+    "docstore_change_pump_leading",
+    "Processes whose change pump leads (records webhook messages and document history): "
+    "1 when all is well; 0 for long means no process runs background jobs",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+CHANGE_PUMP_CHECKPOINT = Gauge(
+    "docstore_change_pump_checkpoint_timestamp_seconds",
+    "When the leading change pump last saved its checkpoint (Unix time; at least every "
+    "second or so while it runs): far behind the present means it is stuck",
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
+)
 CHANGE_PUMP_GAPS = Counter(
     "docstore_change_pump_gaps_total",
     "Times the change pump could not resume where it stopped (the database had lost that "
