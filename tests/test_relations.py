@@ -7,8 +7,9 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo.asynchronous.collection import AsyncCollection
 
-from app.container import Container
+from app.collections.models import storage_name
 from tests.support.accounts import Account
 from tests.support.problems import assert_problem
 
@@ -38,9 +39,15 @@ def docs(name: str) -> str:
 
 
 async def declare(
-    client: httpx.AsyncClient, admin: Account, name: str, schema: Any, read: str = "authenticated"
+    client: httpx.AsyncClient,
+    admin: Account,
+    name: str,
+    schema: Any,
+    read: str = "authenticated",
+    **more: Any,
 ) -> None:
     body = {"name": name, "schema": schema, "access": {"read": read, "write": "authenticated"}}
+    body.update(more)
     made = await client.post("/v1/collections", json=body, headers=admin.headers)
     assert made.status_code == 201, made.text
 
@@ -111,52 +118,80 @@ async def test_get_expands_references_through_levels(
 
 
 async def test_lists_expand_with_one_query_per_level_and_collection(
-    client: httpx.AsyncClient, user: Account, blog: None, container: Container
+    client: httpx.AsyncClient, user: Account, blog: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[tuple[str, int]] = []
-    original = container.documents._fetch
+    names = {storage_name(n): n for n in ("posts", "authors", "comments")}
+    reads: list[str] = []
+    find, aggregate = AsyncCollection.find, AsyncCollection.aggregate
 
-    async def counted(target: str, ids: set[str], caller: Any) -> Any:
-        calls.append((target, len(ids)))
-        return await original(target, ids, caller)
+    def counted_find(self: AsyncCollection[Any], *args: Any, **kwargs: Any) -> Any:
+        if self.name in names:
+            reads.append(names[self.name])
+        return find(self, *args, **kwargs)
 
-    container.documents._fetch = counted  # type: ignore[method-assign]
-    try:
-        for n in range(3, 8):
-            await put(client, user, "posts", f"p{n}", {"title": f"T{n}", "author": "ada"})
-        answer = await client.get(
-            docs("posts"), params={"expand": "author,comments.author"}, headers=user.headers
-        )
-    finally:
-        container.documents._fetch = original  # type: ignore[method-assign]
+    async def counted_aggregate(self: AsyncCollection[Any], *args: Any, **kwargs: Any) -> Any:
+        if self.name in names:
+            reads.append(names[self.name])
+        return await aggregate(self, *args, **kwargs)
+
+    for n in range(3, 8):
+        await put(client, user, "posts", f"p{n}", {"title": f"T{n}", "author": "ada"})
+    monkeypatch.setattr(AsyncCollection, "find", counted_find)
+    monkeypatch.setattr(AsyncCollection, "aggregate", counted_aggregate)
+    answer = await client.get(
+        docs("posts"), params={"expand": "author,comments.author"}, headers=user.headers
+    )
+    monkeypatch.undo()
     items = answer.json()["items"]
     assert len(items) == 7
     assert {i["id"]: (i["expanded"]["author"] or {}).get("id") for i in items}["p3"] == "ada"
     assert next(i for i in items if i["id"] == "p2")["expanded"]["author"] is None
-    # Level 1: authors (ada, once for six posts) and comments; level 2: the comments' authors.
-    assert sorted(calls) == [("authors", 1), ("authors", 2), ("comments", 3)]
+    assert (
+        next(i for i in items if i["id"] == "p1")["expanded"]["author"]["document"]
+        == (await client.get(f"{docs('authors')}/ada", headers=user.headers)).json()
+    )
+    # The page brings its authors (joined to its query); the comments are a list of
+    # references: one query for them, and one for their authors (the second level).
+    assert sorted(reads) == ["authors", "comments", "posts"]
 
 
+async def expanded(
+    client: httpx.AsyncClient, who: Account, how: str, name: str, doc_id: str, paths: str
+) -> Any:
+    """The `expanded` of one document, read by id (`get`) or in a page (`list`, `search`:
+    the first level is joined to the page's query)."""
+    if how == "get":
+        answer = await client.get(f"{docs(name)}/{doc_id}?expand={paths}", headers=who.headers)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["expanded"]
+    found = "&search=tulips" if how == "search" else ""
+    answer = await client.get(f"{docs(name)}?expand={paths}{found}", headers=who.headers)
+    assert answer.status_code == 200, answer.text
+    return next(i for i in answer.json()["items"] if i["id"] == doc_id)["expanded"]
+
+
+@pytest.mark.parametrize("how", ["get", "list", "search"])
 async def test_expand_never_shows_what_the_caller_may_not_read(
-    client: httpx.AsyncClient, admin: Account, user: Account, other_user: Account
+    how: str, client: httpx.AsyncClient, admin: Account, user: Account, other_user: Account
 ) -> None:
     await declare(client, admin, "authors", AUTHORS, read="owner")
-    await declare(client, admin, "posts", POSTS, read="authenticated")
+    await declare(client, admin, "posts", POSTS, search={"fields": ["data.title"]})
     await put(client, user, "authors", "mine", {"name": "Private"})
-    await put(client, other_user, "posts", "p", {"title": "T", "author": "mine"})
-    theirs = await client.get(f"{docs('posts')}/p?expand=author", headers=other_user.headers)
-    assert theirs.json()["expanded"]["author"] == {
+    await put(client, other_user, "posts", "p", {"title": "Tulips", "author": "mine"})
+    theirs = await expanded(client, other_user, how, "posts", "p", "author")
+    assert theirs["author"] == {
         "id": "mine",
         "collection": "authors",
         "document": None,
         "reason": "not_found",
     }
-    mine = await client.get(f"{docs('posts')}/p?expand=author", headers=user.headers)
-    assert mine.json()["expanded"]["author"]["document"]["data"] == {"name": "Private"}
+    mine = await expanded(client, user, how, "posts", "p", "author")
+    assert mine["author"]["document"]["data"] == {"name": "Private"}
 
 
+@pytest.mark.parametrize("how", ["get", "list"])
 async def test_a_field_rule_applies_inside_expanded_documents(
-    client: httpx.AsyncClient, admin: Account, user: Account, other_user: Account
+    how: str, client: httpx.AsyncClient, admin: Account, user: Account, other_user: Account
 ) -> None:
     body = {
         "name": "authors",
@@ -171,8 +206,8 @@ async def test_a_field_rule_applies_inside_expanded_documents(
     await declare(client, admin, "posts", POSTS)
     await put(client, user, "authors", "ada", {"name": "Ada", "salary": 100})
     await put(client, other_user, "posts", "p", {"title": "T", "author": "ada"})
-    seen = await client.get(f"{docs('posts')}/p?expand=author", headers=other_user.headers)
-    assert seen.json()["expanded"]["author"]["document"]["data"] == {"name": "Ada"}
+    seen = await expanded(client, other_user, how, "posts", "p", "author")
+    assert seen["author"]["document"]["data"] == {"name": "Ada"}
 
 
 @pytest.mark.parametrize(
@@ -213,18 +248,28 @@ async def test_a_cycle_of_references_ends_at_the_depth_limit(
     assert too_deep.status_code == 422
 
 
+@pytest.mark.parametrize("how", ["get", "list"])
 async def test_a_value_that_is_not_an_id_expands_as_invalid(
-    client: httpx.AsyncClient, admin: Account, user: Account
+    how: str, client: httpx.AsyncClient, admin: Account, user: Account
 ) -> None:
     loose = {
         "type": "object",
-        "properties": {"author": {"x-ref": "authors", "type": ["string", "integer"]}},
+        "properties": {"author": {"x-ref": "authors", "type": ["string", "integer", "array"]}},
     }
     await declare(client, admin, "authors", AUTHORS)
     await declare(client, admin, "posts", loose)
+    await put(client, user, "authors", "ada", {"name": "Ada"})
     await put(client, user, "posts", "p", {"author": 7})
-    answer = await client.get(f"{docs('posts')}/p?expand=author", headers=user.headers)
-    assert answer.json()["expanded"]["author"]["reason"] == "invalid"
+    # A list where one id belongs: the join finds `ada`, but the value is still no id.
+    await put(client, user, "posts", "q", {"author": ["ada", "ada"]})
+    for doc_id in ("p", "q"):
+        seen = await expanded(client, user, how, "posts", doc_id, "author")
+        assert seen["author"] == {
+            "id": None,
+            "collection": "authors",
+            "document": None,
+            "reason": "invalid",
+        }
 
 
 @pytest.mark.parametrize(

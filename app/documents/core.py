@@ -117,6 +117,8 @@ MAX_REPOSITORIES = 1024
 class Page:
     items: list[StoredDocument]
     next_cursor: str | None
+    # Each item's `expanded`, by id, when the read asked for `expand`.
+    expanded: dict[str, dict[str, Any]] | None = None
 
 
 def json_envelope(collection: str, doc: StoredDocument) -> dict[str, Any]:

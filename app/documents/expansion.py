@@ -12,16 +12,24 @@ only; for others it is `not_found`.
 Bounds (422 otherwise): EXPAND_MAX_PATHS paths, EXPAND_MAX_DEPTH references deep (a
 cycle, `parent.parent...`, ends there), and at most EXPAND_MAX_DOCUMENTS documents read
 per level.
+
+A page's first level usually costs no query of its own: a single reference to a
+collection is joined to the page's query (`$lookup` on `_id`, the target's read scope in
+its pipeline, at most one document per row), so the page and the documents it names
+arrive in one answer (`Joins`). Lists of references, accounts and deeper levels are read
+by id as above.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from app.accounts.principal import Principal
-from app.collections.models import CollectionSpec
+from app.collections.models import CollectionSpec, storage_name
+from app.documents import access
 from app.documents.core import DocumentCore, json_envelope, row_envelope
 from app.documents.models import StoredDocument
 from app.documents.relations import USERS, ExpandNode, Ref, ids_at, refs_of
@@ -40,6 +48,63 @@ def _refused(msg: str) -> ValidationFailed:
 
 
 UserProfiles = Callable[[list[str]], Awaitable[Mapping[str, tuple[str, datetime, datetime]]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Join:
+    name: str  # the first-level reference (a key of the expand tree)
+    target: str
+    gate: access.Gate  # the caller in front of the target collection
+    field: str  # where the row carries what it joined
+
+
+@dataclass
+class Prefetched:
+    """What a page's joins found: envelopes by target and id, and the references whose
+    ids they answered for (an id they did not bring back is missing or unreadable)."""
+
+    found: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    names: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Joins:
+    """`$lookup` stages for a page's query, and how to take their results off its rows."""
+
+    tree: dict[str, ExpandNode]
+    joins: tuple[_Join, ...] = ()
+
+    @property
+    def stages(self) -> list[dict[str, Any]]:
+        stages: list[dict[str, Any]] = []
+        for join in self.joins:
+            pipeline: list[dict[str, Any]] = [{"$limit": 1}]  # an id names one document
+            scope = join.gate.read_scope("read")
+            if scope:
+                pipeline.insert(0, {"$match": scope})
+            lookup = {
+                "from": storage_name(join.target),
+                "localField": self.tree[join.name].ref.path,
+                "foreignField": "_id",
+                "pipeline": pipeline,
+                "as": join.field,
+            }
+            stages.append({"$lookup": lookup})
+        return stages
+
+    def take(self, rows: list[dict[str, Any]]) -> Prefetched:
+        """Remove the joined documents from `rows`, as envelopes by target and id."""
+        out = Prefetched(names=frozenset(join.name for join in self.joins))
+        for join in self.joins:
+            found = out.found.setdefault(join.target, {})
+            for row in rows:
+                for joined in row.pop(join.field, ()):
+                    if join.gate.hides_fields:
+                        shown = join.gate.shown(StoredDocument.from_mongo(joined))
+                        found[joined["_id"]] = json_envelope(join.target, shown)
+                    else:
+                        found[joined["_id"]] = row_envelope(join.target, joined)
+        return out
 
 
 class DocumentExpansion(DocumentCore):
@@ -89,6 +154,26 @@ class DocumentExpansion(DocumentCore):
                         raise _refused(f"{path}: collection {ref.target} does not exist") from None
         return tree
 
+    async def joins(self, spec: CollectionSpec, caller: Principal | None, raw: str) -> Joins:
+        """The page query's joins for `raw` (422 as `expand_tree`): one per single
+        reference to a collection the caller may read at the first level."""
+        tree = await self.expand_tree(spec, raw)
+        joins: list[_Join] = []
+        for name, node in tree.items():
+            if node.ref.many or node.ref.target == USERS:
+                continue  # a list could join thousands per row; accounts are not documents
+            try:
+                target = await self.collections.get(node.ref.target)
+            except NotFound:
+                continue
+            gate = await self.gate(target, caller)
+            try:
+                gate.read_scope("read")
+            except Unauthorized:
+                continue  # nothing to join: `_fetch` answers without a query
+            joins.append(_Join(name, target.id, gate, f"_expand{len(joins)}"))
+        return Joins(tree, tuple(joins))
+
     async def _fetch(
         self, target: str, ids: set[str], caller: Principal | None
     ) -> dict[str, dict[str, Any]]:
@@ -122,7 +207,8 @@ class DocumentExpansion(DocumentCore):
             scope = gate.read_scope("read")
         except Unauthorized:  # an anonymous caller, who may read nothing there
             return {}
-        query = {"$and": [{"_id": {"$in": sorted(ids)}}, scope]}
+        # Merged, not `$and`: SecantusDB uses the `_id` index only for a top-level `_id`.
+        query = access.both({"_id": {"$in": sorted(ids)}}, scope)
         rows = await self._repository(spec).find_page(
             query, sort=[("_id", 1)], limit=len(ids), projection=None
         )
@@ -136,17 +222,18 @@ class DocumentExpansion(DocumentCore):
     async def expanded_for(
         self, name: str, caller: Principal | None, docs: list[StoredDocument], raw: str
     ) -> dict[str, Expanded]:
-        return await self.expand(await self.collections.get(name), caller, docs, raw)
+        spec = await self.collections.get(name)
+        return await self.expand(caller, docs, await self.expand_tree(spec, raw))
 
     async def expand(
         self,
-        spec: CollectionSpec,
         caller: Principal | None,
         docs: list[StoredDocument],
-        raw: str,
+        tree: dict[str, ExpandNode],
+        prefetched: Prefetched | None = None,
     ) -> dict[str, Expanded]:
-        """Each document's `expanded`, by its id."""
-        tree = await self.expand_tree(spec, raw)
+        """Each document's `expanded`, by its id (the first level from `prefetched` as far
+        as it answers)."""
         out: dict[str, Expanded] = {doc.id: {} for doc in docs}
         frontier: list[tuple[Expanded, dict[str, Any], dict[str, ExpandNode]]] = [
             (out[doc.id], doc.data, tree) for doc in docs
@@ -158,19 +245,25 @@ class DocumentExpansion(DocumentCore):
                 {name: ids_at(data, node.ref) for name, node in nodes.items()}
                 for _, data, nodes in frontier
             ]
+            answered: dict[str, set[str]] = {}  # ids the joins looked up, by target
             for (_, _, nodes), found_ids in zip(frontier, held, strict=True):
                 for name, node in nodes.items():
                     ids = found_ids[name][0]
                     entries += len(ids)
                     wanted.setdefault(node.ref.target, set()).update(ids)
+                    if prefetched is not None and name in prefetched.names:
+                        answered.setdefault(node.ref.target, set()).update(ids)
             if entries > EXPAND_MAX_DOCUMENTS:
                 raise _refused(
                     f"more than {EXPAND_MAX_DOCUMENTS} references to embed at one level: "
                     "page with a smaller limit"
                 )
-            found = {
-                target: await self._fetch(target, ids, caller) for target, ids in wanted.items()
-            }
+            found: dict[str, dict[str, dict[str, Any]]] = {}
+            for target, asked in wanted.items():
+                joined = prefetched.found.get(target, {}) if prefetched is not None else {}
+                fetched = await self._fetch(target, asked - answered.get(target, set()), caller)
+                found[target] = {**joined, **fetched} if fetched else joined
+            prefetched = None  # the joins were the first level's
             following: list[tuple[Expanded, dict[str, Any], dict[str, ExpandNode]]] = []
             for (holder, _, nodes), found_ids in zip(frontier, held, strict=True):
                 for name, node in nodes.items():

@@ -22,7 +22,7 @@ from typing import Any
 
 from app.collections.models import CollectionSpec
 from app.db import transaction
-from app.documents.access import Gate
+from app.documents.access import Gate, both
 from app.documents.core import DocumentCore
 from app.documents.relations import Ref, ids_at
 from app.errors import AppError, ErrorCode, FieldError
@@ -79,7 +79,7 @@ class DocumentIntegrity(DocumentCore):
                 found: set[str] = set()
             else:
                 rows = await self._repository(target).find_page(
-                    {"$and": [{"_id": {"$in": sorted(new)}}, scope]},
+                    both({"_id": {"$in": sorted(new)}}, scope),
                     sort=[("_id", 1)],
                     limit=len(new),
                     projection={"_id": 1},

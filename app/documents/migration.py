@@ -20,6 +20,7 @@ from typing import Any, Literal
 from app.accounts.models import Role
 from app.accounts.principal import Principal
 from app.collections.models import CollectionSpec
+from app.documents.access import both
 from app.documents.core import Preconditions, limited_query
 from app.documents.crud import DocumentCrud
 from app.documents.json_patch import apply_json_patch, parse_json_patch
@@ -64,10 +65,11 @@ class DocumentMigration(DocumentCrud):
         `only` these ids, when given: a retry of the ones that could not take it)."""
         gate = await self.gate(spec, OPERATOR)
         query = limited_query(gate, parsed_filter, {})
+        # Merged where the keys differ: SecantusDB uses the `_id` index only at the top.
         if after is not None:
-            query = {"$and": [query, {"_id": {"$gt": after}}]} if query else {"_id": {"$gt": after}}
+            query = both(query, {"_id": {"$gt": after}})
         if only is not None:
-            query = {"$and": [query, {"_id": {"$in": only}}]} if query else {"_id": {"$in": only}}
+            query = both(query, {"_id": {"$in": only}})
         rows = await self._repository(spec).find_page(
             query, sort=[("_id", 1)], limit=size, projection=None
         )

@@ -8,7 +8,8 @@ from typing import Any
 from app.accounts.principal import Principal
 from app.collections.models import CollectionSpec
 from app.documents import access
-from app.documents.core import DocumentCore, Page, parse_filter
+from app.documents.core import Page, parse_filter
+from app.documents.expansion import DocumentExpansion, Joins, Prefetched
 from app.documents.filters import compile_fields, compile_sort
 from app.documents.keyset import (
     after_clause,
@@ -52,7 +53,7 @@ def projected(data: dict[str, Any], paths: list[str]) -> dict[str, Any]:
     return out
 
 
-class DocumentQueries(DocumentCore):
+class DocumentQueries(DocumentExpansion):
     async def list_page(
         self,
         name: str,
@@ -64,14 +65,25 @@ class DocumentQueries(DocumentCore):
         limit: int,
         cursor: str | None,
         search: str | None = None,
+        expand: str | None = None,
     ) -> Page:
+        """A page of what the caller may read; with `expand`, each item's `expanded`
+        (single references of the first level joined to the page's own query)."""
         spec = await self.collections.get(name)
         gate = await self.gate(spec, caller)
         parsed_filter = parse_filter(filter_raw) if filter_raw else None
         terms = self._search_terms(spec, gate, search) if search is not None else None
+        joins = await self.joins(spec, caller, expand) if expand is not None else None
         if terms is not None and not sort_raw:
             return await self._search_page(
-                spec, gate, terms, parsed_filter, fields_raw, limit=limit, cursor=cursor
+                spec,
+                gate,
+                terms,
+                parsed_filter,
+                fields_raw,
+                limit=limit,
+                cursor=cursor,
+                joins=joins,
             )
         sort = compile_sort(sort_raw or "")
         query = self._compile_query(gate, parsed_filter, gate.read_scope("list"), sort)
@@ -88,7 +100,12 @@ class DocumentQueries(DocumentCore):
             after = after_clause(sort, decode_cursor(self.cursors, cursor, scope))
             query = {"$and": [query, after]} if query else after
         repo = self._repository(spec)
-        rows = await repo.find_page(query, sort=sort, limit=limit + 1, projection=projection)
+        # Joined only when rows come whole (a projection could drop the references).
+        stages = joins.stages if joins is not None and projection is None else None
+        rows = await repo.find_page(
+            query, sort=sort, limit=limit + 1, projection=projection, joins=stages
+        )
+        prefetched = joins.take(rows) if joins is not None and stages else None
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
@@ -101,7 +118,20 @@ class DocumentQueries(DocumentCore):
         if kept is not None:
             for item in items:
                 item.data = projected(item.data, kept)
-        return Page(items=items, next_cursor=next_cursor)
+        page = Page(items=items, next_cursor=next_cursor)
+        return await self._expanded(page, caller, joins, prefetched)
+
+    async def _expanded(
+        self,
+        page: Page,
+        caller: Principal | None,
+        joins: Joins | None,
+        prefetched: Prefetched | None = None,
+    ) -> Page:
+        if joins is None:
+            return page
+        expanded = await self.expand(caller, page.items, joins.tree, prefetched)
+        return Page(items=page.items, next_cursor=page.next_cursor, expanded=expanded)
 
     def _search_terms(self, spec: CollectionSpec, gate: access.Gate, text: str) -> list[str]:
         if spec.search is None:
@@ -134,10 +164,11 @@ class DocumentQueries(DocumentCore):
         *,
         limit: int,
         cursor: str | None,
+        joins: Joins | None = None,
     ) -> Page:
         """Documents having any of `terms`, best first (search.py says how they rank)."""
         if not terms:  # only common words, or none: nothing to look for
-            return Page(items=[], next_cursor=None)
+            return Page(items=[], next_cursor=None, expanded={} if joins is not None else None)
         kept = None
         if fields_raw:  # read whole (field rules judge whole documents), then keep these
             kept = [p for p in compile_fields(fields_raw) if p.startswith("data")]
@@ -167,8 +198,10 @@ class DocumentQueries(DocumentCore):
             {"$sort": {"_score": -1, "_id": 1}},
             {"$limit": limit + 1},
             {"$project": {"_search": 0, "_search_first": 0}},
+            *(joins.stages if joins is not None else ()),
         ]
         rows = await self._repository(spec).aggregate(pipeline)
+        prefetched = joins.take(rows) if joins is not None else None
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
@@ -178,7 +211,8 @@ class DocumentQueries(DocumentCore):
         if kept is not None:
             for item in items:
                 item.data = projected(item.data, kept)
-        return Page(items=items, next_cursor=next_cursor)
+        page = Page(items=items, next_cursor=next_cursor)
+        return await self._expanded(page, gate.principal, joins, prefetched)
 
     def stream(
         self, spec: CollectionSpec, *, batch_size: int = 1000

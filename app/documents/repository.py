@@ -196,7 +196,20 @@ class DocumentRepository:
         sort: list[tuple[str, int]],
         limit: int,
         projection: dict[str, int] | None,
+        joins: list[dict[str, Any]] | None = None,
     ) -> list[dict[str, Any]]:
+        """A page of stored rows; with `joins` (`$lookup` stages, no projection), one
+        aggregation that brings what they join with the page."""
+        if joins:
+            assert projection is None
+            pipeline: list[dict[str, Any]] = [{"$match": query}]
+            if sort:
+                pipeline.append({"$sort": dict(sort)})
+            pipeline += [{"$limit": limit}, *joins]
+            rows = await self.collection.aggregate(
+                pipeline, maxTimeMS=self.max_time_ms, session=transaction.current()
+            )
+            return await rows.to_list(length=limit)
         cursor = (
             self.collection.find(query, projection, session=transaction.current())
             .sort(sort)

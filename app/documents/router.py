@@ -257,12 +257,11 @@ async def list_documents(
         limit=limit,
         cursor=cursor,
         search=search,
+        expand=expand,
     )
-    expanded = None
-    if expand is not None:
-        expanded = await documents.expanded_for(name, caller, page.items, expand)
     return Response(
-        encode_page(name, page.items, page.next_cursor, expanded), media_type="application/json"
+        encode_page(name, page.items, page.next_cursor, page.expanded),
+        media_type="application/json",
     )
 
 
