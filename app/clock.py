@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
+from bson.tz_util import utc as bson_utc
 from pydantic import PlainSerializer
 
 Clock = Callable[[], datetime]
@@ -19,6 +20,8 @@ def utc_now() -> datetime:
 
 def rfc3339(value: datetime) -> str:
     """RFC 3339 in UTC with milliseconds: 2026-11-24T10:00:00.123Z."""
+    if value.tzinfo is UTC or value.tzinfo is bson_utc:  # what the driver reads back
+        return value.isoformat(timespec="milliseconds")[:-6] + "Z"  # its "+00:00" dropped
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

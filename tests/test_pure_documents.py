@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from bson.tz_util import utc as bson_utc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.clock import rfc3339
 from app.documents.filters import (
     ALLOWED_OPERATORS,
     FilterLimits,
@@ -325,3 +327,18 @@ def test_cursors_round_trip_and_resist_tampering(values: dict[str, Any]) -> None
     body, _, mac = cursor.partition(".")
     with pytest.raises(InvalidCursor):
         decode_cursor(codec, body + "A." + mac, scope)
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1970, 1, 1),
+        max_value=datetime(9999, 1, 1),
+        timezones=st.sampled_from([UTC, bson_utc, timezone(timedelta(hours=-5, minutes=-30))]),
+    )
+)
+def test_dates_leave_as_utc_text_with_milliseconds(value: datetime) -> None:
+    # However the datetime came (the driver's utc, Python's, another offset): one text.
+    text = rfc3339(value)
+    assert len(text) == 24 and text.endswith("Z")
+    back = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    assert back == value.replace(microsecond=value.microsecond // 1000 * 1000)
