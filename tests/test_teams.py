@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -287,6 +288,86 @@ async def test_members_and_invitations_are_bounded_and_unknown_members_are_404(
         assert_problem(full, 409, "team_limit_reached")
         members = await api.get(f"{TEAMS}/{team}/members", headers=owner.headers)
         assert len(members.json()["items"]) == 2
+
+
+async def test_racing_requests_never_leave_a_limit_exceeded(
+    database_url: str, smtp: tuple[Inbox, int]
+) -> None:
+    # Each request checks its limit before writing; at once, they all pass that check.
+    settings = make_settings(
+        database_url,
+        mail_url=f"smtp://127.0.0.1:{smtp[1]}",
+        public_url="https://app.example",
+        teams_max_per_user=2,
+        team_max_members=2,
+        team_max_invitations=3,
+    )
+    async with running_app(settings) as app, http_client(app) as api:
+        owner = await signed_in(app, api)
+        made = await asyncio.gather(
+            *(api.post(TEAMS, json={"name": f"T{i}"}, headers=owner.headers) for i in range(6))
+        )
+        # Racing at the limit may refuse one that would have fit; never one too many.
+        assert all(r.status_code in (201, 409) for r in made), made
+        listed = (await api.get(TEAMS, headers=owner.headers)).json()["items"]
+        assert len(listed) == sum(r.status_code == 201 for r in made) <= 2
+        if not listed:
+            await new_team(api, owner)  # alone, there is room
+            listed = (await api.get(TEAMS, headers=owner.headers)).json()["items"]
+        team = listed[0]["id"]
+
+        invited = await asyncio.gather(
+            *(
+                api.post(
+                    f"{TEAMS}/{team}/invitations",
+                    json={"email": f"other{i}@example.com"},
+                    headers=owner.headers,
+                )
+                for i in range(6)
+            )
+        )
+        assert all(r.status_code in (201, 409) for r in invited), invited
+        pending = (await api.get(f"{TEAMS}/{team}/invitations", headers=owner.headers)).json()
+        assert len(pending["items"]) == sum(r.status_code == 201 for r in invited) <= 3
+        # Room for one more member (the owner is one); three guests invited accept at once.
+        guests = [await signed_in(app, api) for _ in range(3)]
+        for item in pending["items"]:
+            await api.delete(f"{TEAMS}/{team}/invitations/{item['id']}", headers=owner.headers)
+        for guest in guests:
+            sent = await api.post(
+                f"{TEAMS}/{team}/invitations", json={"email": guest.email}, headers=owner.headers
+            )
+            assert sent.status_code == 201, sent.text
+        tokens: dict[str, str] = {}
+        while len(tokens) < 3:
+            mail = await smtp[0].next()
+            if mail["To"] in {g.email for g in guests}:
+                tokens[mail["To"]] = token_in(mail, "accept-invitation")
+        accepted = await asyncio.gather(
+            *(
+                api.post(
+                    f"{TEAMS}/invitations/accept",
+                    json={"token": tokens[g.email]},
+                    headers=g.headers,
+                )
+                for g in guests
+            )
+        )
+        assert all(r.status_code in (200, 409) for r in accepted), accepted
+        members = (await api.get(f"{TEAMS}/{team}/members", headers=owner.headers)).json()
+        assert len(members["items"]) == 1 + sum(r.status_code == 200 for r in accepted) <= 2
+        # A refused guest's invitation is still there: it works once there is room.
+        refused = [g for g, r in zip(guests, accepted, strict=True) if r.status_code == 409]
+        assert refused
+        for item in members["items"]:
+            if item["user_id"] != owner.id:
+                await api.delete(f"{TEAMS}/{team}/members/{item['user_id']}", headers=owner.headers)
+        again = await api.post(
+            f"{TEAMS}/invitations/accept",
+            json={"token": tokens[refused[0].email]},
+            headers=refused[0].headers,
+        )
+        assert again.status_code == 200, again.text
 
 
 async def test_the_team_record_decides_the_owner_when_a_transfer_was_cut_short(

@@ -148,12 +148,32 @@ class TeamService:
 
     # -- changing ----------------------------------------------------------------------------
 
-    async def _check_room(self, user_id: str) -> None:
-        if await self.repository.count_memberships(user_id) >= self.settings.teams_max_per_user:
-            raise TeamLimitReached(
-                f"An account belongs to at most {self.settings.teams_max_per_user} teams "
-                "(TEAMS_MAX_PER_USER); leave one first"
-            )
+    # Each limit is checked before the write (the usual refusal, nothing changed) and again
+    # after it, counting the write itself: requests racing past the first check see each
+    # other there, and each one over the limit takes its own write back. A race may refuse
+    # one that would have fit (try again); the limit is never left exceeded.
+
+    def _too_many_teams(self) -> TeamLimitReached:
+        return TeamLimitReached(
+            f"An account belongs to at most {self.settings.teams_max_per_user} teams "
+            "(TEAMS_MAX_PER_USER); leave one first"
+        )
+
+    def _too_many_members(self, team_id: str) -> TeamLimitReached:
+        limit = self.settings.team_max_members
+        return TeamLimitReached(f"Team {team_id} has its {limit} members (TEAM_MAX_MEMBERS)")
+
+    def _too_many_invitations(self) -> TeamLimitReached:
+        return TeamLimitReached(
+            f"A team has at most {self.settings.team_max_invitations} pending invitations "
+            "(TEAM_MAX_INVITATIONS); revoke some first"
+        )
+
+    async def _check_room(self, user_id: str, *, joined: bool = False) -> None:
+        """Room for one more team (`joined`: counting the one just joined)."""
+        held = await self.repository.count_memberships(user_id)
+        if held > self.settings.teams_max_per_user - (0 if joined else 1):
+            raise self._too_many_teams()
 
     async def create(self, caller: Principal, name: str) -> Membership:
         await self._check_room(caller.id)
@@ -162,6 +182,11 @@ class TeamService:
             id=new_id("team"), name=name, owner_id=caller.id, created_at=now, updated_at=now
         )
         await self.repository.create(team, now=now)
+        try:
+            await self._check_room(caller.id, joined=True)
+        except TeamLimitReached:
+            await self.repository.delete(team.id)
+            raise
         return Membership(team, OWNER)
 
     async def rename(self, caller: Principal, team_id: str, name: str) -> Membership:
@@ -267,10 +292,7 @@ class TeamService:
         )
         limit = self.settings.team_max_invitations
         if await self.repository.count_invitations(team_id, now=now) >= limit:
-            raise TeamLimitReached(
-                f"A team has at most {limit} pending invitations (TEAM_MAX_INVITATIONS); "
-                "revoke some first"
-            )
+            raise self._too_many_invitations()
         invitation = Invitation(
             id=new_id("inv"),
             team_id=team_id,
@@ -283,6 +305,9 @@ class TeamService:
         # One pending invitation per address: a new one (another role, say) replaces it.
         await self.repository.revoke_for(team_id, email)
         await self.repository.invite(invitation)
+        if await self.repository.count_invitations(team_id, now=now) > limit:
+            await self.repository.revoke(team_id, invitation.id)
+            raise self._too_many_invitations()
         await self.queue_mail(INVITATION_MAIL, email, {"invitation_id": invitation.id})
         return invitation
 
@@ -310,16 +335,27 @@ class TeamService:
         team = await self.repository.get(invitation.team_id)
         if team is None:
             raise _invalid_invitation()
-        if await self.repository.member(team.id, caller.id) is None:
+        joining = await self.repository.member(team.id, caller.id) is None
+        if joining:
             await self._check_room(caller.id)
-            limit = self.settings.team_max_members
-            if await self.repository.count_members(team.id) >= limit:
-                raise TeamLimitReached(f"Team {team.id} has its {limit} members (TEAM_MAX_MEMBERS)")
+            if await self.repository.count_members(team.id) >= self.settings.team_max_members:
+                raise self._too_many_members(team.id)
         if not await self._inviter_may_still(team, invitation):
             raise _invalid_invitation()
         if not await self.repository.consume(invitation.id, token):
             raise _invalid_invitation()  # used by a concurrent request
         await self.repository.add_member(team.id, caller.id, invitation.role, now=self.clock())
+        if joining:
+            try:
+                await self._check_room(caller.id, joined=True)
+                if await self.repository.count_members(team.id) > self.settings.team_max_members:
+                    raise self._too_many_members(team.id)
+            except TeamLimitReached:
+                # Out again, and the invitation back as it was: it may be accepted later.
+                await self.repository.remove_member(team.id, caller.id)
+                await self.repository.invite(invitation)
+                await self.repository.set_token(invitation.id, token)
+                raise
         current = await self.repository.get(team.id)
         member = await self.repository.member(team.id, caller.id)
         if current is None or member is None:  # the team was deleted meanwhile
