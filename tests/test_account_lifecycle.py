@@ -3,11 +3,7 @@ password reset, sessions, API keys; two server processes where it matters."""
 
 from __future__ import annotations
 
-import asyncio
 import email
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from email.policy import default as default_policy
 from pathlib import Path
@@ -21,10 +17,11 @@ from pymongo import AsyncMongoClient
 
 from app.config import Settings
 from tests.support.accounts import PASSWORD
-from tests.support.apps import ROOT, http_client, make_settings, running_app
+from tests.support.apps import http_client, make_settings, running_app
 from tests.support.feeds import applied, feed_of
 from tests.support.mail import Inbox, parts, token_in
 from tests.support.problems import assert_problem
+from tests.support.scripts import script
 from tests.support.servers import api_server, free_port
 from tests.support.waiting import until
 
@@ -456,22 +453,10 @@ async def test_api_keys_act_as_their_user_but_never_on_credentials(database_url:
 async def _admin(
     client: httpx.AsyncClient, database_url: str, settings: Settings
 ) -> dict[str, str]:
-    await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "scripts.create_admin",
-            "--email",
-            "root@example.com",
-            "--password",
-            PASSWORD,
-        ],
-        cwd=ROOT,
-        env={**os.environ, "MONGODB_URL": database_url, "MONGODB_DB": settings.mongodb_db},
-        check=True,
-        capture_output=True,
+    made = script(
+        settings, "scripts.create_admin", "--email", "root@example.com", "--password", PASSWORD
     )
+    assert made.returncode == 0, made.stderr
     tokens = (await login(client, "root@example.com", PASSWORD)).json()
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 
@@ -480,50 +465,22 @@ async def test_make_apikey_mints_a_working_key(
     app: FastAPI, client: httpx.AsyncClient, settings: Settings
 ) -> None:
     await register(client, "ops@example.com")
-    env = {
-        **os.environ,
-        "MONGODB_URL": str(settings.mongodb_url),
-        "MONGODB_DB": settings.mongodb_db,
-    }
-    minted = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "scripts.create_api_key",
-            "--email",
-            "ops@example.com",
-            "--name",
-            "cron",
-            "--days",
-            "30",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+    minted = script(
+        settings,
+        "scripts.create_api_key",
+        "--email",
+        "ops@example.com",
+        "--name",
+        "cron",
+        "--days",
+        "30",
     )
     assert minted.returncode == 0, minted.stderr
     secret = minted.stdout.split()[0]
     me = await client.get("/v1/users/me", headers={"Authorization": f"Bearer {secret}"})
     assert me.json()["email"] == "ops@example.com"
-    unknown = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "scripts.create_api_key",
-            "--email",
-            "nobody@example.com",
-            "--name",
-            "x",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+    unknown = script(
+        settings, "scripts.create_api_key", "--email", "nobody@example.com", "--name", "x"
     )
     assert unknown.returncode == 1 and "no account has" in unknown.stderr
     for bad, message in (
@@ -531,15 +488,7 @@ async def test_make_apikey_mints_a_working_key(
         (["--email", "ops@example.com", "--name", "x", "--days", "0"], "--days"),
         (["--email", "ops@example.com", "--name", "  "], "--name"),
     ):
-        refused = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "scripts.create_api_key", *bad],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        refused = script(settings, "scripts.create_api_key", *bad)
         assert refused.returncode == 2 and message in refused.stderr, refused.stderr
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 
 import httpx
 
@@ -13,29 +11,13 @@ from app.accounts.models import Role
 from app.config import Settings
 from app.container import Container
 from tests.support.accounts import PASSWORD, Account, sign_in
-from tests.support.apps import ROOT
 from tests.support.problems import assert_problem
+from tests.support.scripts import script
 
 
 def run_script(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "MONGODB_URL": str(settings.mongodb_url),
-        "MONGODB_DB": settings.mongodb_db,
-        "ARGON2_TIME_COST": "1",
-        "ARGON2_MEMORY_KIB": "64",
-        "ARGON2_PARALLELISM": "1",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "scripts.create_admin", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        input="",
-        check=False,
-    )
+    result: subprocess.CompletedProcess[str] = script(settings, "scripts.create_admin", *args)
+    return result
 
 
 async def test_creates_a_new_admin_who_can_sign_in(
