@@ -8,9 +8,12 @@ from typing import Any
 import httpx
 import pytest
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import OperationFailure
 
+from app.accounts.models import Role
 from app.collections.models import storage_name
-from tests.support.accounts import Account
+from tests.support.accounts import Account, signed_in
+from tests.support.apps import http_client, make_settings, running_app
 from tests.support.problems import assert_problem
 
 
@@ -168,6 +171,60 @@ async def expanded(
     answer = await client.get(f"{docs(name)}?expand={paths}{found}", headers=who.headers)
     assert answer.status_code == 200, answer.text
     return next(i for i in answer.json()["items"] if i["id"] == doc_id)["expanded"]
+
+
+@pytest.mark.parametrize("how", ["list", "search"])
+async def test_rows_too_large_to_join_are_expanded_by_id(
+    how: str,
+    client: httpx.AsyncClient,
+    admin: Account,
+    user: Account,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # MongoDB refuses a joined row past 16 MB (documents written around the API, larger
+    # than DOCUMENT_MAX_BYTES); the embedded database does not, so its answer is played.
+    await declare(client, admin, "authors", AUTHORS)
+    await declare(client, admin, "posts", POSTS, search={"fields": ["data.title"]})
+    await put(client, user, "authors", "ada", {"name": "Ada"})
+    await put(client, user, "posts", "p", {"title": "Tulips", "author": "ada"})
+    aggregate = AsyncCollection.aggregate
+    joined: list[bool] = []
+
+    async def too_large(self: AsyncCollection[Any], pipeline: Any, *args: Any, **kw: Any) -> Any:
+        if any("$lookup" in stage for stage in pipeline):
+            joined.append(True)
+            raise OperationFailure("Total size of documents exceeds 16793600 bytes", code=4568)
+        return await aggregate(self, pipeline, *args, **kw)
+
+    monkeypatch.setattr(AsyncCollection, "aggregate", too_large)
+    seen = await expanded(client, user, how, "posts", "p", "author")
+    monkeypatch.undo()
+    assert joined  # it was tried
+    assert seen["author"]["document"]["data"] == {"name": "Ada"}
+
+
+async def test_large_documents_leave_room_for_fewer_joins(database_url: str) -> None:
+    # Two documents of DOCUMENT_MAX_BYTES would not fit in one row: nothing is joined.
+    settings = make_settings(database_url, document_max_bytes=9 * 1024 * 1024)
+    async with running_app(settings) as app, http_client(app) as client:
+        admin = await signed_in(app, client, role=Role.ADMIN)
+        user = await signed_in(app, client)
+        await declare(client, admin, "authors", AUTHORS)
+        await declare(client, admin, "posts", POSTS)
+        await put(client, user, "authors", "ada", {"name": "Ada"})
+        await put(client, user, "posts", "p", {"title": "T", "author": "ada"})
+        lookups: list[Any] = []
+        aggregate = AsyncCollection.aggregate
+
+        async def watched(self: AsyncCollection[Any], pipeline: Any, *a: Any, **kw: Any) -> Any:
+            lookups.extend(stage for stage in pipeline if "$lookup" in stage)
+            return await aggregate(self, pipeline, *a, **kw)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(AsyncCollection, "aggregate", watched)
+            seen = await expanded(client, user, "list", "posts", "p", "author")
+        assert lookups == []
+        assert seen["author"]["document"]["data"] == {"name": "Ada"}
 
 
 @pytest.mark.parametrize("how", ["get", "list", "search"])

@@ -38,6 +38,12 @@ from app.errors import FieldError, NotFound, Unauthorized, ValidationFailed
 EXPAND_MAX_PATHS = 10
 EXPAND_MAX_DEPTH = 3
 EXPAND_MAX_DOCUMENTS = 1000
+# A joined row must fit in one BSON document (16 MiB, less room for the reply's framing):
+# the page's document and each one it joins, all as large as DOCUMENT_MAX_BYTES lets them.
+JOINED_ROW_MAX_BYTES = 16 * 1024 * 1024 - 64 * 1024
+# What MongoDB answers when a row with what it joined is too large anyway (documents
+# written around the API, past DOCUMENT_MAX_BYTES): the page is then read without joins.
+ROW_TOO_LARGE_CODES = (10334, 4568)
 Expanded = dict[str, Any]  # reference name -> entry, or list of entries, or None
 
 
@@ -159,9 +165,12 @@ class DocumentExpansion(DocumentCore):
         reference to a collection the caller may read at the first level."""
         tree = await self.expand_tree(spec, raw)
         joins: list[_Join] = []
+        room = JOINED_ROW_MAX_BYTES // self.settings.document_max_bytes - 1
         for name, node in tree.items():
             if node.ref.many or node.ref.target == USERS:
                 continue  # a list could join thousands per row; accounts are not documents
+            if len(joins) >= room:
+                break  # the rest are read by id
             try:
                 target = await self.collections.get(node.ref.target)
             except NotFound:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from pymongo.errors import OperationFailure
+
 from app.accounts.principal import Principal
 from app.collections.models import CollectionSpec
 from app.documents import access
 from app.documents.core import Page, parse_filter
-from app.documents.expansion import DocumentExpansion, Joins, Prefetched
+from app.documents.expansion import ROW_TOO_LARGE_CODES, DocumentExpansion, Joins, Prefetched
 from app.documents.filters import compile_fields, compile_sort
 from app.documents.keyset import (
     after_clause,
@@ -102,9 +104,15 @@ class DocumentQueries(DocumentExpansion):
         repo = self._repository(spec)
         # Joined only when rows come whole (a projection could drop the references).
         stages = joins.stages if joins is not None and projection is None else None
-        rows = await repo.find_page(
-            query, sort=sort, limit=limit + 1, projection=projection, joins=stages
-        )
+        try:
+            rows = await repo.find_page(
+                query, sort=sort, limit=limit + 1, projection=projection, joins=stages
+            )
+        except OperationFailure as exc:
+            if not stages or exc.code not in ROW_TOO_LARGE_CODES:
+                raise
+            stages = None  # documents larger than the limit: their references by id
+            rows = await repo.find_page(query, sort=sort, limit=limit + 1, projection=None)
         prefetched = joins.take(rows) if joins is not None and stages else None
         next_cursor = None
         if len(rows) > limit:
@@ -198,10 +206,16 @@ class DocumentQueries(DocumentExpansion):
             {"$sort": {"_score": -1, "_id": 1}},
             {"$limit": limit + 1},
             {"$project": {"_search": 0, "_search_first": 0}},
-            *(joins.stages if joins is not None else ()),
         ]
-        rows = await self._repository(spec).aggregate(pipeline)
-        prefetched = joins.take(rows) if joins is not None else None
+        stages = joins.stages if joins is not None else []
+        try:
+            rows = await self._repository(spec).aggregate(pipeline + stages)
+        except OperationFailure as exc:
+            if not stages or exc.code not in ROW_TOO_LARGE_CODES:
+                raise
+            stages = []  # documents larger than the limit: their references by id
+            rows = await self._repository(spec).aggregate(pipeline)
+        prefetched = joins.take(rows) if joins is not None and stages else None
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
