@@ -12,9 +12,11 @@ written; ones that cannot take it (a failed `test`, the schema) are listed at th
 left alone. Progress is saved beside the change file (FILE.migrate-progress): run the same
 command again to resume after the last document reached; after a run that ended with
 failures, it tries only those documents again; once it has run to the end without, it
-refuses to run again without --restart, which starts over. A run killed half-way through
-a batch may apply the change again to documents of that batch when resumed: prefer
-changes that say the end state (set, a JSON Patch `replace`) to ones that add to it.
+refuses to run again without --restart, which starts over. Each run has an id, saved
+before its first batch and written into every document it changes (as the write's id), so
+a run killed half-way through a batch and resumed does not change those documents again
+(unless they were written 16 more times meanwhile: a document keeps its last 16 write
+ids). --restart is a new run: it applies the change again.
 
 A typical schema change: run this to make the stored documents fit the new schema, then
 change the schema (PATCH /v1/collections/{name}, or `force: true` to change it first).
@@ -26,7 +28,9 @@ import argparse
 import hashlib
 import json
 import os
+import secrets
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,17 +56,23 @@ def _identity(collection: str, kind: str, change: bytes, filter_raw: str | None)
 MAX_RETRIED = 10_000  # failed ids kept for a retry run
 
 
-def load_checkpoint(
-    path: Path, identity: str
-) -> tuple[str | None, dict[str, int], list[str] | None]:
-    """Where to resume: after this id, the counts so far, and (after a run that ended with
-    failures) only the failed ids to try again."""
+@dataclass
+class Checkpoint:
+    after: str | None = None  # resume after this id
+    counts: dict[str, int] = field(default_factory=dict)  # so far
+    retry: list[str] | None = None  # after a run that ended with failures: only these
+    run: int = field(default_factory=lambda: secrets.randbits(63))  # this run's write id
+
+
+def load_checkpoint(path: Path, identity: str) -> Checkpoint:
+    """Where to resume (a new run when nothing was saved)."""
     if not path.exists():
-        return None, {}, None
+        return Checkpoint()
     try:
         saved = json.loads(path.read_text())
         after, counts, done = saved["after"], dict(saved["counts"]), bool(saved["done"])
         retry = saved.get("retry")
+        run = saved.get("run")
     except (ValueError, KeyError, TypeError):
         raise ScriptError(f"{path} is unreadable; delete it or pass --restart") from None
     if saved.get("identity") != identity:
@@ -75,7 +85,10 @@ def load_checkpoint(
             f"this migration already ran to the end ({path}); --restart applies it again "
             "(a change that is not idempotent, such as adding to a list, would apply twice)"
         )
-    return after, counts, retry if isinstance(retry, list) else None
+    found = Checkpoint(after, counts, retry if isinstance(retry, list) else None)
+    if isinstance(run, int):  # (a checkpoint from before runs had ids: a new run)
+        found.run = run
+    return found
 
 
 def save_checkpoint(
@@ -84,12 +97,19 @@ def save_checkpoint(
     after: str | None,
     counts: dict[str, int],
     *,
+    run: int,
     done: bool = False,
     retry: list[str] | None = None,
 ) -> None:
     # Write then rename: a kill mid-write leaves the previous checkpoint, never half of one.
     partial = path.with_name(path.name + ".tmp")
-    state: dict[str, Any] = {"identity": identity, "after": after, "counts": counts, "done": done}
+    state: dict[str, Any] = {
+        "identity": identity,
+        "after": after,
+        "counts": counts,
+        "done": done,
+        "run": run,
+    }
     if retry is not None:
         state["retry"] = retry
     partial.write_text(json.dumps(state))
@@ -128,11 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         parsed_filter = parse_filter(args.filter) if args.filter else None
         checkpoint = checkpoint_path(source)
         identity = _identity(spec.id, kind, raw, args.filter)
-        after, counts, only = (
-            (None, {}, None)
-            if args.restart or args.dry_run
-            else load_checkpoint(checkpoint, identity)
+        start = (
+            Checkpoint() if args.restart or args.dry_run else load_checkpoint(checkpoint, identity)
         )
+        after, counts, only, run = start.after, start.counts, start.retry, start.run
+        if not args.dry_run:  # the run's id first: a kill in the first batch resumes it
+            save_checkpoint(checkpoint, identity, after, counts, run=run, retry=only)
         if only is not None:
             note(
                 f"trying again the {plural(len(only), 'document')} that could not take it "
@@ -156,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                     size=args.batch_size,
                     dry_run=args.dry_run,
                     only=only,
+                    run_id=None if args.dry_run else run,
                 )
                 if batch.last_id is None:
                     break
@@ -166,13 +188,13 @@ def main(argv: list[str] | None = None) -> int:
                 failures.extend(batch.failed[: SHOWN_FAILURES - len(failures)])
                 failed_ids.extend(i for i, _ in batch.failed[: MAX_RETRIED - len(failed_ids)])
                 if not args.dry_run:
-                    save_checkpoint(checkpoint, identity, after, counts)
+                    save_checkpoint(checkpoint, identity, after, counts, run=run, retry=only)
                 bar.update(batch.changed + batch.unchanged + len(batch.failed))
         if not args.dry_run:
             if counts["failed"]:  # the next run tries only those again
-                save_checkpoint(checkpoint, identity, None, counts, retry=failed_ids)
+                save_checkpoint(checkpoint, identity, None, counts, run=run, retry=failed_ids)
             else:  # done: running it again asks for --restart
-                save_checkpoint(checkpoint, identity, after, counts, done=True)
+                save_checkpoint(checkpoint, identity, after, counts, run=run, done=True)
         verb = "would change" if args.dry_run else "changed"
         lines = [
             f"{spec.id}: {verb} {plural(counts['changed'], 'document')}, "

@@ -109,21 +109,30 @@ async def test_a_migration_resumes_after_the_last_document_reached_and_runs_once
     before = await stored(client, admin)
     ids = sorted(d["id"] for d in before.values())
     patch = change_file(tmp_path, [{"op": "add", "path": "/tags/-", "value": "x"}])
-    # As a run stopped after the second document would have left it.
+    # As a run killed in a batch after changing every document, its checkpoint saved
+    # after the second, would have left it.
     progress = tmp_path / "change.json.migrate-progress"
-    first = script(settings, "scripts.migrate", "notes", "--patch", str(patch))
+    first = script(settings, "scripts.migrate", "notes", "--patch", str(patch), "--batch-size", "2")
     assert first.returncode == 0, first.stderr
     saved = json.loads(progress.read_text())
     assert saved["done"] is True
-    progress.write_text(json.dumps(saved | {"done": False, "after": ids[1]}))
+    counted = {"changed": 2, "unchanged": 0, "failed": 0}
+    progress.write_text(json.dumps(saved | {"done": False, "after": ids[1], "counts": counted}))
     resumed = script(settings, "scripts.migrate", "notes", "--patch", str(patch))
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming after document {ids[1]}" in resumed.stderr
     by_id = {d["id"]: d for d in (await stored(client, admin)).values()}
-    assert [len(by_id[i]["data"]["tags"]) for i in ids] == [1, 1, 2, 2, 2]
-    # Run to the end: again only with --restart (adding to a list is not idempotent).
+    # The run's own writes are known: adding to a list happened once, not again.
+    assert [len(by_id[i]["data"]["tags"]) for i in ids] == [1, 1, 1, 1, 1]
+    assert [by_id[i]["version"] for i in ids] == [2, 2, 2, 2, 2]
+    assert "changed 5 documents" in resumed.stdout
+    # Run to the end: again only with --restart, a new run (adding is not idempotent).
     again = script(settings, "scripts.migrate", "notes", "--patch", str(patch))
     assert again.returncode == 1 and "--restart" in again.stderr
+    restarted = script(settings, "scripts.migrate", "notes", "--patch", str(patch), "--restart")
+    assert restarted.returncode == 0, restarted.stderr
+    by_id = {d["id"]: d for d in (await stored(client, admin)).values()}
+    assert [len(by_id[i]["data"]["tags"]) for i in ids] == [2, 2, 2, 2, 2]
     other = change_file(tmp_path, [{"op": "add", "path": "/tags/-", "value": "y"}], "other.json")
     progress.replace(tmp_path / "other.json.migrate-progress")  # another migration's
     moved = script(settings, "scripts.migrate", "notes", "--patch", str(other))

@@ -255,6 +255,7 @@ class DocumentCrud(DocumentIntegrity):
         *,
         create: Callable[[], StoredDocument] | None = None,
         attempts: int = MAX_WRITE_ATTEMPTS,
+        write_id: int | None = None,
     ) -> tuple[StoredDocument, bool]:
         """Read, check, and write conditioned on the version read: the precondition check
         and the version bump are one database operation. Without If-Match, a write that
@@ -263,7 +264,8 @@ class DocumentCrud(DocumentIntegrity):
         spec = gate.spec
         repo = self._repository(spec)
         # This write's id, whichever attempt lands it: see DocumentRepository.update_data.
-        write_id = new_write_id()
+        # (A migration gives its own: one per run, so a resumed run skips what it wrote.)
+        write_id = new_write_id() if write_id is None else write_id
         inserting = False  # what the last attempt tried: an insert, or an update
         for attempt in range(attempts):
             if attempt:

@@ -60,9 +60,13 @@ class DocumentMigration(DocumentCrud):
         size: int,
         dry_run: bool = False,
         only: list[str] | None = None,
+        run_id: int | None = None,
     ) -> MigrationBatch:
         """Apply `transform` to the next `size` matching documents after id `after` (of
-        `only` these ids, when given: a retry of the ones that could not take it)."""
+        `only` these ids, when given: a retry of the ones that could not take it). With
+        `run_id` (a random int64 the script keeps for the run), each write carries it as
+        its write id: a document that already holds it took the change in this run (a
+        batch cut short, then resumed) and is not changed again."""
         gate = await self.gate(spec, OPERATOR)
         query = limited_query(gate, parsed_filter, {})
         # Merged where the keys differ: SecantusDB uses the `_id` index only at the top.
@@ -77,6 +81,9 @@ class DocumentMigration(DocumentCrud):
         for row in rows:
             doc_id = row["_id"]
             batch.last_id = doc_id
+            if run_id is not None and run_id in row.get("writes", ()):
+                batch.changed += 1  # by this run, in a batch that did not get to report it
+                continue
             try:
                 changed = await self._checked(spec, row["data"], transform)
                 if same_value(changed, row["data"]):  # 1 and true differ, 1 and 1.0 not
@@ -88,6 +95,7 @@ class DocumentMigration(DocumentCrud):
                         doc_id,
                         Preconditions(),
                         lambda data: self._checked(spec, data, transform),
+                        write_id=run_id,
                     )
                 batch.changed += 1
             except AppError as exc:
