@@ -156,6 +156,41 @@ async def test_a_deleted_document_comes_back_from_the_trash_with_its_files(
     assert_problem(again, 404, "not_in_trash")
 
 
+async def test_documents_deleted_together_come_back_each_with_its_own_files(
+    client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    await declare(client, admin)
+    text = {**user.headers, "Content-Type": "text/plain"}
+    ids = []
+    for n in range(3):
+        made = await client.post(f"{NOTES}/documents", json={"n": n}, headers=user.headers)
+        ids.append(made.json()["id"])
+        for name in (f"own-{n}.txt", "shared-name.txt"):
+            put = await client.put(
+                f"{NOTES}/documents/{ids[-1]}/files/{name}", content=f"{n}".encode(), headers=text
+            )
+            assert put.status_code == 201, put.text
+    gone = await client.post(
+        f"{NOTES}/documents/bulk-delete", json={"filter": {}}, headers=user.headers
+    )
+    assert gone.json()["modified"] == 3
+    for doc_id in ids:
+        await in_trash(client, user, doc_id)
+    # The middle one alone comes back: with its two files, the others' stay in the trash.
+    back = await client.post(f"{NOTES}/trash/{ids[1]}/restore", headers=user.headers)
+    assert back.status_code == 201, back.text
+    files = (await client.get(f"{NOTES}/documents/{ids[1]}/files", headers=user.headers)).json()
+    assert sorted(f["name"] for f in files["items"]) == ["own-1.txt", "shared-name.txt"]
+    shared = await client.get(
+        f"{NOTES}/documents/{ids[1]}/files/shared-name.txt", headers=user.headers
+    )
+    assert shared.content == b"1"
+    later = await client.post(f"{NOTES}/trash/{ids[2]}/restore", headers=user.headers)
+    assert later.status_code == 201, later.text
+    files = (await client.get(f"{NOTES}/documents/{ids[2]}/files", headers=user.headers)).json()
+    assert sorted(f["name"] for f in files["items"]) == ["own-2.txt", "shared-name.txt"]
+
+
 async def test_a_trashed_document_whose_id_is_taken_again_is_not_restored_over_it(
     client: httpx.AsyncClient, admin: Account, user: Account
 ) -> None:
