@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import FastAPI
 
 from app.container import Container
@@ -19,9 +17,3 @@ def feed_of(app: FastAPI) -> ChangeFeed:
     feed = container_of(app).feed
     assert feed is not None and feed.trusted(), "the read cache should be on"
     return feed
-
-
-async def applied(app: FastAPI, since: int) -> None:
-    """Wait until app's change feed has applied one more event than `since`."""
-    feed = feed_of(app)
-    await asyncio.wait_for(feed.wait_for(lambda: feed.applied > since), timeout=10)
