@@ -333,6 +333,7 @@ def test_sdk_realtime_survives_a_server_restart_and_files_round_trip(
         "sameBytes": True,
         "linkBytes": True,
         "progressEnd": 256 * 1024,
+        "earlyReady": "rejected: closed",
     }
 
 

@@ -31,15 +31,12 @@ async function main(): Promise<void> {
     new Promise<Note>((resolve) => {
       wanted = { title, resolve };
     });
-  // A stream starts from when it opens: the first note is made once it is open.
-  let opened: () => void = () => undefined;
-  const open = new Promise<void>((resolve) => (opened = resolve));
+  // A stream starts from when it opens: the first note is made once it is ready.
   const subscription = notes.subscribe({
     minDelayMs: 200,
     maxDelayMs: 1000,
     onState: (state) => {
       states.push(state);
-      if (state === "open") opened();
     },
     onReset: () => {
       resets += 1;
@@ -52,7 +49,7 @@ async function main(): Promise<void> {
     },
   });
 
-  await open;
+  await subscription.ready;
   const first = arrival("before the restart");
   await notes.create({ title: "before the restart" });
   await first;
@@ -72,6 +69,13 @@ async function main(): Promise<void> {
   const link = await files.link("data.bin", 60);
   const viaLink = new Uint8Array(await (await fetch(new URL(link.url, url))).arrayBuffer());
   subscription.close();
+  // Closed before the server had it open: `ready` says so instead of waiting forever.
+  const early = notes.subscribe({ onChange: () => undefined });
+  early.close();
+  const earlyReady = await early.ready.then(
+    () => "resolved",
+    (error: Error) => `rejected: ${error.message}`,
+  );
 
   console.log(
     JSON.stringify({
@@ -83,6 +87,7 @@ async function main(): Promise<void> {
       sameBytes: back.length === bytes.length && back.every((b, i) => b === bytes[i]),
       linkBytes: viaLink.length === bytes.length && viaLink.every((b, i) => b === bytes[i]),
       progressEnd: progress[progress.length - 1],
+      earlyReady,
     }),
   );
   process.exit(0);

@@ -30,6 +30,12 @@ export interface Subscription {
   close(): void;
   /** The id of the last event seen (where a new subscription would resume). */
   readonly lastEventId: string | undefined;
+  /**
+   * Resolves once the server has the stream open (its first `ready` event): a change
+   * made after that arrives. Rejects if the subscription ends first (refused, closed),
+   * with the reason as the message. Awaiting it is optional.
+   */
+  readonly ready: Promise<void>;
 }
 
 /** Reasons after which reconnecting is useless without the app doing something. */
@@ -108,8 +114,16 @@ export function subscribe<D>(
     }
   };
   const state = (next: ConnectionState) => safely(() => options.onState?.(next));
+  let isReady: () => void = () => undefined;
+  let notReady: (reason: string) => void = () => undefined;
+  const ready = new Promise<void>((resolve, reject) => {
+    isReady = resolve;
+    notReady = (reason) => reject(new Error(reason));
+  });
+  ready.catch(() => undefined); // an app that never awaits it must not see a rejection
   const ended = (reason: string) => {
     closed = true;
+    notReady(reason);
     safely(() => options.onEnd?.(reason));
   };
 
@@ -140,7 +154,9 @@ export function subscribe<D>(
           // A stream that delivers is healthy: back off from scratch after the next drop
           // (not on any 200: a server that ends streams at once would be hammered).
           if (frame.event !== "ready") delay = minDelay;
-          if (frame.event === "created" || frame.event === "updated") {
+          if (frame.event === "ready") {
+            isReady();
+          } else if (frame.event === "created" || frame.event === "updated") {
             const document = JSON.parse(frame.data) as D & { id: string };
             const type = frame.event;
             safely(() => options.onChange({ type, id: document.id, document }));
@@ -174,6 +190,7 @@ export function subscribe<D>(
       await wait(delay + Math.random() * delay * 0.2);
       delay = Math.min(delay * 2, maxDelay);
     }
+    notReady("closed"); // (no effect once ready)
     state("closed");
   }
 
@@ -181,10 +198,12 @@ export function subscribe<D>(
   return {
     close() {
       closed = true;
+      notReady("closed");
       controller.abort();
     },
     get lastEventId() {
       return lastEventId;
     },
+    ready,
   };
 }
