@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.clock import utc_now
+from app.config import Settings
 from tests.support.accounts import Account, signed_in
 from tests.support.apps import http_client, make_settings, running_app
 from tests.support.mail import Inbox, parts, token_in
@@ -19,16 +20,20 @@ from tests.support.problems import assert_problem
 TEAMS = "/v1/teams"
 
 
-@pytest.fixture
-async def team_app(database_url: str, smtp: tuple[Inbox, int]) -> AsyncIterator[FastAPI]:
-    settings = make_settings(
+def team_settings(database_url: str, smtp: tuple[Inbox, int], **limits: int) -> Settings:
+    """An app that mails invitations to the test's SMTP server, with these team limits."""
+    return make_settings(
         database_url,
         mail_url=f"smtp://127.0.0.1:{smtp[1]}",
         public_url="https://app.example",
         app_name="Notely",
-        teams_max_per_user=2,
+        **limits,
     )
-    async with running_app(settings) as app:
+
+
+@pytest.fixture
+async def team_app(database_url: str, smtp: tuple[Inbox, int]) -> AsyncIterator[FastAPI]:
+    async with running_app(team_settings(database_url, smtp, teams_max_per_user=2)) as app:
         yield app
 
 
@@ -245,13 +250,7 @@ async def test_bad_team_bodies_are_422_and_make_nothing(
 async def test_members_and_invitations_are_bounded_and_unknown_members_are_404(
     database_url: str, smtp: tuple[Inbox, int]
 ) -> None:
-    settings = make_settings(
-        database_url,
-        mail_url=f"smtp://127.0.0.1:{smtp[1]}",
-        public_url="https://app.example",
-        team_max_members=2,
-        team_max_invitations=2,
-    )
+    settings = team_settings(database_url, smtp, team_max_members=2, team_max_invitations=2)
     async with running_app(settings) as app, http_client(app) as api:
         owner = await signed_in(app, api)
         first = await signed_in(app, api)
@@ -294,13 +293,8 @@ async def test_racing_requests_never_leave_a_limit_exceeded(
     database_url: str, smtp: tuple[Inbox, int]
 ) -> None:
     # Each request checks its limit before writing; at once, they all pass that check.
-    settings = make_settings(
-        database_url,
-        mail_url=f"smtp://127.0.0.1:{smtp[1]}",
-        public_url="https://app.example",
-        teams_max_per_user=2,
-        team_max_members=2,
-        team_max_invitations=3,
+    settings = team_settings(
+        database_url, smtp, teams_max_per_user=2, team_max_members=2, team_max_invitations=3
     )
     async with running_app(settings) as app, http_client(app) as api:
         owner = await signed_in(app, api)
