@@ -208,14 +208,20 @@ class AuthService:
         now = self.clock()
         limits = self.settings
         pair = f"{email}\n{client.address}"
-        await self.limit_sign_in(client)
-        # Tight per (account, address); far looser per account alone, and not at all
-        # for an address this account has signed in from before: guesses spread over
-        # many addresses cannot lock the owner out from their own.
-        await self.limiter.hit(
-            "login-pair", pair, limit=limits.rate_limit_login_per_account_address, now=now
+        # Per address (as every way of signing in: limit_sign_in), tight per (account,
+        # address); far looser per account alone, and not at all for an address this
+        # account has signed in from before: guesses spread over many addresses cannot
+        # lock the owner out from their own. Two round trips for the first two and the
+        # look at the address's standing.
+        known = await self.limiter.hit_many(
+            [
+                ("login", client.address, limits.rate_limit_login_per_ip),
+                ("login-pair", pair, limits.rate_limit_login_per_account_address),
+            ],
+            now=now,
+            remembered=("login-ok", pair),
         )
-        if not await self.limiter.remembered("login-ok", pair, now=now):
+        if not known:
             await self.limiter.hit(
                 "login-account", email, limit=limits.rate_limit_login_per_account, now=now
             )

@@ -19,28 +19,53 @@ class RateLimiter:
         self.repository = repository
         self.window = window_seconds
 
+    def _window(self, now: datetime) -> tuple[int, int]:
+        start = int(now.timestamp() // self.window) * self.window
+        return start, start + self.window
+
+    @staticmethod
+    def _refused(action: str, window_end: int, now: datetime) -> RateLimited:
+        retry_after = max(1, math.ceil(window_end - now.timestamp()))
+        return RateLimited(
+            f"Too many {action} attempts; try again in {retry_after} s", retry_after=retry_after
+        )
+
     async def hit(self, action: str, key: str, *, limit: int, now: datetime) -> None:
         """Count an attempt; raise `RateLimited` (429 with Retry-After) past `limit`."""
-        epoch = now.timestamp()
-        window_start = int(epoch // self.window) * self.window
-        window_end = window_start + self.window
-        counter_id = f"{action}:{_digest(key)}:{window_start}"
+        start, end = self._window(now)
         count = await self.repository.increment(
-            counter_id, expires_at=datetime.fromtimestamp(window_end, UTC)
+            f"{action}:{_digest(key)}:{start}", expires_at=datetime.fromtimestamp(end, UTC)
         )
         if count > limit:
-            retry_after = max(1, math.ceil(window_end - epoch))
-            raise RateLimited(
-                f"Too many {action} attempts; try again in {retry_after} s",
-                retry_after=retry_after,
-            )
+            raise self._refused(action, end, now)
+
+    async def hit_many(
+        self,
+        hits: list[tuple[str, str, int]],
+        *,
+        now: datetime,
+        remembered: tuple[str, str] | None = None,
+    ) -> bool:
+        """`hit` for each (action, key, limit), all counted in two round trips (the first
+        past its limit, in order, is the 429); and whether `remembered` (action, key) is
+        marked, read in the same trip. Returns False when none is asked."""
+        start, end = self._window(now)
+        ids = [f"{action}:{_digest(key)}:{start}" for action, key, _ in hits]
+        marker = None if remembered is None else f"{remembered[0]}:{_digest(remembered[1])}"
+        expiry = datetime.fromtimestamp(end, UTC)
+        rows = await self.repository.increment_many(
+            [(i, expiry) for i in ids], also=[] if marker is None else [marker]
+        )
+        for counter_id, (action, _, limit) in zip(ids, hits, strict=True):
+            if int(rows.get(counter_id, {}).get("hits", 1)) > limit:
+                raise self._refused(action, end, now)
+        mark = rows.get(marker) if marker is not None else None
+        # The TTL monitor runs once a minute: check the expiry, not just the presence.
+        return mark is not None and mark["expires_at"] > now
 
     async def remember(self, action: str, key: str, *, until: datetime) -> None:
         """Note that `key` did `action` (e.g. signed in), until `until`."""
         await self.repository.mark(f"{action}:{_digest(key)}", expires_at=until)
-
-    async def remembered(self, action: str, key: str, *, now: datetime) -> bool:
-        return await self.repository.is_marked(f"{action}:{_digest(key)}", now=now)
 
 
 def _digest(key: str) -> str:

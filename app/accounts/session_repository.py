@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
+from pymongo import UpdateOne
 
 from app.accounts.models import RateLimitCounter, Session
 from app.db.change_feed import ReadCache
@@ -161,13 +162,28 @@ class RateLimitRepository:
         raw = await self.collection.find_one({"_id": key}, {"hits": 1})
         return int(raw["hits"]) if raw else 1
 
+    async def increment_many(
+        self, keys: list[tuple[str, datetime]], *, also: list[str]
+    ) -> dict[str, dict[str, Any]]:
+        """`increment` for each (key, expiry) in one round trip, then the counters and the
+        markers named in `also` read back in one more: the stored rows by key."""
+        await self.collection.bulk_write(
+            [
+                UpdateOne(
+                    {"_id": key},
+                    {"$inc": {"hits": 1}, "$setOnInsert": {"expires_at": expires_at}},
+                    upsert=True,
+                )
+                for key, expires_at in keys
+            ],
+            ordered=False,
+        )
+        wanted = [key for key, _ in keys] + also
+        cursor = self.collection.find({"_id": {"$in": wanted}}, {"hits": 1, "expires_at": 1})
+        return {raw["_id"]: raw async for raw in cursor}
+
     async def mark(self, key: str, *, expires_at: datetime) -> None:
         """A marker under `key` that the TTL index removes at `expires_at`."""
         await self.collection.update_one(
             {"_id": key}, {"$set": {"hits": 0, "expires_at": expires_at}}, upsert=True
         )
-
-    async def is_marked(self, key: str, *, now: datetime) -> bool:
-        # The TTL monitor runs once a minute: check the expiry, not just the presence.
-        raw = await self.collection.find_one({"_id": key}, {"expires_at": 1})
-        return raw is not None and raw["expires_at"] > now
