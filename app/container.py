@@ -484,7 +484,10 @@ async def open_container(
                     "BACKGROUND_JOBS=false: this process sends no mail and no webhooks and "
                     "records no history; run python -m app.worker beside it"
                 )
-                try:  # a worker started later records what this process writes from now
+            if background:
+                # Before the first request: the pump (this process's, once its task runs,
+                # or a worker's started later) records what is written from now on.
+                try:
                     await container.pump.mark_start()
                 except PyMongoError as exc:  # no change streams: no pump either
                     log.warning("cannot mark the change pump's start", extra={"error": str(exc)})

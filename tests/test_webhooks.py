@@ -18,6 +18,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from app.config import Settings
 from app.container import Container
+from app.db.change_pump import STATE as CHANGE_PUMP_STATE
 from app.webhooks.sender import permitted
 from tests.support.accounts import Account, MakeAccount
 from tests.support.apps import http_client, make_settings, running_app, shared_settings
@@ -404,6 +405,27 @@ async def test_nothing_committed_is_lost_across_a_restart(
         got = await receiver.wait_for(2)
         assert sorted(r.json["data"]["document"]["data"]["n"] for r in got) == [1, 2]
         del second
+
+
+async def test_what_is_written_as_soon_as_a_server_is_up_is_delivered(
+    database_url: str, receiver: Receiver
+) -> None:
+    # A new database: no pump has a place to start from. The server has one before it
+    # answers its first request (the pump's own task may open its stream later).
+    settings = own_settings(database_url)
+    async with running_app(settings) as app, http_client(app) as client:
+        container: Container = app.state.container
+        start = await container.db[CHANGE_PUMP_STATE].find_one({"_id": "pump"})
+        assert start is not None and start["token"] is not None
+        admin = await _admin(app, client)
+        await register(client, admin, receiver.url)
+        await declare(client, admin)
+        made = await client.post(
+            "/v1/collections/orders/documents", json={"n": 1}, headers=admin.headers
+        )
+        assert made.status_code == 201, made.text
+        [got] = await receiver.wait_for(1)
+        assert got.json["data"]["document"]["data"] == {"n": 1}
 
 
 async def test_two_processes_deliver_each_message_once(
