@@ -26,7 +26,7 @@ from app.accounts.models import Role
 from app.config import Settings
 from app.container import Container
 from app.db.embedded import MEMORY, EmbeddedDatabase
-from tests.support.accounts import PASSWORD, Account, sign_in
+from tests.support.accounts import Account, signed_in
 from tests.support.apps import SHARED_PREFIX, SharedApps, http_client, running_app, shared_settings
 from tests.support.mail import Inbox
 from tests.support.servers import free_port
@@ -90,15 +90,13 @@ def container(app: FastAPI) -> Container:
 
 
 @pytest.fixture
-def make_account(client: httpx.AsyncClient, container: Container):  # type: ignore[no-untyped-def]
-    """Create an account (through the service) and sign it in through the API."""
+def make_account(client: httpx.AsyncClient, app: FastAPI):  # type: ignore[no-untyped-def]
+    """Create an account with a session (tests.support.accounts.signed_in)."""
 
     async def make(
         email: str | None = None, *, role: Role = Role.USER, name: str = "Test User"
     ) -> Account:
-        email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
-        await container.auth.create_user(email=email, password=PASSWORD, name=name, role=role)
-        return await sign_in(client, email)
+        return await signed_in(app, client, role=role, email=email, name=name)
 
     return make
 

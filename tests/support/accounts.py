@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import httpx
 from fastapi import FastAPI
 
+from app.accounts.auth_service import ClientInfo
 from app.accounts.models import Role
 
 PASSWORD = "correct horse battery"
@@ -51,11 +52,18 @@ async def sign_in(client: httpx.AsyncClient, email: str, password: str = PASSWOR
 
 
 async def signed_in(
-    app: FastAPI, client: httpx.AsyncClient, *, role: Role = Role.USER, email: str | None = None
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    *,
+    role: Role = Role.USER,
+    email: str | None = None,
+    name: str = "Test User",
 ) -> Account:
-    """An account created through the service of `app` and signed in through `client`."""
+    """An account created through the service of `app`, with a session started as a
+    password sign-in starts one (tests of signing in itself use `sign_in`, the route)."""
     email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
-    await app.state.container.auth.create_user(
-        email=email, password=PASSWORD, name="Test User", role=role
-    )
-    return await sign_in(client, email)
+    auth = app.state.container.auth
+    user = await auth.create_user(email=email, password=PASSWORD, name=name, role=role)
+    # As the test client's requests come (tests.support.apps.http_client).
+    tokens = await auth.start_session(user, ClientInfo("203.0.113.7", "python-httpx"))
+    return Account(str(user.id), email, PASSWORD, tokens.access_token, tokens.refresh_token)
