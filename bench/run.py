@@ -650,8 +650,15 @@ async def main(args: argparse.Namespace) -> int:
             flush=True,
         )
         if args.only:  # one scenario's ratio, printed, nothing written (while working on it)
-            scenario = expand_lists if args.only == "expand" else rule_lists
-            print(f"  {args.only}: {await scenario(bench, http, url, db, auth):.2f}", flush=True)
+            if args.only == "hooks":
+                hooked = await hooked_writes(
+                    bench, http, url, db, auth, env=env, scratch=scratch, port=free_port()
+                )
+                print("  " + ", ".join(f"{k} {v:.2f}" for k, v in hooked.items()), flush=True)
+            else:
+                scenario = expand_lists if args.only == "expand" else rule_lists
+                ratio = await scenario(bench, http, url, db, auth)
+                print(f"  {args.only}: {ratio:.2f}", flush=True)
             await http.aclose()
             return 0
 
@@ -1025,7 +1032,7 @@ if __name__ == "__main__":
     parser.add_argument("--docs", type=int, default=20_000)
     parser.add_argument(
         "--only",
-        choices=["expand", "team_rule"],
-        help="run one list scenario and print its ratio (nothing written)",
+        choices=["expand", "team_rule", "hooks"],
+        help="run one scenario and print its ratios (nothing written)",
     )
     sys.exit(asyncio.run(main(parser.parse_args())))
