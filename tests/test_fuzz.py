@@ -1,9 +1,10 @@
 """Contract fuzzing: schemathesis drives every operation of the app's own OpenAPI, in
 process, signed in as an admin: no 5xx, and every response matches what is documented.
 
-Split by tag over two files, so the two halves run on two workers at once: this file
-takes documents, collections, files, teams and the rest; tests/test_fuzz_accounts.py the
-auth and users operations.
+Split by tag over three files, so the parts run on three workers at once: this file
+takes documents, collections, files, history and realtime; tests/test_fuzz_accounts.py
+the auth and users operations; tests/test_fuzz_platform.py teams, webhooks and the
+operators' routes.
 """
 
 from __future__ import annotations
@@ -14,13 +15,18 @@ import schemathesis
 
 from tests.support.fuzz import (  # noqa: F401  (module fixtures)
     ACCOUNT_TAGS,
+    PLATFORM_TAGS,
     api_schema,
     fuzz_settings,
     fuzz_target,
     honour_contract,
 )
 
-schema = schemathesis.pytest.from_fixture("api_schema").exclude(tag_regex=ACCOUNT_TAGS)
+schema = (
+    schemathesis.pytest.from_fixture("api_schema")
+    .exclude(tag_regex=ACCOUNT_TAGS)
+    .exclude(tag_regex=PLATFORM_TAGS)
+)
 
 
 @schema.parametrize()

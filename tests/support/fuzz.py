@@ -23,8 +23,11 @@ from tests.support.accounts import PASSWORD
 from tests.support.apps import make_settings
 
 FUZZ_COLLECTION = "fuzz"
-# The tags tests/test_fuzz_accounts.py takes; tests/test_fuzz.py takes the others.
+# The tags tests/test_fuzz_accounts.py takes; tests/test_fuzz.py takes the rest but
+# PLATFORM_TAGS (tests/test_fuzz_platform.py).
 ACCOUNT_TAGS = "^(auth|users)$"
+# Teams, webhooks and operators' routes: a third part, on a third worker.
+PLATFORM_TAGS = "^(teams|webhooks|admin|ops)$"
 
 
 @pytest.fixture(scope="module")
