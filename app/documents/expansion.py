@@ -56,11 +56,26 @@ def _refused(msg: str) -> ValidationFailed:
 UserProfiles = Callable[[list[str]], Awaitable[Mapping[str, tuple[str, datetime, datetime]]]]
 
 
+def _envelope(target: str, gate: access.Gate, row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row of `target` as the caller behind `gate` may see it, as JSON."""
+    if gate.hides_fields:
+        return json_envelope(target, gate.shown(StoredDocument.from_mongo(row)))
+    return row_envelope(target, row)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """The caller in front of a referenced collection: what they may read there."""
+
+    spec: CollectionSpec
+    gate: access.Gate
+    scope: dict[str, Any]  # the read scope, a filter
+
+
 @dataclass(frozen=True, slots=True)
 class _Join:
     name: str  # the first-level reference (a key of the expand tree)
-    target: str
-    gate: access.Gate  # the caller in front of the target collection
+    target: _Target
     field: str  # where the row carries what it joined
 
 
@@ -85,11 +100,10 @@ class Joins:
         stages: list[dict[str, Any]] = []
         for join in self.joins:
             pipeline: list[dict[str, Any]] = [{"$limit": 1}]  # an id names one document
-            scope = join.gate.read_scope("read")
-            if scope:
-                pipeline.insert(0, {"$match": scope})
+            if join.target.scope:
+                pipeline.insert(0, {"$match": join.target.scope})
             lookup = {
-                "from": storage_name(join.target),
+                "from": storage_name(join.target.spec.id),
                 "localField": self.tree[join.name].ref.path,
                 "foreignField": "_id",
                 "pipeline": pipeline,
@@ -102,14 +116,11 @@ class Joins:
         """Remove the joined documents from `rows`, as envelopes by target and id."""
         out = Prefetched(names=frozenset(join.name for join in self.joins))
         for join in self.joins:
-            found = out.found.setdefault(join.target, {})
+            name, gate = join.target.spec.id, join.target.gate
+            found = out.found.setdefault(name, {})
             for row in rows:
                 for joined in row.pop(join.field, ()):
-                    if join.gate.hides_fields:
-                        shown = join.gate.shown(StoredDocument.from_mongo(joined))
-                        found[joined["_id"]] = json_envelope(join.target, shown)
-                    else:
-                        found[joined["_id"]] = row_envelope(join.target, joined)
+                    found[joined["_id"]] = _envelope(name, gate, joined)
         return out
 
 
@@ -171,17 +182,23 @@ class DocumentExpansion(DocumentCore):
                 continue  # a list could join thousands per row; accounts are not documents
             if len(joins) >= room:
                 break  # the rest are read by id
-            try:
-                target = await self.collections.get(node.ref.target)
-            except NotFound:
-                continue
-            gate = await self.gate(target, caller)
-            try:
-                gate.read_scope("read")
-            except Unauthorized:
-                continue  # nothing to join: `_fetch` answers without a query
-            joins.append(_Join(name, target.id, gate, f"_expand{len(joins)}"))
+            target = await self._readable(node.ref.target, caller)
+            if target is not None:  # (else nothing to join: `_fetch` answers without a query)
+                joins.append(_Join(name, target, f"_expand{len(joins)}"))
         return Joins(tree, tuple(joins))
+
+    async def _readable(self, target: str, caller: Principal | None) -> _Target | None:
+        """The caller in front of collection `target`; None when there is nothing they
+        may read there (no such collection, or an anonymous caller it shows nothing)."""
+        try:
+            spec = await self.collections.get(target)
+        except NotFound:
+            return None
+        gate = await self.gate(spec, caller)
+        try:
+            return _Target(spec, gate, gate.read_scope("read"))
+        except Unauthorized:
+            return None
 
     async def _fetch(
         self, target: str, ids: set[str], caller: Principal | None
@@ -207,26 +224,15 @@ class DocumentExpansion(DocumentCore):
                 )
                 for i, (name, created, updated) in profiles.items()
             }
-        try:
-            spec = await self.collections.get(target)
-        except NotFound:
-            return {}
-        gate = await self.gate(spec, caller)
-        try:
-            scope = gate.read_scope("read")
-        except Unauthorized:  # an anonymous caller, who may read nothing there
+        readable = await self._readable(target, caller)
+        if readable is None:
             return {}
         # Merged, not `$and`: SecantusDB uses the `_id` index only for a top-level `_id`.
-        query = access.both({"_id": {"$in": sorted(ids)}}, scope)
-        rows = await self._repository(spec).find_page(
+        query = access.both({"_id": {"$in": sorted(ids)}}, readable.scope)
+        rows = await self._repository(readable.spec).find_page(
             query, sort=[("_id", 1)], limit=len(ids), projection=None
         )
-        if not gate.hides_fields:
-            return {row["_id"]: row_envelope(target, row) for row in rows}
-        return {
-            row["_id"]: json_envelope(target, gate.shown(StoredDocument.from_mongo(row)))
-            for row in rows
-        }
+        return {row["_id"]: _envelope(target, readable.gate, row) for row in rows}
 
     async def expanded_for(
         self, name: str, caller: Principal | None, docs: list[StoredDocument], raw: str

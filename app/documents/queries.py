@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from pymongo.errors import OperationFailure
@@ -55,6 +55,24 @@ def projected(data: dict[str, Any], paths: list[str]) -> dict[str, Any]:
     return out
 
 
+async def _joined(
+    read: Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]],
+    joins: Joins | None,
+) -> tuple[list[dict[str, Any]], Prefetched | None]:
+    """The rows `read` brings with `joins`' stages, and what they joined; read again
+    without them when MongoDB finds a joined row too large (documents written around the
+    API, past DOCUMENT_MAX_BYTES): their references are then read by id."""
+    if joins is not None and joins.joins:
+        try:
+            rows = await read(joins.stages)
+        except OperationFailure as exc:
+            if exc.code not in ROW_TOO_LARGE_CODES:
+                raise
+        else:
+            return rows, joins.take(rows)
+    return await read([]), None
+
+
 class DocumentQueries(DocumentExpansion):
     async def list_page(
         self,
@@ -102,18 +120,14 @@ class DocumentQueries(DocumentExpansion):
             after = after_clause(sort, decode_cursor(self.cursors, cursor, scope))
             query = {"$and": [query, after]} if query else after
         repo = self._repository(spec)
-        # Joined only when rows come whole (a projection could drop the references).
-        stages = joins.stages if joins is not None and projection is None else None
-        try:
-            rows = await repo.find_page(
+
+        def page_of(stages: list[dict[str, Any]]) -> Awaitable[list[dict[str, Any]]]:
+            return repo.find_page(
                 query, sort=sort, limit=limit + 1, projection=projection, joins=stages
             )
-        except OperationFailure as exc:
-            if not stages or exc.code not in ROW_TOO_LARGE_CODES:
-                raise
-            stages = None  # documents larger than the limit: their references by id
-            rows = await repo.find_page(query, sort=sort, limit=limit + 1, projection=None)
-        prefetched = joins.take(rows) if joins is not None and stages else None
+
+        # Joined only when rows come whole (a projection could drop the references).
+        rows, prefetched = await _joined(page_of, joins if projection is None else None)
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
@@ -207,15 +221,8 @@ class DocumentQueries(DocumentExpansion):
             {"$limit": limit + 1},
             {"$project": {"_search": 0, "_search_first": 0}},
         ]
-        stages = joins.stages if joins is not None else []
-        try:
-            rows = await self._repository(spec).aggregate(pipeline + stages)
-        except OperationFailure as exc:
-            if not stages or exc.code not in ROW_TOO_LARGE_CODES:
-                raise
-            stages = []  # documents larger than the limit: their references by id
-            rows = await self._repository(spec).aggregate(pipeline)
-        prefetched = joins.take(rows) if joins is not None and stages else None
+        repo = self._repository(spec)
+        rows, prefetched = await _joined(lambda stages: repo.aggregate(pipeline + stages), joins)
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
