@@ -19,25 +19,9 @@ class RateLimiter:
         self.repository = repository
         self.window = window_seconds
 
-    def _window(self, now: datetime) -> tuple[int, int]:
-        start = int(now.timestamp() // self.window) * self.window
-        return start, start + self.window
-
-    @staticmethod
-    def _refused(action: str, window_end: int, now: datetime) -> RateLimited:
-        retry_after = max(1, math.ceil(window_end - now.timestamp()))
-        return RateLimited(
-            f"Too many {action} attempts; try again in {retry_after} s", retry_after=retry_after
-        )
-
     async def hit(self, action: str, key: str, *, limit: int, now: datetime) -> None:
         """Count an attempt; raise `RateLimited` (429 with Retry-After) past `limit`."""
-        start, end = self._window(now)
-        count = await self.repository.increment(
-            f"{action}:{_digest(key)}:{start}", expires_at=datetime.fromtimestamp(end, UTC)
-        )
-        if count > limit:
-            raise self._refused(action, end, now)
+        await self.hit_many([(action, key, limit)], now=now)
 
     async def hit_many(
         self,
@@ -49,7 +33,8 @@ class RateLimiter:
         """`hit` for each (action, key, limit), all counted in two round trips (the first
         past its limit, in order, is the 429); and whether `remembered` (action, key) is
         marked, read in the same trip. Returns False when none is asked."""
-        start, end = self._window(now)
+        start = int(now.timestamp() // self.window) * self.window
+        end = start + self.window
         ids = [f"{action}:{_digest(key)}:{start}" for action, key, _ in hits]
         marker = None if remembered is None else f"{remembered[0]}:{_digest(remembered[1])}"
         expiry = datetime.fromtimestamp(end, UTC)
@@ -58,7 +43,11 @@ class RateLimiter:
         )
         for counter_id, (action, _, limit) in zip(ids, hits, strict=True):
             if int(rows.get(counter_id, {}).get("hits", 1)) > limit:
-                raise self._refused(action, end, now)
+                retry_after = max(1, math.ceil(end - now.timestamp()))
+                raise RateLimited(
+                    f"Too many {action} attempts; try again in {retry_after} s",
+                    retry_after=retry_after,
+                )
         mark = rows.get(marker) if marker is not None else None
         # The TTL monitor runs once a minute: check the expiry, not just the presence.
         return mark is not None and mark["expires_at"] > now

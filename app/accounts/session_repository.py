@@ -151,22 +151,13 @@ class RateLimitRepository:
     def __init__(self, db: Db) -> None:
         self.collection = db[RateLimitCounter.Settings.name]
 
-    async def increment(self, key: str, *, expires_at: datetime) -> int:
-        """Count one attempt under `key` and return the count, including it (and possibly
-        concurrent attempts: a limit may bite one attempt early, never late)."""
-        await self.collection.update_one(
-            {"_id": key},
-            {"$inc": {"hits": 1}, "$setOnInsert": {"expires_at": expires_at}},
-            upsert=True,
-        )
-        raw = await self.collection.find_one({"_id": key}, {"hits": 1})
-        return int(raw["hits"]) if raw else 1
-
     async def increment_many(
         self, keys: list[tuple[str, datetime]], *, also: list[str]
     ) -> dict[str, dict[str, Any]]:
-        """`increment` for each (key, expiry) in one round trip, then the counters and the
-        markers named in `also` read back in one more: the stored rows by key."""
+        """Count one attempt under each key (a counter the TTL index removes at its expiry)
+        in one round trip, then read the counters and the markers named in `also` back in
+        one more: the stored rows by key. A count may include concurrent attempts: a limit
+        may bite one attempt early, never late."""
         await self.collection.bulk_write(
             [
                 UpdateOne(
