@@ -234,20 +234,22 @@ class FileStore:
     async def drop_older(self, collection: str, document: str, name: str, keep: ObjectId) -> None:
         """Delete every version of the file but `keep` (and anything newer than it)."""
         query = {**self._of(collection, document), "filename": name, "_id": {"$lt": keep}}
-        async for raw in self.records.find(query, {"_id": 1}):
-            await self._delete_version(raw["_id"])
+        await self._delete_where(query)
 
     async def _delete_version(self, file_id: ObjectId) -> None:
         # Record first: from then on the version is invisible; then its chunks.
         await self.records.delete_one({"_id": file_id})
         await self.chunks.delete_many({"files_id": file_id})
 
-    async def delete(self, collection: str, document: str, name: str) -> bool:
-        query = {**self._of(collection, document), "filename": name}
+    async def _delete_where(self, query: dict[str, Any]) -> int:
+        """Delete the file versions `query` matches (their chunks too): how many."""
         ids = [raw["_id"] async for raw in self.records.find(query, {"_id": 1})]
         for file_id in ids:
             await self._delete_version(file_id)
-        return bool(ids)
+        return len(ids)
+
+    async def delete(self, collection: str, document: str, name: str) -> bool:
+        return await self._delete_where({**self._of(collection, document), "filename": name}) > 0
 
     # -- files of trashed documents ----------------------------------------------------------
     # A document deleted into the trash keeps its files, set aside: no longer its id's (a
@@ -266,9 +268,9 @@ class FileStore:
             # The trash keeps one deletion per id: files set aside by an earlier one (a
             # document deleted, made again, deleted again) go, never to come back with
             # the later one.
-            earlier = {"metadata.collection": collection, "metadata.trashed": {"$in": some}}
-            for file_id in [raw["_id"] async for raw in self.records.find(earlier, {"_id": 1})]:
-                await self._delete_version(file_id)
+            await self._delete_where(
+                {"metadata.collection": collection, "metadata.trashed": {"$in": some}}
+            )
             await self.records.update_many(
                 {"metadata.collection": collection, "metadata.document": {"$in": some}},
                 # Each file's own document id moves to `trashed` (a pipeline update).
@@ -282,11 +284,7 @@ class FileStore:
         )
 
     async def delete_set_aside(self, collection: str, document: str) -> int:
-        query = self._set_aside(collection, document)
-        ids = [raw["_id"] async for raw in self.records.find(query, {"_id": 1})]
-        for file_id in ids:
-            await self._delete_version(file_id)
-        return len(ids)
+        return await self._delete_where(self._set_aside(collection, document))
 
     async def delete_for(self, collection: str, documents: list[str] | None = None) -> int:
         """Delete the files of these documents (None: of the whole collection)."""
@@ -295,10 +293,7 @@ class FileStore:
             if not documents:
                 return 0
             query["metadata.document"] = {"$in": documents}
-        ids = [raw["_id"] async for raw in self.records.find(query, {"_id": 1})]
-        for file_id in ids:
-            await self._delete_version(file_id)
-        return len(ids)
+        return await self._delete_where(query)
 
     async def open(self, stored: StoredFile, first: int, last: int) -> AsyncIterator[bytes]:
         """Bytes first..last (inclusive) of a version, chunk by chunk."""
