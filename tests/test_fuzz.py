@@ -9,30 +9,14 @@ operators' routes.
 
 from __future__ import annotations
 
-from typing import Any
-
-import schemathesis
-
 from tests.support.fuzz import (  # noqa: F401  (module fixtures)
     ACCOUNT_TAGS,
     PLATFORM_TAGS,
     api_schema,
-    fuzz_settings,
+    contract_test,
     fuzz_target,
-    honour_contract,
 )
 
-schema = (
-    schemathesis.pytest.from_fixture("api_schema")
-    .exclude(tag_regex=ACCOUNT_TAGS)
-    .exclude(tag_regex=PLATFORM_TAGS)
+test_every_operation_honours_its_contract = contract_test(
+    lambda schema: schema.exclude(tag_regex=ACCOUNT_TAGS).exclude(tag_regex=PLATFORM_TAGS)
 )
-
-
-@schema.parametrize()
-@fuzz_settings
-def test_every_operation_honours_its_contract(
-    case: Any,
-    fuzz_target: tuple[Any, dict[str, str]],  # noqa: F811  (the fixture imported above)
-) -> None:
-    honour_contract(case, fuzz_target)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -145,3 +145,16 @@ def honour_contract(case: Any, fuzz_target: tuple[Any, dict[str, str]]) -> None:
         # (401 passkey_invalid), and options need re-authentication (422).
         excluded.append(positive_data_acceptance)
     case.call_and_validate(headers=headers, excluded_checks=excluded)
+
+
+def contract_test(select: Callable[[Any], Any]) -> Callable[..., None]:
+    """The fuzz test of the operations `select` keeps of the app's schema (a module of
+    tests/test_fuzz*.py binds it to a `test_...` name and imports the fixtures)."""
+    schema = select(schemathesis.pytest.from_fixture("api_schema"))
+
+    @schema.parametrize()
+    @fuzz_settings
+    def test(case: Any, fuzz_target: tuple[Any, dict[str, str]]) -> None:
+        honour_contract(case, fuzz_target)
+
+    return test  # type: ignore[no-any-return]
