@@ -20,9 +20,19 @@ def utc_now() -> datetime:
 
 def rfc3339(value: datetime) -> str:
     """RFC 3339 in UTC with milliseconds: 2026-11-24T10:00:00.123Z."""
-    if value.tzinfo is UTC or value.tzinfo is bson_utc:  # what the driver reads back
-        return value.isoformat(timespec="milliseconds")[:-6] + "Z"  # its "+00:00" dropped
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if value.tzinfo is not UTC and value.tzinfo is not bson_utc:  # (the driver's is UTC)
+        value = value.astimezone(UTC)
+    # Half the time of isoformat(), which asks the driver's tzinfo (Python) for its offset:
+    # a page of 50 documents formats 100 of these.
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond // 1000,
+    )
 
 
 # A datetime that leaves the API as RFC 3339 UTC with milliseconds: 2026-11-24T10:00:00.123Z
