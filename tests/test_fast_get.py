@@ -225,3 +225,20 @@ def test_data_the_api_did_not_write_is_still_encoded() -> None:
     body = json.loads(encoding.encode_document("notes", doc))
     assert body["created_at"] == "2026-01-02T03:04:05.678Z"
     assert body["data"]["when"].startswith("2026-01-02T03:04:05.678")
+
+
+def test_a_page_with_data_the_api_did_not_write_is_still_encoded() -> None:
+    from datetime import UTC, datetime
+
+    from app.documents.models import StoredDocument
+
+    when = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    plain = StoredDocument("d1", None, 1, when, when, {"n": float("nan")})
+    dated = StoredDocument("d2", None, 1, when, when, {"when": when})
+    expanded = {"d1": {"author": None}, "d2": {"author": None}}
+    body = json.loads(encoding.encode_page("notes", [plain, dated], "next", expanded))
+    assert [item["id"] for item in body["items"]] == ["d1", "d2"]
+    assert body["items"][0]["data"] == {"n": None}  # JSON has no NaN
+    assert body["items"][1]["data"]["when"].startswith("2026-01-02T03:04:05.678")
+    assert [item["expanded"] for item in body["items"]] == [{"author": None}] * 2
+    assert body["next_cursor"] == "next"
