@@ -19,8 +19,9 @@ def utc_now() -> datetime:
 
 
 def rfc3339(value: datetime) -> str:
-    """RFC 3339 in UTC with milliseconds: 2026-11-24T10:00:00.123Z."""
-    if value.tzinfo is not UTC and value.tzinfo is not bson_utc:  # (the driver's is UTC)
+    """RFC 3339 in UTC with milliseconds: 2026-11-24T10:00:00.123Z. A naive value is UTC
+    (as the driver decodes stored dates when asked for no time zone)."""
+    if value.tzinfo is not None and value.tzinfo is not UTC and value.tzinfo is not bson_utc:
         value = value.astimezone(UTC)
     # Half the time of isoformat(), which asks the driver's tzinfo (Python) for its offset:
     # a page of 50 documents formats 100 of these.

@@ -464,3 +464,35 @@ async def test_catastrophic_regexes_are_refused_even_for_anonymous_readers(
         "/v1/collections/wall/documents", params={"filter": json.dumps(fine)}
     )
     assert response.status_code == 200 and len(response.json()["items"]) == 1
+
+
+async def test_dates_written_around_the_api_read_alike_in_pages_and_by_id(
+    client: httpx.AsyncClient, admin: Account, container: Container
+) -> None:
+    """Pages decode stored dates without a time zone (repository.find_page); what they
+    show must be what a read by id shows, and their cursors must page on dates."""
+    from datetime import UTC, datetime, timedelta
+
+    await client.post("/v1/collections", json={"name": "dated"}, headers=admin.headers)
+    url = "/v1/collections/dated/documents"
+    await client.post(
+        f"{url}/bulk", json={"documents": [{"n": n} for n in range(5)]}, headers=admin.headers
+    )
+    start = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    for n in range(5):  # a BSON date in data, as an import around the API leaves it
+        when = start + timedelta(days=n)
+        await container.db["docs_dated"].update_one({"data.n": n}, {"$set": {"data.when": when}})
+    got: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"sort": "-data.when", "limit": 2}
+    for _ in range(4):
+        page = (await client.get(url, params=params, headers=admin.headers)).json()
+        got += page["items"]
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    assert [item["data"]["n"] for item in got] == [4, 3, 2, 1, 0]
+    for item in got:
+        alone = (await client.get(f"{url}/{item['id']}", headers=admin.headers)).json()
+        assert item == alone
+    assert got[-1]["data"]["when"] == "2026-01-02T03:04:05.678000Z"
+    assert got[-1]["created_at"].endswith("Z")

@@ -7,7 +7,7 @@ own MongoDB collection, created at run time, so a plain model maps the stored sh
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -48,12 +48,15 @@ class StoredDocument:
     @classmethod
     def from_mongo(cls, raw: dict[str, Any]) -> StoredDocument:
         shared = raw.get("shared") or {}
+        created, updated = raw["created_at"], raw["updated_at"]
+        if created.tzinfo is None:  # a page's row (repository.find_page): UTC
+            created, updated = created.replace(tzinfo=UTC), updated.replace(tzinfo=UTC)
         return cls(
             id=raw["_id"],
             owner=raw.get("owner"),
             version=raw["version"],
-            created_at=raw["created_at"],
-            updated_at=raw["updated_at"],
+            created_at=created,
+            updated_at=updated,
             data=raw.get("data", {}),
             team=raw.get("team"),
             readers=tuple(shared.get("read", ())),

@@ -222,7 +222,9 @@ class DocumentQueries(DocumentExpansion):
             {"$project": {"_search": 0, "_search_first": 0}},
         ]
         repo = self._repository(spec)
-        rows, prefetched = await _joined(lambda stages: repo.aggregate(pipeline + stages), joins)
+        rows, prefetched = await _joined(
+            lambda stages: repo.aggregate(pipeline + stages, page=True), joins
+        )
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]

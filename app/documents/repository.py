@@ -39,6 +39,12 @@ class DocumentRepository:
         self, db: Db, storage_name: str, *, max_time_ms: int, indexer: Indexer | None = None
     ) -> None:
         self.collection = db[storage_name]
+        # Pages are read with dates left without a time zone (they are all UTC): the
+        # driver's time-zone-aware decoding is most of a page's decoding time. Their rows
+        # hold naive UTC dates; StoredDocument.from_mongo and rfc3339 read them as UTC.
+        self._pages = self.collection.with_options(
+            codec_options=self.collection.codec_options.with_options(tz_aware=False)
+        )
         self.max_time_ms = max_time_ms
         # Full-text search's terms, stored beside `data` on every write (search.py).
         self.indexer = indexer
@@ -198,29 +204,32 @@ class DocumentRepository:
         projection: dict[str, int] | None,
         joins: list[dict[str, Any]] | None = None,
     ) -> list[dict[str, Any]]:
-        """A page of stored rows; with `joins` (`$lookup` stages, no projection), one
-        aggregation that brings what they join with the page."""
+        """A page of stored rows (naive UTC dates); with `joins` (`$lookup` stages, no
+        projection), one aggregation that brings what they join with the page."""
         if joins:
             assert projection is None
             pipeline: list[dict[str, Any]] = [{"$match": query}]
             if sort:
                 pipeline.append({"$sort": dict(sort)})
             pipeline += [{"$limit": limit}, *joins]
-            rows = await self.collection.aggregate(
+            rows = await self._pages.aggregate(
                 pipeline, maxTimeMS=self.max_time_ms, session=transaction.current()
             )
             return await rows.to_list(length=limit)
         cursor = (
-            self.collection.find(query, projection, session=transaction.current())
+            self._pages.find(query, projection, session=transaction.current())
             .sort(sort)
             .limit(limit)
             .max_time_ms(self.max_time_ms)
         )
         return await cursor.to_list(length=limit)
 
-    async def aggregate(self, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Run a pipeline built by the service (never a client's), time-bounded, in memory."""
-        cursor = await self.collection.aggregate(
+    async def aggregate(
+        self, pipeline: list[dict[str, Any]], *, page: bool = False
+    ) -> list[dict[str, Any]]:
+        """Run a pipeline built by the service (never a client's), time-bounded, in memory;
+        `page`: its rows are stored documents, read as `find_page` reads them."""
+        cursor = await (self._pages if page else self.collection).aggregate(
             pipeline, maxTimeMS=self.max_time_ms, allowDiskUse=False
         )
         return await cursor.to_list()

@@ -8,6 +8,7 @@ contract tests check the shape against the models.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -40,7 +41,19 @@ def encode_document(
         fallback = envelope(collection, doc)
         if expanded is not None:
             fallback["expanded"] = expanded
-        return DocumentOut.model_validate(fallback).model_dump_json().encode()
+        return DocumentOut.model_validate(_utc(fallback)).model_dump_json().encode()
+
+
+def _utc(value: Any) -> Any:
+    """`value` with its naive dates (a page's rows hold them: repository.find_page) made
+    UTC, so the model writes them with their `Z` as it does any stored date."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    if isinstance(value, dict):
+        return {key: _utc(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_utc(item) for item in value]
+    return value
 
 
 def encode_page(
