@@ -179,6 +179,7 @@ class Bench:
         p50: float | None = None,
         p99: float | None = None,
     ) -> dict[str, Any]:
+        failed = {str(k): n for k, n in sorted(result.statuses.items()) if k >= 400}
         row = {
             "scenario": name,
             "rate": round(rate if rate is not None else result.rate, 1),
@@ -186,6 +187,8 @@ class Bench:
             "p50_ms": round((p50 if p50 is not None else result.percentile(50)) * 1000, 2),
             "p99_ms": round((p99 if p99 is not None else result.percentile(99)) * 1000, 2),
             "errors": result.errors,
+            # Which answers the errors were (a 409 under contention is not a 500).
+            "error_statuses": failed,
             "cpu_ms_per_request": round(cpu_ms, 4) if cpu_ms is not None else None,
             "loop_lag_p99_ms": lag_ms,
         }
@@ -195,7 +198,7 @@ class Bench:
         print(
             f"  {name:<42} {row['rate']:>9} {unit:<6} p50 {row['p50_ms']:>7} ms "
             f"p99 {row['p99_ms']:>7} ms  cpu {cpu:>6} ms  lag p99 {lag:>5} ms  "
-            f"errors {row['errors']}",
+            f"errors {row['errors']}" + "".join(f" ({n}x {k})" for k, n in failed.items()),
             flush=True,
         )
         return row
