@@ -303,6 +303,86 @@ async def test_an_endpoint_that_never_answers_leaves_slots_for_the_others(
             assert [r.status for r in stuck.received] == [None]
 
 
+async def _held_world(
+    client: httpx.AsyncClient, admin: Account, url: str
+) -> tuple[dict[str, Any], list[str]]:
+    """A webhook on `url` and four documents created: four messages queued for it."""
+    hook = await register(client, admin, url, events=["document.created"])
+    await declare(client, admin)
+    made = []
+    for _ in range(4):
+        answer = await client.post(
+            "/v1/collections/orders/documents", json={}, headers=admin.headers
+        )
+        made.append(answer.json()["id"])
+    return hook, made
+
+
+async def test_an_endpoint_that_stops_answering_has_its_messages_held(
+    database_url: str,
+) -> None:
+    """One send at a time: after three sends in a row reach their time limit, the
+    webhook's queue is held (for WEBHOOK_RETRY_SECONDS, an hour here), the fourth message
+    is not sent, and the webhook says until when."""
+    held = shared_settings(
+        database_url,
+        **(
+            HOOKS
+            | {
+                "webhook_concurrency": 1,
+                "webhook_retry_seconds": 3600,
+                "webhook_give_up_seconds": 86400,
+            }
+        ),
+    )
+    async with running_app(held) as app, http_client(app) as client:
+        admin = await _admin(app, client)
+        with receiving() as stuck:
+            stuck.answer(*[HANG] * 10)
+            hook, _ = await _held_world(client, admin, stuck.url)
+            url = f"/v1/webhooks/{hook['id']}"
+
+            async def three_tried() -> bool:
+                found = await deliveries(client, admin, hook)
+                return sum(1 for d in found if d["log"]) == 3
+
+            await until(three_tried)
+            until_then = (await client.get(url, headers=admin.headers)).json()["held_until"]
+            assert until_then is not None
+            queued = await deliveries(client, admin, hook)
+            assert [d["status"] for d in queued] == ["pending"] * 4
+            # The newest was never sent; all four wait for the hold's end.
+            assert queued[0]["attempts"] == 0 and queued[0]["log"] == []
+            assert {d["next_attempt_at"] for d in queued} == {until_then}
+            assert [r.status for r in stuck.received] == [None] * 3
+
+
+async def test_an_answer_lifts_the_hold_and_the_held_messages_go_out(
+    database_url: str,
+) -> None:
+    held = shared_settings(
+        database_url, **(HOOKS | {"webhook_concurrency": 1, "webhook_give_up_seconds": 60})
+    )
+    async with running_app(held) as app, http_client(app) as client:
+        admin = await _admin(app, client)
+        with receiving() as flaky:
+            flaky.answer(HANG, HANG, HANG)  # then 200s
+            hook, made = await _held_world(client, admin, flaky.url)
+
+            async def all_delivered() -> bool:
+                found = await deliveries(client, admin, hook)
+                return [d["status"] for d in found] == ["delivered"] * 4
+
+            await until(all_delivered)
+            shown = (await client.get(f"/v1/webhooks/{hook['id']}", headers=admin.headers)).json()
+            assert shown["held_until"] is None
+            assert [r.status for r in flaky.received] == [None] * 3 + [200] * 4
+            newest = (await deliveries(client, admin, hook))[0]
+            assert newest["attempts"] == 1  # held, never sent to the silent endpoint
+            got = {r.json["data"]["id"] for r in flaky.received if r.status == 200}
+            assert got == set(made)
+
+
 async def test_a_name_resolving_to_a_private_address_is_refused_when_sending(
     database_url: str,
 ) -> None:

@@ -206,6 +206,28 @@ class WebhookRepository:
             update["$set"]["finished_at"] = now
         await self.deliveries.update_one({"_id": claimed.id, "leased_by": claimed.lease}, update)
 
+    async def hold(self, webhook_id: ObjectId, *, until: datetime, now: datetime) -> int:
+        """Hold the webhook's queued messages (not those being sent) until `until`, and
+        say so on the webhook; how many were held."""
+        await self.webhooks.update_one({"_id": webhook_id}, {"$set": {"held_until": until}})
+        result = await self.deliveries.update_many(
+            {
+                "webhook": webhook_id,
+                "status": "pending",
+                "due_at": {"$lt": until},
+                # Waiting for a retry, or due and not leased: not one being sent.
+                "$or": [{"due_at": {"$gt": now}}, {"lease_until": {"$lte": now}}],
+            },
+            {"$set": {"due_at": until, "lease_until": until}},
+        )
+        return result.modified_count
+
+    async def release(self, webhook_id: ObjectId) -> None:
+        """The webhook's endpoint answers again: it is no longer held."""
+        await self.webhooks.update_one(
+            {"_id": webhook_id, "held_until": {"$exists": True}}, {"$unset": {"held_until": ""}}
+        )
+
     async def redeliver(
         self, webhook_id: ObjectId, delivery_id: ObjectId, *, now: datetime
     ) -> dict[str, Any] | None:

@@ -71,6 +71,11 @@ class WebhookOut(BaseModel):
     previous_secret_until: Timestamp | None = Field(
         description="Until then the secret before the last rotation signs too"
     )
+    held_until: Timestamp | None = Field(
+        description="Set while its messages are held back: the last sends to its endpoint "
+        "went unanswered (time limit reached). The first due after then tries it again; an "
+        "answer lifts the hold"
+    )
 
     @classmethod
     def of(cls, raw: dict[str, Any]) -> WebhookOut:
@@ -84,6 +89,7 @@ class WebhookOut(BaseModel):
             created_at=raw["created_at"],
             updated_at=raw["updated_at"],
             previous_secret_until=raw.get("previous_until"),
+            held_until=raw.get("held_until"),
         )
 
 

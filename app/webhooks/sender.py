@@ -38,6 +38,8 @@ class Attempt:
     excerpt: str | None
     error: str | None
     blocked: bool = False
+    # No answer within the time limit: the send held a slot all that time.
+    timed_out: bool = False
 
     @property
     def delivered(self) -> bool:
@@ -174,7 +176,9 @@ class Sender:
         except BlockedTarget as exc:
             return Attempt(None, took(), None, str(exc), blocked=True)
         except TimeoutError:
-            return Attempt(None, took(), None, f"no answer within {self.timeout:g} s")
+            return Attempt(
+                None, took(), None, f"no answer within {self.timeout:g} s", timed_out=True
+            )
         except (httpx.HTTPError, httpx.InvalidURL, ValueError, OSError) as exc:
             return Attempt(None, took(), None, f"{type(exc).__name__}: {exc}"[:300])
         return Attempt(response.status_code, took(), excerpt, None)

@@ -6,6 +6,12 @@ dies mid-send only delays the message until its lease ends; then another sends i
 (at least once: receivers deduplicate on `webhook-id`). Stopped cleanly on shutdown:
 sends in flight are cancelled and their messages retried when their leases end.
 
+Endpoints that stop answering: after HOLD_AFTER sends in a row to one webhook reached
+their time limit, its queued messages are held back (the hold doubles each time, from
+WEBHOOK_RETRY_SECONDS up to an hour; the webhook shows `held_until`). A dead endpoint then
+takes no send slots but a probe's after each hold, where it took one per message for the
+whole time limit. The first answer lifts the hold.
+
 Order: messages are claimed oldest first, so one process sends a document's changes in
 commit order; a retry, or several processes, can deliver them out of order. Each body
 names the document's `version`: keep the highest.
@@ -34,6 +40,9 @@ from app.webhooks.secrets import Secrets
 from app.webhooks.sender import Attempt, Sender
 
 log = logging.getLogger("docstore.webhooks")
+
+# Unanswered sends in a row (time limit reached) after which a webhook's queue is held.
+HOLD_AFTER = 3
 
 
 class DeliveryWorker:
@@ -69,6 +78,10 @@ class DeliveryWorker:
         self.cap = max(1, concurrency - 2)
         self._sending: set[asyncio.Task[None]] = set()
         self._busy: Counter[ObjectId] = Counter()  # sends in flight, by webhook
+        # Sends in a row that reached their time limit, by webhook (this process's), and
+        # the holds this process put on their queues.
+        self._unanswered: Counter[ObjectId] = Counter()
+        self._held: dict[ObjectId, datetime] = {}
         self._wake = asyncio.Event()
         self._next_retry = NextRetry(clock, poll_seconds)
         self._task: asyncio.Task[None] | None = None
@@ -152,6 +165,31 @@ class DeliveryWorker:
             # A slot is free: look for more now rather than at the next poll.
             self._wake.set()
 
+    async def _watch(
+        self, hook: ObjectId, webhook: dict[str, Any], result: Attempt, now: datetime
+    ) -> datetime | None:
+        """Count the webhook's unanswered sends in a row, and hold its queue from the
+        HOLD_AFTER-th on; an answer lifts the hold. When its messages are held: until when."""
+        if result.status is not None:  # it answers (whatever it said)
+            self._unanswered.pop(hook, None)
+            if self._held.pop(hook, None) is not None or "held_until" in webhook:
+                await self.repository.release(hook)
+            return None
+        if not result.timed_out:  # refused at once, say: it took no slot for long
+            return self._held.get(hook)
+        self._unanswered[hook] += 1
+        count = self._unanswered[hook]
+        if count < HOLD_AFTER:
+            return self._held.get(hook)
+        until = now + backoff(count - HOLD_AFTER + 1, self.retry_seconds)
+        self._held[hook] = until
+        held = await self.repository.hold(hook, until=until, now=now)
+        log.warning(
+            "webhook endpoint does not answer: its messages are held",
+            extra={"webhook": str(hook), "unanswered": count, "held": held, "until": until},
+        )
+        return until
+
     async def deliver(self, claimed: Claimed, webhook: dict[str, Any] | None) -> None:
         now = self.clock()
         if webhook is None or not webhook.get("enabled", False):
@@ -175,6 +213,7 @@ class DeliveryWorker:
         else:  # no key opens its secret (JWT_SECRET changed): never sent unsigned
             result = Attempt(None, 0.0, None, "no key opens the signing secret: rotate it")
         now = self.clock()
+        held = await self._watch(claimed.webhook, webhook, result, now)
         attempt = {
             "at": now,
             "status": result.status,
@@ -190,6 +229,8 @@ class DeliveryWorker:
             return
         WEBHOOK_ATTEMPTS.labels("blocked" if result.blocked else "failed").inc()
         due: datetime | None = now + backoff(claimed.attempts, self.retry_seconds)
+        if due is not None and held is not None:
+            due = max(due, held)
         if due is not None and due - claimed.created_at > self.give_up:
             due = None
         self._next_retry.schedule(due)
