@@ -382,6 +382,12 @@ async def test_an_admin_runs_the_data_and_the_accounts_from_the_console(site: Si
             assert not browser.outside, f"requests left the server: {browser.outside}"
             assert not await browser.csp_violations()
             assert not browser.errors, browser.errors
+            # Trusted Types: no string becomes markup on this page, whoever writes it.
+            refused = await page.evaluate(
+                "(() => { try { document.body.insertAdjacentHTML('beforeend', '<b>x</b>');"
+                " return 'inserted' } catch (e) { return e.name } })()"
+            )
+            assert refused == "TypeError"
         finally:
             await api.aclose()
             await chromium.close()

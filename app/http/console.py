@@ -19,7 +19,9 @@ ASSETS_URL = "/admin/assets"
 
 # Scripts, styles, fonts and API calls from this origin only; no inline script or style,
 # no eval; images from here or blob: (file previews); never framed (clickjacking); forms
-# post nowhere (every action is a fetch).
+# post nowhere (every action is a fetch). Trusted Types with no policy: no DOM sink that
+# parses HTML or loads script from a string (innerHTML, document.write...) runs at all,
+# so text from the API can never become markup (the console builds nodes, textContent).
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'none'",
@@ -31,6 +33,8 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "base-uri 'none'",
         "form-action 'none'",
         "frame-ancestors 'none'",
+        "require-trusted-types-for 'script'",
+        "trusted-types 'none'",
     ]
 )
 PAGE_HEADERS = {
