@@ -382,10 +382,40 @@ async def test_a_blocked_event_loop_shows_in_the_lag_metric(app: FastAPI) -> Non
     import asyncio
     import time
 
+    from app.observability.loop_lag import REQUESTS
+
     monitor = app.state.container.loop_lag
-    await asyncio.wait_for(monitor.sampled.wait(), timeout=10)
-    _, total = _loop_lag_total()
-    monitor.sampled.clear()
-    time.sleep(0.3)  # the stimulus: block the loop the app runs on (not synchronisation)
-    await asyncio.wait_for(monitor.sampled.wait(), timeout=10)
-    assert _loop_lag_total()[1] - total >= 0.2
+    REQUESTS.began()  # a request in flight: the monitor samples at its busy pace
+    try:
+        monitor.sampled.clear()
+        await asyncio.wait_for(monitor.sampled.wait(), timeout=10)
+        _, total = _loop_lag_total()
+        monitor.sampled.clear()
+        time.sleep(0.3)  # the stimulus: block the loop the app runs on (not synchronisation)
+        await asyncio.wait_for(monitor.sampled.wait(), timeout=10)
+        assert _loop_lag_total()[1] - total >= 0.2
+    finally:
+        REQUESTS.ended()
+
+
+async def test_an_idle_process_parks_the_lag_monitor_until_a_request_begins() -> None:
+    """No request: the monitor waits (no wake 20 times a second); a request wakes it."""
+    import asyncio
+
+    from app.observability.loop_lag import Activity, LoopLagMonitor
+
+    activity = Activity()
+    monitor = LoopLagMonitor(interval=0.01, idle_interval=3600, linger=0, activity=activity)
+    monitor.start()
+    try:
+        for _ in range(1000):  # until its task has run and found nothing to do
+            if activity.parked is not None:
+                break
+            await asyncio.sleep(0)
+        assert activity.parked is not None and not monitor.sampled.is_set()
+        activity.began()
+        await asyncio.wait_for(monitor.sampled.wait(), timeout=10)
+        assert monitor.idle_samples == 0  # sampled at the request's pace, not the idle one
+        activity.ended()
+    finally:
+        await monitor.stop()

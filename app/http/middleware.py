@@ -25,6 +25,7 @@ from app.observability.context import (
     collect_problem_codes,
     set_request_id,
 )
+from app.observability.loop_lag import REQUESTS
 from app.observability.metrics import IN_PROGRESS, observe_request
 
 access_log = logging.getLogger("docstore.access")
@@ -121,6 +122,7 @@ class RequestContextMiddleware:
             await send(message)
 
         IN_PROGRESS.inc()
+        REQUESTS.began()  # the loop-lag monitor samples often while requests run
         try:
             # A file's path takes any body type (other methods there answer 405).
             refusal = None if file_path else self._refusal(headers, scope["method"])
@@ -139,6 +141,7 @@ class RequestContextMiddleware:
                 await response(scope, receive, send_with_id)
         finally:
             IN_PROGRESS.dec()
+            REQUESTS.ended()
             self._log(scope, status, started, problem_codes)
             action = audited_action(scope)
             if action is not None:
