@@ -194,10 +194,11 @@ class ChangePump:
         CHANGE_PUMP_CHECKPOINT.set(time.time())
         return True
 
-    async def _keep_lease(self) -> None:
-        """Renew the lease if a third of it has passed (long batches, chores)."""
+    async def _keep_lease(self, token: Mapping[str, Any] | None = None) -> None:
+        """Renew the lease if a third of it has passed (long batches, chores), saving
+        `token` with it when given."""
         if time.monotonic() - self._renewed > self.lease_seconds / 3:
-            await self._checkpoint(None)
+            await self._checkpoint(token)
 
     def _until(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.lease_seconds)
@@ -326,8 +327,10 @@ class ChangePump:
                         pending = []
                     else:
                         token = stream.resume_token or token
-                        if time.monotonic() - self._renewed > 1.0:
-                            await self._checkpoint(token)
+                        # Idle: the resume point moves with the lease's renewal (a write
+                        # each lease/3, not each second: each is an oplog entry, and
+                        # on the embedded database it wakes every change stream).
+                        await self._keep_lease(token)
                     await self._chores()
                     self.idle_reads += 1
                     await self._progressed()
