@@ -565,3 +565,54 @@ async def test_starting_sign_ins_is_rate_limited_per_address(
         refused = await client.get("/v1/auth/oauth/corp/authorize", params=params)
         assert_problem(refused, 429, "rate_limited")
         assert await app.state.container.db["oauth_flows"].count_documents({}) == 2
+
+
+@pytest.mark.parametrize(
+    ("config", "published", "accepted"),
+    [
+        ({"issuer": "https://id.example"}, "https://id.example", True),
+        ({"issuer": "https://id.example/"}, "https://id.example", True),
+        ({"issuer": "https://id.example"}, "https://evil.example", False),
+        ({"issuer": "https://id.example/tenant-a"}, "https://id.example/tenant-b", False),
+        # Microsoft's multi-tenant endpoints publish a template ID tokens fill in...
+        (
+            {"preset": "microsoft"},
+            "https://login.microsoftonline.com/{tenantid}/v2.0",
+            True,
+        ),
+        # ...but an app of one tenant takes that tenant's issuer only.
+        (
+            {"preset": "microsoft", "tenant": "0d2b6f1c-1111-2222-3333-444455556666"},
+            "https://login.microsoftonline.com/{tenantid}/v2.0",
+            False,
+        ),
+    ],
+)
+async def test_discovery_must_name_the_configured_issuer(
+    config: dict[str, str], published: str, accepted: bool
+) -> None:
+    """OpenID Connect Discovery 4.3: a discovery document naming another issuer is not
+    the configured provider's; sign-ins with it are refused (503), not trusted."""
+    from app.accounts.oauth_providers import Provider as SignInProvider
+    from app.accounts.oauth_providers import ProviderUnavailable
+
+    def discovery(request: httpx.Request) -> httpx.Response:
+        assert request.url.path.endswith("/.well-known/openid-configuration")
+        base = "https://endpoints.example"
+        return httpx.Response(
+            200,
+            json={
+                "issuer": published,
+                "authorization_endpoint": f"{base}/authorize",
+                "token_endpoint": f"{base}/token",
+                "jwks_uri": f"{base}/keys",
+            },
+        )
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(discovery)) as http:
+        provider = SignInProvider("corp", OAuthProviderConfig(client_id="c", **config), http)
+        if accepted:
+            assert (await provider.metadata()).issuer == published
+        else:
+            with pytest.raises(ProviderUnavailable, match="names the issuer"):
+                await provider.metadata()

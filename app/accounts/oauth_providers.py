@@ -34,6 +34,8 @@ JWKS_MIN_REFRESH_SECONDS = 60
 MAX_RESPONSE_BYTES = 512 * 1024
 MAX_ID_TOKEN_LENGTH = 16 * 1024
 CLOCK_LEEWAY_SECONDS = 60
+# Microsoft's tenants that sign in accounts of many tenants.
+_MULTI_TENANT = ("common", "organizations", "consumers")
 # Asymmetric algorithms only: an HS256 token would be "signed" with the client secret.
 ID_TOKEN_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"]
 
@@ -216,6 +218,13 @@ class Provider:
             )
         except (KeyError, TypeError):
             raise ProviderUnavailable(f"{self.title}'s discovery document is incomplete") from None
+        if not self._is_own_issuer(metadata.issuer):
+            # OpenID Connect Discovery 4.3: a document naming another issuer is not this
+            # provider's (a mix-up, or a host serving someone else's configuration).
+            raise ProviderUnavailable(
+                f"{self.title}'s discovery names the issuer {metadata.issuer!r}, not "
+                f"{self.issuer!r}: check the provider's issuer setting"
+            )
         endpoints = (metadata.authorization_endpoint, metadata.token_endpoint, metadata.jwks_uri)
         if self.issuer.startswith("https://") and not all(
             str(url).startswith("https://") for url in endpoints
@@ -223,6 +232,20 @@ class Provider:
             raise ProviderUnavailable(f"{self.title}'s discovery names endpoints without HTTPS")
         self._metadata, self._metadata_at = metadata, self.now()
         return metadata
+
+    def _is_own_issuer(self, published: str | None) -> bool:
+        """Whether discovery's `issuer` is the one configured (a trailing slash aside).
+        Microsoft's multi-tenant endpoints (common, organizations, consumers) publish a
+        template, `{tenantid}`, that ID tokens fill in with the user's tenant."""
+        assert self.issuer is not None
+        if published is None:
+            return False
+        if published.rstrip("/") == self.issuer.rstrip("/"):
+            return True
+        template = self.config.issuer or self.preset.issuer or ""
+        if "{tenant}" not in template or self.config.tenant not in _MULTI_TENANT:
+            return False  # one tenant: its own issuer, exactly
+        return published.rstrip("/") == template.replace("{tenant}", "{tenantid}").rstrip("/")
 
     async def keys(self, *, refresh: bool = False) -> KeySet:
         async with self._lock:
