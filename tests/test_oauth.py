@@ -616,3 +616,25 @@ async def test_discovery_must_name_the_configured_issuer(
         else:
             with pytest.raises(ProviderUnavailable, match="names the issuer"):
                 await provider.metadata()
+
+
+@pytest.mark.parametrize(
+    ("preset", "claims", "verified"),
+    [
+        ("microsoft", {"xms_edov": True}, True),
+        ("microsoft", {"xms_edov": False}, False),
+        ("microsoft", {}, False),  # Entra's default: no claim says the address is verified
+        ("microsoft", {"xms_edov": "true"}, False),  # a boolean claim, as Entra sends it
+        ("google", {"xms_edov": True}, False),  # Microsoft's claim, from Microsoft only
+        ("google", {"email_verified": True}, True),
+    ],
+)
+async def test_entra_addresses_are_verified_by_the_domain_owner_claim(
+    preset: str, claims: dict[str, object], verified: bool
+) -> None:
+    from app.accounts.oauth_providers import Provider as SignInProvider
+
+    async with httpx.AsyncClient() as http:
+        provider = SignInProvider(preset, OAuthProviderConfig(preset=preset, client_id="c"), http)
+        found = provider.identity_of({"sub": "s1", "email": "Ada@Corp.example", **claims})
+    assert (found.email, found.email_verified) == ("ada@corp.example", verified)

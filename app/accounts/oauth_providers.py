@@ -451,6 +451,13 @@ class Provider:
             provider=self.name,
             subject=str(claims["sub"]),
             email=email.strip().lower() if isinstance(email, str) and email else None,
-            email_verified=_truthy(claims.get("email_verified")) or self.config.emails_verified,
+            email_verified=(
+                _truthy(claims.get("email_verified"))
+                # Microsoft Entra sends no email_verified; its optional claim xms_edov
+                # ("email domain owner verified", added in the app's token configuration)
+                # says the address's domain is verified by its tenant.
+                or (self.preset is PRESETS["microsoft"] and claims.get("xms_edov") is True)
+                or self.config.emails_verified
+            ),
             name=name if isinstance(name, str) else None,
         )
