@@ -416,6 +416,40 @@ async def test_restrict_refuses_while_referenced(
     assert (await client.delete(f"{docs('shelves')}/s1", headers=user.headers)).status_code == 204
 
 
+async def test_a_collection_a_declared_relation_names_is_not_deleted(
+    client: httpx.AsyncClient, admin: Account, user: Account, library: None
+) -> None:
+    """As a foreign key (or PocketBase's relation field) holds its table: while books
+    says what deleting a shelf does, the shelves collection stays."""
+    refused = await client.delete("/v1/collections/shelves", headers=admin.headers)
+    body = assert_problem(refused, 409, "reference_restricted")
+    assert "books" in body["detail"] and "shelf" in body["detail"]
+    assert (await get(client, user, "shelves", "s1")).status_code == 200  # nothing changed
+    # Without x-on-delete the reference is plain (it may dangle): then it may go.
+    plain = {**LIBRARY["books"], "properties": {**LIBRARY["books"]["properties"]}}
+    plain["properties"]["shelf"] = ref("shelves")
+    changed = await client.patch(
+        "/v1/collections/books", json={"schema": plain}, headers=admin.headers
+    )
+    assert changed.status_code == 200, changed.text
+    assert (
+        await client.delete("/v1/collections/shelves", headers=admin.headers)
+    ).status_code == 204
+    expanded = await client.get(f"{docs('books')}/b1?expand=shelf", headers=user.headers)
+    assert expanded.json()["expanded"]["shelf"]["reason"] == "not_found"
+
+
+async def test_a_collection_whose_relations_name_only_itself_is_deleted(
+    client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    staff = {"type": "object", "properties": {"boss": ref("staff", **{"x-on-delete": "set_null"})}}
+    staff["properties"]["boss"]["type"] = ["string", "null"]
+    await declare(client, admin, "staff", staff)
+    await put(client, user, "staff", "ceo", {})
+    await put(client, user, "staff", "cto", {"boss": "ceo"})
+    assert (await client.delete("/v1/collections/staff", headers=admin.headers)).status_code == 204
+
+
 async def test_set_null_clears_the_reference_and_bumps_the_version(
     client: httpx.AsyncClient, user: Account, library: None
 ) -> None:

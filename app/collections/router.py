@@ -91,7 +91,9 @@ async def update_collection(
     status_code=status.HTTP_204_NO_CONTENT,
     operation_id="collections_delete",
     summary="Delete a collection and all its documents (admin)",
-    responses=problem_responses(401, 403, 404),
+    description="409 `reference_restricted` while another collection's schema holds a "
+    "reference to it with `x-on-delete`.",
+    responses=problem_responses(401, 403, 404, 409),
 )
 async def delete_collection(name: str, _: AdminUser, collections: CollectionServiceDep) -> None:
     await collections.delete(name)

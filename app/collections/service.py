@@ -271,6 +271,18 @@ class CollectionService:
 
     async def delete(self, name: str) -> None:
         spec = await self.get(name)
+        # A reference that says what deletes do (x-on-delete) is a declared relation: as
+        # PocketBase (and a foreign key in SQL) does, the collection it names stays while
+        # another collection holds one. Plain references may dangle (they expand as
+        # not_found); a collection's references to itself go with it.
+        for source, ref in await self.referrers(spec.id):
+            if source.id != spec.id:
+                raise Conflict(
+                    f"Collection {source.id} references {spec.id} through {ref.name} "
+                    f"(x-on-delete: {ref.on_delete}): take that from its schema "
+                    f"(PATCH /v1/collections/{source.id}) or delete {source.id} first",
+                    code=ErrorCode.REFERENCE_RESTRICTED,
+                )
         await self.repository.delete(spec)
         if self.on_delete is not None:  # the documents' files go with them
             await self.on_delete(name)

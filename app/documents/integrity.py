@@ -10,8 +10,9 @@ out of a list), each changed document's version bumped so apps and subscribers s
 These are system actions, outside the caller's access rules (as a foreign key is): the
 caller may delete the referenced document, and what references it follows the
 declaration. A reference written after the plan was made (a race between two requests)
-is not covered; in a batch, everything runs in its transaction. Account deletion and
-collection deletion leave references dangling (expanded, they are `not_found`).
+is not covered; in a batch, everything runs in its transaction. Account deletion leaves
+references dangling (expanded, they are `not_found`); a collection named by another's
+reference with x-on-delete cannot be deleted (collections/service.py).
 """
 
 from __future__ import annotations
