@@ -426,8 +426,8 @@ async def test_a_collection_a_declared_relation_names_is_not_deleted(
     assert "books" in body["detail"] and "shelf" in body["detail"]
     assert (await get(client, user, "shelves", "s1")).status_code == 200  # nothing changed
     # Without x-on-delete the reference is plain (it may dangle): then it may go.
-    plain = {**LIBRARY["books"], "properties": {**LIBRARY["books"]["properties"]}}
-    plain["properties"]["shelf"] = ref("shelves")
+    books: dict[str, Any] = LIBRARY["books"]
+    plain = {**books, "properties": {**books["properties"], "shelf": ref("shelves")}}
     changed = await client.patch(
         "/v1/collections/books", json={"schema": plain}, headers=admin.headers
     )
@@ -442,8 +442,8 @@ async def test_a_collection_a_declared_relation_names_is_not_deleted(
 async def test_a_collection_whose_relations_name_only_itself_is_deleted(
     client: httpx.AsyncClient, admin: Account, user: Account
 ) -> None:
-    staff = {"type": "object", "properties": {"boss": ref("staff", **{"x-on-delete": "set_null"})}}
-    staff["properties"]["boss"]["type"] = ["string", "null"]
+    boss = ref("staff", **{"x-on-delete": "set_null"}) | {"type": ["string", "null"]}
+    staff = {"type": "object", "properties": {"boss": boss}}
     await declare(client, admin, "staff", staff)
     await put(client, user, "staff", "ceo", {})
     await put(client, user, "staff", "cto", {"boss": "ceo"})
