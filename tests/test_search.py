@@ -152,6 +152,28 @@ async def test_writes_keep_the_index_current(
     assert all(set(d) >= {"id", "data"} and "_search" not in d for d in listed)
 
 
+async def test_a_big_bulk_create_is_stemmed_off_the_event_loop(
+    client: httpx.AsyncClient, admin: Account, user: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stemming a megabyte of text takes the loop a quarter of a second: a bulk create
+    that big works its terms out in a worker process (which has its own Indexer)."""
+    from app.documents.search import Indexer
+
+    await declare(client, admin)
+
+    def not_here(self: Indexer, data: dict[str, Any]) -> dict[str, Any]:
+        raise AssertionError("stemmed in the server process")
+
+    monkeypatch.setattr(Indexer, "terms", not_here)
+    filler = "lorem ipsum dolor " * 400  # about 7 KB of text a document
+    documents = [{"title": f"Garden {n}", "body": filler} for n in range(20)]
+    bulk = await client.post(f"{DOCS}/bulk", json={"documents": documents}, headers=user.headers)
+    assert bulk.status_code == 200, bulk.text
+    assert bulk.json()["created"] == 20
+    monkeypatch.undo()
+    assert len(await found(client, user, "garden", limit=50)) == 20
+
+
 async def test_documents_stored_before_search_was_declared_are_found_after_reindex(
     settings: Settings, client: httpx.AsyncClient, admin: Account, user: Account
 ) -> None:

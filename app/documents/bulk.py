@@ -21,7 +21,7 @@ from app.documents.core import (
 from app.documents.crud import DocumentCrud
 from app.documents.filters import compile_sort
 from app.documents.models import StoredDocument
-from app.documents.offload import checked_each
+from app.documents.offload import checked_each, terms_each
 from app.documents.operators import apply_update, parse_update
 from app.errors import AppError, ErrorCode, FieldError, ValidationFailed
 
@@ -98,7 +98,13 @@ class BulkDocuments(DocumentCrud):
             valid.append(doc)
             positions.append(index)
             results.append(BulkItem(index, 201, id=doc.id, version=1))
-        failures = await self._repository(spec).insert_many(valid)
+        repo = self._repository(spec)
+        terms = None
+        if repo.indexer is not None and valid and is_heavy(documents):
+            # Stemming up to a megabyte of text would hold the event loop for a quarter
+            # of a second: in a worker process, as the checks were.
+            terms = await self.work.run(terms_each, repo.indexer, [d.data for d in valid])
+        failures = await repo.insert_many(valid, terms)
         for position, error in failures.items():
             item = results[positions[position]]
             pattern = ", ".join((error.details or {}).get("keyPattern", {}) or ["a unique field"])

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from jsonschema import Draft202012Validator
 
 from app.collections.validation import compile_validator, validate_data
+from app.documents.search import Indexer
 from app.documents.validation import DataLimits, check_data
 from app.errors import AppError
 
@@ -71,6 +72,11 @@ def checked_each(
         except AppError as exc:
             outcomes.append(exc)
     return outcomes
+
+
+def terms_each(indexer: Indexer, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each item's search terms (a big bulk create's: up to a megabyte of text to stem)."""
+    return [indexer.terms(item) for item in items]
 
 
 def _lower_priority() -> None:

@@ -49,10 +49,10 @@ class DocumentRepository:
         # Full-text search's terms, stored beside `data` on every write (search.py).
         self.indexer = indexer
 
-    def _raw(self, doc: StoredDocument) -> dict[str, Any]:
+    def _raw(self, doc: StoredDocument, terms: dict[str, Any] | None = None) -> dict[str, Any]:
         raw = doc.to_mongo()
         if self.indexer is not None:
-            raw.update(self.indexer.terms(doc.data))
+            raw.update(terms if terms is not None else self.indexer.terms(doc.data))
         return raw
 
     async def insert(self, doc: StoredDocument) -> None:
@@ -63,12 +63,16 @@ class DocumentRepository:
                 raise DocumentExistsError(doc.id) from exc
             raise  # a declared unique index: 409 duplicate_key
 
-    async def insert_many(self, docs: list[StoredDocument]) -> dict[int, DuplicateKeyError]:
-        """Insert what can be inserted; return the failures by position."""
+    async def insert_many(
+        self, docs: list[StoredDocument], terms: list[dict[str, Any]] | None = None
+    ) -> dict[int, DuplicateKeyError]:
+        """Insert what can be inserted (with their search `terms`, when worked out
+        already); return the failures by position."""
         if not docs:
             return {}
+        raws = [self._raw(d, terms[i] if terms is not None else None) for i, d in enumerate(docs)]
         try:
-            await self.collection.insert_many([self._raw(d) for d in docs], ordered=False)
+            await self.collection.insert_many(raws, ordered=False)
         except BulkWriteError as exc:
             failures: dict[int, DuplicateKeyError] = {}
             for err in exc.details.get("writeErrors", []):
