@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format admin apikey seed export import migrate reindex openapi clients console node-tools bench lock clean
+.PHONY: help install run test lint format admin apikey seed export import migrate reindex audit-verify openapi clients console node-tools bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -130,6 +130,9 @@ export: $(STAMP) ## Back up users, declarations and documents: make export DIR=b
 migrate: $(STAMP) ## Change every document: make migrate COLLECTION=x PATCH=f.json|UPDATE=f.json [FILTER=json] [DRY_RUN=1]
 	@test -n "$(COLLECTION)" -a -n "$(PATCH)$(UPDATE)" || { echo "usage: make migrate COLLECTION=notes PATCH=fix.json (or UPDATE=ops.json) [FILTER='{...}'] [DRY_RUN=1]"; exit 2; }
 	$(PY) -m scripts.migrate "$(COLLECTION)" $(if $(PATCH),--patch "$(PATCH)",--update "$(UPDATE)") $(if $(FILTER),--filter '$(FILTER)',) $(if $(DRY_RUN),--dry-run,)
+
+audit-verify: $(STAMP) ## Check the audit log against its hash chain (exit 1 when tampered with)
+	$(PY) -m scripts.audit_verify
 
 reindex: $(STAMP) ## Index a collection's stored documents for full-text search: make reindex COLLECTION=x
 	@test -n "$(COLLECTION)" || { echo "usage: make reindex COLLECTION=notes"; exit 2; }

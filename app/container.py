@@ -39,6 +39,7 @@ from app.accounts.session_repository import (
 )
 from app.accounts.user_repository import UserRepository
 from app.accounts.user_service import UserService
+from app.audit.chain import AuditChain
 from app.audit.log import AuditLog
 from app.clock import Clock, utc_now
 from app.collections.models import CollectionSpec
@@ -113,6 +114,7 @@ class Container:
     history: HistoryStore
     pump: ChangePump
     audit: AuditLog
+    audit_chain: AuditChain
     # None when READ_CACHE is off.
     feed: ChangeFeed | None = None
     loop_lag: LoopLagMonitor = field(default_factory=LoopLagMonitor)
@@ -350,7 +352,10 @@ class Container:
         webhooks.on_queued = deliveries.wake
         fanout = WebhookFanout(hook_repository, clock=clock)
         fanout.on_queued = deliveries.wake
-        pump = ChangePump(db, [fanout, history], clock, chores=[history.purge_expired])
+        audit_chain = AuditChain(db, clock=clock, retention_days=settings.audit_retention_days)
+        pump = ChangePump(
+            db, [fanout, history], clock, chores=[history.purge_expired, audit_chain.seal]
+        )
         files = FileService(
             store=file_store,
             documents=documents,
@@ -411,6 +416,7 @@ class Container:
                 retention_days=settings.audit_retention_days,
                 max_time_ms=settings.query_max_time_ms,
             ),
+            audit_chain=audit_chain,
             feed=feed,
         )
 
@@ -471,6 +477,7 @@ async def open_container(
         await container.webhooks.repository.ensure_indexes()
         await container.history.ensure_indexes()
         await container.audit.ensure_indexes()
+        await container.audit_chain.ensure_indexes()
         # Account webhooks need each change's exact image, as document collections have.
         await keep_change_images(db, User.Settings.name)
         lag = container.loop_lag
