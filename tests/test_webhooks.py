@@ -355,6 +355,13 @@ async def test_an_endpoint_that_stops_answering_has_its_messages_held(
             assert queued[0]["attempts"] == 0 and queued[0]["log"] == []
             assert {d["next_attempt_at"] for d in queued} == {until_then}
             assert [r.status for r in stuck.received] == [None] * 3
+            # Pointed at another endpoint: the hold is lifted and everything goes now.
+            with receiving() as fixed:
+                moved = await client.patch(url, json={"url": fixed.url}, headers=admin.headers)
+                assert moved.status_code == 200, moved.text
+                assert moved.json()["held_until"] is None
+                await fixed.wait_for(4)
+                assert [r.status for r in stuck.received] == [None] * 3
 
 
 async def test_an_answer_lifts_the_hold_and_the_held_messages_go_out(

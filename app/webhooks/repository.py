@@ -222,6 +222,16 @@ class WebhookRepository:
         )
         return result.modified_count
 
+    async def retry_now(self, webhook_id: ObjectId, *, now: datetime) -> int:
+        """Lift a hold and make every queued message (not one being sent) due now: the
+        webhook points somewhere else. How many were brought forward."""
+        await self.webhooks.update_one({"_id": webhook_id}, {"$unset": {"held_until": ""}})
+        result = await self.deliveries.update_many(
+            {"webhook": webhook_id, "status": "pending", "due_at": {"$gt": now}},
+            {"$set": {"due_at": now, "lease_until": now}},
+        )
+        return result.modified_count
+
     async def release(self, webhook_id: ObjectId) -> None:
         """The webhook's endpoint answers again: it is no longer held."""
         await self.webhooks.update_one(

@@ -105,6 +105,12 @@ class WebhookService:
         updated = await self.repository.update(current["_id"], changes)
         if updated is None:
             raise webhook_not_found(webhook_id)
+        if updated["url"] != current["url"]:
+            # Another endpoint: what waits for the old one's backoff or hold goes now.
+            await self.repository.retry_now(current["_id"], now=changes["updated_at"])
+            updated.pop("held_until", None)
+            if self.on_queued is not None:
+                self.on_queued()
         return updated
 
     async def delete(self, webhook_id: str) -> None:
