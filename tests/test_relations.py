@@ -450,6 +450,35 @@ async def test_a_collection_whose_relations_name_only_itself_is_deleted(
     assert (await client.delete("/v1/collections/staff", headers=admin.headers)).status_code == 204
 
 
+async def test_documents_that_expire_and_declared_relations_do_not_mix(
+    client: httpx.AsyncClient, admin: Account, library: None
+) -> None:
+    """A TTL index deletes without the integrity plan: a collection that declared
+    relations name cannot get one, and none may be declared towards one that has one."""
+    expiring = [{"name": "expire", "fields": ["created_at"], "expire_after_seconds": 3600}]
+    refused = await client.patch(
+        "/v1/collections/shelves", json={"indexes": expiring}, headers=admin.headers
+    )
+    body = assert_problem(refused, 422, "validation_failed")
+    assert "books.shelf" in body["detail"] and "restrict" in body["detail"]
+    shelves = (await client.get("/v1/collections/shelves", headers=admin.headers)).json()
+    assert shelves["indexes"] == []  # nothing changed
+    await declare(client, admin, "events", {"type": "object"}, indexes=expiring)
+    towards = {
+        "type": "object",
+        "properties": {"event": ref("events", **{"x-on-delete": "cascade"})},
+    }
+    made = await client.post(
+        "/v1/collections",
+        json={"name": "tickets", "schema": towards, "access": {"read": "authenticated"}},
+        headers=admin.headers,
+    )
+    body = assert_problem(made, 422, "validation_failed")
+    assert body["errors"][0]["loc"] == ["body", "schema"] and "events expire" in body["detail"]
+    plain = {"type": "object", "properties": {"event": ref("events")}}
+    await declare(client, admin, "tickets", plain)  # a plain reference may point there
+
+
 async def test_set_null_clears_the_reference_and_bumps_the_version(
     client: httpx.AsyncClient, user: Account, library: None
 ) -> None:

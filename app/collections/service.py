@@ -188,8 +188,46 @@ class CollectionService:
             updated_at=now,
         )
 
+    async def _check_expiry(self, spec: CollectionSpec) -> None:
+        """A TTL index deletes documents without asking what references them: no
+        declared relation (x-on-delete) may name a collection whose documents expire
+        (422), or its restrict, set_null and cascade would silently not happen."""
+        problems: list[FieldError] = []
+        if any(index.expire_after_seconds is not None for index in spec.indexes):
+            for source, ref in await self.referrers(spec.id):
+                if source.id != spec.id:
+                    problems.append(
+                        FieldError(
+                            loc=["body", "indexes"],
+                            msg=f"{source.id}.{ref.name} declares what deleting these "
+                            f"documents does (x-on-delete: {ref.on_delete}), which expiry "
+                            "would skip",
+                            type="expiry",
+                        )
+                    )
+        for ref in refs_of(spec.json_schema).values():  # (as changed: not the cached ones)
+            if ref.on_delete is None or ref.target == spec.id:
+                continue
+            target = await self.repository.get(ref.target)
+            if target is not None and any(
+                index.expire_after_seconds is not None for index in target.indexes
+            ):
+                problems.append(
+                    FieldError(
+                        loc=["body", "schema"],
+                        msg=f"{ref.name}: documents of {ref.target} expire (a TTL index), "
+                        "which no x-on-delete can follow: make it a plain reference",
+                        type="expiry",
+                    )
+                )
+        if problems:
+            raise ValidationFailed(
+                "Expiry and declared relations do not mix: " + problems[0].msg, errors=problems
+            )
+
     async def create(self, body: CollectionIn) -> CollectionSpec:
         spec = self.draft(body)
+        await self._check_expiry(spec)
         try:
             await self.repository.insert(spec)
         except CollectionExistsError:
@@ -253,9 +291,11 @@ class CollectionService:
         if "search" in given:
             check_search(patch.search)
             changed.search = SearchSpec(**patch.search.model_dump()) if patch.search else None
+        if indexes_in is not None:
+            changed.indexes = [IndexSpec(**i.model_dump()) for i in indexes_in]
+        if indexes_in is not None or "json_schema" in given:
+            await self._check_expiry(changed)
         if indexes_in is not None or changed.search != spec.search:
-            if indexes_in is not None:
-                changed.indexes = [IndexSpec(**i.model_dump()) for i in indexes_in]
             try:
                 await self.repository.sync_indexes(changed)
             except IndexBuildError:
