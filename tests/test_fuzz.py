@@ -1,10 +1,10 @@
 """Contract fuzzing: schemathesis drives every operation of the app's own OpenAPI, in
 process, signed in as an admin: no 5xx, and every response matches what is documented.
 
-Split by tag over three files, so the parts run on three workers at once: this file
+Split by tag over four files, so the parts run on several workers at once: this file
 takes documents, collections, files, history and realtime; tests/test_fuzz_accounts.py
-the auth and users operations; tests/test_fuzz_platform.py teams, webhooks and the
-operators' routes.
+the auth operations, tests/test_fuzz_users.py the users ones; tests/test_fuzz_platform.py
+teams, webhooks and the operators' routes.
 """
 
 from __future__ import annotations

@@ -184,6 +184,7 @@ class DeliveryWorker:
         until = now + backoff(count - HOLD_AFTER + 1, self.retry_seconds)
         self._held[hook] = until
         held = await self.repository.hold(hook, until=until, now=now)
+        self._next_retry.schedule(until)  # look again when the hold ends, not at a poll
         log.warning(
             "webhook endpoint does not answer: its messages are held",
             extra={"webhook": str(hook), "unanswered": count, "held": held, "until": until},
