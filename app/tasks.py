@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,27 +25,38 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
 
 
 class NextRetry:
-    """The earliest retry a queue worker (mail, webhooks) scheduled in this process: it
-    looks again then rather than at its next poll (other processes' retries are found by
-    polling)."""
+    """The retries a queue worker (mail, webhooks) scheduled in this process: it looks
+    again when the next is due rather than at its next poll (other processes' retries are
+    found by polling). All are kept (up to MAX_KEPT, the soonest): with only the earliest
+    kept, a later one scheduled while it was pending was lost and waited for a poll."""
+
+    MAX_KEPT = 1024
 
     def __init__(self, clock: Callable[[], datetime], poll_seconds: float) -> None:
         self.clock = clock
         self.poll_seconds = poll_seconds
-        self._at: datetime | None = None
+        self._due: list[datetime] = []  # a heap
 
     def schedule(self, at: datetime | None) -> None:
-        if at is not None and (self._at is None or at < self._at):
-            self._at = at
+        if at is None:
+            return
+        heapq.heappush(self._due, at)
+        if len(self._due) > self.MAX_KEPT:  # the latest fall back to polling
+            self._due = heapq.nsmallest(self.MAX_KEPT // 2, self._due)
 
     def pause(self) -> float:
-        """Seconds until the next look: the poll interval, or sooner if a retry is due."""
-        if self._at is None:
+        """Seconds until the next look: 0 when a retry is due (it is then forgotten: the
+        look claims whatever is due), else the poll interval or sooner."""
+        now = self.clock()
+        due = False
+        while self._due and self._due[0] <= now:
+            heapq.heappop(self._due)
+            due = True
+        if due:
+            return 0.0
+        if not self._due:
             return self.poll_seconds
-        until = (self._at - self.clock()).total_seconds()
-        if until <= self.poll_seconds:
-            self._at = None
-        return min(self.poll_seconds, max(0.0, until))
+        return min(self.poll_seconds, (self._due[0] - now).total_seconds())
 
 
 def backoff(attempts: int, first: float = 5.0) -> timedelta:
