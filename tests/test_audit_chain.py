@@ -93,3 +93,25 @@ async def test_the_script_prints_the_head_and_fails_when_tampered_with(
     tampered = script(settings, "scripts.audit_verify")
     assert tampered.returncode == 1
     assert f"TAMPERED: record {ids[0]} (entry 1) differs" in tampered.stdout
+
+
+async def test_a_record_written_around_the_api_is_sealed_all_the_same(
+    container: Container,
+) -> None:
+    """A type JSON lacks (bytes, a decimal) hashes by its type and value: the chain, and
+    the change pump whose chore seals it, never stop on one odd record."""
+    from bson import Decimal128
+
+    await container.db["audit_log"].insert_one(
+        {
+            "at": utc_now(),
+            "action": "imported",
+            "details": {"blob": b"\x00\x01"},
+            "n": Decimal128("1.5"),
+        }
+    )
+    chain = later(container)
+    assert await chain.seal() == 1
+    assert (await chain.verify()).sound
+    await container.db["audit_log"].update_one({}, {"$set": {"n": Decimal128("2.5")}})
+    assert not (await chain.verify()).sound
