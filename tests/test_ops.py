@@ -15,6 +15,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.container import Container
 from app.db.embedded import MEMORY, EmbeddedDatabase
 from app.observability.logging import JsonFormatter
 from tests.support.accounts import PASSWORD, Account
@@ -198,6 +199,42 @@ async def test_metrics_tell_whether_a_change_pump_leads_and_when_it_last_saved(
 
     assert pump.leading and value("docstore_change_pump_leading") >= 1
     assert 0 < value("docstore_change_pump_checkpoint_timestamp_seconds") <= time.time()
+
+
+async def test_a_failing_chore_stops_neither_the_pump_nor_the_other_chores(
+    container: Container,
+) -> None:
+    """The leader's chores (trash purges, audit sealing) each run on their own: one that
+    raises is logged, and the stream and the next chores go on."""
+    import asyncio
+
+    from app.db.change_pump import ChangePump
+
+    ran = asyncio.Event()
+
+    async def broken() -> None:
+        raise ValueError("a chore's bug")
+
+    async def after() -> None:
+        ran.set()
+
+    # Its own pump, on its own state collection's database: the app's keeps leading.
+    pump = ChangePump(
+        container.db.client["chores_" + container.settings.mongodb_db[-12:]],
+        [],
+        container.pump.clock,
+        chores=[broken, after],
+        chores_seconds=0,
+    )
+    pump.start()
+    try:
+        await asyncio.wait_for(ran.wait(), timeout=30)
+        ran.clear()
+        await asyncio.wait_for(ran.wait(), timeout=30)  # a second round: still leading
+        assert pump.leading
+    finally:
+        await pump.stop()
+        await container.db.client.drop_database("chores_" + container.settings.mongodb_db[-12:])
 
 
 def _metric(text: str, name: str, **labels: str) -> float:

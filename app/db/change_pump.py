@@ -366,11 +366,11 @@ class ChangePump:
             return
         self._last_chores = time.monotonic()
         for chore in self.chores:
+            await self._keep_lease()  # (LostLease ends the leading, as it should)
             try:
-                await self._keep_lease()
                 await chore()
-            except PyMongoError:
-                log.exception("change pump chore failed")
+            except Exception:  # one chore's bug never stops the stream or the others
+                log.exception("change pump chore failed", extra={"chore": repr(chore)})
 
 
 def _committed(raw: dict[str, Any], clock: Clock) -> Committed | None:
