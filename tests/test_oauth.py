@@ -586,6 +586,32 @@ async def test_starting_sign_ins_is_rate_limited_per_address(
             "https://login.microsoftonline.com/{tenantid}/v2.0",
             False,
         ),
+        (
+            {"preset": "microsoft", "tenant": "0d2b6f1c-1111-2222-3333-444455556666"},
+            "https://login.microsoftonline.com/0D2B6F1C-1111-2222-3333-444455556666/v2.0",
+            True,
+        ),
+        (
+            {"preset": "microsoft", "tenant": "0d2b6f1c-1111-2222-3333-444455556666"},
+            "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0",
+            False,
+        ),
+        # Microsoft names other tenants by their id: personal accounts, a domain name.
+        (
+            {"preset": "microsoft", "tenant": "consumers"},
+            "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0",
+            True,
+        ),
+        (
+            {"preset": "microsoft", "tenant": "contoso.onmicrosoft.com"},
+            "https://login.microsoftonline.com/0d2b6f1c-1111-2222-3333-444455556666/v2.0",
+            True,
+        ),
+        (
+            {"preset": "microsoft", "tenant": "consumers"},
+            "https://login.evil.example/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0",
+            False,
+        ),
     ],
 )
 async def test_discovery_must_name_the_configured_issuer(

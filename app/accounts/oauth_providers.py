@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,8 +35,9 @@ JWKS_MIN_REFRESH_SECONDS = 60
 MAX_RESPONSE_BYTES = 512 * 1024
 MAX_ID_TOKEN_LENGTH = 16 * 1024
 CLOCK_LEEWAY_SECONDS = 60
-# Microsoft's tenants that sign in accounts of many tenants.
-_MULTI_TENANT = ("common", "organizations", "consumers")
+# Microsoft's issuers: a tenant's id (however the tenant was named in the URL).
+_MICROSOFT_ISSUER = re.compile(r"^https://login\.microsoftonline\.com/([0-9a-fA-F-]{36})/v2\.0/?$")
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # Asymmetric algorithms only: an HS256 token would be "signed" with the client secret.
 ID_TOKEN_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"]
 
@@ -235,17 +237,26 @@ class Provider:
 
     def _is_own_issuer(self, published: str | None) -> bool:
         """Whether discovery's `issuer` is the one configured (a trailing slash aside).
-        Microsoft's multi-tenant endpoints (common, organizations, consumers) publish a
-        template, `{tenantid}`, that ID tokens fill in with the user's tenant."""
+        Microsoft's multi-tenant endpoints (common, organizations) publish a template,
+        `{tenantid}`, that ID tokens fill in with the user's tenant; its others publish
+        the tenant's id (consumers: 9188040d-...; a tenant named by domain: its id), which
+        must be the configured one when that is an id."""
         assert self.issuer is not None
         if published is None:
             return False
         if published.rstrip("/") == self.issuer.rstrip("/"):
             return True
         template = self.config.issuer or self.preset.issuer or ""
-        if "{tenant}" not in template or self.config.tenant not in _MULTI_TENANT:
-            return False  # one tenant: its own issuer, exactly
-        return published.rstrip("/") == template.replace("{tenant}", "{tenantid}").rstrip("/")
+        if "{tenant}" in template and self.config.tenant in ("common", "organizations"):
+            return published.rstrip("/") == template.replace("{tenant}", "{tenantid}").rstrip("/")
+        if self.preset is PRESETS["microsoft"] and self.config.issuer is None:
+            # Microsoft names a tenant by its id in the issuer, however it was asked for:
+            # consumers is 9188040d-...; a tenant given by domain name is its id too.
+            found = _MICROSOFT_ISSUER.match(published)
+            if found is not None:
+                tenant = self.config.tenant.lower()
+                return not _GUID.match(tenant) or found.group(1).lower() == tenant
+        return False
 
     async def keys(self, *, refresh: bool = False) -> KeySet:
         async with self._lock:
