@@ -62,4 +62,5 @@ class NextRetry:
 def backoff(attempts: int, first: float = 5.0) -> timedelta:
     """After the n-th failed attempt (a mail, a webhook message): `first` seconds (5 s,
     10 s, 20 s ... by default), doubling, at most an hour."""
-    return timedelta(seconds=min(3600.0, first * 2 ** max(0, attempts - 1)))
+    # (The exponent is capped: 2**1100 seconds does not fit a float, let alone a date.)
+    return timedelta(seconds=min(3600.0, first * 2 ** min(max(0, attempts - 1), 30)))

@@ -355,12 +355,21 @@ async def test_an_endpoint_that_stops_answering_has_its_messages_held(
             assert queued[0]["attempts"] == 0 and queued[0]["log"] == []
             assert {d["next_attempt_at"] for d in queued} == {until_then}
             assert [r.status for r in stuck.received] == [None] * 3
+            # A change made while it is held waits for the hold too (no slot taken).
+            await client.post("/v1/collections/orders/documents", json={}, headers=admin.headers)
+
+            async def five_queued() -> bool:
+                return len(await deliveries(client, admin, hook)) == 5
+
+            await until(five_queued)
+            newest = (await deliveries(client, admin, hook))[0]
+            assert newest["attempts"] == 0 and newest["next_attempt_at"] == until_then
             # Pointed at another endpoint: the hold is lifted and everything goes now.
             with receiving() as fixed:
                 moved = await client.patch(url, json={"url": fixed.url}, headers=admin.headers)
                 assert moved.status_code == 200, moved.text
                 assert moved.json()["held_until"] is None
-                await fixed.wait_for(4)
+                await fixed.wait_for(5)
                 assert [r.status for r in stuck.received] == [None] * 3
 
 

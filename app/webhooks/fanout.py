@@ -57,17 +57,22 @@ class WebhookFanout:
         self.clock = clock
         # (id, event types, collections or None for every one) of each enabled webhook.
         self.targets: list[tuple[ObjectId, frozenset[str], frozenset[str] | None]] = []
+        # Until when each held webhook's messages wait (worker.py): new ones wait too,
+        # rather than each taking a send slot until it times out.
+        self.held: dict[ObjectId, datetime] = {}
         self.on_queued: Callable[[], None] | None = None
 
     async def reload(self) -> None:
+        enabled = await self.repository.enabled()
         self.targets = [
             (
                 raw["_id"],
                 frozenset(raw.get("events", ())),
                 frozenset(raw["collections"]) if raw.get("collections") else None,
             )
-            for raw in await self.repository.enabled()
+            for raw in enabled
         ]
+        self.held = {raw["_id"]: raw["held_until"] for raw in enabled if raw.get("held_until")}
 
     def match(self) -> dict[str, Any] | None:
         document_events = [t for t in self.targets if any(e.startswith("document.") for e in t[1])]
@@ -114,9 +119,10 @@ class WebhookFanout:
                         separators=(",", ":"),
                         default=str,  # BSON values written around the API
                     ).encode()
-                messages.append(
-                    {"webhook": webhook, "event": change.event, "type": kind, "body": body}
-                )
+                message = {"webhook": webhook, "event": change.event, "type": kind, "body": body}
+                if webhook in self.held:
+                    message["due_at"] = self.held[webhook]
+                messages.append(message)
         if await self.repository.enqueue(messages, now=self.clock()) and self.on_queued:
             self.on_queued()
 

@@ -106,8 +106,9 @@ class WebhookRepository:
     # -- the queue -------------------------------------------------------------------------
 
     async def enqueue(self, messages: list[dict[str, Any]], *, now: datetime) -> int:
-        """Queue messages ({webhook, event, type, body}); those already queued (the same
-        webhook and event) are left alone. Returns how many are new."""
+        """Queue messages ({webhook, event, type, body}, and `due_at` when not now: a held
+        webhook's); those already queued (the same webhook and event) are left alone.
+        Returns how many are new."""
         if not messages:
             return 0
         raws = [
@@ -117,8 +118,8 @@ class WebhookRepository:
                 "status": "pending",
                 "attempts": 0,
                 "created_at": now,
-                "due_at": now,
-                "lease_until": now,
+                "due_at": max(m.get("due_at") or now, now),
+                "lease_until": max(m.get("due_at") or now, now),
                 "log": [],
             }
             for m in messages
@@ -206,10 +207,17 @@ class WebhookRepository:
             update["$set"]["finished_at"] = now
         await self.deliveries.update_one({"_id": claimed.id, "leased_by": claimed.lease}, update)
 
-    async def hold(self, webhook_id: ObjectId, *, until: datetime, now: datetime) -> int:
+    async def hold(
+        self, webhook_id: ObjectId, *, url: str, until: datetime, now: datetime
+    ) -> int | None:
         """Hold the webhook's queued messages (not those being sent) until `until`, and
-        say so on the webhook; how many were held."""
-        await self.webhooks.update_one({"_id": webhook_id}, {"$set": {"held_until": until}})
+        say so on the webhook; how many were held. None: the webhook no longer points at
+        `url` (an admin moved it meanwhile), so nothing is held."""
+        marked = await self.webhooks.update_one(
+            {"_id": webhook_id, "url": url}, {"$set": {"held_until": until}}
+        )
+        if marked.matched_count == 0:
+            return None
         result = await self.deliveries.update_many(
             {
                 "webhook": webhook_id,
@@ -232,11 +240,23 @@ class WebhookRepository:
         )
         return result.modified_count
 
-    async def release(self, webhook_id: ObjectId) -> None:
-        """The webhook's endpoint answers again: it is no longer held."""
-        await self.webhooks.update_one(
-            {"_id": webhook_id, "held_until": {"$exists": True}}, {"$unset": {"held_until": ""}}
+    async def release(self, webhook_id: ObjectId, *, now: datetime) -> None:
+        """The webhook's endpoint answers again: it is no longer held, and what the hold
+        kept waiting is due now."""
+        held = await self.webhooks.find_one_and_update(
+            {"_id": webhook_id, "held_until": {"$exists": True}},
+            {"$unset": {"held_until": ""}},
+            projection={"held_until": True},
         )
+        if held is not None:
+            await self.deliveries.update_many(
+                {
+                    "webhook": webhook_id,
+                    "status": "pending",
+                    "due_at": {"$gt": now, "$lte": held["held_until"]},
+                },
+                {"$set": {"due_at": now, "lease_until": now}},
+            )
 
     async def redeliver(
         self, webhook_id: ObjectId, delivery_id: ObjectId, *, now: datetime

@@ -81,6 +81,7 @@ class DeliveryWorker:
         # Sends in a row that reached their time limit, by webhook (this process's), and
         # the holds this process put on their queues.
         self._unanswered: Counter[ObjectId] = Counter()
+        self._holds: Counter[ObjectId] = Counter()  # holds in a row: each twice as long
         self._held: dict[ObjectId, datetime] = {}
         self._wake = asyncio.Event()
         self._next_retry = NextRetry(clock, poll_seconds)
@@ -172,22 +173,29 @@ class DeliveryWorker:
         HOLD_AFTER-th on; an answer lifts the hold. When its messages are held: until when."""
         if result.status is not None:  # it answers (whatever it said)
             self._unanswered.pop(hook, None)
+            self._holds.pop(hook, None)
             if self._held.pop(hook, None) is not None or "held_until" in webhook:
-                await self.repository.release(hook)
+                await self.repository.release(hook, now=now)
             return None
-        if not result.timed_out:  # refused at once, say: it took no slot for long
-            return self._held.get(hook)
-        self._unanswered[hook] += 1
-        count = self._unanswered[hook]
-        if count < HOLD_AFTER:
-            return self._held.get(hook)
-        until = now + backoff(count - HOLD_AFTER + 1, self.retry_seconds)
+        held = self._held.get(hook)
+        if not result.timed_out or (held is not None and held > now):
+            # Refused at once (it took no slot for long), or a send begun before the hold
+            # that timed out since: the hold stands as it is (one step per hold, not one
+            # per send that was in flight).
+            return held
+        self._unanswered[hook] = min(self._unanswered[hook] + 1, HOLD_AFTER)
+        if self._unanswered[hook] < HOLD_AFTER:
+            return held
+        self._holds[hook] = level = min(self._holds[hook] + 1, 20)  # (2**19 steps: an hour)
+        until = now + backoff(level, self.retry_seconds)
+        count = await self.repository.hold(hook, url=webhook["url"], until=until, now=now)
+        if count is None:  # pointed elsewhere meanwhile: that endpoint is not this one
+            return None
         self._held[hook] = until
-        held = await self.repository.hold(hook, until=until, now=now)
         self._next_retry.schedule(until)  # look again when the hold ends, not at a poll
         log.warning(
             "webhook endpoint does not answer: its messages are held",
-            extra={"webhook": str(hook), "unanswered": count, "held": held, "until": until},
+            extra={"webhook": str(hook), "held": count, "until": until},
         )
         return until
 
