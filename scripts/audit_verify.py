@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     async def verify(container: Container) -> Verdict:
         chain = container.audit_chain
-        await chain.seal()
+        await chain.seal(batches=None)
         total = await chain.chain.count_documents({})
         with progress(total, "verifying the audit chain") as bar:
             return await chain.verify(progress=bar)

@@ -37,6 +37,7 @@ log = logging.getLogger("docstore.audit")
 CHAIN = "audit_chain"
 SEAL_AFTER = timedelta(seconds=30)
 BATCH = 1000
+BATCHES_A_CHORE = 10
 GENESIS = "0" * 64
 # Records expire a little before their entries or after: missing ones this close to the
 # end of their retention are the TTL's, not tampering.
@@ -92,10 +93,12 @@ class AuditChain:
     async def head(self) -> dict[str, Any] | None:
         return await self.chain.find_one(sort=[("_id", -1)])
 
-    async def seal(self) -> int:
-        """Chain the records SEAL_AFTER old that follow the head; how many."""
+    async def seal(self, *, batches: int | None = BATCHES_A_CHORE) -> int:
+        """Chain the records SEAL_AFTER old that follow the head, at most `batches` of
+        BATCH (None: all); how many. (A chore seals a bounded share: the pump's lease and
+        stream wait while it runs.)"""
         sealed = 0
-        while True:
+        while batches is None or sealed < batches * BATCH:
             head = await self.head()
             cutoff = ObjectId.from_datetime(self.clock() - SEAL_AFTER)
             ids: dict[str, Any] = {"$lt": cutoff}
@@ -105,12 +108,14 @@ class AuditChain:
             if not records:
                 return sealed
             seq, previous = (head["_id"], head["hash"]) if head is not None else (0, GENESIS)
+            at = head["at"] if head is not None else None
             entries = []
             for record in records:
                 seq, previous = seq + 1, link(previous, record)
-                entries.append(
-                    {"_id": seq, "record": record["_id"], "at": record["at"], "hash": previous}
-                )
+                # Never earlier than the entry before: entries then expire (TTL) in their
+                # order, as a prefix, though ids of one second are not in time order.
+                at = record["at"] if at is None else max(at, record["at"])
+                entries.append({"_id": seq, "record": record["_id"], "at": at, "hash": previous})
             try:
                 await self.chain.insert_many(entries, ordered=True)
             except BulkWriteError:
@@ -122,6 +127,7 @@ class AuditChain:
             )
             if len(records) < BATCH:
                 return sealed
+        return sealed
 
     async def verify(self, *, progress: Any = None) -> Verdict:
         """Walk the chain from its oldest entry left, recomputing every hash."""
@@ -142,9 +148,11 @@ class AuditChain:
             for entry in entries:
                 seq = entry["_id"]
                 if previous is not None and seq != previous["_id"] + 1:
-                    verdict.problems.append(
-                        f"entries {previous['_id'] + 1} to {seq - 1} are missing from the chain"
-                    )
+                    if entry["at"] > expiring:  # (else the TTL is removing them now)
+                        verdict.problems.append(
+                            f"entries {previous['_id'] + 1} to {seq - 1} are missing from the chain"
+                        )
+                    previous = None  # this entry's hash needs the one before: an anchor
                 record = found.get(entry["record"])
                 if record is None:
                     if entry["at"] > expiring:
