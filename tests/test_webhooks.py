@@ -621,3 +621,34 @@ async def test_a_worker_process_sends_what_api_processes_leave_to_it(
         finally:
             worker.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(worker.wait, 30) == 0  # a clean stop
+
+
+async def test_a_held_webhook_probes_with_one_message_at_a_time(container: Container) -> None:
+    """When a hold ends, every held message is due at once: the one process that held
+    it sends one of them (the probe), and others' messages still get the free slots."""
+    from datetime import timedelta
+
+    from bson import ObjectId
+
+    from app.clock import utc_now
+
+    repository = container.webhooks.repository
+    held, other = ObjectId(), ObjectId()
+    now = utc_now() + timedelta(hours=1)  # due then: the app's own worker leaves them be
+    messages = [
+        {"webhook": hook, "event": f"{hook}-{n}", "type": "document.created", "body": b"{}"}
+        for hook in (held, other)
+        for n in range(4)
+    ]
+    await repository.enqueue(messages, now=now)
+    claimed = await repository.claim_many(
+        "w", now=now, lease=timedelta(seconds=60), limit=8, share=2, cap=6, single={held}
+    )
+    assert claimed is not None
+    taken = [c.webhook for c in claimed]
+    assert taken.count(held) == 1 and taken.count(other) == 4
+    # While the probe is out, no second one.
+    again = await repository.claim_many(
+        "w", now=now, lease=timedelta(seconds=60), limit=8, busy={held: 1}, single={held}
+    )
+    assert again is None

@@ -15,7 +15,7 @@ delivery log.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -136,6 +136,7 @@ class WebhookRepository:
         busy: Mapping[ObjectId, int] | None = None,
         share: int | None = None,
         cap: int | None = None,
+        single: Collection[ObjectId] = (),
     ) -> list[Claimed] | None:
         """Up to `limit` due messages, oldest first, each leased to `worker` (several
         processes may race for the same ones: each message's update is atomic and
@@ -143,10 +144,13 @@ class WebhookRepository:
         trips for a batch instead of two per message. Counting `busy` (sends in flight, by
         webhook), each webhook first gets up to `share` sends at once, then what is left
         up to `cap`: one that never answers cannot hold every slot, and webhooks over
-        their share give way to the others. None: nothing was due (that this worker may
-        take); [] : other processes took what was (look again at once)."""
+        their share give way to the others. A webhook in `single` (held: its endpoint
+        stopped answering) gets one send at a time, the probe. None: nothing was due
+        (that this worker may take); [] : other processes took what was (look again at
+        once)."""
         due = {"status": "pending", "due_at": {"$lte": now}, "lease_until": {"$lte": now}}
         full = [w for w, n in (busy or {}).items() if cap is not None and n >= cap]
+        full += [w for w in single if (busy or {}).get(w, 0) >= 1 and w not in full]
         wanted = {**due, "webhook": {"$nin": full}} if full else due
         cursor = self.deliveries.find(wanted, projection={"_id": True, "webhook": True}).sort(
             [("due_at", ASCENDING), ("_id", ASCENDING)]
@@ -160,7 +164,10 @@ class WebhookRepository:
             for raw in candidates:
                 if len(ids) == limit:
                     break
-                if raw["_id"] in ids or (most is not None and taken[raw["webhook"]] >= most):
+                most_here = 1 if raw["webhook"] in single else most
+                if raw["_id"] in ids or (
+                    most_here is not None and taken[raw["webhook"]] >= most_here
+                ):
                     continue
                 taken[raw["webhook"]] += 1
                 ids.append(raw["_id"])

@@ -126,6 +126,8 @@ class DeliveryWorker:
                         busy=self._busy,
                         share=self.share,
                         cap=self.cap,
+                        # A held webhook probes with one message, not all that are due.
+                        single=self._held.keys(),
                     )
                     if batch is None:
                         break  # nothing due
