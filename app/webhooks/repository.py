@@ -111,19 +111,21 @@ class WebhookRepository:
         Returns how many are new."""
         if not messages:
             return 0
-        raws = [
-            {
-                **m,
-                "body": Binary(m["body"]),
-                "status": "pending",
-                "attempts": 0,
-                "created_at": now,
-                "due_at": max(m.get("due_at") or now, now),
-                "lease_until": max(m.get("due_at") or now, now),
-                "log": [],
-            }
-            for m in messages
-        ]
+        raws = []
+        for m in messages:
+            due = max(m.get("due_at") or now, now)
+            raws.append(
+                {
+                    **m,
+                    "body": Binary(m["body"]),
+                    "status": "pending",
+                    "attempts": 0,
+                    "created_at": now,
+                    "due_at": due,
+                    "lease_until": due,
+                    "log": [],
+                }
+            )
         return await insert_new(self.deliveries, raws)
 
     async def claim_many(
@@ -237,33 +239,24 @@ class WebhookRepository:
         )
         return result.modified_count
 
-    async def retry_now(self, webhook_id: ObjectId, *, now: datetime) -> int:
-        """Lift a hold and make every queued message (not one being sent) due now: the
-        webhook points somewhere else. How many were brought forward."""
-        await self.webhooks.update_one({"_id": webhook_id}, {"$unset": {"held_until": ""}})
-        result = await self.deliveries.update_many(
-            {"webhook": webhook_id, "status": "pending", "due_at": {"$gt": now}},
-            {"$set": {"due_at": now, "lease_until": now}},
-        )
-        return result.modified_count
-
-    async def release(self, webhook_id: ObjectId, *, now: datetime) -> None:
-        """The webhook's endpoint answers again: it is no longer held, and what the hold
-        kept waiting is due now."""
+    async def release(self, webhook_id: ObjectId, *, now: datetime, every: bool = False) -> None:
+        """Lift the webhook's hold: what it kept waiting is due now (its endpoint answers
+        again). `every`: every queued message not being sent, backoffs included (the
+        webhook points somewhere else)."""
         held = await self.webhooks.find_one_and_update(
-            {"_id": webhook_id, "held_until": {"$exists": True}},
+            {"_id": webhook_id} if every else {"_id": webhook_id, "held_until": {"$exists": True}},
             {"$unset": {"held_until": ""}},
             projection={"held_until": True},
         )
-        if held is not None:
-            await self.deliveries.update_many(
-                {
-                    "webhook": webhook_id,
-                    "status": "pending",
-                    "due_at": {"$gt": now, "$lte": held["held_until"]},
-                },
-                {"$set": {"due_at": now, "lease_until": now}},
-            )
+        if held is None or not (every or "held_until" in held):
+            return
+        due: dict[str, Any] = {"$gt": now}
+        if not every:
+            due["$lte"] = held["held_until"]
+        await self.deliveries.update_many(
+            {"webhook": webhook_id, "status": "pending", "due_at": due},
+            {"$set": {"due_at": now, "lease_until": now}},
+        )
 
     async def redeliver(
         self, webhook_id: ObjectId, delivery_id: ObjectId, *, now: datetime

@@ -107,7 +107,7 @@ class WebhookService:
             raise webhook_not_found(webhook_id)
         if updated["url"] != current["url"]:
             # Another endpoint: what waits for the old one's backoff or hold goes now.
-            await self.repository.retry_now(current["_id"], now=changes["updated_at"])
+            await self.repository.release(current["_id"], now=changes["updated_at"], every=True)
             updated.pop("held_until", None)
             if self.on_queued is not None:
                 self.on_queued()
