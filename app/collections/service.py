@@ -34,6 +34,11 @@ TTL_PATHS = frozenset({"created_at", "updated_at"})
 _DATA_PATH = re.compile(r"^data(\.[^.$\x00][^.\x00]*)+$")
 
 
+def _expires(spec: CollectionSpec) -> bool:
+    """Whether the collection's documents expire (a TTL index among its indexes)."""
+    return any(index.expire_after_seconds is not None for index in spec.indexes)
+
+
 def collection_not_found(name: str) -> NotFound:
     return NotFound(f"Collection {name} does not exist", code=ErrorCode.COLLECTION_NOT_FOUND)
 
@@ -193,25 +198,22 @@ class CollectionService:
         declared relation (x-on-delete) may name a collection whose documents expire
         (422), or its restrict, set_null and cascade would silently not happen."""
         problems: list[FieldError] = []
-        if any(index.expire_after_seconds is not None for index in spec.indexes):
-            for source, ref in await self.referrers(spec.id):
-                if source.id != spec.id:
-                    problems.append(
-                        FieldError(
-                            loc=["body", "indexes"],
-                            msg=f"{source.id}.{ref.name} declares what deleting these "
-                            f"documents does (x-on-delete: {ref.on_delete}), which expiry "
-                            "would skip",
-                            type="expiry",
-                        )
+        if _expires(spec):
+            for source, ref in await self._relations_from_others(spec):
+                problems.append(
+                    FieldError(
+                        loc=["body", "indexes"],
+                        msg=f"{source.id}.{ref.name} declares what deleting these "
+                        f"documents does (x-on-delete: {ref.on_delete}), which expiry "
+                        "would skip",
+                        type="expiry",
                     )
+                )
         for ref in refs_of(spec.json_schema).values():  # (as changed: not the cached ones)
             if ref.on_delete is None or ref.target == spec.id:
                 continue
             target = await self.repository.get(ref.target)
-            if target is not None and any(
-                index.expire_after_seconds is not None for index in target.indexes
-            ):
+            if target is not None and _expires(target):
                 problems.append(
                     FieldError(
                         loc=["body", "schema"],
@@ -259,6 +261,14 @@ class CollectionService:
                 self._refs.clear()
             refs = self._refs[key] = list(refs_of(spec.json_schema).values())
         return refs
+
+    async def _relations_from_others(
+        self, spec: CollectionSpec
+    ) -> list[tuple[CollectionSpec, Ref]]:
+        """The declared relations (x-on-delete) other collections hold to `spec`."""
+        return [
+            (source, ref) for source, ref in await self.referrers(spec.id) if source.id != spec.id
+        ]
 
     async def referrers(self, target: str) -> list[tuple[CollectionSpec, Ref]]:
         """The references to `target` that say what its deletes do (x-on-delete)."""
@@ -315,14 +325,14 @@ class CollectionService:
         # PocketBase (and a foreign key in SQL) does, the collection it names stays while
         # another collection holds one. Plain references may dangle (they expand as
         # not_found); a collection's references to itself go with it.
-        for source, ref in await self.referrers(spec.id):
-            if source.id != spec.id:
-                raise Conflict(
-                    f"Collection {source.id} references {spec.id} through {ref.name} "
-                    f"(x-on-delete: {ref.on_delete}): take that from its schema "
-                    f"(PATCH /v1/collections/{source.id}) or delete {source.id} first",
-                    code=ErrorCode.REFERENCE_RESTRICTED,
-                )
+        if others := await self._relations_from_others(spec):
+            source, ref = others[0]
+            raise Conflict(
+                f"Collection {source.id} references {spec.id} through {ref.name} "
+                f"(x-on-delete: {ref.on_delete}): take that from its schema "
+                f"(PATCH /v1/collections/{source.id}) or delete {source.id} first",
+                code=ErrorCode.REFERENCE_RESTRICTED,
+            )
         await self.repository.delete(spec)
         if self.on_delete is not None:  # the documents' files go with them
             await self.on_delete(name)
