@@ -67,7 +67,8 @@ class BulkDocuments(DocumentCrud):
         results: list[BulkItem] = []
         valid: list[StoredDocument] = []
         positions: list[int] = []
-        if is_heavy(documents):  # many or big items: checked in a worker process
+        heavy = is_heavy(documents)
+        if heavy:  # many or big items: checked in a worker process
             outcomes = await self.work.run(
                 checked_each, list(documents), self.limits, spec.json_schema
             )
@@ -100,7 +101,7 @@ class BulkDocuments(DocumentCrud):
             results.append(BulkItem(index, 201, id=doc.id, version=1))
         repo = self._repository(spec)
         terms = None
-        if repo.indexer is not None and valid and is_heavy(documents):
+        if repo.indexer is not None and valid and heavy:
             # Stemming up to a megabyte of text would hold the event loop for a quarter
             # of a second: in a worker process, as the checks were.
             terms = await self.work.run(terms_each, repo.indexer, [d.data for d in valid])
