@@ -567,6 +567,15 @@ async def test_starting_sign_ins_is_rate_limited_per_address(
         assert await app.state.container.db["oauth_flows"].count_documents({}) == 2
 
 
+def microsoft(tenant: str, *, host: str = "login.microsoftonline.com") -> str:
+    """A Microsoft issuer URL naming `tenant`."""
+    return f"https://{host}/{tenant}/v2.0"
+
+
+ONE_TENANT = "0d2b6f1c-1111-2222-3333-444455556666"
+CONSUMERS = "9188040d-6c67-4c5b-b112-36a304b66dad"  # Microsoft's personal accounts
+
+
 @pytest.mark.parametrize(
     ("config", "published", "accepted"),
     [
@@ -575,41 +584,17 @@ async def test_starting_sign_ins_is_rate_limited_per_address(
         ({"issuer": "https://id.example"}, "https://evil.example", False),
         ({"issuer": "https://id.example/tenant-a"}, "https://id.example/tenant-b", False),
         # Microsoft's multi-tenant endpoints publish a template ID tokens fill in...
-        (
-            {"preset": "microsoft"},
-            "https://login.microsoftonline.com/{tenantid}/v2.0",
-            True,
-        ),
-        # ...but an app of one tenant takes that tenant's issuer only.
-        (
-            {"preset": "microsoft", "tenant": "0d2b6f1c-1111-2222-3333-444455556666"},
-            "https://login.microsoftonline.com/{tenantid}/v2.0",
-            False,
-        ),
-        (
-            {"preset": "microsoft", "tenant": "0d2b6f1c-1111-2222-3333-444455556666"},
-            "https://login.microsoftonline.com/0D2B6F1C-1111-2222-3333-444455556666/v2.0",
-            True,
-        ),
-        (
-            {"preset": "microsoft", "tenant": "0d2b6f1c-1111-2222-3333-444455556666"},
-            "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0",
-            False,
-        ),
+        ({"preset": "microsoft"}, microsoft("{tenantid}"), True),
+        # ...but an app of one tenant takes that tenant's issuer only (in any case).
+        ({"preset": "microsoft", "tenant": ONE_TENANT}, microsoft("{tenantid}"), False),
+        ({"preset": "microsoft", "tenant": ONE_TENANT}, microsoft(ONE_TENANT.upper()), True),
+        ({"preset": "microsoft", "tenant": ONE_TENANT}, microsoft(CONSUMERS), False),
         # Microsoft names other tenants by their id: personal accounts, a domain name.
+        ({"preset": "microsoft", "tenant": "consumers"}, microsoft(CONSUMERS), True),
+        ({"preset": "microsoft", "tenant": "contoso.onmicrosoft.com"}, microsoft(ONE_TENANT), True),
         (
             {"preset": "microsoft", "tenant": "consumers"},
-            "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0",
-            True,
-        ),
-        (
-            {"preset": "microsoft", "tenant": "contoso.onmicrosoft.com"},
-            "https://login.microsoftonline.com/0d2b6f1c-1111-2222-3333-444455556666/v2.0",
-            True,
-        ),
-        (
-            {"preset": "microsoft", "tenant": "consumers"},
-            "https://login.evil.example/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0",
+            microsoft(CONSUMERS, host="login.evil.example"),
             False,
         ),
     ],
