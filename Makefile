@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format admin apikey seed export import migrate reindex audit-verify openapi clients console node-tools bench lock clean
+.PHONY: help install run test lint ruff format admin apikey seed export import migrate reindex audit-verify openapi clients console node-tools bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,10 +35,12 @@ install: $(STAMP) ## Create .venv and install the pinned dependencies
 run: $(STAMP) ## Serve the API on HOST:PORT (embedded database unless MONGODB_URL is set)
 	$(PY) -m app
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy
+lint: ruff ## ruff (lint + format check) and mypy
+	$(VENV)/bin/mypy app scripts tests bench
+
+ruff: $(STAMP)
 	$(VENV)/bin/ruff check app tests scripts bench
 	$(VENV)/bin/ruff format --check app tests scripts bench
-	$(VENV)/bin/mypy app scripts tests bench
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix app tests scripts bench
@@ -51,10 +53,21 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 # with 4). TEST_WORKERS=0 runs it in one process.
 CORES := $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
 TEST_WORKERS ?= $(shell n=$$(( $(CORES) + 1 )); [ $$n -gt 5 ] && n=5; echo $$n)
-test: lint node-tools ## Lint, then run the whole test suite
+# mypy (half a minute of one core from a cold cache) runs beside the suite, whose start
+# and end leave a core idle; its report follows the suite's, and either failing fails.
+# Bytecode is written even where PYTHONDONTWRITEBYTECODE is set (as on CI): pytest then
+# caches its assertion rewriting of the plugins (hypothesis, schemathesis, ...) once in
+# the main process, which each worker redid (about 4 s of a core each).
+MYPY_LOG := $(VENV)/mypy.log
+test: ruff node-tools ## Lint, type-check and run the whole test suite
 	@# The project's own bytecode too (servers and scripts the tests start import it).
 	@$(PY) -m compileall -q app scripts
-	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+	@echo "mypy app scripts tests bench (beside the tests; report at the end)"
+	@$(VENV)/bin/mypy app scripts tests bench > $(MYPY_LOG) 2>&1 & typing=$$!; \
+	env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest \
+		$(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder); \
+	tests=$$?; wait $$typing; typed=$$?; cat $(MYPY_LOG); \
+	[ $$tests -eq 0 ] && [ $$typed -eq 0 ]
 
 # The pinned TypeScript tools of `make clients` and the typed-client tests, from the
 # committed clients/package-lock.json (integrity-checked). Without Node those tests skip.
