@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import sys
 
-import uvicorn
-
 from app.config import get_settings
 from app.db.embedded import EmbeddedDatabaseError, running_url
-from app.main import create_app
-from app.observability.logging import configure_logging, log_config
 
 
 def main() -> None:
     settings = get_settings()
+    # The settings are checked before the app is imported (two seconds of a core): a bad
+    # one stops the server at once, in one line.
+    import uvicorn
+
+    from app.main import create_app
+    from app.observability.logging import configure_logging, log_config
+
     if settings.mongodb_url is None:
         # Said in one line before uvicorn starts, rather than as a failed startup's traceback.
         try:
