@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from bson import ObjectId
 
+from app.clock import utc_now
 from app.collections.schemas import CollectionIn
 from app.container import Container
 from tests.support.accounts import Account
@@ -297,3 +300,25 @@ async def test_an_older_declaration_on_built_in_keys_still_starts(database_url: 
     assert indexes["by_created"]["key"] == [("created_at", 1), ("_id", 1)]
     assert "_created" not in indexes
     assert "_owner" in indexes
+
+
+async def test_a_change_waits_for_the_turn_and_a_dead_holders_turn_lapses(
+    client: httpx.AsyncClient,
+    admin: Account,
+    container: Container,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Declaration changes take turns across processes; a turn held past the wait is
+    409 write_conflict and changes nothing, and one whose holder died lapses."""
+    repository = container.collections.repository
+    monkeypatch.setattr(repository, "lock_wait", 0.05)
+    held = {"_id": "declarations", "owner": ObjectId(), "until": utc_now() + timedelta(seconds=30)}
+    await repository.locks.insert_one(held)  # another process, changing a declaration
+    busy = await client.post("/v1/collections", json={"name": "later"}, headers=admin.headers)
+    assert_problem(busy, 409, "write_conflict")
+    assert (await client.get("/v1/collections/later", headers=admin.headers)).status_code == 404
+    lapsed = {"$set": {"until": utc_now() - timedelta(seconds=1)}}
+    await repository.locks.update_one({"_id": "declarations"}, lapsed)  # its process died
+    made = await client.post("/v1/collections", json={"name": "later"}, headers=admin.headers)
+    assert made.status_code == 201, made.text
+    assert await repository.locks.count_documents({}) == 0  # the turn was given back

@@ -3,6 +3,7 @@ what deleting a referenced document does (x-on-delete)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -477,6 +478,35 @@ async def test_documents_that_expire_and_declared_relations_do_not_mix(
     assert body["errors"][0]["loc"] == ["body", "schema"] and "events expire" in body["detail"]
     plain = {"type": "object", "properties": {"event": ref("events")}}
     await declare(client, admin, "tickets", plain)  # a plain reference may point there
+
+
+async def test_at_once_a_ttl_index_and_a_relation_towards_it_are_not_both_declared(
+    client: httpx.AsyncClient, admin: Account
+) -> None:
+    """The checks across collections and the write after them take turns (in any
+    process): declared together, an expiring collection and a relation towards it are
+    one accepted and one refused, never both kept."""
+    for attempt in range(2):  # (interleavings vary)
+        events, tickets = f"events{attempt}", f"tickets{attempt}"
+        await declare(client, admin, events, {"type": "object"})
+        expiring = [{"name": "expire", "fields": ["created_at"], "expire_after_seconds": 3600}]
+        towards = {
+            "type": "object",
+            "properties": {"event": ref(events, **{"x-on-delete": "cascade"})},
+        }
+        ttl, relation = await asyncio.gather(
+            client.patch(
+                f"/v1/collections/{events}", json={"indexes": expiring}, headers=admin.headers
+            ),
+            client.post(
+                "/v1/collections",
+                json={"name": tickets, "schema": towards, "access": {"read": "authenticated"}},
+                headers=admin.headers,
+            ),
+        )
+        assert sorted([ttl.is_success, relation.is_success]) == [False, True], (ttl, relation)
+        refused = ttl if relation.is_success else relation
+        assert_problem(refused, 422, "validation_failed")
 
 
 async def test_set_null_clears_the_reference_and_bumps_the_version(

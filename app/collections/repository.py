@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
 from typing import Any
 
+from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure
 
+from app.clock import Clock
 from app.collections.models import CollectionSpec, IndexSpec
 from app.db.change_feed import ReadCache
 from app.db.client import Db, keep_change_images
@@ -116,10 +123,23 @@ def _same_index(existing: dict[str, Any], wanted: IndexModel) -> bool:
 SpecCache = ReadCache[str, "CollectionSpec | None"]
 
 
+# Changes to declarations take turns across processes (CollectionRepository.declaring).
+LOCKS = "declaration_lock"
+# A holder that died frees the turn after this long; a change waits at most LOCK_WAIT.
+LOCK_SECONDS = 30.0
+LOCK_WAIT = 10.0
+
+
+class DeclarationBusy(Exception):
+    """Another change to the declarations held its turn for longer than the wait."""
+
+
 class CollectionRepository:
     def __init__(self, db: Db, *, cache: SpecCache | None = None) -> None:
         self.db = db
         self.specs = db[CollectionSpec.Settings.name]
+        self.locks = db[LOCKS]
+        self.lock_wait = LOCK_WAIT
         # Declarations are read on every document request; see app.db.change_feed.
         # Cached specs are shared: callers copy before they change one.
         self.cache = cache
@@ -169,6 +189,43 @@ class CollectionRepository:
         if cache.epoch == epoch and cache.trusted():
             self._all = (epoch, found)
         return found
+
+    async def ensure_locks(self) -> None:
+        """The turns' collection, made at start-up rather than by the first change."""
+        with suppress(CollectionInvalid):  # (made by an earlier start)
+            await self.db.create_collection(LOCKS)
+
+    @asynccontextmanager
+    async def declaring(self, clock: Clock) -> AsyncIterator[None]:
+        """One change to the declarations at a time, in any process: the checks that
+        read other declarations (declared relations, expiry) and the write that follows
+        them are not interleaved with another change's. A turn is a lease on one
+        document (a process that dies frees it after LOCK_SECONDS); DeclarationBusy
+        when it stays taken for `lock_wait` seconds."""
+        token = ObjectId()
+        deadline = time.monotonic() + self.lock_wait
+        pause = 0.01
+        while True:
+            now = clock()
+            until = now + timedelta(seconds=LOCK_SECONDS)
+            try:
+                # Matches a free (expired) turn; else the upsert's insert meets the taken
+                # one's _id.
+                await self.locks.update_one(
+                    {"_id": "declarations", "until": {"$lt": now}},
+                    {"$set": {"owner": token, "until": until}},
+                    upsert=True,
+                )
+                break
+            except DuplicateKeyError:
+                if time.monotonic() >= deadline:
+                    raise DeclarationBusy from None
+                await asyncio.sleep(pause)  # another change holds the turn: wait for it
+                pause = min(pause * 2, 0.2)
+        try:
+            yield
+        finally:
+            await self.locks.delete_one({"_id": "declarations", "owner": token})
 
     async def replace(self, spec: CollectionSpec) -> None:
         try:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -14,6 +15,7 @@ from app.collections.models import Access, CollectionSpec, IndexSpec, SearchSpec
 from app.collections.repository import (
     CollectionExistsError,
     CollectionRepository,
+    DeclarationBusy,
     IndexBuildError,
     internal_index_like,
 )
@@ -212,7 +214,7 @@ class CollectionService:
         for ref in refs_of(spec.json_schema).values():  # (as changed: not the cached ones)
             if ref.on_delete is None or ref.target == spec.id:
                 continue
-            target = await self.repository.get(ref.target)
+            target = await self.repository.get(ref.target, fresh=True)
             if target is not None and _expires(target):
                 problems.append(
                     FieldError(
@@ -227,20 +229,35 @@ class CollectionService:
                 "Expiry and declared relations do not mix: " + problems[0].msg, errors=problems
             )
 
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """Changes to declarations one at a time (in any process): their checks across
+        collections (declared relations, expiry) read what no other change is writing."""
+        try:
+            async with self.repository.declaring(self.clock):
+                yield
+        except DeclarationBusy:
+            raise Conflict(
+                "Another change to the collections' declarations is still under way; "
+                "try again in a few seconds",
+                code=ErrorCode.WRITE_CONFLICT,
+            ) from None
+
     async def create(self, body: CollectionIn) -> CollectionSpec:
         spec = self.draft(body)
-        await self._check_expiry(spec)
-        try:
-            await self.repository.insert(spec)
-        except CollectionExistsError:
-            raise Conflict(
-                f"Collection {body.name} already exists", code=ErrorCode.COLLECTION_EXISTS
-            ) from None
-        try:
-            await self.repository.sync_indexes(spec)
-        except BaseException:
-            await self.repository.delete(spec)
-            raise
+        async with self._turn():
+            await self._check_expiry(spec)
+            try:
+                await self.repository.insert(spec)
+            except CollectionExistsError:
+                raise Conflict(
+                    f"Collection {body.name} already exists", code=ErrorCode.COLLECTION_EXISTS
+                ) from None
+            try:
+                await self.repository.sync_indexes(spec)
+            except BaseException:
+                await self.repository.delete(spec)
+                raise
         return spec
 
     async def get(self, name: str) -> CollectionSpec:
@@ -267,78 +284,89 @@ class CollectionService:
     ) -> list[tuple[CollectionSpec, Ref]]:
         """The declared relations (x-on-delete) other collections hold to `spec`."""
         return [
-            (source, ref) for source, ref in await self.referrers(spec.id) if source.id != spec.id
+            (source, ref)
+            for source, ref in await self.referrers(spec.id, fresh=True)
+            if source.id != spec.id
         ]
 
-    async def referrers(self, target: str) -> list[tuple[CollectionSpec, Ref]]:
-        """The references to `target` that say what its deletes do (x-on-delete)."""
+    async def referrers(
+        self, target: str, *, fresh: bool = False
+    ) -> list[tuple[CollectionSpec, Ref]]:
+        """The references to `target` that say what its deletes do (x-on-delete); `fresh`
+        reads the declarations rather than the read cache (a change's checks, in its turn)."""
         found = []
-        for spec in await self.repository.list_all_cached():
+        listed = self.repository.list_all() if fresh else self.repository.list_all_cached()
+        for spec in await listed:
             refs = await self.refs_of(spec)
             found += [(spec, r) for r in refs if r.target == target and r.on_delete is not None]
         return found
 
     async def update(self, name: str, patch: CollectionPatch) -> CollectionSpec:
-        spec = await self.repository.get(name, fresh=True)
-        if spec is None:
-            raise collection_not_found(name)
-        given = patch.model_fields_set
-        changed: CollectionSpec = spec.model_copy(deep=True)
-        if "description" in given and patch.description is not None:
-            changed.description = patch.description
-        if "json_schema" in given:
-            changed.json_schema = patch.json_schema
-        if "access" in given and patch.access is not None:
-            check_access(patch.access)
-            changed.access = Access(**patch.access.model_dump())
-        indexes_in = patch.indexes if "indexes" in given and patch.indexes is not None else None
-        self._check(
-            changed.json_schema if "json_schema" in given else None,
-            indexes_in or [],
-        )
-        if "history" in given and patch.history is not None:
-            changed.history = patch.history
-        if "search" in given:
-            check_search(patch.search)
-            changed.search = SearchSpec(**patch.search.model_dump()) if patch.search else None
-        if indexes_in is not None:
-            changed.indexes = [IndexSpec(**i.model_dump()) for i in indexes_in]
-        if indexes_in is not None or "json_schema" in given:
-            await self._check_expiry(changed)
-        if indexes_in is not None or changed.search != spec.search:
-            try:
-                await self.repository.sync_indexes(changed)
-            except IndexBuildError:
-                await self.repository.sync_indexes(spec)  # put the old indexes back
-                raise Conflict(
-                    "Existing documents have duplicate values for a new unique index; "
-                    "fix them first",
-                    code=ErrorCode.DUPLICATE_KEY,
-                ) from None
-        changed.updated_at = self.clock()
-        await self.repository.replace(changed)
-        return changed
+        async with self._turn():
+            spec = await self.repository.get(name, fresh=True)
+            if spec is None:
+                raise collection_not_found(name)
+            given = patch.model_fields_set
+            changed: CollectionSpec = spec.model_copy(deep=True)
+            if "description" in given and patch.description is not None:
+                changed.description = patch.description
+            if "json_schema" in given:
+                changed.json_schema = patch.json_schema
+            if "access" in given and patch.access is not None:
+                check_access(patch.access)
+                changed.access = Access(**patch.access.model_dump())
+            indexes_in = patch.indexes if "indexes" in given and patch.indexes is not None else None
+            self._check(
+                changed.json_schema if "json_schema" in given else None,
+                indexes_in or [],
+            )
+            if "history" in given and patch.history is not None:
+                changed.history = patch.history
+            if "search" in given:
+                check_search(patch.search)
+                changed.search = SearchSpec(**patch.search.model_dump()) if patch.search else None
+            if indexes_in is not None:
+                changed.indexes = [IndexSpec(**i.model_dump()) for i in indexes_in]
+            if indexes_in is not None or "json_schema" in given:
+                await self._check_expiry(changed)
+            if indexes_in is not None or changed.search != spec.search:
+                try:
+                    await self.repository.sync_indexes(changed)
+                except IndexBuildError:
+                    await self.repository.sync_indexes(spec)  # put the old indexes back
+                    raise Conflict(
+                        "Existing documents have duplicate values for a new unique index; "
+                        "fix them first",
+                        code=ErrorCode.DUPLICATE_KEY,
+                    ) from None
+            changed.updated_at = self.clock()
+            await self.repository.replace(changed)
+            return changed
 
     async def delete(self, name: str) -> None:
-        spec = await self.get(name)
-        # A reference that says what deletes do (x-on-delete) is a declared relation: as
-        # PocketBase (and a foreign key in SQL) does, the collection it names stays while
-        # another collection holds one. Plain references may dangle (they expand as
-        # not_found); a collection's references to itself go with it.
-        if others := await self._relations_from_others(spec):
-            source, ref = others[0]
-            raise Conflict(
-                f"Collection {source.id} references {spec.id} through {ref.name} "
-                f"(x-on-delete: {ref.on_delete}): take that from its schema "
-                f"(PATCH /v1/collections/{source.id}) or delete {source.id} first",
-                code=ErrorCode.REFERENCE_RESTRICTED,
-            )
-        await self.repository.delete(spec)
+        async with self._turn():
+            spec = await self.repository.get(name, fresh=True)
+            if spec is None:
+                raise collection_not_found(name)
+            # A reference that says what deletes do (x-on-delete) is a declared relation: as
+            # PocketBase (and a foreign key in SQL) does, the collection it names stays while
+            # another collection holds one. Plain references may dangle (they expand as
+            # not_found); a collection's references to itself go with it.
+            if others := await self._relations_from_others(spec):
+                source, ref = others[0]
+                raise Conflict(
+                    f"Collection {source.id} references {spec.id} through {ref.name} "
+                    f"(x-on-delete: {ref.on_delete}): take that from its schema "
+                    f"(PATCH /v1/collections/{source.id}) or delete {source.id} first",
+                    code=ErrorCode.REFERENCE_RESTRICTED,
+                )
+            await self.repository.delete(spec)
         if self.on_delete is not None:  # the documents' files go with them
             await self.on_delete(name)
 
     async def ensure_all_indexes(self) -> None:
         """Re-ensure every declared index (start-up)."""
+        await self.repository.ensure_locks()
         for spec in await self.repository.list_all():
             try:
                 await self.repository.sync_indexes(spec)
