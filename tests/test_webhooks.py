@@ -652,3 +652,42 @@ async def test_a_held_webhook_probes_with_one_message_at_a_time(container: Conta
         "w", now=now, lease=timedelta(seconds=60), limit=8, busy={held: 1}, single={held}
     )
     assert again is None
+
+
+async def test_a_hold_taken_by_another_process_probes_with_one_message_here_too(
+    container: Container,
+) -> None:
+    """The hold is in the database (`held_until`, until the endpoint answers): a process
+    that did not take it sends one of the held messages when the hold ends, not all."""
+    from datetime import timedelta
+
+    from app.clock import utc_now
+    from app.webhooks.schemas import WebhookIn
+
+    repository = container.webhooks.repository
+    hooks = [
+        (
+            await container.webhooks.create(
+                WebhookIn(url=f"https://{n}.example.com/in", events=["document.created"])
+            )
+        )[0]
+        for n in ("held", "other")
+    ]
+    held, other = hooks[0]["_id"], hooks[1]["_id"]
+    now = utc_now() + timedelta(hours=1)  # due then: the app's own worker leaves them be
+    messages = [
+        {"webhook": hook, "event": f"{hook}-{n}", "type": "document.created", "body": b"{}"}
+        for hook in (held, other)
+        for n in range(4)
+    ]
+    earlier = now - timedelta(minutes=1)
+    await repository.enqueue(messages, now=earlier)
+    # Another process held it until `now`, when its messages are due again.
+    assert await repository.hold(held, url=hooks[0]["url"], until=now, now=earlier) == 4
+    claimed = await repository.claim_many(
+        "w", now=now, lease=timedelta(seconds=60), limit=8, share=2, cap=6
+    )
+    assert claimed is not None
+    taken = [c.webhook for c in claimed]
+    assert taken.count(held) == 1 and taken.count(other) == 4
+    assert all(c.hook is not None and c.hook["_id"] == c.webhook for c in claimed)

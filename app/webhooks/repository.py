@@ -42,6 +42,8 @@ class Claimed:
     created_at: datetime
     # Who holds it (the claim's token): only its holder settles it.
     lease: str
+    # The webhook as it was when the message was claimed (None: deleted since).
+    hook: dict[str, Any] | None = None
 
 
 class WebhookRepository:
@@ -146,8 +148,9 @@ class WebhookRepository:
         trips for a batch instead of two per message. Counting `busy` (sends in flight, by
         webhook), each webhook first gets up to `share` sends at once, then what is left
         up to `cap`: one that never answers cannot hold every slot, and webhooks over
-        their share give way to the others. A webhook in `single` (held: its endpoint
-        stopped answering) gets one send at a time, the probe. None: nothing was due
+        their share give way to the others. A held webhook (its endpoint stopped
+        answering: `held_until` is set until it answers, whichever process held it) or
+        one in `single` gets one send at a time, the probe. None: nothing was due
         (that this worker may take); [] : other processes took what was (look again at
         once)."""
         due = {"status": "pending", "due_at": {"$lte": now}, "lease_until": {"$lte": now}}
@@ -160,6 +163,12 @@ class WebhookRepository:
         # A few more than wanted, for the turns a webhook over its share must pass.
         looked = limit if cap is None else min(limit * 4, 200)
         candidates = await cursor.limit(looked).to_list()
+        if not candidates:
+            return None
+        # The webhooks as they are now (one read): the sends need them, and a hold taken
+        # by another process shows here.
+        hooks = await self.get_many({raw["webhook"] for raw in candidates})
+        single = {*single, *(hook for hook, raw in hooks.items() if "held_until" in raw)}
         taken: Counter[ObjectId] = Counter(busy or {})
         ids: list[ObjectId] = []
         for most in (share, cap):  # fair shares first, then the rest (oldest first)
@@ -191,6 +200,7 @@ class WebhookRepository:
                 raw["attempts"],
                 raw["created_at"],
                 token,
+                hooks.get(raw["webhook"]),
             )
             async for raw in found
         ]

@@ -126,17 +126,16 @@ class DeliveryWorker:
                         busy=self._busy,
                         share=self.share,
                         cap=self.cap,
-                        # A held webhook probes with one message, not all that are due.
+                        # A held webhook probes with one message, not all that are due
+                        # (the webhooks a process held are held in the database too).
                         single=self._held.keys(),
                     )
                     if batch is None:
                         break  # nothing due
                     # (An empty batch: other processes won those; look again at once.)
-                    # The batch's webhooks, as they are now (one read).
-                    hooks = await self.repository.get_many({c.webhook for c in batch})
                     for claimed in batch:
                         self._busy[claimed.webhook] += 1
-                        send = self._send(claimed, hooks.get(claimed.webhook))
+                        send = self._send(claimed, claimed.hook)
                         task = asyncio.create_task(send, name="webhook-send")
                         self._sending.add(task)
                         task.add_done_callback(self._sending.discard)
