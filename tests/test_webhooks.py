@@ -654,6 +654,16 @@ async def test_a_held_webhook_probes_with_one_message_at_a_time(container: Conta
     assert again is None
 
 
+async def two_webhooks(container: Container) -> list[dict[str, Any]]:
+    from app.webhooks.schemas import WebhookIn
+
+    made = []
+    for name in ("held", "other"):
+        hook = WebhookIn(url=f"https://{name}.example.com/in", events=["document.created"])
+        made.append((await container.webhooks.create(hook))[0])
+    return made
+
+
 async def test_a_hold_taken_by_another_process_probes_with_one_message_here_too(
     container: Container,
 ) -> None:
@@ -662,17 +672,9 @@ async def test_a_hold_taken_by_another_process_probes_with_one_message_here_too(
     from datetime import timedelta
 
     from app.clock import utc_now
-    from app.webhooks.schemas import WebhookIn
 
     repository = container.webhooks.repository
-    hooks = [
-        (
-            await container.webhooks.create(
-                WebhookIn(url=f"https://{n}.example.com/in", events=["document.created"])
-            )
-        )[0]
-        for n in ("held", "other")
-    ]
+    hooks = await two_webhooks(container)
     held, other = hooks[0]["_id"], hooks[1]["_id"]
     now = utc_now() + timedelta(hours=1)  # due then: the app's own worker leaves them be
     messages = [
@@ -691,3 +693,32 @@ async def test_a_hold_taken_by_another_process_probes_with_one_message_here_too(
     taken = [c.webhook for c in claimed]
     assert taken.count(held) == 1 and taken.count(other) == 4
     assert all(c.hook is not None and c.hook["_id"] == c.webhook for c in claimed)
+
+
+async def test_a_probe_out_here_leaves_the_held_backlog_behind_the_others(
+    container: Container,
+) -> None:
+    """While this process's probe to a held webhook is out, that webhook's backlog (the
+    oldest messages) does not fill the candidates of a claim: the others' go out."""
+    from datetime import timedelta
+
+    from app.clock import utc_now
+
+    repository = container.webhooks.repository
+    hooks = await two_webhooks(container)
+    held, other = hooks[0]["_id"], hooks[1]["_id"]
+    now = utc_now() + timedelta(hours=1)  # due then: the app's own worker leaves them be
+    earlier = now - timedelta(minutes=1)
+    backlog = [
+        {"webhook": held, "event": f"held-{n}", "type": "document.created", "body": b"{}"}
+        for n in range(10)
+    ]
+    await repository.enqueue(backlog, now=earlier)
+    assert await repository.hold(held, url=hooks[0]["url"], until=now, now=earlier) == 10
+    newer = {"webhook": other, "event": "other", "type": "document.created", "body": b"{}"}
+    await repository.enqueue([newer], now=now)
+    # Two slots, eight candidates looked at: all of them the held webhook's.
+    claimed = await repository.claim_many(
+        "w", now=now, lease=timedelta(seconds=60), limit=2, busy={held: 1}, share=2, cap=6
+    )
+    assert claimed is not None and [c.webhook for c in claimed] == [other]

@@ -156,19 +156,28 @@ class WebhookRepository:
         due = {"status": "pending", "due_at": {"$lte": now}, "lease_until": {"$lte": now}}
         full = [w for w, n in (busy or {}).items() if cap is not None and n >= cap]
         full += [w for w in single if (busy or {}).get(w, 0) >= 1 and w not in full]
-        wanted = {**due, "webhook": {"$nin": full}} if full else due
-        cursor = self.deliveries.find(wanted, projection={"_id": True, "webhook": True}).sort(
-            [("due_at", ASCENDING), ("_id", ASCENDING)]
-        )
         # A few more than wanted, for the turns a webhook over its share must pass.
         looked = limit if cap is None else min(limit * 4, 200)
-        candidates = await cursor.limit(looked).to_list()
-        if not candidates:
-            return None
-        # The webhooks as they are now (one read): the sends need them, and a hold taken
-        # by another process shows here.
-        hooks = await self.get_many({raw["webhook"] for raw in candidates})
-        single = {*single, *(hook for hook, raw in hooks.items() if "held_until" in raw)}
+        hooks: dict[ObjectId, dict[str, Any]] = {}
+        for _ in range(2):
+            wanted = {**due, "webhook": {"$nin": full}} if full else due
+            cursor = self.deliveries.find(wanted, projection={"_id": True, "webhook": True})
+            oldest = cursor.sort([("due_at", ASCENDING), ("_id", ASCENDING)])
+            candidates = await oldest.limit(looked).to_list()
+            if not candidates:
+                return None
+            # The webhooks as they are now (one read): the sends need them, and a hold
+            # taken by another process shows here (held_until, until it answers).
+            if missing := {raw["webhook"] for raw in candidates} - hooks.keys():
+                hooks |= await self.get_many(missing)
+            held = {hook for hook, raw in hooks.items() if "held_until" in raw}
+            # One held elsewhere whose probe is out here: look again past its backlog, or
+            # it would fill the candidates and starve the other webhooks.
+            probing = [w for w in held if (busy or {}).get(w, 0) >= 1 and w not in full]
+            if not probing:
+                break
+            full += probing
+        single = {*single, *held}
         taken: Counter[ObjectId] = Counter(busy or {})
         ids: list[ObjectId] = []
         for most in (share, cap):  # fair shares first, then the rest (oldest first)
