@@ -312,12 +312,13 @@ async def test_a_change_waits_for_the_turn_and_a_dead_holders_turn_lapses(
     409 write_conflict and changes nothing, and one whose holder died lapses."""
     repository = container.collections.repository
     monkeypatch.setattr(repository, "lock_wait", 0.05)
-    held = {"_id": "declarations", "owner": ObjectId(), "until": utc_now() + timedelta(seconds=30)}
+    soon = utc_now() + timedelta(seconds=30)
+    held = {"_id": "declarations", "owner": ObjectId(), "lease_until": soon}
     await repository.locks.insert_one(held)  # another process, changing a declaration
     busy = await client.post("/v1/collections", json={"name": "later"}, headers=admin.headers)
     assert_problem(busy, 409, "write_conflict")
     assert (await client.get("/v1/collections/later", headers=admin.headers)).status_code == 404
-    lapsed = {"$set": {"until": utc_now() - timedelta(seconds=1)}}
+    lapsed = {"$set": {"lease_until": utc_now() - timedelta(seconds=1)}}
     await repository.locks.update_one({"_id": "declarations"}, lapsed)  # its process died
     made = await client.post("/v1/collections", json={"name": "later"}, headers=admin.headers)
     assert made.status_code == 201, made.text

@@ -18,6 +18,7 @@ from app.clock import Clock
 from app.collections.models import CollectionSpec, IndexSpec
 from app.db.change_feed import ReadCache
 from app.db.client import Db, keep_change_images
+from app.db.leases import take_lease
 from app.documents.access import rule_fields
 from app.documents.relations import refs_of
 
@@ -208,20 +209,12 @@ class CollectionRepository:
         while True:
             now = clock()
             until = now + timedelta(seconds=LOCK_SECONDS)
-            try:
-                # Matches a free (expired) turn; else the upsert's insert meets the taken
-                # one's _id.
-                await self.locks.update_one(
-                    {"_id": "declarations", "until": {"$lt": now}},
-                    {"$set": {"owner": token, "until": until}},
-                    upsert=True,
-                )
+            if await take_lease(self.locks, "declarations", token, now=now, until=until):
                 break
-            except DuplicateKeyError:
-                if time.monotonic() >= deadline:
-                    raise DeclarationBusy from None
-                await asyncio.sleep(pause)  # another change holds the turn: wait for it
-                pause = min(pause * 2, 0.2)
+            if time.monotonic() >= deadline:
+                raise DeclarationBusy
+            await asyncio.sleep(pause)  # another change holds the turn: wait for it
+            pause = min(pause * 2, 0.2)
         try:
             yield
         finally:

@@ -37,6 +37,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from app.clock import Clock
 from app.db.client import Db
+from app.db.leases import take_lease
 from app.observability.metrics import (
     CHANGE_PUMP_CHECKPOINT,
     CHANGE_PUMP_GAPS,
@@ -180,16 +181,8 @@ class ChangePump:
 
     async def _acquire(self) -> bool:
         now = self.clock()
-        try:
-            raw = await self.state.find_one_and_update(
-                {"_id": "pump", "$or": [{"lease_until": {"$lte": now}}, {"owner": self.owner}]},
-                {"$set": {"owner": self.owner, "lease_until": self._until(now)}},
-                upsert=True,
-            )
-        except DuplicateKeyError:
+        if not await take_lease(self.state, "pump", self.owner, now=now, until=self._until(now)):
             return False  # held by another process
-        # None: the lease was free (or never taken) and is ours now, as is a found one.
-        del raw
         self._renewed = time.monotonic()
         CHANGE_PUMP_CHECKPOINT.set(time.time())
         return True
