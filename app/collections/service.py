@@ -260,8 +260,8 @@ class CollectionService:
                 raise
         return spec
 
-    async def get(self, name: str) -> CollectionSpec:
-        spec = await self.repository.get(name)
+    async def get(self, name: str, *, fresh: bool = False) -> CollectionSpec:
+        spec = await self.repository.get(name, fresh=fresh)
         if spec is None:
             raise collection_not_found(name)
         return spec
@@ -303,9 +303,7 @@ class CollectionService:
 
     async def update(self, name: str, patch: CollectionPatch) -> CollectionSpec:
         async with self._turn():
-            spec = await self.repository.get(name, fresh=True)
-            if spec is None:
-                raise collection_not_found(name)
+            spec = await self.get(name, fresh=True)
             given = patch.model_fields_set
             changed: CollectionSpec = spec.model_copy(deep=True)
             if "description" in given and patch.description is not None:
@@ -345,9 +343,7 @@ class CollectionService:
 
     async def delete(self, name: str) -> None:
         async with self._turn():
-            spec = await self.repository.get(name, fresh=True)
-            if spec is None:
-                raise collection_not_found(name)
+            spec = await self.get(name, fresh=True)
             # A reference that says what deletes do (x-on-delete) is a declared relation: as
             # PocketBase (and a foreign key in SQL) does, the collection it names stays while
             # another collection holds one. Plain references may dangle (they expand as
