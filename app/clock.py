@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
 from bson.tz_util import utc as bson_utc
-from pydantic import PlainSerializer
+from pydantic import AwareDatetime, BeforeValidator, PlainSerializer
 
 Clock = Callable[[], datetime]
 
@@ -38,3 +39,19 @@ def rfc3339(value: datetime) -> str:
 
 # A datetime that leaves the API as RFC 3339 UTC with milliseconds: 2026-11-24T10:00:00.123Z
 Timestamp = Annotated[datetime, PlainSerializer(rfc3339, return_type=str, when_used="json")]
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _rfc3339_only(value: object) -> object:
+    """A date-time as text, not a number of seconds (which pydantic would also take:
+    `"expires_at": 0` would be 1970)."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError("expected an RFC 3339 date-time, e.g. 2026-12-01T00:00:00Z")
+    return value
+
+
+# A date-time a client sends: RFC 3339 text with a time zone, never a bare number
+Moment = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]

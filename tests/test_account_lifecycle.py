@@ -505,6 +505,31 @@ async def test_an_expired_api_key_is_refused(
     assert_problem(response, 401, "token_invalid")
 
 
+@pytest.mark.parametrize(
+    ("expires_at", "why"),
+    [
+        (0, "RFC 3339"),  # pydantic alone reads a number as seconds since 1970
+        ("2001-01-01T00:00:00Z", "future"),
+        ("2999-01-01T00:00:00", "timezone"),
+    ],
+)
+async def test_an_api_key_expiry_must_be_a_future_rfc3339_time(
+    client: httpx.AsyncClient, user: Any, expires_at: object, why: str
+) -> None:
+    body = {"name": "cron", "current_password": user.password, "expires_at": expires_at}
+    refused = await client.post("/v1/users/me/api-keys", json=body, headers=user.headers)
+    assert_problem(refused, 422, "validation_failed")
+    assert refused.json()["errors"][0]["loc"][-1] == "expires_at", refused.text
+    assert why in refused.text
+    listed = await client.get("/v1/users/me/api-keys", headers=user.headers)
+    assert listed.json()["items"] == []
+
+    body["expires_at"] = "2999-01-01T12:00:00+02:00"
+    made = await client.post("/v1/users/me/api-keys", json=body, headers=user.headers)
+    assert made.status_code == 201, made.text
+    assert made.json()["expires_at"] == "2999-01-01T10:00:00.000Z"
+
+
 async def test_reset_requests_are_throttled_per_account(
     database_url: str, smtp: tuple[Inbox, int]
 ) -> None:

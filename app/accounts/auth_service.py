@@ -385,6 +385,14 @@ class AuthService:
         REQUIRE_VERIFIED_EMAIL, only a verified account may make one: a key made on an
         address someone registered before its owner would outlive the owner's recovery."""
         assert self.api_keys is not None
+        now = self.clock()
+        if expires_at is not None and expires_at <= now:
+            raise ValidationFailed(
+                "An API key cannot expire in the past: choose a later expires_at",
+                errors=[
+                    FieldError(loc=["body", "expires_at"], msg="must be in the future", type="past")
+                ],
+            )
         if self.settings.require_verified_email:
             user = await self.users.get(user_id)
             if user is None or not user.email_verified:
@@ -393,7 +401,7 @@ class AuthService:
                     code=ErrorCode.EMAIL_NOT_VERIFIED,
                 )
         return await self.api_keys.create(
-            user_id=user_id, name=name, expires_at=expires_at, now=self.clock(), mfa=mfa
+            user_id=user_id, name=name, expires_at=expires_at, now=now, mfa=mfa
         )
 
     async def revoke_all_api_keys(self, user_id: str) -> None:

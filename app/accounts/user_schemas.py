@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.accounts.auth_schemas import Email, Name, NewPassword, Password, RegistrationCredential
 from app.accounts.models import Role, User
-from app.clock import Timestamp
+from app.clock import Moment, Timestamp
 
 
 class UserOut(BaseModel):
@@ -188,8 +188,9 @@ class ApiKeyIn(BaseModel):
         },
     )
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-    expires_at: AwareDatetime | None = Field(
-        default=None, description="When the key stops working; none: until revoked"
+    expires_at: Moment | None = Field(
+        default=None,
+        description="When the key stops working (RFC 3339, in the future); none: until revoked",
     )
     current_password: Password = Field(
         description="A key outlives sessions: a stolen access token alone must not make one"

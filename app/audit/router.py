@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, Field
 
 from app.audit.log import Action, AuditLog, Outcome
-from app.clock import Timestamp, rfc3339
+from app.clock import Moment, Timestamp, rfc3339
 from app.http.deps import AdminPerson
 from app.http.problems import problem_responses
 from app.http.strict_route import StrictJSONRoute
@@ -24,17 +23,6 @@ router = APIRouter(prefix="/v1/admin/audit", tags=["admin"], route_class=StrictJ
 ActionFilter = Annotated[Action | None, Query(description="Only this action")]
 ActorFilter = Annotated[str | None, Query(max_length=64, description="Only this account's")]
 OutcomeFilter = Annotated[Outcome | None, Query(description="Only successes or failures")]
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
-
-
-def _rfc3339_only(value: object) -> object:
-    """A date-time as text, not a number of seconds (which pydantic would also take)."""
-    if isinstance(value, str) and not _RFC3339.match(value):
-        raise ValueError("expected an RFC 3339 date-time, e.g. 2026-12-01T00:00:00Z")
-    return value
-
-
-Moment = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
 Since = Annotated[Moment | None, Query(description="From this time (RFC 3339)")]
 Until = Annotated[Moment | None, Query(description="Before this time (RFC 3339)")]
 
