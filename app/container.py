@@ -68,6 +68,7 @@ from app.realtime.service import RealtimeService, TicketRepository
 from app.teams.repository import MEMBERS as TEAM_MEMBERS
 from app.teams.repository import TEAMS, TeamRepository
 from app.teams.service import INVITATION_MAIL, TeamService
+from app.tls import client_tls
 from app.webhooks.fanout import WebhookFanout
 from app.webhooks.repository import WebhookRepository
 from app.webhooks.secrets import Secrets
@@ -427,6 +428,7 @@ def provider_http(settings: Settings) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         timeout=settings.oauth_http_timeout_seconds,
         follow_redirects=False,
+        verify=client_tls(),
         limits=httpx.Limits(max_connections=10),
         headers={"User-Agent": "docstore"},
     )

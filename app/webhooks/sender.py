@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from app.tls import client_tls
+
 RESPONSE_EXCERPT = 1024
 
 
@@ -110,6 +112,7 @@ class Sender:
             timeout=self.timeout,
             follow_redirects=False,
             trust_env=False,
+            verify=client_tls(),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=keepalive),
             headers={"User-Agent": "docstore-webhooks"},
         )
