@@ -64,8 +64,7 @@ async def _who_sealed_more(chain: AuditChain, *, after: int) -> list[dict[str, o
     more entries than the test sealed: this says what they were)."""
     more = await chain.chain.find({"_id": {"$gt": after}}).sort("_id", 1).to_list(None)
     records = {
-        r["_id"]: r
-        async for r in chain.records.find({"_id": {"$in": [e["record"] for e in more]}})
+        r["_id"]: r async for r in chain.records.find({"_id": {"$in": [e["record"] for e in more]}})
     }
     return [{**e, "of": records.get(e["record"])} for e in more]
 
