@@ -13,6 +13,7 @@ database name) or a test marked `own_app` get an app of their own, as before.
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -162,3 +163,10 @@ LONGEST_FIRST = (
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # What collection loaded (the app, schemathesis, hypothesis: most of a worker's heap)
+    # lives to the end: the cyclic collector need not walk it again at every collection.
+    gc.collect()
+    gc.freeze()
