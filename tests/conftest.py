@@ -7,8 +7,11 @@ keeps one running app (and its database) per distinct `shared_settings(...)` for
 whole process: between tests its database is emptied (the collections the app made at
 start-up keep their indexes; the rest are dropped) and its caches of database records
 are cleared, so tests never see each other's data, and none pays for starting an app
-and compiling its routes (about 80 ms each). Settings from `make_settings` (a fresh
-database name) or a test marked `own_app` get an app of their own, as before.
+(its lifespan: indexes, workers). After a test that ran without the `app` fixture (it may
+have written to a shared database through a server or an app of its own), each shared
+database is emptied again before its app serves the next test. Settings from
+`make_settings` (a fresh database name) or a test marked `own_app` get an app of their
+own, as before.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from tests.support.accounts import Account, signed_in
 from tests.support.apps import SHARED_PREFIX, SharedApps, http_client, running_app, shared_settings
 from tests.support.mail import Inbox
 from tests.support.servers import free_port
+
+WRITTEN_OUTSIDE = pytest.StashKey[bool]()
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +76,9 @@ async def app(
         async with running_app(own if shared else settings) as app:
             yield app
         return
+    if request.session.stash.get(WRITTEN_OUTSIDE, False):
+        shared_apps.written_outside()
+        request.session.stash[WRITTEN_OUTSIDE] = False
     app = await shared_apps.get(settings)
     try:
         yield app
@@ -163,6 +171,13 @@ LONGEST_FIRST = (
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # A test that writes to a shared database without its app (a server on the shared
+    # settings, a second app on them) left what it wrote: the next test's app empties it.
+    if "app" not in getattr(item, "fixturenames", ()):
+        item.session.stash[WRITTEN_OUTSIDE] = True
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

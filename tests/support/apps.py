@@ -83,17 +83,28 @@ class SharedApps:
     def __init__(self, keep: int = 1) -> None:
         self.keep = keep
         self._open: dict[str, tuple[FastAPI, AsyncExitStack, set[str]]] = {}
+        # The databases emptied since anything but their app last wrote to them.
+        self._clean: set[str] = set()
+
+    def written_outside(self) -> None:
+        """A test ran without the `app` fixture: it may have written to a shared database
+        through a server it started, a script or an app of its own, and nothing emptied it
+        afterwards. Each database is emptied before its app next serves a test."""
+        self._clean.clear()
 
     async def get(self, settings: Settings) -> FastAPI:
+        """The running app of these settings, its database empty."""
         name = settings.mongodb_db
-        if name in self._open:
-            return self._open[name][0]
-        if len(self._open) >= self.keep:
-            await self._close(next(iter(self._open)))
-        stack = AsyncExitStack()
-        app = await stack.enter_async_context(running_app(settings))
-        made = set(await app.state.container.db.list_collection_names())
-        self._open[name] = (app, stack, made)
+        if name not in self._open:
+            if len(self._open) >= self.keep:
+                await self._close(next(iter(self._open)))
+            stack = AsyncExitStack()
+            app = await stack.enter_async_context(running_app(settings))
+            made = set(await app.state.container.db.list_collection_names())
+            self._open[name] = (app, stack, made)
+        app = self._open[name][0]
+        if name not in self._clean:
+            await self.wipe(app)
         return app
 
     async def wipe(self, app: FastAPI) -> None:
@@ -114,6 +125,7 @@ class SharedApps:
         if container.feed is not None:
             for cache in container.feed.caches.values():
                 cache.clear()
+        self._clean.add(container.settings.mongodb_db)
 
     async def _close(self, name: str) -> None:
         _, stack, _ = self._open.pop(name)
