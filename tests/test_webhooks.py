@@ -256,7 +256,7 @@ async def test_account_events_show_public_fields_only_when_they_change(
 async def test_private_targets_are_refused_without_the_setting(
     database_url: str, url: str, why: str
 ) -> None:
-    async with running_app(shared_settings(database_url)) as app, http_client(app) as client:
+    async with running_app(make_settings(database_url)) as app, http_client(app) as client:
         admin = await _admin(app, client)
         response = await client.post(
             "/v1/webhooks", json={"url": url, "events": ["user.created"]}, headers=admin.headers
