@@ -35,7 +35,7 @@ from tests.support.apps import SHARED_PREFIX, SharedApps, http_client, running_a
 from tests.support.mail import Inbox
 from tests.support.servers import free_port
 
-WRITTEN_OUTSIDE = pytest.StashKey[bool]()
+SHARED_APPS = pytest.StashKey[SharedApps]()
 
 
 @pytest.fixture(scope="session")
@@ -58,9 +58,12 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def shared_apps(database_url: str) -> AsyncIterator[SharedApps]:
+async def shared_apps(
+    database_url: str, request: pytest.FixtureRequest
+) -> AsyncIterator[SharedApps]:
     """Closed before the database server stops (it depends on `database_url`)."""
     apps = SharedApps()
+    request.session.stash[SHARED_APPS] = apps  # (told of tests that write without an app)
     yield apps
     await apps.close()
 
@@ -76,9 +79,6 @@ async def app(
         async with running_app(own if shared else settings) as app:
             yield app
         return
-    if request.session.stash.get(WRITTEN_OUTSIDE, False):
-        shared_apps.written_outside()
-        request.session.stash[WRITTEN_OUTSIDE] = False
     app = await shared_apps.get(settings)
     try:
         yield app
@@ -178,8 +178,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     # settings, a second app on them) left what it wrote: the next test's app empties it.
     # (A test without a database, `database_url` or `settings`, writes nothing.)
     used = set(getattr(item, "fixturenames", ()))
-    if "app" not in used and used & {"database_url", "settings"}:
-        item.session.stash[WRITTEN_OUTSIDE] = True
+    apps = item.session.stash.get(SHARED_APPS, None)
+    if apps is not None and "app" not in used and used & {"database_url", "settings"}:
+        apps.written_outside()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
