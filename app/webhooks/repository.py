@@ -154,8 +154,14 @@ class WebhookRepository:
         (that this worker may take); [] : other processes took what was (look again at
         once)."""
         due = {"status": "pending", "due_at": {"$lte": now}, "lease_until": {"$lte": now}}
-        full = [w for w, n in (busy or {}).items() if cap is not None and n >= cap]
-        full += [w for w in single if (busy or {}).get(w, 0) >= 1 and w not in full]
+        in_flight = busy or {}
+
+        def probe_out(webhooks: Collection[ObjectId]) -> list[ObjectId]:
+            """Those of `webhooks` (one send at a time) whose send is out, not yet left out."""
+            return [w for w in webhooks if in_flight.get(w, 0) >= 1 and w not in full]
+
+        full = [w for w, n in in_flight.items() if cap is not None and n >= cap]
+        full += probe_out(single)
         # A few more than wanted, for the turns a webhook over its share must pass.
         looked = limit if cap is None else min(limit * 4, 200)
         hooks: dict[ObjectId, dict[str, Any]] = {}
@@ -173,12 +179,12 @@ class WebhookRepository:
             held = {hook for hook, raw in hooks.items() if "held_until" in raw}
             # One held elsewhere whose probe is out here: look again past its backlog, or
             # it would fill the candidates and starve the other webhooks.
-            probing = [w for w in held if (busy or {}).get(w, 0) >= 1 and w not in full]
+            probing = probe_out(held)
             if not probing:
                 break
             full += probing
         single = {*single, *held}
-        taken: Counter[ObjectId] = Counter(busy or {})
+        taken: Counter[ObjectId] = Counter(in_flight)
         ids: list[ObjectId] = []
         for most in (share, cap):  # fair shares first, then the rest (oldest first)
             for raw in candidates:
