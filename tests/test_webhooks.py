@@ -10,15 +10,19 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from bson import ObjectId
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from app.clock import utc_now
 from app.config import Settings
 from app.container import Container
 from app.db.change_pump import STATE as CHANGE_PUMP_STATE
+from app.webhooks.schemas import WebhookIn
 from app.webhooks.sender import permitted
 from tests.support.accounts import Account, MakeAccount
 from tests.support.apps import http_client, make_settings, running_app, shared_settings
@@ -626,12 +630,6 @@ async def test_a_worker_process_sends_what_api_processes_leave_to_it(
 async def test_a_held_webhook_probes_with_one_message_at_a_time(container: Container) -> None:
     """When a hold ends, every held message is due at once: the one process that held
     it sends one of them (the probe), and others' messages still get the free slots."""
-    from datetime import timedelta
-
-    from bson import ObjectId
-
-    from app.clock import utc_now
-
     repository = container.webhooks.repository
     held, other = ObjectId(), ObjectId()
     now = utc_now() + timedelta(hours=1)  # due then: the app's own worker leaves them be
@@ -655,8 +653,6 @@ async def test_a_held_webhook_probes_with_one_message_at_a_time(container: Conta
 
 
 async def two_webhooks(container: Container) -> list[dict[str, Any]]:
-    from app.webhooks.schemas import WebhookIn
-
     made = []
     for name in ("held", "other"):
         hook = WebhookIn(url=f"https://{name}.example.com/in", events=["document.created"])
@@ -669,10 +665,6 @@ async def test_a_hold_taken_by_another_process_probes_with_one_message_here_too(
 ) -> None:
     """The hold is in the database (`held_until`, until the endpoint answers): a process
     that did not take it sends one of the held messages when the hold ends, not all."""
-    from datetime import timedelta
-
-    from app.clock import utc_now
-
     repository = container.webhooks.repository
     hooks = await two_webhooks(container)
     held, other = hooks[0]["_id"], hooks[1]["_id"]
@@ -700,10 +692,6 @@ async def test_a_probe_out_here_leaves_the_held_backlog_behind_the_others(
 ) -> None:
     """While this process's probe to a held webhook is out, that webhook's backlog (the
     oldest messages) does not fill the candidates of a claim: the others' go out."""
-    from datetime import timedelta
-
-    from app.clock import utc_now
-
     repository = container.webhooks.repository
     hooks = await two_webhooks(container)
     held, other = hooks[0]["_id"], hooks[1]["_id"]
