@@ -89,7 +89,7 @@ clients: $(STAMP) node-tools ## Typed clients from a running server: make client
 # so run `make openapi` first when routes changed; a test fails when the bundle is stale.
 console: node-tools ## Type-check and rebuild the admin console's bundle (needs Node)
 	node clients/generate.mjs openapi.json console/src/contract.d.ts
-	clients/node_modules/.bin/tsc -p console/tsconfig.json
+	clients/node_modules/typescript-native/bin/tsc -p console/tsconfig.json
 	node clients/build-console.mjs
 
 admin: $(STAMP) ## Create or promote an admin: make admin EMAIL=a@b.c PASSWORD=...

@@ -30,15 +30,13 @@ import pytest
 from openapi_spec_validator import validate
 
 from tests.support.accounts import PASSWORD
-from tests.support.apps import make_settings
+from tests.support.apps import ROOT, make_settings
 from tests.support.browser import BROWSER_ARGS, CHROMIUM
+from tests.support.node import NODE, NODE_TOOLS, TSC
 from tests.support.schemas import NOTES_SCHEMA, TASKS_SCHEMA
 from tests.support.servers import api_server, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = ROOT / "tests" / "clients"
-NODE_TOOLS = ROOT / "clients" / "node_modules"
-NODE = shutil.which("node")
 ARRIVAL_GUARD_SECONDS = 90
 
 pytestmark = pytest.mark.skipif(
@@ -67,7 +65,7 @@ def run(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None 
 
 @pytest.fixture(scope="module")
 def generated(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Generated]:
-    if not (NODE_TOOLS / ".bin" / "tsc").exists():
+    if not TSC.exists():
         pytest.fail(
             "clients/node_modules is missing: run `npm ci --prefix clients` (make test does)"
         )
@@ -175,7 +173,7 @@ def compile_with_errors(work: Path) -> str:
     """Run tsc on `work`'s tsconfig.json, whose only errors must be in wrong.ts; its
     output. (tsc emits the other files' JavaScript all the same.)"""
     result = subprocess.run(
-        [str(NODE_TOOLS / ".bin" / "tsc"), "--project", "tsconfig.json"],
+        [str(TSC), "--project", "tsconfig.json"],
         cwd=work,
         capture_output=True,
         text=True,

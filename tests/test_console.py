@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 import uuid
@@ -28,10 +27,9 @@ from app.config import Settings
 from tests.support.accounts import PASSWORD
 from tests.support.apps import ROOT
 from tests.support.browser import BROWSER_ARGS, CHROMIUM
+from tests.support.node import NODE, NODE_TOOLS, TSC
 from tests.support.servers import api_server
 
-NODE = shutil.which("node")
-NODE_TOOLS = ROOT / "clients" / "node_modules"
 BUNDLE = ROOT / "app" / "http" / "console_assets" / "console.js"
 SCREENSHOTS = ROOT / "docs" / "console"
 AXE = NODE_TOOLS / "axe-core" / "axe.min.js"
@@ -67,7 +65,7 @@ async def test_the_console_is_served_with_a_strict_content_security_policy(
 def test_the_committed_bundle_is_built_from_the_sources(tmp_path: Path) -> None:
     """As with openapi.json: `make console` after changing console/src, the SDK or the
     contract, and commit app/http/console_assets/console.js."""
-    if not (NODE_TOOLS / ".bin" / "tsc").exists():
+    if not TSC.exists():
         pytest.fail("clients/node_modules is missing: run `make node-tools` (make test does)")
 
     def run(*argv: str) -> None:
@@ -76,7 +74,7 @@ def test_the_committed_bundle_is_built_from_the_sources(tmp_path: Path) -> None:
 
     assert NODE is not None
     run(NODE, "clients/generate.mjs", "openapi.json", "console/src/contract.d.ts")
-    run(str(NODE_TOOLS / ".bin" / "tsc"), "-p", "console/tsconfig.json")
+    run(str(TSC), "-p", "console/tsconfig.json")
     run(NODE, "clients/build-console.mjs", str(tmp_path / "console.js"))
     assert (tmp_path / "console.js").read_bytes() == BUNDLE.read_bytes(), (
         "app/http/console_assets/console.js is stale: run `make console` and commit it"
