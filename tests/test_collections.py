@@ -8,13 +8,16 @@ from typing import Any
 import httpx
 import pytest
 from bson import ObjectId
+from pymongo.errors import AutoReconnect
 
-from app.clock import utc_now
+from app.clock import Clock, utc_now
 from app.collections.schemas import CollectionIn
 from app.container import Container
+from app.db.leases import take_lease
 from tests.support.accounts import Account
 from tests.support.apps import make_settings, running_app
 from tests.support.problems import assert_problem
+from tests.support.waiting import until
 
 # What a collection declared without `access` reports: the owner presets, no rule
 # expressions, no field rules.
@@ -323,3 +326,60 @@ async def test_a_change_waits_for_the_turn_and_a_dead_holders_turn_lapses(
     made = await client.post("/v1/collections", json={"name": "later"}, headers=admin.headers)
     assert made.status_code == 201, made.text
     assert await repository.locks.count_documents({}) == 0  # the turn was given back
+
+
+async def test_a_change_keeps_its_turn_for_as_long_as_it_runs(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index build on a big collection can outlast the turn's lease: the holder renews
+    it, so another process cannot take the turn in the middle of the change (a renewal
+    that meets a database error tries again)."""
+    repository = container.collections.repository
+    monkeypatch.setattr(repository, "lock_seconds", 0.3)
+    hold = repository._hold
+    failures: list[ObjectId] = []
+
+    async def first_renewal_fails(token: ObjectId, clock: Clock) -> bool:
+        if not failures and await repository.locks.count_documents({}):
+            failures.append(token)
+            raise AutoReconnect("the database went away for a moment")
+        return await hold(token, clock)
+
+    monkeypatch.setattr(repository, "_hold", first_renewal_fails)
+    async with repository.declaring(utc_now):  # a change under way, its indexes building
+        first = await repository.locks.find_one({"_id": "declarations"})
+        assert first is not None
+
+        async def renewed() -> bool:
+            now = await repository.locks.find_one({"_id": "declarations"})
+            return now is not None and now["lease_until"] > first["lease_until"]
+
+        await until(renewed, within=10)
+        assert failures  # the failed renewal came first; a later one renewed
+        # Another process, once the first lease would have lapsed, finds the turn taken.
+        later = first["lease_until"] + timedelta(milliseconds=1)
+        other = ObjectId()
+        taken = await take_lease(
+            repository.locks, "declarations", other, now=later, until=later + timedelta(seconds=30)
+        )
+        assert not taken
+    assert await repository.locks.count_documents({}) == 0  # given back at the end
+
+
+async def test_a_turn_taken_over_mid_change_is_reported_and_left_to_its_new_holder(
+    container: Container, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only a process stalled for a whole lease loses its turn: the holder says so in
+    the log, and does not give back what another process now holds."""
+    repository = container.collections.repository
+    monkeypatch.setattr(repository, "lock_seconds", 0.3)
+    other = {"owner": ObjectId(), "lease_until": utc_now() + timedelta(seconds=30)}
+    async with repository.declaring(utc_now):
+        await repository.locks.update_one({"_id": "declarations"}, {"$set": other})
+
+        async def reported() -> bool:
+            return any("lapsed while a change" in r.getMessage() for r in caplog.records)
+
+        await until(reported, within=10)
+    held = await repository.locks.find_one({"_id": "declarations"})
+    assert held is not None and held["owner"] == other["owner"]

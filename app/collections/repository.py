@@ -12,7 +12,7 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel
-from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure
+from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure, PyMongoError
 
 from app.clock import Clock
 from app.collections.models import CollectionSpec, IndexSpec
@@ -126,7 +126,8 @@ SpecCache = ReadCache[str, "CollectionSpec | None"]
 
 # Changes to declarations take turns across processes (CollectionRepository.declaring).
 LOCKS = "declaration_lock"
-# A holder that died frees the turn after this long; a change waits at most LOCK_WAIT.
+# A holder that died frees the turn after this long (a live one renews it every third of
+# it, however long its index builds take); a change waits at most LOCK_WAIT.
 LOCK_SECONDS = 30.0
 LOCK_WAIT = 10.0
 
@@ -141,6 +142,7 @@ class CollectionRepository:
         self.specs = db[CollectionSpec.Settings.name]
         self.locks = db[LOCKS]
         self.lock_wait = LOCK_WAIT
+        self.lock_seconds = LOCK_SECONDS
         # Declarations are read on every document request; see app.db.change_feed.
         # Cached specs are shared: callers copy before they change one.
         self.cache = cache
@@ -201,24 +203,55 @@ class CollectionRepository:
         """One change to the declarations at a time, in any process: the checks that
         read other declarations (declared relations, expiry) and the write that follows
         them are not interleaved with another change's. A turn is a lease on one
-        document (a process that dies frees it after LOCK_SECONDS); DeclarationBusy
-        when it stays taken for `lock_wait` seconds."""
+        document (a process that dies frees it after `lock_seconds`; the holder renews it
+        while its change runs); DeclarationBusy when it stays taken for `lock_wait`
+        seconds."""
         token = ObjectId()
         deadline = time.monotonic() + self.lock_wait
         pause = 0.01
-        while True:
-            now = clock()
-            until = now + timedelta(seconds=LOCK_SECONDS)
-            if await take_lease(self.locks, "declarations", token, now=now, until=until):
-                break
+        while not await self._hold(token, clock):
             if time.monotonic() >= deadline:
                 raise DeclarationBusy
             await asyncio.sleep(pause)  # another change holds the turn: wait for it
             pause = min(pause * 2, 0.2)
+        done = asyncio.Event()
+        renewing = asyncio.create_task(self._renew(token, clock, done))
         try:
             yield
         finally:
+            # The renewer stops at once, or after the renewal it is making: never
+            # cancelled half-way through a driver call (its connection could be left
+            # unusable).
+            done.set()
+            await renewing
             await self.locks.delete_one({"_id": "declarations", "owner": token})
+
+    async def _hold(self, token: ObjectId, clock: Clock) -> bool:
+        now = clock()
+        until = now + timedelta(seconds=self.lock_seconds)
+        return await take_lease(self.locks, "declarations", token, now=now, until=until)
+
+    async def _renew(self, token: ObjectId, clock: Clock, done: asyncio.Event) -> None:
+        """Renew the turn every third of its lease until `done`: a change whose index
+        build outlasts the lease (a big collection) keeps it, so no other change's checks
+        and writes interleave with its own."""
+        while True:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), self.lock_seconds / 3)
+            if done.is_set():
+                return
+            try:
+                held = await self._hold(token, clock)
+            except PyMongoError as exc:  # the change itself meets the outage; try again
+                log.warning("could not renew the turn to change declarations: %s", exc)
+                continue
+            if not held:
+                # Only a process stalled for a whole lease (a frozen VM) gets here.
+                log.error(
+                    "the turn to change collection declarations lapsed while a change "
+                    "was under way; another change may have interleaved with it"
+                )
+                return
 
     async def replace(self, spec: CollectionSpec) -> None:
         try:
