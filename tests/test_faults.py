@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from tests.support.accounts import signed_in
 from tests.support.apps import SharedApps, http_client, make_settings, running_app
 from tests.support.databases import stop_later
 from tests.support.problems import assert_problem
-from tests.support.servers import api_server
+from tests.support.servers import ServerProcess, api_server
 from tests.support.wire_proxy import LosingProxy
 
 
@@ -134,7 +133,7 @@ def test_sigterm_lets_an_in_flight_request_finish(database: EmbeddedDatabase) ->
 
 
 def held_request_survives_sigterm(
-    database: EmbeddedDatabase, db_name: str, base: str, server: subprocess.Popen[bytes]
+    database: EmbeddedDatabase, db_name: str, base: str, server: ServerProcess
 ) -> None:
     admin_db: MongoClient[dict[str, Any]] = MongoClient(database.url, appname="fault-test")
     try:

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import re
 import signal
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager
@@ -32,7 +31,7 @@ from app.realtime.hub import Change, RealtimeHub, Subscriber, network_of
 from tests.support.accounts import PASSWORD, Account
 from tests.support.browser import BROWSER_ARGS, CHROMIUM
 from tests.support.problems import assert_problem
-from tests.support.servers import api_server
+from tests.support.servers import ServerProcess, api_server
 from tests.support.waiting import until
 
 # A guard against a hang, not a measurement: every wait below ends on an event.
@@ -84,7 +83,7 @@ class ProcessB:
 
     stack: ExitStack = field(default_factory=ExitStack)
     url: str = ""
-    process: subprocess.Popen[bytes] | None = None
+    process: ServerProcess | None = None
     # The shared app (process A) B was started beside: the same one means the same
     # database, never dropped in between.
     app: FastAPI | None = None
