@@ -34,6 +34,7 @@ from tests.support.apps import ROOT, make_settings
 from tests.support.browser import BROWSER_ARGS, CHROMIUM
 from tests.support.node import NODE, NODE_TOOLS, TSC
 from tests.support.schemas import NOTES_SCHEMA, TASKS_SCHEMA
+from tests.support.scripts import script
 from tests.support.servers import api_server, free_port
 
 PROGRAMS = ROOT / "tests" / "clients"
@@ -77,19 +78,10 @@ def generated(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
     }
     with api_server(database_url, settings.mongodb_db, **env) as (base_url, _):
         admin_email = "admin@clients.test"
-        run(
-            [
-                sys.executable,
-                "-m",
-                "scripts.create_admin",
-                "--email",
-                admin_email,
-                "--password",
-                PASSWORD,
-            ],
-            cwd=ROOT,
-            env={**os.environ, "MONGODB_URL": database_url, "MONGODB_DB": settings.mongodb_db},
+        made = script(
+            settings, "scripts.create_admin", "--email", admin_email, "--password", PASSWORD
         )
+        assert made.returncode == 0, made.stderr
         with httpx.Client(base_url=base_url, timeout=30) as http:
             login = http.post("/v1/auth/login", json={"email": admin_email, "password": PASSWORD})
             token = login.json()["access_token"]

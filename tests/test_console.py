@@ -7,10 +7,8 @@ The browser test writes the README's screenshots (docs/console/*.png) as it goes
 from __future__ import annotations
 
 import io
-import os
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from tests.support.accounts import PASSWORD
 from tests.support.apps import ROOT
 from tests.support.browser import BROWSER_ARGS, CHROMIUM
 from tests.support.node import NODE, NODE_TOOLS, TSC
+from tests.support.scripts import script
 from tests.support.servers import api_server
 
 BUNDLE = ROOT / "app" / "http" / "console_assets" / "console.js"
@@ -111,18 +110,8 @@ def site(settings: Settings) -> Iterator[Site]:
     with api_server(str(settings.mongodb_url), settings.mongodb_db, **env) as (url, _):
         tag = uuid.uuid4().hex[:8]  # each test's accounts (the database outlives a test)
         admin_email = f"ops-{tag}@console.test"
-        create_admin = ["scripts.create_admin", "--email", admin_email, "--password", PASSWORD]
-        made = subprocess.run(
-            [sys.executable, "-m", *create_admin],
-            cwd=ROOT,
-            env={
-                **os.environ,
-                "MONGODB_URL": str(settings.mongodb_url),
-                "MONGODB_DB": settings.mongodb_db,
-            },
-            capture_output=True,
-            text=True,
-            timeout=120,
+        made = script(
+            settings, "scripts.create_admin", "--email", admin_email, "--password", PASSWORD
         )
         assert made.returncode == 0, made.stderr
         with httpx.Client(base_url=url, timeout=30) as http:
