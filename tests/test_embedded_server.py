@@ -14,6 +14,7 @@ from secantus.transactions import TransactionRegistry
 
 from app.db import secantus_server
 from app.db.embedded import MEMORY, EmbeddedDatabase
+from tests.support.databases import fail_next
 
 PUBLISHED = TransactionRegistry._prune_retryable_locked
 
@@ -95,19 +96,12 @@ def test_a_retried_write_is_applied_once(embedded: EmbeddedDatabase) -> None:
     try:
         for n in range(50):  # a record that has pruned before
             client.t.notes.insert_one({"n": n})
-        client.admin.command(
-            "configureFailPoint",
-            "failCommand",
-            mode={"times": 1},
-            data={
-                "failCommands": ["insert"],
-                "writeConcernError": {
-                    "code": 9001,
-                    "errmsg": "socket exception",
-                    "errorLabels": ["RetryableWriteError"],
-                },
-            },
-        )
+        answer_lost = {
+            "code": 9001,
+            "errmsg": "socket exception",
+            "errorLabels": ["RetryableWriteError"],
+        }
+        fail_next(client, "insert", writeConcernError=answer_lost)
         client.t.notes.insert_one({"n": "once"})
         assert inserts.sent[-1] == inserts.sent[-2]  # sent twice, as one retryable write
         assert client.t.notes.count_documents({"n": "once"}) == 1

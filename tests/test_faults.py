@@ -17,7 +17,7 @@ from app.accounts.models import Role
 from app.db.embedded import EmbeddedDatabase
 from tests.support.accounts import signed_in
 from tests.support.apps import SharedApps, http_client, make_settings, running_app
-from tests.support.databases import stop_later
+from tests.support.databases import fail_next, stop_later
 from tests.support.problems import assert_problem
 from tests.support.servers import ServerProcess, api_server
 from tests.support.wire_proxy import LosingProxy
@@ -149,17 +149,7 @@ def held_request_survives_sigterm(
             }
         )
         # The server's next `find` (reading the collection) is held for two seconds.
-        admin_db.admin.command(
-            "configureFailPoint",
-            "failCommand",
-            mode={"times": 1},
-            data={
-                "failCommands": ["find"],
-                "blockConnection": True,
-                "blockTimeMS": 2000,
-                "appName": "docstore",
-            },
-        )
+        fail_next(admin_db, "find", blockConnection=True, blockTimeMS=2000, appName="docstore")
         result: dict[str, Any] = {}
 
         def slow_request() -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
+
+from pymongo import MongoClient
 
 from app.db.embedded import EmbeddedDatabase
 
@@ -18,3 +21,14 @@ def stop_later(server: EmbeddedDatabase) -> None:
         return
     server.process.terminate()
     threading.Thread(target=server.stop, name="stop-test-database", daemon=True).start()
+
+
+def fail_next(client: MongoClient[Any], command: str, **behaviour: Any) -> None:
+    """The server's next `command` fails or stalls as `behaviour` says (mongod's
+    failCommand fail point, which a database started with test_commands enables)."""
+    client.admin.command(
+        "configureFailPoint",
+        "failCommand",
+        mode={"times": 1},
+        data={"failCommands": [command], **behaviour},
+    )
