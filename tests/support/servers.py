@@ -112,6 +112,12 @@ def api_server(mongodb_url: str, db_name: str, **env: str) -> Iterator[tuple[str
     finally:
         if process.poll() is None:
             process.terminate()
-            process.wait(30)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                # Not left behind: the test process waits for its children at exit.
+                process.kill()
+                process.wait(10)
+                raise
         process.stderr.close()
         log.unlink()
