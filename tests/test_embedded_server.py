@@ -119,3 +119,15 @@ def test_the_fix_applies_only_to_the_release_it_was_written_for(
     monkeypatch.setattr(secantus_server, "version", lambda _: secantus_server.PATCHED_RELEASE)
     assert secantus_server.patch()
     assert TransactionRegistry._prune_retryable_locked is secantus_server.prune_retryable
+
+
+def test_the_installed_secantusdb_is_the_release_the_fix_was_written_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A new SecantusDB release runs as published: whoever moves the pin sees this fail
+    and checks whether the release still scans its record at every write (then moves
+    PATCHED_RELEASE) or no longer does (then drops app.db.secantus_server)."""
+    monkeypatch.setattr(TransactionRegistry, "_prune_retryable_locked", PUBLISHED)
+    assert secantus_server.patch(), (
+        f"secantusdb is not {secantus_server.PATCHED_RELEASE}: see app/db/secantus_server.py"
+    )
