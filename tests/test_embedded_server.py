@@ -13,8 +13,8 @@ from secantus import transactions
 from secantus.transactions import TransactionRegistry
 
 from app.db import secantus_server
-from app.db.embedded import MEMORY, EmbeddedDatabase
-from tests.support.databases import fail_next
+from app.db.embedded import EmbeddedDatabase
+from tests.support.databases import fail_next, own_database
 
 PUBLISHED = TransactionRegistry._prune_retryable_locked
 
@@ -65,12 +65,8 @@ def test_the_record_keeps_what_the_published_server_keeps(monkeypatch: pytest.Mo
 
 @pytest.fixture
 def embedded() -> Iterator[EmbeddedDatabase]:
-    server = EmbeddedDatabase(MEMORY, test_commands=True)
-    server.start()
-    try:
+    with own_database(test_commands=True) as server:
         yield server
-    finally:
-        server.stop()
 
 
 class Inserts(monitoring.CommandListener):

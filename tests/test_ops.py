@@ -16,10 +16,10 @@ import pytest
 from fastapi import FastAPI
 
 from app.container import Container
-from app.db.embedded import MEMORY, EmbeddedDatabase
 from app.observability.logging import JsonFormatter
 from tests.support.accounts import PASSWORD, Account
 from tests.support.apps import http_client, make_settings, running_app
+from tests.support.databases import own_database
 from tests.support.problems import assert_problem
 
 
@@ -36,9 +36,7 @@ async def test_readyz_answers_200_when_the_database_answers(client: httpx.AsyncC
 
 
 async def test_readyz_answers_503_when_the_database_is_gone() -> None:
-    server = EmbeddedDatabase(MEMORY)
-    server.start()
-    try:
+    with own_database() as server:
         settings = make_settings(server.url, mongodb_timeout_ms=300)
         # The server dies inside the test, taking its in-memory data with it.
         async with running_app(settings, drop_database=False) as app, http_client(app) as client:
@@ -48,8 +46,6 @@ async def test_readyz_answers_503_when_the_database_is_gone() -> None:
             assert_problem(response, 503, "database_unavailable")
             # Liveness does not depend on the database.
             assert (await client.get("/healthz")).status_code == 200
-    finally:
-        server.stop()
 
 
 async def test_unknown_route_is_a_problem_404(client: httpx.AsyncClient) -> None:

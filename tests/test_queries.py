@@ -12,11 +12,10 @@ from hypothesis import strategies as st
 
 from app.accounts.models import Role
 from app.container import Container
-from app.db.embedded import MEMORY, EmbeddedDatabase
 from app.documents.filters import compile_sort
 from tests.support.accounts import Account, signed_in
 from tests.support.apps import http_client, make_settings, running_app
-from tests.support.databases import stop_later
+from tests.support.databases import own_database
 from tests.support.problems import assert_problem
 
 URL = "/v1/collections/items/documents"
@@ -410,9 +409,7 @@ async def test_paging_follows_mongodb_order_for_arrays_and_mixed_types(
 async def test_every_query_runs_with_a_time_limit() -> None:
     """mongod's maxTimeAlwaysTimeOut failpoint times out exactly the operations that carry
     maxTimeMS: a query without a limit would succeed here and fail this test."""
-    server = EmbeddedDatabase(MEMORY, test_commands=True)
-    server.start()
-    try:
+    with own_database(test_commands=True) as server:
         app_settings = make_settings(server.url)
         async with (
             running_app(app_settings, drop_database=False) as app,
@@ -436,8 +433,6 @@ async def test_every_query_runs_with_a_time_limit() -> None:
             finally:
                 await admin_db.command("configureFailPoint", "maxTimeAlwaysTimeOut", mode="off")
             assert (await client.get(url, headers=admin.headers)).status_code == 200
-    finally:
-        stop_later(server)
 
 
 @pytest.mark.parametrize(

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pymongo import MongoClient
 
-from app.db.embedded import EmbeddedDatabase
+from app.db.embedded import MEMORY, EmbeddedDatabase
+
+
+@contextmanager
+def own_database(*, test_commands: bool = False) -> Iterator[EmbeddedDatabase]:
+    """An in-memory database of the test's own: one it may stop, or arm fail points on
+    (`test_commands`). Killed at the end (in memory there is nothing to keep)."""
+    server = EmbeddedDatabase(MEMORY, test_commands=test_commands)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def stop_later(server: EmbeddedDatabase) -> None:
