@@ -17,6 +17,12 @@ from app.http.deps import AdminUser, CollectionServiceDep, CurrentUser, Document
 from app.http.problems import problem_responses
 from app.http.strict_route import StrictJSONRoute
 
+# Their checks across collections (relations, expiry) read what no other change writes.
+_TAKES_TURNS = (
+    "Changes to declarations (create, change, delete) take turns across server processes: "
+    "one that waits 10 s for its turn answers 409 `write_conflict`; try again."
+)
+
 router = APIRouter(prefix="/v1/collections", tags=["collections"], route_class=StrictJSONRoute)
 
 
@@ -25,6 +31,7 @@ router = APIRouter(prefix="/v1/collections", tags=["collections"], route_class=S
     status_code=status.HTTP_201_CREATED,
     operation_id="collections_create",
     summary="Declare a collection (admin)",
+    description="409 `collection_exists` when the name is taken. " + _TAKES_TURNS,
     responses=problem_responses(401, 403, 409, 422),
 )
 async def create_collection(
@@ -69,7 +76,7 @@ async def get_collection(
     description="A new schema is first tried on the stored documents (as "
     "`POST /v1/collections/{name}/schema-check` does): if any would not pass it, the "
     "answer is 409 `schema_rejects_documents` naming some, unless `force` is true. It then "
-    "applies to later writes; stored documents are not changed.",
+    "applies to later writes; stored documents are not changed. " + _TAKES_TURNS,
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def update_collection(
@@ -92,7 +99,7 @@ async def update_collection(
     operation_id="collections_delete",
     summary="Delete a collection and all its documents (admin)",
     description="409 `reference_restricted` while another collection's schema holds a "
-    "reference to it with `x-on-delete`.",
+    "reference to it with `x-on-delete`. " + _TAKES_TURNS,
     responses=problem_responses(401, 403, 404, 409),
 )
 async def delete_collection(name: str, _: AdminUser, collections: CollectionServiceDep) -> None:

@@ -136,6 +136,8 @@ async def remove_member(
     "/{team_id}/transfer",
     operation_id="teams_transfer",
     summary="Make another member the owner; you become an admin (owner)",
+    description="409 `write_conflict` when the team changed owner meanwhile (another "
+    "transfer came first): read the team again before retrying.",
     responses=_MANAGED,
 )
 async def transfer_team(
