@@ -3,6 +3,7 @@ account's sessions and keys, and a schema's dry run over the stored documents.""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -31,6 +32,46 @@ async def test_stats_count_the_requests_and_errors_since_the_last_look(
     assert after["latency_p50_ms"] <= after["latency_p95_ms"] <= after["latency_p99_ms"]
     counts = [r["requests"] for r in after["busiest"]]
     assert counts and counts == sorted(counts, reverse=True)
+
+
+async def test_stats_say_whether_changes_are_recorded_and_what_webhooks_wait(
+    client: httpx.AsyncClient, admin: Account, container: Container
+) -> None:
+    """An admin sees at a glance that webhooks and history are being recorded (or that
+    no process has for a while) and what the webhook queue holds."""
+    pump = container.pump
+    await pump.settled()  # this process leads
+    stats = (await client.get("/v1/admin/stats", headers=admin.headers)).json()
+    assert stats["change_pump"]["state"] == "running"
+    assert stats["change_pump"]["leader"] == pump.owner
+    assert stats["webhooks"] == {"pending": 0, "failed": 0, "held_webhooks": 0}
+
+    hooks = container.webhooks.repository
+    now = utc_now()
+    hook = ObjectId()
+    await hooks.insert({"_id": hook, "url": "https://hooks.example/in", "enabled": False})
+    later = now + timedelta(hours=1)
+    assert await hooks.hold(hook, url="https://hooks.example/in", until=later, now=now) == 0
+    messages = [
+        {"webhook": hook, "event": f"e{i}", "type": "document.created", "body": b"{}"}
+        for i in range(3)
+    ]
+    assert await hooks.enqueue([{**m, "due_at": later} for m in messages], now=now) == 3
+    await hooks.deliveries.update_one({"event": "e0"}, {"$set": {"status": "failed"}})
+    stats = (await client.get("/v1/admin/stats", headers=admin.headers)).json()
+    assert stats["webhooks"] == {"pending": 2, "failed": 1, "held_webhooks": 1}
+
+    # The leader stops and no process takes over (none runs background jobs any more).
+    await pump.stop()
+    try:
+        await pump.state.update_one(
+            {"_id": "pump"}, {"$set": {"lease_until": now - timedelta(minutes=1)}}
+        )
+        stats = (await client.get("/v1/admin/stats", headers=admin.headers)).json()
+        assert stats["change_pump"]["state"] == "stopped"
+        assert stats["change_pump"]["leader"] == pump.owner
+    finally:
+        pump.start()
 
 
 def test_latency_percentiles_are_read_from_the_histogram_buckets() -> None:

@@ -223,6 +223,7 @@ async def test_an_admin_runs_the_data_and_the_accounts_from_the_console(site: Si
             await page.get_by_role("button", name="Verify").click()
             await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
             await expect(page.get_by_text("Latency p95")).to_be_visible()
+            await expect(page.get_by_text("Webhooks and history")).to_be_visible()
             await browser.accessible("the overview")
             await browser.screenshot("overview")
             # The skip link moves the focus to the page, and stays on it.

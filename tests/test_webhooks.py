@@ -616,12 +616,18 @@ async def test_a_worker_process_sends_what_api_processes_leave_to_it(
         # Written before any worker (any pump) ever ran on this database: the API
         # process marked where a pump must start when it started.
         made = await client.post("/v1/collections/orders/documents", json={}, headers=admin.headers)
+        stats = (await client.get("/v1/admin/stats", headers=admin.headers)).json()
+        assert stats["change_pump"] == {"state": "never_ran", "leader": None, "lease_until": None}
         worker = subprocess.Popen([sys.executable, "-m", "app.worker"], env=env)  # noqa: ASYNC220
         try:
             [got] = await receiver.wait_for(1)
             assert not container.pump.leading and container.deliveries.attempts == 0
             assert got.json["type"] == "document.created"
             assert got.json["data"]["id"] == made.json()["id"]
+            # The admin sees that a process records changes: the worker, not this one.
+            stats = (await client.get("/v1/admin/stats", headers=admin.headers)).json()
+            assert stats["change_pump"]["state"] == "running"
+            assert stats["change_pump"]["leader"].split(":")[1] == str(worker.pid)
         finally:
             worker.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(worker.wait, 30) == 0  # a clean stop

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
@@ -88,6 +88,20 @@ class LostLease(Exception):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class PumpStatus:
+    """Whether some process records committed changes (webhooks, history) now, as the
+    lease shows it to any process."""
+
+    # running: a process holds the lease (or let it lapse less than a lease ago, which a
+    # standby takes over within a third of); stopped: nobody has for longer (no process
+    # runs background jobs any more, or the leader stalls); never_ran: no process ever led.
+    state: Literal["running", "stopped", "never_ran"]
+    # host:pid:… of the process that holds or last held the lease.
+    leader: str | None
+    lease_until: datetime | None
+
+
 @dataclass
 class ChangePump:
     db: Db
@@ -139,6 +153,17 @@ class ChangePump:
                 await self.state.update_one(
                     {"_id": "pump", "owner": self.owner}, {"$set": {"lease_until": self.clock()}}
                 )
+
+    async def status(self) -> PumpStatus:
+        raw = await self.state.find_one(
+            {"_id": "pump"}, projection={"owner": True, "lease_until": True}
+        )
+        leader: str | None = (raw or {}).get("owner")
+        if raw is None or leader is None:  # only mark_start's checkpoint, if that
+            return PumpStatus("never_ran", None, None)
+        until: datetime = raw["lease_until"]
+        lapsed = until < self.clock() - timedelta(seconds=self.lease_seconds)
+        return PumpStatus("stopped" if lapsed else "running", leader, until)
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
         async with self._progress:

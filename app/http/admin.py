@@ -6,6 +6,7 @@ SDK, and a script can do all it does.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -16,7 +17,7 @@ from pydantic import BaseModel, Field
 from app.clock import Timestamp
 from app.db.ids import parse_object_id
 from app.errors import Conflict, ErrorCode, NotFound
-from app.http.deps import AdminUser, LifecycleDep
+from app.http.deps import AdminUser, ContainerDep, LifecycleDep
 from app.http.problems import problem_responses
 from app.http.strict_route import StrictJSONRoute
 from app.observability.stats import collect
@@ -33,6 +34,28 @@ class RouteCount(BaseModel):
     requests: int
 
 
+class ChangePumpOut(BaseModel):
+    """Whether webhook messages and document history are being recorded."""
+
+    state: Literal["running", "stopped", "never_ran"] = Field(
+        description="`running`: a process records committed changes. `stopped`: none has "
+        "for longer than its lease (10 s): no process runs background jobs now "
+        "(BACKGROUND_JOBS=false everywhere and no `python -m app.worker`), or the leader "
+        "stalls; changes wait in the database's oplog and are recorded when one starts, "
+        "as long as the oplog still holds them. `never_ran`: no process ever has"
+    )
+    leader: str | None = Field(description="`host:pid:…` of the process that leads or led")
+    lease_until: Timestamp | None = Field(description="Until when that process holds the lead")
+
+
+class WebhookQueueOut(BaseModel):
+    pending: int = Field(description="Messages waiting to be sent (or retried)")
+    failed: int = Field(description="Messages that gave up (redeliver them per webhook)")
+    held_webhooks: int = Field(
+        description="Webhooks whose endpoint stopped answering: their messages wait"
+    )
+
+
 class StatsOut(BaseModel):
     requests: int = Field(description="Requests handled since the server started")
     client_errors: int = Field(description="Of those, answered 4xx")
@@ -45,6 +68,8 @@ class StatsOut(BaseModel):
     database_errors: int
     mail: dict[MailStatus, int] = Field(description="Outbox messages by status")
     busiest: list[RouteCount] = Field(description=f"The {BUSIEST_ROUTES} busiest routes")
+    change_pump: ChangePumpOut = Field(description="The recording of committed changes")
+    webhooks: WebhookQueueOut = Field(description="The webhook messages' queue")
 
 
 class MailMessageOut(BaseModel):
@@ -83,15 +108,20 @@ class MailPage(BaseModel):
 @router.get(
     "/stats",
     operation_id="admin_stats",
-    summary="Metrics at a glance: requests, errors, latency, streams, mail (admin)",
+    summary="Metrics at a glance: requests, errors, latency, streams, mail, webhooks (admin)",
     description="The numbers /metrics exposes to Prometheus, summed for people. Counts are "
-    "since the server process started (all processes with PROMETHEUS_MULTIPROC_DIR).",
+    "since the server process started (all processes with PROMETHEUS_MULTIPROC_DIR). "
+    "`change_pump`, `mail` and `webhooks` are read from the database: the same in "
+    "every process.",
     responses=problem_responses(401, 403),
 )
-async def stats(_: AdminUser, lifecycle: LifecycleDep) -> StatsOut:
+async def stats(_: AdminUser, lifecycle: LifecycleDep, container: ContainerDep) -> StatsOut:
     # Off the event loop: with PROMETHEUS_MULTIPROC_DIR it reads every process's file.
     found = await run_in_threadpool(collect)
     busiest = sorted(found.requests.by_route.items(), key=lambda kv: -kv[1])[:BUSIEST_ROUTES]
+    pump = await container.pump.status()
+    hooks = container.webhooks.repository
+    pending, failed, held = await hooks.queue_counts(now=container.webhooks.clock())
     return StatsOut(
         requests=found.requests.total,
         client_errors=found.requests.client_errors,
@@ -104,6 +134,8 @@ async def stats(_: AdminUser, lifecycle: LifecycleDep) -> StatsOut:
         database_errors=found.database_errors,
         mail=await lifecycle.outbox.counts(),
         busiest=[RouteCount(route=r, requests=n) for r, n in busiest],
+        change_pump=ChangePumpOut(**asdict(pump)),
+        webhooks=WebhookQueueOut(pending=pending, failed=failed, held_webhooks=held),
     )
 
 

@@ -85,6 +85,18 @@ class WebhookRepository:
     async def count(self) -> int:
         return await self.webhooks.count_documents({}, maxTimeMS=self.max_time_ms)
 
+    async def queue_counts(self, *, now: datetime) -> tuple[int, int, int]:
+        """Messages waiting and failed (each count answered by the `due` index), and the
+        webhooks whose messages are held now."""
+        pending, failed = [
+            await self.deliveries.count_documents({"status": s}, maxTimeMS=self.max_time_ms)
+            for s in ("pending", "failed")
+        ]
+        held = await self.webhooks.count_documents(
+            {"held_until": {"$gt": now}}, maxTimeMS=self.max_time_ms
+        )
+        return pending, failed, held
+
     async def get(self, webhook_id: ObjectId) -> dict[str, Any] | None:
         return await self.webhooks.find_one({"_id": webhook_id})
 

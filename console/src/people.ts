@@ -16,6 +16,13 @@ const enc = encodeURIComponent;
 
 // -- overview ------------------------------------------------------------------------------
 
+// Whether some server process records committed changes (webhook messages, history).
+const PUMP_STATES = {
+  running: "Recorded",
+  stopped: "Stopped: no process records changes",
+  never_ran: "Never recorded: start a worker",
+} as const;
+
 export async function overviewPage(): Promise<void> {
   const here = current();
   const stats = await api.stats();
@@ -32,13 +39,17 @@ export async function overviewPage(): Promise<void> {
     ["Database errors", String(stats.database_errors)],
     ["Mail waiting", String(stats.mail["pending"] ?? 0)],
     ["Mail failed", String(stats.mail["failed"] ?? 0)],
+    ["Webhooks and history", PUMP_STATES[stats.change_pump.state]],
+    ["Webhook messages waiting", String(stats.webhooks.pending)],
+    ["Webhook messages failed", String(stats.webhooks.failed)],
+    ["Webhooks held", String(stats.webhooks.held_webhooks)],
   ];
   const alert = alertBox();
   const refresh = button("Refresh", () => void act(refresh, alert, () => redraw(overviewPage)));
   page(
     "Overview",
     alert.element,
-    h("p", {}, "Since the server started. ", refresh),
+    h("p", {}, "Requests since the server started; mail and webhooks as they stand now. ", refresh),
     h(
       "dl",
       { class: "tiles" },
