@@ -693,6 +693,43 @@ async def test_a_hold_taken_by_another_process_probes_with_one_message_here_too(
     assert all(c.hook is not None and c.hook["_id"] == c.webhook for c in claimed)
 
 
+async def test_one_probe_goes_across_processes_and_each_answer_frees_the_next(
+    container: Container,
+) -> None:
+    """When a hold ends, every process sees the held messages due: only one sends a
+    probe (the others would each spend a send slot on an endpoint that does not answer).
+    A probe that times out again (a new hold) or is answered frees the next one."""
+    repository = container.webhooks.repository
+    hooks = await two_webhooks(container)
+    held, other = hooks[0]["_id"], hooks[1]["_id"]
+    now = utc_now() + timedelta(hours=1)  # due then: the app's own worker leaves them be
+    earlier = now - timedelta(minutes=1)
+    messages = [
+        {"webhook": hook, "event": f"{hook}-{n}", "type": "document.created", "body": b"{}"}
+        for hook in (held, other)
+        for n in range(4)
+    ]
+    await repository.enqueue(messages, now=earlier)
+    assert await repository.hold(held, url=hooks[0]["url"], until=now, now=earlier) == 4
+    lease = timedelta(minutes=5)
+    first = await repository.claim_many("w1", now=now, lease=lease, limit=8, share=2, cap=6)
+    assert first is not None
+    assert [c.webhook for c in first].count(held) == 1
+    # Another process, nothing in flight there: no second probe, and no other message due.
+    assert await repository.claim_many("w2", now=now, lease=lease, limit=8) is None
+    # The probe timed out: held again, for a minute. When that hold ends (before the
+    # probe's lease would have), the next probe goes, from whichever process.
+    later = now + timedelta(minutes=1)
+    assert await repository.hold(held, url=hooks[0]["url"], until=later, now=now) == 3
+    second = await repository.claim_many("w2", now=later, lease=lease, limit=8)
+    assert second is not None and [c.webhook for c in second] == [held]
+    assert await repository.claim_many("w1", now=later, lease=lease, limit=8) is None
+    # Answered: the hold is lifted and the rest go at once, from any process.
+    await repository.release(held, now=later)
+    rest = await repository.claim_many("w1", now=later, lease=lease, limit=8)
+    assert rest is not None and [c.webhook for c in rest] == [held, held]
+
+
 async def test_a_probe_out_here_leaves_the_held_backlog_behind_the_others(
     container: Container,
 ) -> None:

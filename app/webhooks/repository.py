@@ -162,7 +162,9 @@ class WebhookRepository:
         up to `cap`: one that never answers cannot hold every slot, and webhooks over
         their share give way to the others. A held webhook (its endpoint stopped
         answering: `held_until` is set until it answers, whichever process held it) or
-        one in `single` gets one send at a time, the probe. None: nothing was due
+        one in `single` gets one send at a time, the probe; a held one's probe is one
+        across all processes too (`probe_until` on the webhook, taken with the message,
+        lasting as its lease, ended by the answer). None: nothing was due
         (that this worker may take); [] : other processes took what was (look again at
         once)."""
         due = {"status": "pending", "due_at": {"$lte": now}, "lease_until": {"$lte": now}}
@@ -171,6 +173,9 @@ class WebhookRepository:
         def probe_out(webhooks: Collection[ObjectId]) -> list[ObjectId]:
             """Those of `webhooks` (one send at a time) whose send is out, not yet left out."""
             return [w for w in webhooks if in_flight.get(w, 0) >= 1 and w not in full]
+
+        def probing_elsewhere(hook: ObjectId) -> bool:
+            return in_flight.get(hook, 0) == 0 and hooks[hook].get("probe_until", now) > now
 
         full = [w for w, n in in_flight.items() if cap is not None and n >= cap]
         full += probe_out(single)
@@ -189,25 +194,37 @@ class WebhookRepository:
             if missing := {raw["webhook"] for raw in candidates} - hooks.keys():
                 hooks |= await self.get_many(missing)
             held = {hook for hook, raw in hooks.items() if "held_until" in raw}
-            # One held elsewhere whose probe is out here: look again past its backlog, or
-            # it would fill the candidates and starve the other webhooks.
-            probing = probe_out(held)
+            # One held whose probe is out, here or in another process: look again past its
+            # backlog, or it would fill the candidates and starve the other webhooks.
+            probing = probe_out(held) + [
+                hook for hook in held if hook not in full and probing_elsewhere(hook)
+            ]
             if not probing:
                 break
             full += probing
         single = {*single, *held}
         taken: Counter[ObjectId] = Counter(in_flight)
         ids: list[ObjectId] = []
+        probes: set[ObjectId] = set()  # held webhooks whose probe this claim took
+        refused: set[ObjectId] = set()  # and those whose probe another process took
         for most in (share, cap):  # fair shares first, then the rest (oldest first)
             for raw in candidates:
                 if len(ids) == limit:
                     break
-                most_here = 1 if raw["webhook"] in single else most
-                if raw["_id"] in ids or (
-                    most_here is not None and taken[raw["webhook"]] >= most_here
+                hook = raw["webhook"]
+                most_here = 1 if hook in single else most
+                if (
+                    hook in refused
+                    or raw["_id"] in ids
+                    or (most_here is not None and taken[hook] >= most_here)
                 ):
                     continue
-                taken[raw["webhook"]] += 1
+                if hook in held and hook not in probes:
+                    if not await self._take_probe(hook, now=now, until=now + lease):
+                        refused.add(hook)
+                        continue
+                    probes.add(hook)
+                taken[hook] += 1
                 ids.append(raw["_id"])
         if not ids:
             return None
@@ -231,6 +248,15 @@ class WebhookRepository:
             )
             async for raw in found
         ]
+
+    async def _take_probe(self, webhook_id: ObjectId, *, now: datetime, until: datetime) -> bool:
+        """Whether this process sends the held webhook's probe (no other's is out)."""
+        free = [{"probe_until": {"$exists": False}}, {"probe_until": {"$lte": now}}]
+        taken = await self.webhooks.update_one(
+            {"_id": webhook_id, "held_until": {"$exists": True}, "$or": free},
+            {"$set": {"probe_until": until}},
+        )
+        return taken.modified_count == 1
 
     async def settle(
         self,
@@ -260,7 +286,9 @@ class WebhookRepository:
         say so on the webhook; how many were held. None: the webhook no longer points at
         `url` (an admin moved it meanwhile), so nothing is held."""
         marked = await self.webhooks.update_one(
-            {"_id": webhook_id, "url": url}, {"$set": {"held_until": until}}
+            {"_id": webhook_id, "url": url},
+            # Its probe (if this was it) is over: the next goes when this hold ends.
+            {"$set": {"held_until": until}, "$unset": {"probe_until": ""}},
         )
         if marked.matched_count == 0:
             return None
@@ -282,7 +310,7 @@ class WebhookRepository:
         webhook points somewhere else)."""
         held = await self.webhooks.find_one_and_update(
             {"_id": webhook_id} if every else {"_id": webhook_id, "held_until": {"$exists": True}},
-            {"$unset": {"held_until": ""}},
+            {"$unset": {"held_until": "", "probe_until": ""}},
             projection={"held_until": True},
         )
         if held is None or not (every or "held_until" in held):
