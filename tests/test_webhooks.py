@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -666,24 +666,37 @@ async def two_webhooks(container: Container) -> list[dict[str, Any]]:
     return made
 
 
+async def held_until_now(container: Container) -> tuple[list[dict[str, Any]], datetime]:
+    """Two webhooks with four messages each; the first was held (by another process) until
+    the returned moment, an hour ahead (the app's own worker leaves them be), when its
+    messages are due again."""
+    hooks = await two_webhooks(container)
+    now = utc_now() + timedelta(hours=1)
+    earlier = now - timedelta(minutes=1)
+    messages = [
+        {
+            "webhook": hook["_id"],
+            "event": f"{hook['_id']}-{n}",
+            "type": "document.created",
+            "body": b"{}",
+        }
+        for hook in hooks
+        for n in range(4)
+    ]
+    repository = container.webhooks.repository
+    await repository.enqueue(messages, now=earlier)
+    assert await repository.hold(hooks[0]["_id"], url=hooks[0]["url"], until=now, now=earlier) == 4
+    return hooks, now
+
+
 async def test_a_hold_taken_by_another_process_probes_with_one_message_here_too(
     container: Container,
 ) -> None:
     """The hold is in the database (`held_until`, until the endpoint answers): a process
     that did not take it sends one of the held messages when the hold ends, not all."""
     repository = container.webhooks.repository
-    hooks = await two_webhooks(container)
+    hooks, now = await held_until_now(container)
     held, other = hooks[0]["_id"], hooks[1]["_id"]
-    now = utc_now() + timedelta(hours=1)  # due then: the app's own worker leaves them be
-    messages = [
-        {"webhook": hook, "event": f"{hook}-{n}", "type": "document.created", "body": b"{}"}
-        for hook in (held, other)
-        for n in range(4)
-    ]
-    earlier = now - timedelta(minutes=1)
-    await repository.enqueue(messages, now=earlier)
-    # Another process held it until `now`, when its messages are due again.
-    assert await repository.hold(held, url=hooks[0]["url"], until=now, now=earlier) == 4
     claimed = await repository.claim_many(
         "w", now=now, lease=timedelta(seconds=60), limit=8, share=2, cap=6
     )
@@ -700,17 +713,8 @@ async def test_one_probe_goes_across_processes_and_each_answer_frees_the_next(
     probe (the others would each spend a send slot on an endpoint that does not answer).
     A probe that times out again (a new hold) or is answered frees the next one."""
     repository = container.webhooks.repository
-    hooks = await two_webhooks(container)
-    held, other = hooks[0]["_id"], hooks[1]["_id"]
-    now = utc_now() + timedelta(hours=1)  # due then: the app's own worker leaves them be
-    earlier = now - timedelta(minutes=1)
-    messages = [
-        {"webhook": hook, "event": f"{hook}-{n}", "type": "document.created", "body": b"{}"}
-        for hook in (held, other)
-        for n in range(4)
-    ]
-    await repository.enqueue(messages, now=earlier)
-    assert await repository.hold(held, url=hooks[0]["url"], until=now, now=earlier) == 4
+    hooks, now = await held_until_now(container)
+    held = hooks[0]["_id"]
     lease = timedelta(minutes=5)
     first = await repository.claim_many("w1", now=now, lease=lease, limit=8, share=2, cap=6)
     assert first is not None
