@@ -706,25 +706,29 @@ async def test_a_hold_taken_by_another_process_probes_with_one_message_here_too(
     assert all(c.hook is not None and c.hook["_id"] == c.webhook for c in claimed)
 
 
-async def test_one_probe_goes_across_processes_and_each_answer_frees_the_next(
+async def test_one_probe_goes_across_processes_until_its_sender_ends_it(
     container: Container,
 ) -> None:
     """When a hold ends, every process sees the held messages due: only one sends a
     probe (the others would each spend a send slot on an endpoint that does not answer).
-    A probe that times out again (a new hold) or is answered frees the next one."""
+    Its sender ends it when the send is over, whatever came of it; another process's new
+    hold does not (two would be out)."""
     repository = container.webhooks.repository
     hooks, now = await held_until_now(container)
     held = hooks[0]["_id"]
     lease = timedelta(minutes=5)
     first = await repository.claim_many("w1", now=now, lease=lease, limit=8, share=2, cap=6)
     assert first is not None
-    assert [c.webhook for c in first].count(held) == 1
+    [probe] = [c for c in first if c.webhook == held]
     # Another process, nothing in flight there: no second probe, and no other message due.
     assert await repository.claim_many("w2", now=now, lease=lease, limit=8) is None
-    # The probe timed out: held again, for a minute. When that hold ends (before the
-    # probe's lease would have), the next probe goes, from whichever process.
+    # A third process's sends time out meanwhile: it holds the webhook for a minute. When
+    # that hold ends, the first probe is still out: none goes.
     later = now + timedelta(minutes=1)
     assert await repository.hold(held, url=hooks[0]["url"], until=later, now=now) == 3
+    assert await repository.claim_many("w2", now=later, lease=lease, limit=8) is None
+    # The first probe's send is over (it timed out too): the next goes, from any process.
+    await repository.end_probe(probe)
     second = await repository.claim_many("w2", now=later, lease=lease, limit=8)
     assert second is not None and [c.webhook for c in second] == [held]
     assert await repository.claim_many("w1", now=later, lease=lease, limit=8) is None
@@ -732,6 +736,45 @@ async def test_one_probe_goes_across_processes_and_each_answer_frees_the_next(
     await repository.release(held, now=later)
     rest = await repository.claim_many("w1", now=later, lease=lease, limit=8)
     assert rest is not None and [c.webhook for c in rest] == [held, held]
+
+
+async def test_a_probe_that_ends_without_an_answer_lets_the_next_go(
+    container: Container,
+) -> None:
+    """A held webhook disabled meanwhile: its probe fails at once (as a refused connection
+    would), and the next held message goes at the next claim, not a lease later."""
+    repository = container.webhooks.repository
+    hooks, now = await held_until_now(container)
+    held = hooks[0]["_id"]
+    await repository.update(held, {"enabled": False})
+    lease = timedelta(minutes=5)
+    for _ in range(2):
+        probe = await repository.claim_many("w", now=now, lease=lease, limit=8, share=2, cap=6)
+        assert probe is not None
+        [claimed] = [c for c in probe if c.webhook == held]
+        await container.deliveries.deliver(claimed, claimed.hook)
+        failed = await repository.delivery(held, claimed.id)
+        assert failed is not None and failed["status"] == "failed"
+
+
+async def test_probes_out_elsewhere_do_not_hide_other_webhooks_due_messages(
+    container: Container,
+) -> None:
+    """Two held webhooks' backlogs, their probes out in other processes, come first in
+    the queue: a third process still finds the message of a webhook that answers."""
+    repository = container.webhooks.repository
+    hooks, now = await held_until_now(container)  # the first held, four messages each
+    earlier = now - timedelta(minutes=1)
+    assert await repository.hold(hooks[1]["_id"], url=hooks[1]["url"], until=now, now=earlier)
+    lease = timedelta(minutes=5)
+    for process, hook in (("a", hooks[0]), ("b", hooks[1])):
+        probe = await repository.claim_many(process, now=now, lease=lease, limit=1)
+        assert probe is not None and [c.webhook for c in probe] == [hook["_id"]]
+    third = (await two_webhooks(container))[1]
+    message = {"webhook": third["_id"], "event": "e", "type": "document.created", "body": b"{}"}
+    await repository.enqueue([message], now=now)
+    claimed = await repository.claim_many("c", now=now, lease=lease, limit=1)
+    assert claimed is not None and [c.webhook for c in claimed] == [third["_id"]]
 
 
 async def test_a_probe_out_here_leaves_the_held_backlog_behind_the_others(

@@ -163,8 +163,8 @@ class WebhookRepository:
         their share give way to the others. A held webhook (its endpoint stopped
         answering: `held_until` is set until it answers, whichever process held it) or
         one in `single` gets one send at a time, the probe; a held one's probe is one
-        across all processes too (`probe_until` on the webhook, taken with the message,
-        lasting as its lease, ended by the answer). None: nothing was due
+        across all processes too (`probe_until` and `probe_by` on the webhook, taken with
+        the message for its lease; its sender ends it, `end_probe`). None: nothing was due
         (that this worker may take); [] : other processes took what was (look again at
         once)."""
         due = {"status": "pending", "due_at": {"$lte": now}, "lease_until": {"$lte": now}}
@@ -182,7 +182,8 @@ class WebhookRepository:
         # A few more than wanted, for the turns a webhook over its share must pass.
         looked = limit if cap is None else min(limit * 4, 200)
         hooks: dict[ObjectId, dict[str, Any]] = {}
-        for _ in range(2):
+        # Each look past a backlog leaves out at least one more webhook: bounded by them.
+        for _ in range(MAX_WEBHOOKS + 1):
             wanted = {**due, "webhook": {"$nin": full}} if full else due
             cursor = self.deliveries.find(wanted, projection={"_id": True, "webhook": True})
             oldest = cursor.sort([("due_at", ASCENDING), ("_id", ASCENDING)])
@@ -205,6 +206,7 @@ class WebhookRepository:
         single = {*single, *held}
         taken: Counter[ObjectId] = Counter(in_flight)
         ids: list[ObjectId] = []
+        token = f"{worker}:{ObjectId()}"
         probes: set[ObjectId] = set()  # held webhooks whose probe this claim took
         refused: set[ObjectId] = set()  # and those whose probe another process took
         for most in (share, cap):  # fair shares first, then the rest (oldest first)
@@ -220,7 +222,7 @@ class WebhookRepository:
                 ):
                     continue
                 if hook in held and hook not in probes:
-                    if not await self._take_probe(hook, now=now, until=now + lease):
+                    if not await self._take_probe(hook, token, now=now, until=now + lease):
                         refused.add(hook)
                         continue
                     probes.add(hook)
@@ -228,7 +230,6 @@ class WebhookRepository:
                 ids.append(raw["_id"])
         if not ids:
             return None
-        token = f"{worker}:{ObjectId()}"
         await self.deliveries.update_many(
             {"_id": {"$in": ids}, **due},
             {"$set": {"lease_until": now + lease, "leased_by": token}, "$inc": {"attempts": 1}},
@@ -249,14 +250,25 @@ class WebhookRepository:
             async for raw in found
         ]
 
-    async def _take_probe(self, webhook_id: ObjectId, *, now: datetime, until: datetime) -> bool:
-        """Whether this process sends the held webhook's probe (no other's is out)."""
+    async def _take_probe(
+        self, webhook_id: ObjectId, token: str, *, now: datetime, until: datetime
+    ) -> bool:
+        """Whether the claim `token` sends the held webhook's probe (no other is out)."""
         free = [{"probe_until": {"$exists": False}}, {"probe_until": {"$lte": now}}]
         taken = await self.webhooks.update_one(
             {"_id": webhook_id, "held_until": {"$exists": True}, "$or": free},
-            {"$set": {"probe_until": until}},
+            {"$set": {"probe_until": until, "probe_by": token}},
         )
         return taken.modified_count == 1
+
+    async def end_probe(self, claimed: Claimed) -> None:
+        """The claim's send is over, whatever came of it (an answer, a new hold, a refused
+        connection, a disabled webhook): the next probe may go. Only its own probe."""
+        if claimed.hook is not None and "held_until" in claimed.hook:
+            await self.webhooks.update_one(
+                {"_id": claimed.webhook, "probe_by": claimed.lease},
+                {"$unset": {"probe_until": "", "probe_by": ""}},
+            )
 
     async def settle(
         self,
@@ -286,9 +298,7 @@ class WebhookRepository:
         say so on the webhook; how many were held. None: the webhook no longer points at
         `url` (an admin moved it meanwhile), so nothing is held."""
         marked = await self.webhooks.update_one(
-            {"_id": webhook_id, "url": url},
-            # Its probe (if this was it) is over: the next goes when this hold ends.
-            {"$set": {"held_until": until}, "$unset": {"probe_until": ""}},
+            {"_id": webhook_id, "url": url}, {"$set": {"held_until": until}}
         )
         if marked.matched_count == 0:
             return None
@@ -310,7 +320,7 @@ class WebhookRepository:
         webhook points somewhere else)."""
         held = await self.webhooks.find_one_and_update(
             {"_id": webhook_id} if every else {"_id": webhook_id, "held_until": {"$exists": True}},
-            {"$unset": {"held_until": "", "probe_until": ""}},
+            {"$unset": {"held_until": "", "probe_until": "", "probe_by": ""}},
             projection={"held_until": True},
         )
         if held is None or not (every or "held_until" in held):

@@ -30,6 +30,7 @@ from functools import partial
 from typing import Any
 
 from bson import ObjectId
+from pymongo.errors import PyMongoError
 
 from app.clock import Clock
 from app.observability.metrics import WEBHOOK_ATTEMPTS
@@ -201,6 +202,16 @@ class DeliveryWorker:
         return until
 
     async def deliver(self, claimed: Claimed, webhook: dict[str, Any] | None) -> None:
+        """Send one claimed message and record what came of it."""
+        try:
+            await self._attempt(claimed, webhook)
+        finally:
+            # Whatever came of it (an answer, a new hold, a refused connection, a disabled
+            # webhook): if it was a held webhook's probe, the next one may go.
+            with contextlib.suppress(PyMongoError):  # else it lapses with the claim's lease
+                await self.repository.end_probe(claimed)
+
+    async def _attempt(self, claimed: Claimed, webhook: dict[str, Any] | None) -> None:
         now = self.clock()
         if webhook is None or not webhook.get("enabled", False):
             reason = "the webhook was deleted" if webhook is None else "the webhook is disabled"
