@@ -202,14 +202,21 @@ class DeliveryWorker:
         return until
 
     async def deliver(self, claimed: Claimed, webhook: dict[str, Any] | None) -> None:
-        """Send one claimed message and record what came of it."""
+        """Send one claimed message and record what came of it; then, whatever came of
+        it (an answer, a new hold, a refused connection, a disabled webhook), if it was a
+        held webhook's probe, the next one may go."""
         try:
             await self._attempt(claimed, webhook)
-        finally:
-            # Whatever came of it (an answer, a new hold, a refused connection, a disabled
-            # webhook): if it was a held webhook's probe, the next one may go.
-            with contextlib.suppress(PyMongoError):  # else it lapses with the claim's lease
-                await self.repository.end_probe(claimed)
+        except asyncio.CancelledError:
+            raise  # stopping (no database call now): a probe lapses with the claim's lease
+        except Exception:
+            await self._end_probe(claimed)
+            raise
+        await self._end_probe(claimed)
+
+    async def _end_probe(self, claimed: Claimed) -> None:
+        with contextlib.suppress(PyMongoError):  # else it lapses with the claim's lease
+            await self.repository.end_probe(claimed)
 
     async def _attempt(self, claimed: Claimed, webhook: dict[str, Any] | None) -> None:
         now = self.clock()
