@@ -757,6 +757,40 @@ async def test_a_probe_that_ends_without_an_answer_lets_the_next_go(
         assert failed is not None and failed["status"] == "failed"
 
 
+async def test_a_probe_taken_while_its_message_went_elsewhere_does_not_linger(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Races inside one claim, injected where they happen: the held webhook is held again
+    right after this claim took its probe (its message is no longer due), so the probe is
+    given back; a probe another process took first makes the claim look again at once
+    ([]), not sleep until the next poll (None)."""
+    repository = container.webhooks.repository
+    hooks, now = await held_until_now(container)
+    held, url = hooks[0]["_id"], hooks[0]["url"]
+    lease, later = timedelta(minutes=5), now + timedelta(minutes=1)
+    take = repository._take_probe
+
+    async def then_held_again(hook: ObjectId, token: str, **when: datetime) -> bool:
+        taken = await take(hook, token, **when)
+        assert await repository.hold(hook, url=url, until=later, now=now) == 4
+        return taken
+
+    monkeypatch.setattr(repository, "_take_probe", then_held_again)
+    first = await repository.claim_many("w1", now=now, lease=lease, limit=8, share=2, cap=6)
+    assert first is not None and held not in [c.webhook for c in first]
+    monkeypatch.undo()
+
+    async def taken_first_elsewhere(hook: ObjectId, token: str, **when: datetime) -> bool:
+        # (Free when the new hold ends only if the first claim gave its probe back.)
+        assert await take(hook, "another process's claim", **when)
+        return await take(hook, token, **when)
+
+    monkeypatch.setattr(repository, "_take_probe", taken_first_elsewhere)
+    # When the new hold ends, its probe is free: this claim would take it but for the
+    # other process (only the held webhook's messages are due now).
+    assert await repository.claim_many("w2", now=later, lease=lease, limit=8) == []
+
+
 async def test_probes_out_elsewhere_do_not_hide_other_webhooks_due_messages(
     container: Container,
 ) -> None:

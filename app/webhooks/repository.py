@@ -229,7 +229,8 @@ class WebhookRepository:
                 taken[hook] += 1
                 ids.append(raw["_id"])
         if not ids:
-            return None
+            # Another process's probe, taken since the webhooks were read: look again.
+            return [] if refused else None
         await self.deliveries.update_many(
             {"_id": {"$in": ids}, **due},
             {"$set": {"lease_until": now + lease, "leased_by": token}, "$inc": {"attempts": 1}},
@@ -237,7 +238,7 @@ class WebhookRepository:
         found = self.deliveries.find(
             {"_id": {"$in": ids}, "leased_by": token}, projection={"log": False}
         ).sort([("due_at", ASCENDING), ("_id", ASCENDING)])
-        return [
+        claimed = [
             Claimed(
                 raw["_id"],
                 raw["webhook"],
@@ -249,6 +250,11 @@ class WebhookRepository:
             )
             async for raw in found
         ]
+        # A probe whose message went elsewhere meanwhile (held again, or claimed by another
+        # process): nothing here would end it.
+        for hook in probes - {c.webhook for c in claimed}:
+            await self._end_probe(hook, token)
+        return claimed
 
     async def _take_probe(
         self, webhook_id: ObjectId, token: str, *, now: datetime, until: datetime
@@ -265,10 +271,12 @@ class WebhookRepository:
         """The claim's send is over, whatever came of it (an answer, a new hold, a refused
         connection, a disabled webhook): the next probe may go. Only its own probe."""
         if claimed.hook is not None and "held_until" in claimed.hook:
-            await self.webhooks.update_one(
-                {"_id": claimed.webhook, "probe_by": claimed.lease},
-                {"$unset": {"probe_until": "", "probe_by": ""}},
-            )
+            await self._end_probe(claimed.webhook, claimed.lease)
+
+    async def _end_probe(self, webhook_id: ObjectId, token: str) -> None:
+        await self.webhooks.update_one(
+            {"_id": webhook_id, "probe_by": token}, {"$unset": {"probe_until": "", "probe_by": ""}}
+        )
 
     async def settle(
         self,

@@ -9,8 +9,9 @@ sends in flight are cancelled and their messages retried when their leases end.
 Endpoints that stop answering: after HOLD_AFTER sends in a row to one webhook reached
 their time limit, its queued messages are held back (the hold doubles each time, from
 WEBHOOK_RETRY_SECONDS up to an hour; the webhook shows `held_until`). A dead endpoint then
-takes no send slots but a probe's after each hold, where it took one per message for the
-whole time limit. The first answer lifts the hold.
+takes one send slot across all processes, its probe's (one message at a time until a
+process counts HOLD_AFTER of them and holds it again), where it took one per message for
+the whole time limit. The first answer lifts the hold.
 
 Order: messages are claimed oldest first, so one process sends a document's changes in
 commit order; a retry, or several processes, can deliver them out of order. Each body
