@@ -388,6 +388,34 @@ async def test_the_team_record_decides_the_owner_when_a_transfer_was_cut_short(
     assert_problem(remove, 409, "owner_must_transfer")
 
 
+async def test_a_transfer_another_one_beat_is_409_write_conflict_and_changes_nothing(
+    team_app: FastAPI, api: httpx.AsyncClient, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two transfers at once (the owner in two tabs): the race is injected where it
+    happens, the other transfer landing between this one's check and its write."""
+    ada = await signed_in(team_app, api)
+    bob = await signed_in(team_app, api)
+    carol = await signed_in(team_app, api)
+    team = (await new_team(api, ada))["id"]
+    await join(api, inbox, team, ada, bob, "member")
+    await join(api, inbox, team, ada, carol, "member")
+    repository = team_app.state.container.teams.repository
+    set_owner = repository.set_owner
+
+    async def the_other_transfer_first(team_id: str, owner_id: str, **given: Any) -> bool:
+        assert await set_owner(team_id, carol.id, **given)
+        return bool(await set_owner(team_id, owner_id, **given))
+
+    monkeypatch.setattr(repository, "set_owner", the_other_transfer_first)
+    lost = await api.post(f"{TEAMS}/{team}/transfer", json={"user_id": bob.id}, headers=ada.headers)
+    assert_problem(lost, 409, "write_conflict")
+    monkeypatch.undo()
+    # The team record names the winner; the loser's target is still a member.
+    seen_by_carol = (await api.get(f"{TEAMS}/{team}", headers=carol.headers)).json()
+    seen_by_bob = (await api.get(f"{TEAMS}/{team}", headers=bob.headers)).json()
+    assert (seen_by_carol["role"], seen_by_bob["role"]) == ("owner", "member")
+
+
 async def test_invitation_mails_to_one_address_are_rate_limited(
     team_app: FastAPI, api: httpx.AsyncClient
 ) -> None:
