@@ -88,15 +88,18 @@ class LostLease(Exception):
     pass
 
 
+# running: a process holds the lease (or let it lapse less than a lease ago, which a
+# standby takes over within a third of); stopped: nobody has for longer (no process runs
+# background jobs any more, or the leader stalls); never_ran: no process ever led.
+PumpState = Literal["running", "stopped", "never_ran"]
+
+
 @dataclass(frozen=True, slots=True)
 class PumpStatus:
     """Whether some process records committed changes (webhooks, history) now, as the
     lease shows it to any process."""
 
-    # running: a process holds the lease (or let it lapse less than a lease ago, which a
-    # standby takes over within a third of); stopped: nobody has for longer (no process
-    # runs background jobs any more, or the leader stalls); never_ran: no process ever led.
-    state: Literal["running", "stopped", "never_ran"]
+    state: PumpState
     # host:pid:… of the process that holds or last held the lease.
     leader: str | None
     lease_until: datetime | None

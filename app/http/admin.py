@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from app.clock import Timestamp
+from app.db.change_pump import PumpState
 from app.db.ids import parse_object_id
 from app.errors import Conflict, ErrorCode, NotFound
 from app.http.deps import AdminUser, ContainerDep, LifecycleDep
@@ -37,7 +38,7 @@ class RouteCount(BaseModel):
 class ChangePumpOut(BaseModel):
     """Whether webhook messages and document history are being recorded."""
 
-    state: Literal["running", "stopped", "never_ran"] = Field(
+    state: PumpState = Field(
         description="`running`: a process records committed changes. `stopped`: none has "
         "for longer than its lease (10 s): no process runs background jobs now "
         "(BACKGROUND_JOBS=false everywhere and no `python -m app.worker`), or the leader "

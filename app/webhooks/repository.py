@@ -174,8 +174,9 @@ class WebhookRepository:
             """Those of `webhooks` (one send at a time) whose send is out, not yet left out."""
             return [w for w in webhooks if in_flight.get(w, 0) >= 1 and w not in full]
 
-        def probing_elsewhere(hook: ObjectId) -> bool:
-            return in_flight.get(hook, 0) == 0 and hooks[hook].get("probe_until", now) > now
+        def probing(hook: ObjectId) -> bool:
+            """Whether the held webhook's probe is out, here or in another process."""
+            return in_flight.get(hook, 0) >= 1 or hooks[hook].get("probe_until", now) > now
 
         full = [w for w, n in in_flight.items() if cap is not None and n >= cap]
         full += probe_out(single)
@@ -197,12 +198,10 @@ class WebhookRepository:
             held = {hook for hook, raw in hooks.items() if "held_until" in raw}
             # One held whose probe is out, here or in another process: look again past its
             # backlog, or it would fill the candidates and starve the other webhooks.
-            probing = probe_out(held) + [
-                hook for hook in held if hook not in full and probing_elsewhere(hook)
-            ]
-            if not probing:
+            passed = [hook for hook in held if hook not in full and probing(hook)]
+            if not passed:
                 break
-            full += probing
+            full += passed
         single = {*single, *held}
         taken: Counter[ObjectId] = Counter(in_flight)
         ids: list[ObjectId] = []
