@@ -31,20 +31,26 @@ help: ## List the targets
 # modules, most never imported): `make test` writes it as the tests import (even where
 # PYTHONDONTWRITEBYTECODE is set, as on CI), and the app's own imports are compiled here,
 # once, for `make run`.
+# $(call install_uv,VIRTUALENV,PIP ARGS): uv into a virtualenv made --without-pip, by a pip
+# already here (PYTHON's, else python3's), else by the virtualenv's own from ensurepip.
+define install_uv
+	@for pip in $(PYTHON) python3 ""; do \
+		if [ -z "$$pip" ]; then \
+			$(1)/bin/python -m ensurepip --default-pip >/dev/null || { echo "No pip to install uv" \
+				"with: install python3-pip (or python3-venv), or set PYTHON to a Python with pip"; \
+				exit 1; }; \
+			pip=$(1)/bin/python; break; \
+		fi; \
+		$$pip -m pip --python $(1)/bin/python --version >/dev/null 2>&1 && break; \
+	done; \
+	echo "$$pip -m pip --python $(1)/bin/python install $(2)"; \
+	$$pip -m pip --python $(1)/bin/python install --quiet $(2)
+endef
 $(STAMP): pyproject.toml requirements-dev.lock requirements-uv.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python 3.11+ is needed as $(PYTHON); set PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv --without-pip $(VENV)
-	@for pip in $(PYTHON) python3 ""; do \
-		if [ -z "$$pip" ]; then \
-			$(PY) -m ensurepip --default-pip >/dev/null || { echo "No pip to install uv with:" \
-				"install python3-pip (or python3-venv), or set PYTHON to a Python with pip"; exit 1; }; \
-			pip=$(PY); break; \
-		fi; \
-		$$pip -m pip --python $(PY) --version >/dev/null 2>&1 && break; \
-	done; \
-	echo "$$pip -m pip --python $(PY) install uv (requirements-uv.lock)"; \
-	$$pip -m pip --python $(PY) install --quiet --require-hashes --requirement requirements-uv.lock
+	$(call install_uv,$(VENV),--require-hashes --requirement requirements-uv.lock)
 	$(VENV)/bin/uv pip install --quiet --python $(PY) --require-hashes \
 		--requirement requirements-dev.lock
 	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps --no-build-isolation --editable .
@@ -141,8 +147,8 @@ UV_COMPILE = printf 'setuptools>=68\n' | .lock-venv/bin/uv pip compile --quiet -
 	$(LOCK_FLAGS) pyproject.toml -
 
 lock: ## Re-pin requirements-dev.lock and requirements.lock (with hashes) from pyproject.toml
-	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet uv==$(UV_VERSION)
+	rm -rf .lock-venv && $(PYTHON) -m venv --without-pip .lock-venv
+	$(call install_uv,.lock-venv,uv==$(UV_VERSION))
 	$(UV_COMPILE) --extra dev --output-file requirements-dev.lock
 	$(UV_COMPILE) --constraint requirements-dev.lock --output-file requirements.lock
 	printf 'uv==$(UV_VERSION)\n' | .lock-venv/bin/uv pip compile --quiet --universal \
