@@ -1,0 +1,69 @@
+"""Which interpreter `make install` builds .venv with on a fresh machine (read from
+`make -n`: nothing is installed)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MAKE = shutil.which("make")
+
+pytestmark = pytest.mark.skipif(MAKE is None, reason="make is not installed")
+
+
+def planned(tmp_path: Path, **variables: str) -> list[str]:
+    """The commands `make install` would run for a virtualenv under tmp_path."""
+    assert MAKE is not None
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "SYSTEM_PYTHON")}
+    result = subprocess.run(
+        [MAKE, "-n", "install", f"VENV={tmp_path / 'venv'}"]
+        + [f"{name}={value}" for name, value in variables.items()],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def system_python(tmp_path: Path, *, recent: bool) -> Path:
+    """A stand-in for /usr/bin/python3 that answers the Makefile's version check."""
+    fake = tmp_path / "system-python3"
+    fake.write_text(f"#!/bin/sh\nexit {0 if recent else 1}\n")
+    fake.chmod(0o755)
+    return fake
+
+
+def made_with(lines: list[str], tmp_path: Path) -> str:
+    """The interpreter that creates the virtualenv."""
+    suffix = f" -m venv --without-pip {tmp_path / 'venv'}"
+    made = [line.removesuffix(suffix) for line in lines if line.endswith(suffix)]
+    assert len(made) == 1, lines
+    return made[0]
+
+
+def test_a_system_python_of_3_11_or_newer_builds_the_virtualenv(tmp_path: Path) -> None:
+    system = system_python(tmp_path, recent=True)
+    assert made_with(planned(tmp_path, SYSTEM_PYTHON=str(system)), tmp_path) == str(system)
+
+
+def test_an_older_or_missing_system_python_leaves_it_to_python3(tmp_path: Path) -> None:
+    older = system_python(tmp_path, recent=False)
+    assert made_with(planned(tmp_path, SYSTEM_PYTHON=str(older)), tmp_path) == "python3"
+    missing = tmp_path / "no-such-python3"
+    assert made_with(planned(tmp_path, SYSTEM_PYTHON=str(missing)), tmp_path) == "python3"
+
+
+def test_python_given_by_the_developer_wins(tmp_path: Path) -> None:
+    system = system_python(tmp_path, recent=True)
+    chosen = "/opt/python3.13/bin/python3"
+    lines = planned(tmp_path, SYSTEM_PYTHON=str(system), PYTHON=chosen)
+    assert made_with(lines, tmp_path) == chosen
