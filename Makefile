@@ -16,7 +16,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint ruff format admin apikey seed export import migrate reindex audit-verify openapi clients console node-tools bench lock clean
+.PHONY: rebuild-venv help install run test lint ruff format admin apikey seed export import migrate reindex audit-verify openapi clients console node-tools bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -48,10 +48,15 @@ define install_uv
 	echo "$$pip -m pip --python $(1)/bin/python install $(2)"; \
 	$$pip -m pip --python $(1)/bin/python install --quiet $(2)
 endef
-$(STAMP): pyproject.toml requirements-dev.lock requirements-uv.lock
+# .venv is built again, from empty, when the lock files change or another interpreter is
+# chosen than the one that built it (named in .venv/.built-with).
+BUILT_WITH := $(shell cat $(VENV)/.built-with 2>/dev/null)
+$(STAMP): pyproject.toml requirements-dev.lock requirements-uv.lock \
+		$(if $(filter $(PYTHON),$(BUILT_WITH)),,rebuild-venv)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python 3.11+ is needed as $(PYTHON); set PYTHON=/path/to/python3.11"; exit 1; }
-	$(PYTHON) -m venv --without-pip $(VENV)
+	$(PYTHON) -m venv --clear --without-pip $(VENV)
+	@echo "$(PYTHON)" > $(VENV)/.built-with
 	$(call install_uv,$(VENV),--require-hashes --requirement requirements-uv.lock)
 	$(VENV)/bin/uv pip install --quiet --python $(PY) --require-hashes \
 		--requirement requirements-dev.lock
@@ -60,6 +65,8 @@ $(STAMP): pyproject.toml requirements-dev.lock requirements-uv.lock
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the pinned dependencies
+
+rebuild-venv:
 
 run: $(STAMP) ## Serve the API on HOST:PORT (embedded database unless MONGODB_URL is set)
 	$(PY) -m app
