@@ -194,5 +194,5 @@ import: $(STAMP) ## Restore a backup: make import DIR=backup/ (MONGODB_DB=... pi
 openapi: $(STAMP) ## Regenerate the committed API contract, openapi.json
 	$(PY) -m scripts.openapi
 
-bench: $(STAMP) ## Benchmarks: API vs raw driver on the same database (~5 min); see bench/
+bench: $(STAMP) ## Benchmarks: API vs raw driver on the same database (~9 min on 2 cores); see bench/
 	$(PY) -m bench.run
