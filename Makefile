@@ -1,17 +1,21 @@
 # Docstore: `make run` serves the API, `make test` runs every check. Both install
 # what is missing first (a virtualenv in .venv, pinned, with hashes, by requirements-dev.lock).
 
-# The interpreter of .venv (3.11+): the system's /usr/bin/python3 when it is 3.11 or newer,
-# else python3 from PATH; PYTHON=... picks another. Debian's and Ubuntu's are built with
-# profile-guided and link-time optimisation into a static binary; pyenv's default build has
-# neither and loads libpython as a shared library: the same tests took 14 % less CPU on
-# Debian's 3.11.2 than on pyenv's 3.11.7 (49 and 58 s for four files, alternating runs).
-SYSTEM_PYTHON := /usr/bin/python3
-ifeq ($(origin PYTHON),undefined)
-PYTHON := $(shell $(SYSTEM_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
-	2>/dev/null && echo $(SYSTEM_PYTHON) || echo python3)
-endif
 VENV ?= .venv
+# The interpreter of .venv (3.11+): PYTHON=... when given (command line or environment),
+# else the one that built .venv (named in .venv/.built-with), else the system's
+# /usr/bin/python3 when it is 3.11 or newer, else python3 from PATH. Debian's and Ubuntu's
+# are built with profile-guided and link-time optimisation into a static binary; pyenv's
+# default build has neither and loads libpython as a shared library: the same tests took
+# 14 % less CPU on Debian's 3.11.2 than on pyenv's 3.11.7 (49 and 58 s for four files,
+# alternating runs).
+SYSTEM_PYTHON := /usr/bin/python3
+BUILT_WITH := $(shell cat $(VENV)/.built-with 2>/dev/null)
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(or $(BUILT_WITH),$(shell $(SYSTEM_PYTHON) -c \
+	'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo $(SYSTEM_PYTHON) \
+	|| echo python3))
+endif
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
@@ -48,9 +52,8 @@ define install_uv
 	echo "$$pip -m pip --python $(1)/bin/python install $(2)"; \
 	$$pip -m pip --python $(1)/bin/python install --quiet $(2)
 endef
-# .venv is built again, from empty, when the lock files change or another interpreter is
-# chosen than the one that built it (named in .venv/.built-with).
-BUILT_WITH := $(shell cat $(VENV)/.built-with 2>/dev/null)
+# .venv is built again, from empty, when the lock files change or PYTHON names another
+# interpreter than the one that built it.
 $(STAMP): pyproject.toml requirements-dev.lock requirements-uv.lock \
 		$(if $(filter $(PYTHON),$(BUILT_WITH)),,rebuild-venv)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.skipif(MAKE is None, reason="make is not installed")
 def planned(tmp_path: Path, **variables: str) -> list[str]:
     """The commands `make install` would run for a virtualenv under tmp_path."""
     assert MAKE is not None
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "SYSTEM_PYTHON")}
+    # Not what an outer make passes down (`make test PYTHON=...` puts it in MAKEFLAGS).
+    passed_down = ("PYTHON", "SYSTEM_PYTHON", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
+    env = {k: v for k, v in os.environ.items() if k not in passed_down}
     result = subprocess.run(
         [MAKE, "-n", "install", f"VENV={tmp_path / 'venv'}"]
         + [f"{name}={value}" for name, value in variables.items()],
@@ -80,3 +82,15 @@ def test_another_interpreter_than_the_one_that_built_it_builds_it_again(tmp_path
     # Built before the interpreter was recorded: built again once, with today's choice.
     (venv / ".built-with").unlink()
     assert made_with(planned(tmp_path, PYTHON=chosen), tmp_path) == chosen
+
+
+def test_the_interpreter_a_developer_chose_stays_until_they_choose_again(
+    tmp_path: Path,
+) -> None:
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    chosen = "/opt/python3.13/bin/python3"
+    (venv / ".built-with").write_text(f"{chosen}\n")  # `make install PYTHON=...` once
+    (venv / ".installed-stamp").touch()
+    system = system_python(tmp_path, recent=True)
+    assert made_with(planned(tmp_path, SYSTEM_PYTHON=str(system)), tmp_path) == ""
