@@ -10,11 +10,12 @@ VENV ?= .venv
 # 14 % less CPU on Debian's 3.11.2 than on pyenv's 3.11.7 (49 and 58 s for four files,
 # alternating runs).
 SYSTEM_PYTHON := /usr/bin/python3
+# Arguments that make an interpreter exit 0 when it is 3.11 or newer.
+IS_RECENT := -c 'import sys; sys.exit(sys.version_info < (3, 11))'
 BUILT_WITH := $(shell cat $(VENV)/.built-with 2>/dev/null)
 ifeq ($(origin PYTHON),undefined)
-PYTHON := $(or $(BUILT_WITH),$(shell $(SYSTEM_PYTHON) -c \
-	'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo $(SYSTEM_PYTHON) \
-	|| echo python3))
+PYTHON := $(or $(BUILT_WITH),$(shell $(SYSTEM_PYTHON) $(IS_RECENT) 2>/dev/null \
+	&& echo $(SYSTEM_PYTHON) || echo python3))
 endif
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
@@ -30,15 +31,15 @@ help: ## List the targets
 # build sandbox (setuptools is pinned in the lock), so nothing unhashed is ever fetched.
 # The installer is uv (pinned, hash-checked by pip from requirements-uv.lock): it fetches
 # in parallel, about 12 s from a fresh clone where pip took 38 s. The virtualenv gets no
-# pip of its own: a pip already here (PYTHON's, else python3's; pip >= 22.3 installs into
-# another environment with --python) puts uv in it. ensurepip took 7 s of a fresh clone's
-# set-up, and Debian's interpreter has none without python3-venv; it is the fallback.
+# pip of its own (install_uv below): ensurepip took 7 s of a fresh clone's set-up, and
+# Debian's interpreter has none without python3-venv.
 # Bytecode is not compiled at install (uv's --compile-bytecode took 14 s for 5,900
 # modules, most never imported): `make test` writes it as the tests import (even where
 # PYTHONDONTWRITEBYTECODE is set, as on CI), and the app's own imports are compiled here,
 # once, for `make run`.
 # $(call install_uv,VIRTUALENV,PIP ARGS): uv into a virtualenv made --without-pip, by a pip
-# already here (PYTHON's, else python3's), else by the virtualenv's own from ensurepip.
+# already here (PYTHON's, else python3's; pip >= 22.3 installs into another environment
+# with --python), else by the virtualenv's own from ensurepip.
 define install_uv
 	@for pip in $(PYTHON) python3 ""; do \
 		if [ -z "$$pip" ]; then \
@@ -56,7 +57,7 @@ endef
 # interpreter than the one that built it.
 $(STAMP): pyproject.toml requirements-dev.lock requirements-uv.lock \
 		$(if $(filter $(PYTHON),$(BUILT_WITH)),,rebuild-venv)
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	@$(PYTHON) $(IS_RECENT) || \
 		{ echo "Python 3.11+ is needed as $(PYTHON); set PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv --clear --without-pip $(VENV)
 	@echo "$(PYTHON)" > $(VENV)/.built-with
